@@ -1,0 +1,41 @@
+"""Stages 3-4 of saddles: connectivity, merge trees, persistence and metrics.
+
+This package never imports torch, so the ``saddles topology`` command starts fast.
+
+    >>> import numpy as np
+    >>> from saddles.topology import merge_tree_grid, compute_metrics
+    >>> x = np.linspace(-2, 2, 101)
+    >>> field = np.cos(3 * x)[:, None] + np.cos(3 * x)[None, :]
+    >>> compute_metrics(merge_tree_grid(field, "full"))["n_minima"]
+    4
+"""
+
+from saddles.topology.graphs import (
+    CONNECTIVITIES,
+    delaunay_edges,
+    gabriel_edges,
+    grid_edges,
+    grid_offsets,
+    knn_edges,
+    resolve_knn_method,
+)
+from saddles.topology.mergetree import MergeTree, merge_tree, merge_tree_grid, simplify
+from saddles.topology.metrics import compute_metrics
+from saddles.topology.persistence import persistence_diagram, ttk_diagram
+
+__all__ = [
+    "CONNECTIVITIES",
+    "MergeTree",
+    "compute_metrics",
+    "delaunay_edges",
+    "gabriel_edges",
+    "grid_edges",
+    "grid_offsets",
+    "knn_edges",
+    "merge_tree",
+    "merge_tree_grid",
+    "persistence_diagram",
+    "resolve_knn_method",
+    "simplify",
+    "ttk_diagram",
+]
