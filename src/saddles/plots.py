@@ -1,0 +1,139 @@
+"""Figures, one function per figure; each returns a matplotlib Figure and can save it.
+
+matplotlib is imported with the non-interactive Agg backend, so figures render on machines
+without a screen. This module never imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+
+from saddles.topology.mergetree import MergeTree  # noqa: E402
+
+
+def save(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` to ``path`` (parents created), close it, and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def persistence_diagram_figure(tree: MergeTree, title: str = "") -> plt.Figure:
+    """Birth against death for every pair; essential classes drawn at the component's max
+    (TTK's convention) with a distinct marker."""
+    finite = tree.diagram()
+    ess = np.stack([tree.values[tree.essential[:, 0]], tree.values[tree.essential[:, 1]]], axis=1)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    lo, hi = float(tree.values.min()), float(tree.values.max())
+    pad = 0.03 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1)
+    if len(finite):
+        ax.scatter(finite[:, 0], finite[:, 1], s=12, alpha=0.7, label=f"{len(finite)} pairs")
+    ax.scatter(ess[:, 0], ess[:, 1], s=40, marker="^", color="C3",
+               label=f"{len(ess)} essential (death = max)")  # fmt: skip
+    ax.set(xlabel="birth (minimum value)", ylabel="death (saddle value)",
+           xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad))  # fmt: skip
+    ax.set_title(title or "0-dimensional persistence diagram")
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def merge_tree_layout(tree: MergeTree) -> tuple[dict[int, float], dict[int, list[int]]]:
+    """x position of each node (leaves in depth-first order, a parent at its children's mean)
+    and the children of each node. Children are visited lowest minimum first."""
+    children: dict[int, list[int]] = {int(v): [] for v in tree.nodes}
+    for v, p in zip(tree.nodes.tolist(), tree.parent.tolist(), strict=True):
+        if p >= 0:
+            children[p].append(v)
+    lowest = {}  # value of the lowest minimum below each node, for a stable drawing order
+    for v in tree.nodes[np.argsort(tree.values[tree.nodes], kind="stable")].tolist():
+        lowest[v] = min([lowest[c] for c in children[v]], default=tree.values[v])
+    x: dict[int, float] = {}
+    next_leaf = 0
+    roots = [int(v) for v, p in zip(tree.nodes, tree.parent, strict=True) if p < 0]
+    for root in sorted(roots, key=lambda r: lowest[r]):
+        stack = [(root, False)]
+        while stack:  # iterative post-order, so deep trees do not hit the recursion limit
+            v, done = stack.pop()
+            kids = sorted(children[v], key=lambda c: lowest[c])
+            if done or not kids:
+                if kids:
+                    x[v] = float(np.mean([x[c] for c in kids]))
+                else:
+                    x[v] = float(next_leaf)
+                    next_leaf += 1
+                continue
+            stack.append((v, True))
+            stack.extend((c, False) for c in reversed(kids))
+    return x, children
+
+
+def merge_tree_figure(tree: MergeTree, title: str = "") -> plt.Figure:
+    """The merge tree drawn as a tree: y is the value, x the branch order; minima and saddles
+    marked. Simplify large trees first (``saddles.topology.simplify``)."""
+    x, children = merge_tree_layout(tree)
+    y = tree.values
+    segments = []
+    for v, kids in children.items():
+        for c in kids:
+            segments.append([(x[c], y[c]), (x[c], y[v]), (x[v], y[v])])
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.add_collection(LineCollection(segments, colors="0.25", linewidths=1))
+    mins, sads = tree.minima, tree.saddles
+    ax.scatter([x[int(v)] for v in mins], y[mins], s=18, color="C0", zorder=3,
+               label=f"{len(mins)} minima")  # fmt: skip
+    if len(sads):
+        ax.scatter([x[int(v)] for v in sads], y[sads], s=18, color="C3", zorder=3,
+                   label=f"{len(sads)} saddles")  # fmt: skip
+    ax.autoscale()
+    ax.set(xticks=[], ylabel="loss", title=title or "merge tree of sublevel sets")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def field_figure(
+    field: np.ndarray,
+    tree: MergeTree | None = None,
+    extent: tuple[float, float, float, float] | None = None,
+    title: str = "",
+    log: bool = False,
+) -> plt.Figure:
+    """A 2D field as filled contours, with the tree's minima (dots) and saddles (crosses).
+
+    ``extent`` = (x0, x1, y0, y1) of the last and first numpy axes; ``log`` shows log10 of the
+    shifted field, which reveals structure near the minimum (the merge tree needs no such
+    trick: it is invariant to monotone transforms).
+    """
+    field = np.asarray(field, dtype=float)
+    if field.ndim != 2:
+        raise ValueError(f"field_figure draws 2-D fields, not shape {field.shape}")
+    ny, nx = field.shape
+    x0, x1, y0, y1 = extent if extent is not None else (0, nx - 1, 0, ny - 1)
+    xs, ys = np.linspace(x0, x1, nx), np.linspace(y0, y1, ny)
+    if log:
+        field = np.log10(field - np.nanmin(field) + 1e-12 * (1 + abs(np.nanmax(field))))
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    cs = ax.contourf(xs, ys, field, levels=30, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="log10(loss - min)" if log else "loss")
+    if tree is not None:
+        for verts, style, label in (
+            (tree.minima, dict(marker="o", color="white", edgecolor="k"), "minima"),
+            (tree.saddles, dict(marker="X", color="red", edgecolor="k"), "saddles"),
+        ):
+            if len(verts):
+                r, c = np.unravel_index(verts, field.shape)
+                ax.scatter(xs[c], ys[r], s=30, linewidths=0.6, zorder=3,
+                           label=f"{len(verts)} {label}", **style)  # fmt: skip
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    ax.set(xlabel="direction 1", ylabel="direction 2", title=title or "loss landscape")
+    ax.set_aspect("auto")
+    return fig
