@@ -205,8 +205,22 @@ def _prepare(values: np.ndarray, nan_policy: str) -> tuple[np.ndarray, np.ndarra
         # Finite values first by (value, index), then the non-finite ones by index.
         order = np.lexsort((np.arange(len(vals)), vals, bad))
     else:
-        order = np.argsort(vals, kind="stable")
-    return vals, order.astype(np.int64), n_bad
+        # An unstable sort is ~2.5x faster than a stable one; ties are then put in index order.
+        order = np.argsort(vals)
+        _order_ties_by_index(order, vals[order])
+    return vals, order.astype(np.int64, copy=False), n_bad
+
+
+@numba.njit(cache=True, nogil=True)
+def _order_ties_by_index(order, sorted_vals):
+    """Sort each run of equal values in ``order`` by vertex index, in place."""
+    n = order.shape[0]
+    start = 0
+    for i in range(1, n + 1):
+        if i == n or sorted_vals[i] != sorted_vals[start]:
+            if i - start > 1:
+                order[start:i] = np.sort(order[start:i])
+            start = i
 
 
 def _csr(edges: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -262,18 +276,22 @@ def _sweep(order, indptr, indices, shape, offsets, is_grid):
         n_roots = 0
         if is_grid:
             rem = v
+            interior = True  # away from the boundary no offset needs a bounds check
             for d in range(ndim):
                 coord[d] = rem // strides[d]
                 rem -= coord[d] * strides[d]
+                if coord[d] == 0 or coord[d] == shape[d] - 1:
+                    interior = False
             for k in range(offsets.shape[0]):
-                inside = True
-                for d in range(ndim):
-                    c = coord[d] + offsets[k, d]
-                    if c < 0 or c >= shape[d]:
-                        inside = False
-                        break
-                if not inside:
-                    continue
+                if not interior:
+                    inside = True
+                    for d in range(ndim):
+                        c = coord[d] + offsets[k, d]
+                        if c < 0 or c >= shape[d]:
+                            inside = False
+                            break
+                    if not inside:
+                        continue
                 u = v + deltas[k]
                 if uf[u] < 0:
                     continue
