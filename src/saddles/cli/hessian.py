@@ -1,0 +1,318 @@
+"""`saddles hessian`: top eigenvalues, trace and eigenvalue density of a model's loss Hessian.
+
+The model, checkpoint, data and loss are given as for `saddles landscape`:
+
+- ``--model module:function`` (or ``path/to/file.py:function``): a factory called with no
+  arguments that returns the ``torch.nn.Module``;
+- ``--checkpoint``: a state dict, loaded without unpickling arbitrary objects
+  (``torch.load(..., weights_only=True)``, or a ``.safetensors`` file);
+- ``--data``: a ``.pt`` file holding a tensor or a tuple/list of tensors (``weights_only=True``),
+  or an ``.npz`` whose arrays, in file order, form the batch;
+- ``--criterion cross_entropy|mse`` (applied to ``model(inputs)`` and ``targets``), or
+  ``--loss module:function`` naming a ``loss(model, batch) -> scalar`` function.
+
+The command prints the eigenvalues and the trace with its standard error, and writes
+``hessian.json`` and the density figures into ``--out``. torch is imported inside the command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from saddles.cli import app
+
+
+class Criterion(str, Enum):
+    cross_entropy = "cross_entropy"
+    mse = "mse"
+
+
+class Which(str, Enum):
+    LA = "LA"
+    SA = "SA"
+    LM = "LM"
+
+
+class TraceMethod(str, Enum):
+    hutchpp = "hutch++"
+    hutchinson = "hutchinson"
+    exact = "exact"
+
+
+class HvpMethod(str, Enum):
+    auto = "auto"
+    reverse = "reverse"
+    forward = "forward"
+
+
+@app.command()
+def hessian(
+    model: str = typer.Option(..., help="Model factory as module:function (called with no args)."),
+    data: Path = typer.Option(..., help="Data: .pt (tensor or tuple of tensors) or .npz."),
+    checkpoint: Path | None = typer.Option(None, help="State dict: .pt/.pth or .safetensors."),
+    criterion: Criterion | None = typer.Option(
+        None, help="Loss on (inputs, targets): cross_entropy (the default) or mse."
+    ),
+    loss: str | None = typer.Option(
+        None, help="Instead of --criterion: a loss(model, batch) function as module:function."
+    ),
+    params: str = typer.Option(
+        "all", help="Parameters: 'all', 'weights' (dim >= 2), or comma-separated names."
+    ),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Number of eigenvalues."),
+    which: Which = typer.Option(
+        Which.LA, help="LA: largest, SA: smallest (negative curvature), LM: largest magnitude."
+    ),
+    tol: float | None = typer.Option(None, help="Relative residual tolerance of the eigenpairs."),
+    trace_method: TraceMethod = typer.Option(TraceMethod.hutchpp, help="Trace estimator."),
+    trace_matvecs: int = typer.Option(99, min=4, help="HVPs for the trace estimate."),
+    n_lanczos: int = typer.Option(90, min=2, help="Lanczos steps per density run."),
+    n_runs: int = typer.Option(1, min=1, help="Density runs (random start vectors)."),
+    sigma: float | None = typer.Option(None, help="Density smoothing width (default: auto)."),
+    batch_size: int | None = typer.Option(
+        None, min=1, help="Split the data into batches of this size (same loss, less memory)."
+    ),
+    float64: bool = typer.Option(False, "--float64", help="Compute in double precision."),
+    hvp: HvpMethod = typer.Option(HvpMethod.auto, help="HVP backend (auto measures both)."),
+    train: bool = typer.Option(False, "--train", help="Run the model in train mode."),
+    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
+    seed: int = typer.Option(0, help="Seed of every random start vector."),
+    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
+    out: Path = typer.Option(Path("runs/hessian"), help="Directory for hessian.json and figures."),
+) -> None:
+    """Top eigenvalues, trace (+- standard error) and eigenvalue density of the loss Hessian."""
+    import torch
+
+    from saddles.data import make_loss
+    from saddles.hessian import HessianOperator, NondeterministicHessianError
+    from saddles.hessian_plots import plot_density, plot_density_histogram
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if loss is not None and criterion is not None:
+        raise typer.BadParameter("give --loss or --criterion, not both", param_hint="--loss")
+    net = _build_model(model)
+    if checkpoint is not None:
+        _load_checkpoint(net, checkpoint)
+    net = net.to(device)
+    if loss is not None:
+        loss_fn = _import_object(loss, "--loss")
+        if not callable(loss_fn):
+            raise typer.BadParameter(f"{loss} is not callable", param_hint="--loss")
+    else:
+        mse = criterion == Criterion.mse
+        loss_fn = make_loss(criterion=torch.nn.MSELoss() if mse else torch.nn.CrossEntropyLoss())
+    batch = _load_data(data)
+    batches = _split(batch, batch_size) if batch_size else batch
+    param_filter: Any = params if params in ("all", "weights") else params.split(",")
+
+    start = time.perf_counter()
+    try:
+        op = HessianOperator(
+            net,
+            loss_fn,
+            batches,
+            params=param_filter,
+            dtype=torch.float64 if float64 else None,
+            device=device,
+            hvp=hvp.value,
+            train=train,
+        )
+        eig = op.top_eigen(min(top_k, op.dim), which=which.value, tol=tol, seed=seed)
+        tr = op.trace(trace_method.value, None if trace_method == "exact" else trace_matvecs,
+                      seed=seed)  # fmt: skip
+        sd = op.spectral_density(n_lanczos, n_runs, sigma=sigma, seed=seed)
+    except NondeterministicHessianError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    except (ValueError, TypeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    seconds = time.perf_counter() - start
+
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [out / "density.png", out / "density_histogram.png"]
+    plot_density(sd, path=figures[0])
+    plot_density_histogram(sd, path=figures[1])
+    report = {
+        "model": model,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "data": str(data),
+        "loss": loss or (criterion or Criterion.cross_entropy).value,
+        "dim": op.dim,
+        "parameters": list(op.names),
+        "dtype": str(op.dtype).replace("torch.", ""),
+        "train_mode": train,
+        "hvp_method": op.hvp_method,
+        "hvp_seconds": op.hvp_timings,
+        "seed": seed,
+        "eigen": {
+            "which": eig.which,
+            "eigenvalues": eig.eigenvalues.tolist(),
+            "residual_norms": eig.residual_norms.tolist(),
+            "converged": eig.converged.tolist(),
+            "tol": eig.tol,
+            "n_hvps": eig.n_hvps,
+        },
+        "trace": {
+            "value": tr.value,
+            "stderr": tr.stderr,
+            "method": tr.method,
+            "n_matvecs": tr.n_matvecs,
+        },  # fmt: skip
+        "density": {
+            "n_lanczos": int(sd.nodes.shape[1]),
+            "n_runs": int(sd.nodes.shape[0]),
+            "sigma": sd.sigma,
+            "nodes": sd.nodes.tolist(),
+            "weights": sd.weights.tolist(),
+            "grid": sd.grid.tolist(),
+            "density": sd.density.tolist(),
+        },
+        "seconds": seconds,
+        "figures": [str(f) for f in figures],
+    }
+    json_path = out / "hessian.json"
+    json_path.write_text(json.dumps(report, indent=1))
+
+    typer.echo(f"Hessian over {op.dim:,} parameters ({report['dtype']}, {op.hvp_method} HVPs)")
+    typer.echo(f"{'i':>3}  {'eigenvalue':>14}  {'residual':>10}")
+    for i, (lam, res) in enumerate(zip(eig.eigenvalues, eig.residual_norms, strict=True), 1):
+        flag = "" if eig.converged[i - 1] else "  (not converged)"
+        typer.echo(f"{i:>3}  {lam:>14.6g}  {res:>10.2g}{flag}")
+    typer.echo(f"trace = {tr.value:.6g} +- {tr.stderr:.2g} ({tr.method}, {tr.n_matvecs} HVPs)")
+    typer.echo(f"wrote {json_path}, {figures[0]}, {figures[1]}")
+
+
+# --- loading: factory, checkpoint, data ----------------------------------------------------------
+
+
+def _import_object(spec: str, hint: str) -> Any:
+    """Import ``module:attribute`` or ``file.py:attribute``; the working directory is importable."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise typer.BadParameter(f"expected module:function, got {spec!r}", param_hint=hint)
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}", param_hint=hint) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise typer.BadParameter(f"{module_name!r} has no {attr!r}", param_hint=hint) from exc
+
+
+def _build_model(spec: str):
+    import torch
+
+    factory = _import_object(spec, "--model")
+    if not callable(factory):
+        raise typer.BadParameter(f"{spec} is not callable", param_hint="--model")
+    net = factory()
+    if not isinstance(net, torch.nn.Module):
+        raise typer.BadParameter(
+            f"{spec}() returned a {type(net).__name__}, not a torch.nn.Module", param_hint="--model"
+        )
+    return net
+
+
+def _load_checkpoint(net, path: Path) -> None:
+    """Load a state dict into ``net``; never unpickles arbitrary objects."""
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {path}", param_hint="--checkpoint")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError) as exc:
+        raise typer.BadParameter(
+            f"cannot load {path} as a plain state dict (objects other than tensors and "
+            f"containers are refused): {exc}",
+            param_hint="--checkpoint",
+        ) from exc
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise typer.BadParameter(
+            f"{path} does not hold a state dict (a mapping of names to tensors)",
+            param_hint="--checkpoint",
+        )
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise typer.BadParameter(
+            f"{path} does not match the model: {exc}", param_hint="--checkpoint"
+        ) from exc
+
+
+def _load_data(path: Path) -> tuple:
+    """One batch (a tuple of tensors) from a .pt or .npz file."""
+    import pickle
+
+    import numpy as np
+    import torch
+
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {path}", param_hint="--data")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = [npz[k] for k in npz.files]
+        except (ValueError, OSError) as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--data") from exc
+        if not arrays:
+            raise typer.BadParameter(f"{path} holds no arrays", param_hint="--data")
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+    if path.suffix not in (".pt", ".pth"):
+        raise typer.BadParameter(
+            f"unsupported data file {path.name!r}: use .pt/.pth or .npz", param_hint="--data"
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError) as exc:
+        raise typer.BadParameter(
+            f"cannot load {path} with weights_only=True: {exc}", param_hint="--data"
+        ) from exc
+    if isinstance(obj, torch.Tensor):
+        return (obj,)
+    if isinstance(obj, (tuple, list)) and obj and all(isinstance(t, torch.Tensor) for t in obj):
+        return tuple(obj)
+    raise typer.BadParameter(
+        f"{path} must hold a tensor or a tuple/list of tensors, not {type(obj).__name__}",
+        param_hint="--data",
+    )
+
+
+def _split(batch: tuple, size: int) -> list[tuple]:
+    """Split one batch along the first dimension into batches of ``size`` samples."""
+    n = batch[0].shape[0]
+    return [tuple(t[i : i + size] for t in batch) for i in range(0, n, size)]

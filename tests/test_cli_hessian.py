@@ -1,0 +1,190 @@
+"""End-to-end tests of `saddles hessian`: files in, numbers and figures out, checked against the
+exact Hessian of the checkpoint's weights."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch.func import functional_call
+from typer.testing import CliRunner
+
+from saddles.cli import app
+
+F64 = torch.float64
+MODULE = "hessian_cli_models"
+
+FACTORIES = textwrap.dedent(
+    """
+    import torch
+
+    def mlp():
+        torch.manual_seed(123)  # deliberately not the checkpoint's weights
+        return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+
+    def dropout_mlp():
+        return torch.nn.Sequential(
+            torch.nn.Linear(4, 6), torch.nn.Dropout(0.5), torch.nn.Tanh(), torch.nn.Linear(6, 3)
+        )
+
+    def not_a_model():
+        return 42
+
+    def squared_error(model, batch):
+        x, y = batch
+        return ((model(x) - y) ** 2).mean()
+    """
+)
+
+
+class Opaque:  # an arbitrary object a safe checkpoint loader must refuse
+    pass
+
+
+@pytest.fixture()
+def files(tmp_path, monkeypatch):
+    (tmp_path / f"{MODULE}.py").write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.save(state, tmp_path / "ckpt.pt")
+    save_file(state, str(tmp_path / "ckpt.safetensors"))
+    x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
+    torch.save((x, y), tmp_path / "data.pt")
+    targets = torch.randn(40, 3)
+    np.savez(tmp_path / "regression.npz", x=x.numpy(), y=targets.numpy())
+    return tmp_path, model, x, y, targets
+
+
+def exact_hessian(model, loss_of_output):
+    params = {n: p.detach().to(F64) for n, p in model.named_parameters()}
+    theta = torch.cat([p.reshape(-1) for p in params.values()])
+
+    def f(t):
+        d, i = {}, 0
+        for n, p in params.items():
+            d[n] = t[i : i + p.numel()].view(p.shape)
+            i += p.numel()
+        return loss_of_output(functional_call(model, d, ()))
+
+    return torch.func.hessian(f)(theta).numpy()
+
+
+def plain(text: str) -> str:
+    """Output without the error panel's box drawing and line wrapping."""
+    return " ".join(re.sub("[\u2500-\u257f]", " ", text).split())
+
+
+def run(command: str):
+    """Invoke `saddles hessian` with a shell-like argument string."""
+    result = CliRunner().invoke(app, ["hessian", *shlex.split(command)])
+    return result, result.output
+
+
+def test_hessian_command_matches_exact_hessian(files):
+    tmp, model, x, y, _ = files
+    xs = x.to(F64)
+
+    class Bound(torch.nn.Module):  # the model applied to the fixed inputs, for the oracle
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self):
+            return self.net(xs)
+
+    H = exact_hessian(Bound(), lambda out: torch.nn.functional.cross_entropy(out, y))
+    evals = np.linalg.eigvalsh(H)
+    result, out = run(
+        f"--model {MODULE}:mlp --checkpoint {tmp}/ckpt.pt --data {tmp}/data.pt --float64 "
+        f"--top-k 3 --trace-method exact --n-lanczos 20 --out {tmp}/out"
+    )
+    assert result.exit_code == 0, out
+    report = json.loads((tmp / "out" / "hessian.json").read_text())
+    np.testing.assert_allclose(report["eigen"]["eigenvalues"], evals[::-1][:3], rtol=1e-6)
+    assert report["trace"]["value"] == pytest.approx(np.trace(H), rel=1e-10)
+    assert report["dim"] == H.shape[0] == sum(p.numel() for p in model.parameters())
+    assert report["dtype"] == "float64" and report["eigen"]["n_hvps"] > 0
+    assert all(report["eigen"]["converged"])
+    density = report["density"]
+    assert np.trapezoid(density["density"], density["grid"]) == pytest.approx(1.0, abs=1e-9)
+    for name in ("density.png", "density_histogram.png"):
+        png = (tmp / "out" / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert f"{evals[-1]:.6g}" in out and "trace =" in out
+
+    # The same weights from safetensors, the default (hutch++) trace, in float32.
+    result, out = run(
+        f"--model {MODULE}:mlp --checkpoint {tmp}/ckpt.safetensors --data {tmp}/data.pt "
+        f"--top-k 1 --out {tmp}/out32"
+    )
+    assert result.exit_code == 0, out
+    report = json.loads((tmp / "out32" / "hessian.json").read_text())
+    assert report["eigen"]["eigenvalues"][0] == pytest.approx(evals[-1], rel=1e-4)
+    trace = report["trace"]
+    assert trace["method"] == "hutch++" and trace["n_matvecs"] == 99 and trace["stderr"] >= 0
+    assert abs(trace["value"] - np.trace(H)) <= 4 * trace["stderr"] + 1e-4 * abs(np.trace(H))
+
+
+def test_npz_data_custom_loss_filter_and_batches(files):
+    tmp = files[0]
+    common = (
+        f"--model {MODULE}:mlp --checkpoint {tmp}/ckpt.pt --data {tmp}/regression.npz "
+        "--float64 --top-k 2 --n-lanczos 10"
+    )
+    result, out = run(f"{common} --criterion mse --out {tmp}/a")
+    assert result.exit_code == 0, out
+    result, out = run(f"{common} --loss {MODULE}:squared_error --batch-size 7 --out {tmp}/b")
+    assert result.exit_code == 0, out
+    a = json.loads((tmp / "a" / "hessian.json").read_text())["eigen"]["eigenvalues"]
+    b = json.loads((tmp / "b" / "hessian.json").read_text())["eigen"]["eigenvalues"]
+    np.testing.assert_allclose(a, b, rtol=1e-9)  # MSE criterion == the same loss, any batching
+    result, out = run(f"{common} --criterion mse --params 0.weight,2.weight --out {tmp}/c")
+    assert result.exit_code == 0, out
+    report = json.loads((tmp / "c" / "hessian.json").read_text())
+    assert report["parameters"] == ["0.weight", "2.weight"] and report["dim"] == 24 + 18
+
+
+def test_dropout_in_train_mode_is_reported(files):
+    tmp = files[0]
+    common = f"--model {MODULE}:dropout_mlp --data {tmp}/data.pt --out {tmp}/o"
+    result, out = run(f"{common} --train")
+    assert result.exit_code == 1 and "not deterministic" in out and "Dropout" in out
+    result, out = run(f"{common} --top-k 1 --n-lanczos 5")
+    assert result.exit_code == 0, out  # eval mode (the default) switches dropout off
+
+
+def test_bad_inputs_are_explained(files):
+    tmp = files[0]
+    torch.save({"0.weight": torch.zeros(6, 4), "evil": Opaque()}, tmp / "pickled.pt")
+    torch.save({"0.weight": torch.zeros(2, 2)}, tmp / "wrong.pt")
+    torch.save({"x": torch.zeros(3)}, tmp / "dict_data.pt")
+    (tmp / "data.csv").write_text("1,2\n")
+    mlp = f"--model {MODULE}:mlp"
+    data = f"--data {tmp}/data.pt --out {tmp}/o"
+    cases = [
+        (f"--model nocolon {data}", "expected module:function"),
+        (f"--model no_such_module_xyz:f {data}", "cannot import"),
+        (f"--model {MODULE}:missing {data}", "has no 'missing'"),
+        (f"--model {MODULE}:not_a_model {data}", "not a torch.nn.Module"),
+        (f"{mlp} --checkpoint {tmp}/pickled.pt {data}", "refused"),
+        (f"{mlp} --checkpoint {tmp}/wrong.pt {data}", "does not match"),
+        (f"{mlp} --checkpoint {tmp}/nope.pt {data}", "no such file"),
+        (f"{mlp} --data {tmp}/data.csv", "unsupported data file"),
+        (f"{mlp} --data {tmp}/dict_data.pt", "tuple/list of tensors"),
+        (f"{mlp} --criterion mse --loss {MODULE}:squared_error {data}", "not both"),
+        (f"{mlp} --params 0.weight,bogus {data}", "unknown parameter"),
+        (f"{mlp} --trace-method median {data}", "median"),
+    ]
+    for command, message in cases:
+        result, out = run(command)
+        assert result.exit_code != 0, command
+        assert message in plain(out), (command, out)
