@@ -8,8 +8,8 @@ runs in well under a second on one CPU core:
   eval mode differs from train mode) and a linear head.
 - the convection PINN (Krishnapriyan et al. 2021): ``u_t + beta u_x = 0`` on
   ``[0, 2 pi) x [0, 1]``, ``u(x, 0) = sin x``, periodic in x. Its loss is written twice: with
-  ``torch.autograd.grad`` on inputs (the usual PINN code, which ``torch.vmap`` cannot run) and
-  with ``torch.func.jvp`` (which it can); both give the same value.
+  ``torch.autograd.grad`` on inputs (the usual PINN code, which ``torch.vmap`` cannot run), and
+  with ``torch.func.jvp`` or ``torch.func.jacrev`` (which it can); all give the same value.
 - :func:`tiny_transformer`: a 2-layer causal character transformer with next-token loss.
 - :class:`Quadratic`: one parameter vector with loss ``0.5 (w - w*)^T A (w - w*)``, for an
   analytic check.
@@ -119,6 +119,14 @@ def pinn_loss_jvp(model: nn.Module, batch, beta: float = 3.0) -> torch.Tensor:
     tangent = torch.cat([torch.full_like(x_f, beta), torch.ones_like(t_f)], dim=1)
     _, residual = torch.func.jvp(model, (xt,), (tangent,))
     return (residual**2).mean() + _ic_and_boundary(model, batch)
+
+
+def pinn_loss_jacrev(model: nn.Module, batch, beta: float = 3.0) -> torch.Tensor:
+    """The same loss with per-point Jacobians ``vmap(jacrev(u))``: the general recipe (also for
+    second derivatives, with ``jacfwd(jacrev(u))``), which nests inside the engine's vmap."""
+    xt = torch.cat([batch[0], batch[1]], dim=1)
+    grads = torch.func.vmap(torch.func.jacrev(lambda p: model(p[None])[0, 0]))(xt)  # (u_x, u_t)
+    return ((grads[:, 1] + beta * grads[:, 0]) ** 2).mean() + _ic_and_boundary(model, batch)
 
 
 # --- a tiny transformer ------------------------------------------------------------------------
