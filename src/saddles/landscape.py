@@ -215,12 +215,15 @@ class Landscape:
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``<path>.npz`` (arrays) and ``<path>.json`` (shape, metric names, info).
 
-        Both are written atomically. Returns the ``.npz`` path.
+        The ``.npz`` holds ``coords`` (n, k), ``loss`` and ``metric__<name>``; for a grid the
+        values are stored in the grid's shape, so ``saddles topology <path>.npz`` reads the
+        field directly. Both files are written atomically. Returns the ``.npz`` path.
         """
         base = _strip_suffix(Path(path))
         base.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"coords": self.coords, "loss": self.loss}
-        arrays.update({f"metric__{k}": v for k, v in self.metrics.items()})
+        shape = self.shape if self.shape is not None else (self.n_points,)
+        arrays = {"coords": self.coords, "loss": self.loss.reshape(shape)}
+        arrays.update({f"metric__{k}": v.reshape(shape) for k, v in self.metrics.items()})
         npz = base.with_name(base.name + ".npz")
         _atomic_savez(npz, arrays)
         meta = {
@@ -250,8 +253,8 @@ class Landscape:
                 f"{LANDSCAPE_VERSION}"
             )
         with np.load(npz, allow_pickle=False) as z:
-            coords, loss = z["coords"], z["loss"]
-            metrics = {name: z[f"metric__{name}"] for name in meta["metrics"]}
+            coords, loss = z["coords"], z["loss"].reshape(-1)
+            metrics = {name: z[f"metric__{name}"].reshape(-1) for name in meta["metrics"]}
         shape = tuple(meta["shape"]) if meta["shape"] is not None else None
         return cls(coords, loss, metrics, shape, meta.get("info", {}))
 
@@ -330,8 +333,11 @@ def evaluate(
             _say(console, f"run in {run.path} is already complete; loaded it")
             return landscape
         center = _center_values(problem)
-        per_point = _point_bytes(problem)
-        cap = _chunk_cap(per_point, budget, problem.device)
+        # Only a batched run without a fixed chunk size needs the memory estimate.
+        planned = run is not None and run.plan is not None
+        measure = engine != "sequential" and chunk_size is None and not planned
+        per_point = _point_bytes(problem) if measure else None
+        cap = _chunk_cap(per_point, budget, problem.device) if per_point else MAX_CHUNK
         results: dict[tuple[int, int], np.ndarray] = run.load_chunks() if run else {}
         loop = _Loop(problem, coords, results, run, console)
         try:
@@ -353,7 +359,7 @@ def evaluate(
     n_bad = int((~np.isfinite(values[:, 0])).sum())
     elapsed = time.perf_counter() - started
     info = _provenance(problem, coords, train_mode, plan, loop, center, n_bad, elapsed)
-    info["memory_per_point_bytes"] = int(per_point)
+    info["memory_per_point_bytes"] = per_point
     names = problem.value_names
     landscape = Landscape(
         coords=coords.points.copy(),
@@ -771,11 +777,20 @@ def _default_write_chunk(n: int) -> int:
 def _point_bytes(problem: _Problem) -> int:
     """Bytes a batched chunk needs per point: one parameter copy plus a point's activations.
 
-    The activations are the peak of live tensor storage during one sequential evaluation of
-    the centre on the largest batch, measured with a dispatch mode that sees every allocation.
+    The activations are the peak memory of one sequential evaluation of the centre on the
+    largest batch: on CUDA from the allocator's peak statistics, on CPU from a dispatch mode that
+    sees every allocation (its first use in a process imports parts of torch, about a second).
     """
     param_bytes = sum(w.numel() * w.element_size() for w in problem.center)
     largest = max(range(len(problem.batches)), key=lambda i: batch_size(problem.batches[i]))
+    if problem.device.type == "cuda":
+        torch.cuda.synchronize(problem.device)
+        torch.cuda.reset_peak_memory_stats(problem.device)
+        base = torch.cuda.memory_allocated(problem.device)
+        with torch.enable_grad():
+            _values_of(problem, problem.model, problem.batches[largest])
+        torch.cuda.synchronize(problem.device)
+        return int(param_bytes + torch.cuda.max_memory_allocated(problem.device) - base)
     try:
         with torch.enable_grad(), _PeakMemory(problem) as meter:
             _values_of(problem, problem.model, problem.batches[largest])

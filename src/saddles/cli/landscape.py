@@ -1,0 +1,395 @@
+"""`saddles landscape`: sample a model's loss landscape into a resumable run directory.
+
+The model, checkpoint, data and loss are given as for `saddles hessian`:
+
+- ``--model module:function`` (or ``path/to/file.py:function``): a factory called with no
+  arguments that returns the ``torch.nn.Module``;
+- ``--checkpoint``: a state dict, loaded without unpickling arbitrary objects
+  (``torch.load(..., weights_only=True)``, or a ``.safetensors`` file); the weights it holds are
+  the landscape's centre;
+- ``--data``: a ``.pt`` file holding a tensor, a tuple/list of tensors or a dict of tensors (in
+  stored order), loaded with ``weights_only=True``, or an ``.npz`` whose arrays, in file order,
+  form the batch; ``--batch-size`` splits it;
+- ``--criterion cross_entropy|mse`` (applied to ``model(inputs)`` and ``targets``), or
+  ``--loss module:function`` naming a ``loss(model, batch) -> scalar`` function; ``--metric
+  name=module:function`` adds per-point values such as accuracy.
+
+Directions are random (``--directions``, ``--seed``, ``--norm``, ``--keep-1d``,
+``--orthogonalize``; Li et al. 2018) or point to other checkpoints (``--to``, repeated).
+Coordinates are a grid (``--grid``, ``--range``) or ``--scattered N`` points. The run directory
+``--out`` receives ``config.json``, ``chunks/`` and ``landscape.npz``/``.json``; ``--resume``
+continues an interrupted run. torch is imported inside the command, so other commands start
+fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from saddles.cli import app
+
+
+class Criterion(str, Enum):
+    cross_entropy = "cross_entropy"
+    mse = "mse"
+
+
+class Norm(str, Enum):
+    filter = "filter"
+    layer = "layer"
+    model = "model"
+    none = "none"
+
+
+class Orthogonalize(str, Enum):
+    none = "none"
+    orthogonal = "orthogonal"
+    orthonormal = "orthonormal"
+
+
+class Method(str, Enum):
+    sobol = "sobol"
+    lhs = "lhs"
+    uniform = "uniform"
+
+
+class Region(str, Enum):
+    box = "box"
+    ball = "ball"
+
+
+class Engine(str, Enum):
+    auto = "auto"
+    sequential = "sequential"
+    batched = "batched"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+@app.command()
+def landscape(
+    model: str = typer.Option(..., help="Model factory as module:function (called with no args)."),
+    data: Path = typer.Option(..., help="Data: .pt (tensor, tuple or dict of tensors) or .npz."),
+    checkpoint: Path | None = typer.Option(None, help="State dict: .pt/.pth or .safetensors."),
+    criterion: Criterion | None = typer.Option(
+        None, help="Loss on (inputs, targets): cross_entropy (the default) or mse."
+    ),
+    loss: str | None = typer.Option(
+        None, help="Instead of --criterion: a loss(model, batch) function as module:function."
+    ),
+    metric: list[str] = typer.Option(
+        [], help="Extra per-point value as name=module:function (repeatable)."
+    ),
+    batch_size: int | None = typer.Option(
+        None, min=1, help="Split the data into batches of this size (same loss, less memory)."
+    ),
+    directions: int = typer.Option(
+        2, min=1, max=10, help="Number of random directions (the landscape's dimension)."
+    ),
+    seed: int = typer.Option(0, help="Seed of the random directions."),
+    norm: Norm = typer.Option(Norm.filter, help="Direction normalization (Li et al. 2018)."),
+    keep_1d: bool = typer.Option(
+        False, "--keep-1d", help="Also move biases and norm-layer parameters (zeroed by default)."
+    ),
+    orthogonalize: Orthogonalize = typer.Option(
+        Orthogonalize.none, help="Gram-Schmidt the directions (orthonormal: unit length)."
+    ),
+    to: list[Path] = typer.Option(
+        [],
+        help="Instead of random directions: a checkpoint to interpolate towards (repeatable; "
+        "coordinate 1 is that checkpoint).",
+    ),
+    grid: str = typer.Option(
+        "51", help="Grid resolution: one number for every axis, or one per axis (e.g. 51,31)."
+    ),
+    range_: list[str] = typer.Option(
+        ["-1,1"],
+        "--range",
+        help="Axis range low,high: once for every axis, or repeated once per axis.",
+    ),
+    scattered: int | None = typer.Option(
+        None, min=1, help="Instead of a grid: this many scattered points (kNN graph later)."
+    ),
+    method: Method = typer.Option(Method.sobol, help="Scattered sampling method."),
+    region: Region = typer.Option(
+        Region.box, help="Scattered points in the --range box or a ball."
+    ),
+    radius: float = typer.Option(1.0, help="Radius of the ball for --region ball."),
+    sample_seed: int = typer.Option(0, help="Seed of the scattered points."),
+    engine: Engine = typer.Option(
+        Engine.auto, help="auto probes sequential and batched (vmap) and keeps the fastest."
+    ),
+    chunk_size: int | None = typer.Option(None, min=1, help="Points per batched call / chunk."),
+    max_memory: str | None = typer.Option(
+        None, help="Memory budget of a batched chunk, e.g. 2GB (default: a share of free memory)."
+    ),
+    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
+    dtype: DType | None = typer.Option(None, help="Evaluation precision (default: the model's)."),
+    train: bool = typer.Option(False, "--train", help="Evaluate in train mode (default: eval)."),
+    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
+    out: Path = typer.Option(Path("runs/landscape"), help="Run directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
+) -> None:
+    """Evaluate the loss on a grid or scattered points spanned by directions from the model."""
+    import numpy as np
+    import torch
+
+    from saddles import directions as dirs_mod
+    from saddles import sampling
+    from saddles.landscape import evaluate
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if loss is not None and criterion is not None:
+        raise typer.BadParameter("give --loss or --criterion, not both", param_hint="--loss")
+    net = _build_model(model)
+    if checkpoint is not None:
+        _load_checkpoint(net, checkpoint, "--checkpoint")
+    if loss is not None:
+        loss_fn: Any = _import_object(loss, "--loss")
+        if not callable(loss_fn):
+            raise typer.BadParameter(f"{loss} is not callable", param_hint="--loss")
+    else:
+        loss_fn = torch.nn.MSELoss() if criterion == Criterion.mse else torch.nn.CrossEntropyLoss()
+    metrics = _metrics(metric)
+    batch = _load_data(data)
+    batches = _split(batch, batch_size) if batch_size else batch
+
+    try:
+        if to:
+            targets = []
+            for path in to:
+                target = _build_model(model)
+                _load_checkpoint(target, path, "--to")
+                targets.append(target)
+            dirs = dirs_mod.interpolation(net, targets)
+        else:
+            dirs = dirs_mod.random_directions(
+                net,
+                directions,
+                seed=seed,
+                norm=norm.value,
+                ignore_1d=not keep_1d,
+                orthogonalize=orthogonalize.value,
+            )
+        ranges = [_parse_range(r) for r in range_]
+        ranges_arg = ranges[0] if len(ranges) == 1 else ranges
+        if scattered is not None:
+            coords = sampling.scattered(
+                scattered,
+                len(dirs),
+                method=method.value,
+                region=region.value,
+                ranges=ranges_arg,
+                radius=radius,
+                seed=sample_seed,
+            )
+        else:
+            res = [int(x) for x in grid.split(",")] if "," in grid else int(grid)
+            coords = sampling.grid(res, ranges_arg, dims=len(dirs))
+        result = evaluate(
+            net,
+            loss_fn,
+            batches,
+            dirs,
+            coords,
+            metrics=metrics,
+            engine=engine.value,
+            chunk_size=chunk_size,
+            max_memory=max_memory,
+            device=device,
+            dtype=dtype.value if dtype else None,
+            train_mode=train,
+            run_dir=out,
+            resume=resume,
+            progress=not quiet,
+        )
+    except (ValueError, TypeError, FileExistsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+
+    info = result.info
+    where = f"grid {'x'.join(map(str, result.shape))}" if result.is_grid else "scattered points"
+    typer.echo(
+        f"{result.n_points} points ({where}) in {result.dims}-D, "
+        f"{info['model']['n_params']:,} parameters, engine {info['engine']}"
+        + (f" (chunk {info['chunk_size']})" if info["engine"] == "batched" else "")
+    )
+    finite = result.loss[np.isfinite(result.loss)]
+    low = f"{finite.min():.6g}" if finite.size else "nan"
+    high = f"{finite.max():.6g}" if finite.size else "nan"
+    typer.echo(f"centre loss {info['center_loss']:.6g}; loss from {low} to {high}")
+    if result.n_nonfinite:
+        typer.echo(f"{result.n_nonfinite} point(s) gave a non-finite loss (kept as NaN/inf)")
+    typer.echo(f"wrote {out / 'landscape.npz'} and {out / 'landscape.json'}")
+
+
+# --- loading: factory, checkpoint, data ----------------------------------------------------------
+
+
+def _import_object(spec: str, hint: str) -> Any:
+    """Import ``module:attribute`` or ``file.py:attribute``; the working directory is importable."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise typer.BadParameter(f"expected module:function, got {spec!r}", param_hint=hint)
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}", param_hint=hint) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise typer.BadParameter(f"{module_name!r} has no {attr!r}", param_hint=hint) from exc
+
+
+def _build_model(spec: str):
+    import torch
+
+    factory = _import_object(spec, "--model")
+    if not callable(factory):
+        raise typer.BadParameter(f"{spec} is not callable", param_hint="--model")
+    net = factory()
+    if not isinstance(net, torch.nn.Module):
+        raise typer.BadParameter(
+            f"{spec}() returned a {type(net).__name__}, not a torch.nn.Module", param_hint="--model"
+        )
+    return net
+
+
+def _load_checkpoint(net, path: Path, hint: str) -> None:
+    """Load a state dict into ``net``; never unpickles arbitrary objects."""
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise typer.BadParameter(
+            f"cannot load {path} as a plain state dict (objects other than tensors and "
+            f"containers are refused; save model.state_dict()): {first}",
+            param_hint=hint,
+        ) from exc
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise typer.BadParameter(
+            f"{path} does not hold a state dict (a mapping of names to tensors); it holds a "
+            f"{type(state).__name__}",
+            param_hint=hint,
+        )
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise typer.BadParameter(
+            f"{path} does not match the model: {exc}", param_hint=hint
+        ) from exc
+
+
+def _load_data(path: Path) -> tuple:
+    """One batch (a tuple of tensors) from a .pt or .npz file."""
+    import pickle
+
+    import numpy as np
+    import torch
+
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {path}", param_hint="--data")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = [npz[k] for k in npz.files]
+        except (ValueError, OSError) as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--data") from exc
+        if not arrays:
+            raise typer.BadParameter(f"{path} holds no arrays", param_hint="--data")
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+    if path.suffix not in (".pt", ".pth"):
+        raise typer.BadParameter(
+            f"unsupported data file {path.name!r}: use .pt/.pth or .npz", param_hint="--data"
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError) as exc:
+        raise typer.BadParameter(
+            f"cannot load {path} with weights_only=True: {exc}", param_hint="--data"
+        ) from exc
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, torch.Tensor):
+        return (obj,)
+    if isinstance(obj, (tuple, list)) and obj and all(isinstance(t, torch.Tensor) for t in obj):
+        return tuple(obj)
+    raise typer.BadParameter(
+        f"{path} must hold a tensor or a tuple/list/dict of tensors, not {type(obj).__name__}",
+        param_hint="--data",
+    )
+
+
+def _split(batch: tuple, size: int) -> list[tuple]:
+    """Split one batch along the first dimension into batches of ``size`` samples."""
+    n = batch[0].shape[0]
+    return [tuple(t[i : i + size] for t in batch) for i in range(0, n, size)]
+
+
+def _metrics(specs: list[str]) -> dict[str, Any]:
+    """``name=module:function`` options into ``{name: function}``."""
+    out = {}
+    for spec in specs:
+        name, sep, target = spec.partition("=")
+        if not sep or not name or not target:
+            raise typer.BadParameter(
+                f"expected name=module:function, got {spec!r}", param_hint="--metric"
+            )
+        fn = _import_object(target, "--metric")
+        if not callable(fn):
+            raise typer.BadParameter(f"{target} is not callable", param_hint="--metric")
+        out[name] = fn
+    return out
+
+
+def _parse_range(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"expected low,high (e.g. -1,1), got {text!r}", param_hint="--range"
+        ) from exc
