@@ -31,7 +31,8 @@ Engines
 Memory: a batched chunk of ``B`` points holds ``B`` copies of the parameters plus ``B`` times a
 point's activations. ``chunk_size`` fixes ``B``; otherwise ``B`` is the largest that fits
 ``max_memory`` (default: a quarter of the available RAM, half of the free GPU memory) according
-to the peak of live tensor storage measured while evaluating the centre point.
+to the peak memory measured while evaluating the centre point (live tensor storage on CPU, the
+allocator's peak on CUDA).
 
 Losses that differentiate with respect to their inputs (PINNs)
 ---------------------------------------------------------------
@@ -332,11 +333,10 @@ def evaluate(
             landscape = run.load_landscape()
             _say(console, f"run in {run.path} is already complete; loaded it")
             return landscape
-        center = _center_values(problem)
         # Only a batched run without a fixed chunk size needs the memory estimate.
         planned = run is not None and run.plan is not None
         measure = engine != "sequential" and chunk_size is None and not planned
-        per_point = _point_bytes(problem) if measure else None
+        center, per_point = _center_values(problem, measure)
         cap = _chunk_cap(per_point, budget, problem.device) if per_point else MAX_CHUNK
         results: dict[tuple[int, int], np.ndarray] = run.load_chunks() if run else {}
         loop = _Loop(problem, coords, results, run, console)
@@ -513,8 +513,30 @@ def _values_of(problem: _Problem, model: torch.nn.Module, batch: Batch) -> torch
     return torch.stack(vals)
 
 
-def _center_values(problem: _Problem) -> np.ndarray:
-    """Loss and metrics of the unperturbed model; fails early, clearly, on a broken loss."""
+def _center_values(problem: _Problem, measure: bool) -> tuple[np.ndarray, int | None]:
+    """Loss and metrics of the unperturbed model, and (if ``measure``) bytes per batched point.
+
+    This first evaluation fails early, with a clear message, on a broken loss. With
+    ``measure`` it also records the peak memory of the pass (see :func:`_memory_meter`), so
+    the estimate costs no extra forward.
+    """
+    if measure:
+        try:
+            meter = _memory_meter(problem)
+            with meter:
+                values = _center_pass(problem)
+            params = sum(w.numel() * w.element_size() for w in problem.center)
+            return values, int(params + meter.peak)
+        except _BadOutput:
+            raise
+        except Exception as exc:  # the meter itself failed: evaluate without it
+            log.info("could not measure activation memory (%s); assuming 5x the parameters", exc)
+            params = sum(w.numel() * w.element_size() for w in problem.center)
+            return _center_pass(problem), 5 * params
+    return _center_pass(problem), None
+
+
+def _center_pass(problem: _Problem) -> np.ndarray:
     total = torch.zeros(problem.n_values, dtype=torch.float64)
     with torch.enable_grad():
         for i, (batch, w) in enumerate(zip(problem.batches, problem.weights, strict=True)):
@@ -730,13 +752,14 @@ def _make_plan(loop: _Loop, engine: str, chunk_size: int | None, cap: int) -> di
             loop.probe.append(
                 {"engine": "batched", "chunk_size": 2, "seconds_per_point": t_warm, "warmup": True}
             )
-            previous = None
+            previous, first = t_warm, True
             for size in sizes:
                 left = n - pos
                 if size > left:
                     break
-                # A probe slower than the best so far wastes time; keep that under 5% of the run.
-                waste = size * max(0.0, (previous or 0.0) - best[2])
+                # A probe slower than the best so far wastes time; keep that under 5% of the run
+                # (judged from the warm-up before the first timed chunk, an upper bound).
+                waste = size * max(0.0, previous - best[2])
                 if waste > PROBE_BUDGET * left * best[2]:
                     break
                 t = loop.evaluate(pos, pos + size, "batched")
@@ -744,9 +767,9 @@ def _make_plan(loop: _Loop, engine: str, chunk_size: int | None, cap: int) -> di
                 loop.probe.append({"engine": "batched", "chunk_size": size, "seconds_per_point": t})
                 if t < best[2]:
                     best = ("batched", size, t)
-                if previous is not None and t > 0.9 * previous:
+                if not first and t > 0.9 * previous:
                     break  # less than 10% better than the last size: diminishing returns
-                previous = t
+                previous, first = t, False
     engine_name, size, t_best = best
     if engine_name == "sequential":
         size = chunk_size or _default_write_chunk(n)
@@ -774,31 +797,37 @@ def _default_write_chunk(n: int) -> int:
 # --- memory --------------------------------------------------------------------------------
 
 
-def _point_bytes(problem: _Problem) -> int:
-    """Bytes a batched chunk needs per point: one parameter copy plus a point's activations.
+def _memory_meter(problem: _Problem):
+    """A context whose ``peak`` is the peak activation memory (bytes) of the code inside it.
 
-    The activations are the peak memory of one sequential evaluation of the centre on the
-    largest batch: on CUDA from the allocator's peak statistics, on CPU from a dispatch mode that
-    sees every allocation (its first use in a process imports parts of torch, about a second).
+    Together with one parameter copy this is what a batched chunk needs per point. On CUDA it
+    comes from the allocator's peak statistics; on CPU from a dispatch mode that sees every
+    allocation (its first use in a process imports parts of torch, about a second).
     """
-    param_bytes = sum(w.numel() * w.element_size() for w in problem.center)
-    largest = max(range(len(problem.batches)), key=lambda i: batch_size(problem.batches[i]))
     if problem.device.type == "cuda":
-        torch.cuda.synchronize(problem.device)
-        torch.cuda.reset_peak_memory_stats(problem.device)
-        base = torch.cuda.memory_allocated(problem.device)
-        with torch.enable_grad():
-            _values_of(problem, problem.model, problem.batches[largest])
-        torch.cuda.synchronize(problem.device)
-        return int(param_bytes + torch.cuda.max_memory_allocated(problem.device) - base)
-    try:
-        with torch.enable_grad(), _PeakMemory(problem) as meter:
-            _values_of(problem, problem.model, problem.batches[largest])
-        activations = meter.peak
-    except Exception as exc:  # the estimate is advisory; never fail a run on it
-        log.info("could not measure activation memory (%s); assuming 4x the parameters", exc)
-        activations = 4 * param_bytes
-    return int(param_bytes + activations)
+        return _CudaPeak(problem.device)
+    with warnings.catch_warnings(), _PeakMemory(problem):
+        # The first dispatch-mode op imports parts of torch that warn about their own
+        # deprecations; do it on a trivial op, so users see only their own warnings.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.zeros(1) + 1
+    return _PeakMemory(problem)
+
+
+class _CudaPeak:
+    def __init__(self, device: torch.device):
+        self.device, self.peak = device, 0
+
+    def __enter__(self):
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.base = torch.cuda.memory_allocated(self.device)
+        return self
+
+    def __exit__(self, *exc):
+        torch.cuda.synchronize(self.device)
+        self.peak = torch.cuda.max_memory_allocated(self.device) - self.base
+        return False
 
 
 class _PeakMemory(TorchDispatchMode):
