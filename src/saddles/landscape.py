@@ -342,6 +342,13 @@ def evaluate(
         loop = _Loop(problem, coords, results, run, console)
         try:
             plan = run.plan if run else None
+            if plan is not None:
+                done = sum(b - a for a, b in results)
+                _say(
+                    console,
+                    f"resuming the run in {run.path}: {done} of {coords.n_points} points done; "
+                    f"engine {plan['engine']}, chunks of {plan['chunk_size']} (the run's plan)",
+                )
             if plan is None:
                 plan = _make_plan(loop, engine, chunk_size, cap)
                 if run is not None:
@@ -381,7 +388,7 @@ def parse_bytes(value: int | float | str) -> int:
         if value <= 0:
             raise ValueError(f"max_memory must be positive, not {value}")
         return int(value)
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgGtT]?)(i?)[bB]?\s*", str(value))
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([kKmMgGtT]?)(i?)[bB]?\s*", str(value))
     if not match:
         raise ValueError(f"cannot read a memory size from {value!r}; write e.g. '2GB' or '512MiB'")
     number, unit, binary = float(match[1]), match[2].upper(), match[3]
@@ -415,10 +422,6 @@ class _Problem:
     @property
     def n_values(self) -> int:
         return len(self.fns)
-
-    @property
-    def k(self) -> int:
-        return int(self.basis[0].shape[0])
 
 
 def _setup(model, loss, criterion, metrics, data, directions, coords, device, dtype) -> _Problem:
