@@ -156,6 +156,8 @@ def test_other_bad_inputs_are_named(files):
     model = ["--model", f"{tmp / 'factory.py'}:make"]
     result = _run(*model, "--data", tmp / "missing.pt", "--out", tmp / "y")
     assert result.exit_code == 2 and "no such file" in result.text
+    result = _run(*model, *common, "--grid", "5x5")
+    assert result.exit_code == 2 and "51,31" in result.text
     result = _run(*model, *common, "--range", "1")
     assert result.exit_code == 2 and "low,high" in result.text
     result = _run(*model, *common, "--grid", "5", "--range", "1,-1")

@@ -197,8 +197,7 @@ def landscape(
                 seed=sample_seed,
             )
         else:
-            res = [int(x) for x in grid.split(",")] if "," in grid else int(grid)
-            coords = sampling.grid(res, ranges_arg, dims=len(dirs))
+            coords = sampling.grid(_parse_grid(grid), ranges_arg, dims=len(dirs))
         result = evaluate(
             net,
             loss_fn,
@@ -381,6 +380,16 @@ def _metrics(specs: list[str]) -> dict[str, Any]:
             raise typer.BadParameter(f"{target} is not callable", param_hint="--metric")
         out[name] = fn
     return out
+
+
+def _parse_grid(text: str) -> int | list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"expected a resolution such as 51 or 51,31, got {text!r}", param_hint="--grid"
+        ) from exc
+    return sizes if "," in text else sizes[0]
 
 
 def _parse_range(text: str) -> tuple[float, float]:
