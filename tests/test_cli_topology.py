@@ -103,11 +103,3 @@ def test_topology_command_does_not_import_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert '"n_minima": 4' in proc.stdout
-
-
-def test_demo_runs_and_writes_figures(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--size", "81"])
-    assert result.exit_code == 0, result.output
-    assert "n_saddles" in result.output
-    for name in ("landscape.png", "merge_tree.png", "persistence.png"):
-        assert (tmp_path / name).exists()

@@ -106,16 +106,21 @@ def field_figure(
     extent: tuple[float, float, float, float] | None = None,
     title: str = "",
     log: bool = False,
+    indexing: str = "xy",
 ) -> plt.Figure:
     """A 2D field as filled contours, with the tree's minima (dots) and saddles (crosses).
 
-    ``extent`` = (x0, x1, y0, y1) of the last and first numpy axes; ``log`` shows log10 of the
-    shifted field, which reveals structure near the minimum (the merge tree needs no such
-    trick: it is invariant to monotone transforms).
+    ``indexing="xy"``: ``field[row, col]`` is at (x = col, y = row), as an image;
+    ``"ij"``: ``field[i, j]`` is at (x = i, y = j), as a landscape grid (direction 1 first).
+    ``extent`` = (x0, x1, y0, y1); ``log`` shows log10 of the shifted field, which reveals
+    structure near the minimum (the merge tree needs no such trick: it is invariant to
+    monotone transforms).
     """
     field = np.asarray(field, dtype=float)
     if field.ndim != 2:
         raise ValueError(f"field_figure draws 2-D fields, not shape {field.shape}")
+    shape = field.shape
+    field = _as_image(field, indexing)
     ny, nx = field.shape
     x0, x1, y0, y1 = extent if extent is not None else (0, nx - 1, 0, ny - 1)
     xs, ys = np.linspace(x0, x1, nx), np.linspace(y0, y1, ny)
@@ -130,10 +135,103 @@ def field_figure(
             (tree.saddles, dict(marker="X", color="red", edgecolor="k"), "saddles"),
         ):
             if len(verts):
-                r, c = np.unravel_index(verts, field.shape)
+                r, c = _rows_cols(verts, shape, indexing)
                 ax.scatter(xs[c], ys[r], s=30, linewidths=0.6, zorder=3,
                            label=f"{len(verts)} {label}", **style)  # fmt: skip
         ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
     ax.set(xlabel="direction 1", ylabel="direction 2", title=title or "loss landscape")
     ax.set_aspect("auto")
     return fig
+
+
+def surface_figure(
+    field: np.ndarray,
+    tree: MergeTree | None = None,
+    extent: tuple[float, float, float, float] | None = None,
+    title: str = "",
+    indexing: str = "xy",
+) -> plt.Figure:
+    """A 2D field as a 3D surface, with the tree's minima and saddles marked on it
+    (``indexing`` as in :func:`field_figure`)."""
+    field = np.asarray(field, dtype=float)
+    if field.ndim != 2:
+        raise ValueError(f"surface_figure draws 2-D fields, not shape {field.shape}")
+    shape = field.shape
+    field = _as_image(field, indexing)
+    ny, nx = field.shape
+    x0, x1, y0, y1 = extent if extent is not None else (0, nx - 1, 0, ny - 1)
+    xs, ys = np.linspace(x0, x1, nx), np.linspace(y0, y1, ny)
+    X, Y = np.meshgrid(xs, ys)
+    fig = plt.figure(figsize=(5.5, 4.5))
+    ax = fig.add_subplot(projection="3d")
+    shown = np.where(np.isfinite(field), field, np.nanmax(field[np.isfinite(field)]))
+    ax.plot_surface(X, Y, shown, cmap="viridis", linewidth=0, antialiased=True, alpha=0.85)
+    if tree is not None:
+        for verts, color, label in (
+            (tree.minima, "white", "minima"),
+            (tree.saddles, "red", "saddles"),
+        ):
+            if len(verts):
+                r, c = _rows_cols(verts, shape, indexing)
+                ax.scatter(xs[c], ys[r], shown[r, c], color=color, edgecolor="k", s=25,
+                           depthshade=False, label=f"{len(verts)} {label}")  # fmt: skip
+        ax.legend(fontsize=8, loc="upper left")
+    ax.set(xlabel="direction 1", ylabel="direction 2", zlabel="loss")
+    ax.set_title(title or "loss surface")
+    return fig
+
+
+def relation_figure(
+    rows: list[dict],
+    x_key: str,
+    metrics: list[str],
+    title: str = "",
+    categorical: bool = False,
+) -> plt.Figure:
+    """Each metric against ``x_key`` (one panel each): the mean over rows sharing an x value,
+    with error bars of one standard deviation (over seeds) and the individual values as dots."""
+    n = len(metrics)
+    cols = min(n, 3)
+    nrows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), squeeze=False)
+    xs_all = [r.get(x_key) for r in rows]
+    levels = list(dict.fromkeys(xs_all))
+    if not categorical:
+        levels = sorted(levels)
+    pos = {v: (i if categorical else float(v)) for i, v in enumerate(levels)}
+    for ax, metric in zip(axes.ravel(), metrics, strict=False):
+        ys = [[_as_float(r.get(metric)) for r in rows if r.get(x_key) == v] for v in levels]
+        mean = [np.nanmean(y) if np.isfinite(y).any() else np.nan for y in map(np.array, ys)]
+        std = [np.nanstd(y) if np.isfinite(y).any() else np.nan for y in map(np.array, ys)]
+        px = [pos[v] for v in levels]
+        ax.errorbar(px, mean, yerr=std, marker="o", capsize=3, lw=1.2)
+        for v, y in zip(levels, ys, strict=True):
+            ax.scatter([pos[v]] * len(y), y, s=8, color="0.5", zorder=3)
+        ax.set(xlabel=x_key, ylabel=metric)
+        if categorical:
+            ax.set_xticks(range(len(levels)), [str(v) for v in levels])
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _as_float(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _as_image(field: np.ndarray, indexing: str) -> np.ndarray:
+    if indexing not in ("xy", "ij"):
+        raise ValueError(f"indexing must be 'xy' or 'ij', not {indexing!r}")
+    return field.T if indexing == "ij" else field
+
+
+def _rows_cols(vertices, shape, indexing: str):
+    """Image (row, col) of flat vertex ids of a field of ``shape``."""
+    a, b = np.unravel_index(vertices, shape)
+    return (b, a) if indexing == "ij" else (a, b)

@@ -55,3 +55,35 @@ def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn
     state = {k: v.to(device=own[k].device, dtype=own[k].dtype) for k, v in loaded.items()}
     model.load_state_dict(state, strict=True)
     return model
+
+
+def trained_model(
+    model_dir: str | os.PathLike,
+    settings: dict,
+    make_model,
+    train,
+) -> tuple[torch.nn.Module, dict, bool]:
+    """Train once per run directory: load ``model.safetensors`` when it exists with the same
+    ``settings``, else call ``train() -> (model, info)`` and save both.
+
+    Returns ``(model, info, loaded)``. A directory trained with different settings is refused
+    with a message naming them, so a finished model is never silently replaced.
+    """
+    import json
+
+    model_dir = Path(model_dir)
+    ckpt, meta = model_dir / "model.safetensors", model_dir / "training.json"
+    if ckpt.exists() and meta.exists():
+        record = json.loads(meta.read_text())
+        if record.get("settings") != json.loads(json.dumps(settings)):
+            raise ValueError(
+                f"{model_dir} holds a model trained with {record.get('settings')}, not "
+                f"{settings}; use another output directory or delete that one"
+            )
+        return load_checkpoint(make_model(), ckpt), record["info"], True
+    model, info = train()
+    save_checkpoint(model, ckpt)
+    tmp = meta.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"settings": settings, "info": info}, indent=2, default=str))
+    tmp.replace(meta)
+    return model, info, False

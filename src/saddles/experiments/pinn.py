@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
     "exact_solution",
     "load_checkpoint",
     "make_pinn",
+    "run_pinn_experiment",
     "pinn_errors",
     "save_checkpoint",
     "solution_figure",
@@ -305,3 +307,73 @@ def solution_figure(model: nn.Module, beta: float, n_x: int = 256, n_t: int = 10
         fig.colorbar(im, ax=ax)
     fig.suptitle(f"convection, beta = {float(beta):g}: relative L2 error {rel:.3g}")
     return fig
+
+
+# --- the experiment ------------------------------------------------------------------------
+
+
+def run_pinn_experiment(
+    out_dir: str | Path,
+    betas: Sequence[float] = tuple(range(1, 11)),
+    config: Any = None,
+    *,
+    n_f: int = 100,
+    seed: int = 0,
+    max_iter: int = 100_000,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Xie et al.'s PINN experiment: for each beta, train (or reuse the run directory's
+    checkpoint), measure the error, analyze the landscape, then relate the metrics across betas.
+
+    Writes ``out_dir/beta-<b>/`` per model (checkpoint, landscapes, metrics, figures) and
+    ``out_dir/{metrics.csv, relations.csv, report.html}``; returns the summary's paths.
+    """
+    from rich.console import Console
+
+    from saddles import plots
+    from saddles.experiments import trained_model
+    from saddles.pipeline import AnalysisConfig, analyze, summarize, write_figures
+
+    config = config or AnalysisConfig()
+    out_dir = Path(out_dir)
+    console = Console(quiet=not progress)
+    started = time.perf_counter()
+    analyses, figures = [], {}
+    for beta in betas:
+        beta = float(beta)
+        name = f"beta={beta:g}"
+        model_dir = out_dir / f"beta-{beta:g}"
+        settings = {"beta": beta, "seed": seed, "n_f": n_f, "max_iter": max_iter}
+        t0 = time.perf_counter()
+        model, info, loaded = trained_model(
+            model_dir, settings, lambda: make_pinn(seed),
+            lambda b=beta: _strip(train_pinn(b, seed=seed, n_f=n_f, max_iter=max_iter)),
+        )  # fmt: skip
+        errors = pinn_errors(model, beta)
+        console.print(f"[bold]{name}[/]: {'loaded' if loaded else 'trained'} in "
+                      f"{time.perf_counter() - t0:.1f} s, final loss {info['loss']:.3g}, "
+                      f"relative L2 error {errors['rel_l2']:.3g}")  # fmt: skip
+        quality = {"beta": beta, "rel_l2": errors["rel_l2"], "mae": errors["mae"],
+                   "train_loss": float(info["loss"])}  # fmt: skip
+        analysis = analyze(model, convection_loss(beta), convection_data(n_f=n_f), config,
+                           name=name, quality=quality, run_dir=model_dir,
+                           progress=progress)  # fmt: skip
+        figs = write_figures(analysis, model_dir / "figures")
+        figs["predicted vs exact solution"] = plots.save(
+            solution_figure(model, beta), model_dir / "figures" / "solution.png"
+        )
+        analyses.append(analysis)
+        figures[name] = figs
+    info = {"experiment": "PINN, 1D convection", "betas": [float(b) for b in betas],
+            "n_f": n_f, "seed": seed, "device": config.device,
+            "torch threads": torch.get_num_threads(),
+            "wall seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    return summarize(analyses, out_dir, x_key="beta", y_metrics=["rel_l2", "mae"],
+                     title="PINNs for 1D convection: loss landscape topology against beta",
+                     figures=figures, info=info)  # fmt: skip
+
+
+def _strip(result: tuple[nn.Module, dict[str, Any]]) -> tuple[nn.Module, dict[str, Any]]:
+    """Keep only JSON-friendly training info."""
+    model, info = result
+    return model, {k: v for k, v in info.items() if isinstance(v, (int, float, str))}

@@ -31,7 +31,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -464,3 +464,96 @@ def train_classifier(
         "seconds": seconds,
         "seconds_per_epoch": seconds / epochs,
     }
+
+
+# --- the experiment ------------------------------------------------------------------------
+
+SEEDS = (0, 123, 123456, 2023)
+
+
+def run_resnet_experiment(
+    out_dir: str | Path,
+    config: Any = None,
+    *,
+    dataset: str = "digits",
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    seeds: Sequence[int] = SEEDS,
+    epochs: int = 10,
+    eval_images: int = 1024,
+    train_images: int | None = None,
+    lr: float = 0.1,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Xie et al.'s ResNet experiment: ResNet-20 with and without skips, one model per seed,
+    each trained (or reused from the run directory), scored, and analyzed on a fixed evaluation
+    batch of ``eval_images`` test images; then the metrics are related across models.
+
+    ``dataset``: ``"cifar10"`` (needs ``data_dir`` with the standard python files) or
+    ``"digits"`` (offline substitute, see :func:`load_digits_dataset`); ``train_images`` keeps
+    the first that many training images (quick runs).
+    """
+    from rich.console import Console
+
+    from saddles.experiments import trained_model
+    from saddles.pipeline import AnalysisConfig, analyze, summarize, write_figures
+
+    config = config or AnalysisConfig()
+    out_dir = Path(out_dir)
+    console = Console(quiet=not progress)
+    started = time.perf_counter()
+    if dataset == "cifar10":
+        if data_dir is None:
+            raise ValueError(
+                "CIFAR-10 needs --data-dir pointing at the folder with cifar-10-batches-py; "
+                "without the files, use --dataset digits (an offline substitute)"
+            )
+        train_data = load_cifar10(data_dir, "train", download=download)
+        test_data = load_cifar10(data_dir, "test", download=download)
+    elif dataset == "digits":
+        train_data, test_data = load_digits_dataset("train"), load_digits_dataset("test")
+    else:
+        raise ValueError(f"dataset must be 'cifar10' or 'digits', not {dataset!r}")
+    if train_images is not None:
+        train_data = (train_data[0][:train_images], train_data[1][:train_images])
+    n_eval = min(eval_images, len(test_data[1]))
+    eval_batch = (test_data[0][:n_eval], test_data[1][:n_eval])
+    analyses, figures = [], {}
+    for skip in (True, False):
+        arch = "skip" if skip else "no-skip"
+        for seed in seeds:
+            name = f"resnet20-{arch}-seed{seed}"
+            model_dir = out_dir / name
+            settings = {"dataset": dataset, "skip": skip, "seed": int(seed), "epochs": epochs,
+                        "lr": lr, "train_images": train_images}  # fmt: skip
+
+            def train(skip=skip, seed=seed):
+                model = resnet20(skip=skip, seed=seed)
+                info = train_classifier(model, train_data, epochs, lr=lr, seed=seed)
+                return model, {k: v for k, v in info.items() if isinstance(v, (int, float))}
+
+            t0 = time.perf_counter()
+            model, info, loaded = trained_model(
+                model_dir, settings, lambda skip=skip, seed=seed: resnet20(skip=skip, seed=seed),
+                train,
+            )  # fmt: skip
+            acc = accuracy(model, test_data)
+            with torch.no_grad():
+                model.eval()
+                test_loss = float(classification_loss(model, eval_batch))
+            console.print(f"[bold]{name}[/]: {'loaded' if loaded else 'trained'} in "
+                          f"{time.perf_counter() - t0:.1f} s, test accuracy {acc:.3f}")  # fmt: skip
+            quality = {"architecture": arch, "skip": int(skip), "seed": int(seed),
+                       "accuracy": acc, "error": 1 - acc, "eval_loss": test_loss}  # fmt: skip
+            analysis = analyze(model, classification_loss, eval_batch, config, name=name,
+                               quality=quality, run_dir=model_dir, progress=progress)  # fmt: skip
+            figures[name] = write_figures(analysis, model_dir / "figures")
+            analyses.append(analysis)
+    info = {"experiment": f"ResNet-20 with and without skips, {dataset}", "epochs": epochs,
+            "seeds": [int(s) for s in seeds], "evaluation images": n_eval,
+            "device": config.device, "torch threads": torch.get_num_threads(),
+            "wall seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    return summarize(analyses, out_dir, x_key="architecture", categorical=True,
+                     y_metrics=["skip", "accuracy", "eval_loss"],
+                     title=f"ResNet-20 with and without skip connections ({dataset})",
+                     figures=figures, info=info)  # fmt: skip

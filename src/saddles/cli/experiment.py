@@ -1,0 +1,183 @@
+"""`saddles experiment pinn|resnet` and `saddles demo`: the paper's experiments end to end.
+
+Each command parses options into an :class:`~saddles.pipeline.AnalysisConfig`, calls the
+experiment function, and prints the metrics table and the report's path. torch is imported
+inside the command bodies only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from saddles.cli import app
+
+experiment_app = typer.Typer(
+    help="Run one of the paper's experiments: train, analyze, relate, report.",
+    no_args_is_help=True,
+)
+app.add_typer(experiment_app, name="experiment")
+
+DIRECTIONS_HELP = "Comma-separated direction kinds: random, hessian."
+REPS_HELP = (
+    "Comma-separated representations: grid-full (8-connected image), grid-faces (4-connected), "
+    "grid-ttk (TTK's 6-neighbour image), delaunay, gabriel, knn, knn-approx."
+)
+
+
+def _config(directions: str, representations: str, resolution: int, span: float,
+            hessian: bool, threshold: float, threads: int | None, **extra):  # fmt: skip
+    import torch
+
+    from saddles.pipeline import AnalysisConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return AnalysisConfig(
+            directions=[d.strip() for d in directions.split(",") if d.strip()],
+            representations=[r.strip() for r in representations.split(",") if r.strip()],
+            resolution=resolution, span=span, hessian=hessian,
+            threshold=threshold if threshold > 0 else None, **extra,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@experiment_app.command("pinn")
+def pinn(
+    out: Path = typer.Option(Path("runs/pinn"), help="Run directory (resumable)."),
+    betas: str = typer.Option("1,2,3,4,5,6,7,8,9,10", help="Comma-separated beta values."),
+    n_f: int = typer.Option(100, help="Collocation points (the reference code's default)."),
+    max_iter: int = typer.Option(100_000, help="L-BFGS iteration cap (it stops by itself)."),
+    seed: int = typer.Option(0, help="Seed of the network's initialization and directions."),
+    directions: str = typer.Option("random,hessian", help=DIRECTIONS_HELP),
+    representations: str = typer.Option("grid-full,grid-ttk,knn", help=REPS_HELP),
+    resolution: int = typer.Option(41, help="Grid points per axis."),
+    span: float = typer.Option(1.0, help="Coordinates run over [-span, span]."),
+    hessian: bool = typer.Option(True, help="Compute Hessian eigenvalues, trace and density."),
+    threshold: float = typer.Option(0.01, help="Simplification threshold (fraction of range)."),
+    threads: int = typer.Option(1, help="torch threads (1 is fastest for this small net)."),
+    quiet: bool = typer.Option(False, help="No progress display."),
+) -> None:
+    """PINNs for 1D convection (Krishnapriyan et al. 2021) for several beta."""
+    from saddles.experiments.pinn import run_pinn_experiment
+
+    config = _config(directions, representations, resolution, span, hessian, threshold, threads,
+                     seed=seed)  # fmt: skip
+    beta_values = _floats(betas, "--betas")
+    paths = run_pinn_experiment(
+        out, beta_values, config, n_f=n_f, seed=seed, max_iter=max_iter, progress=not quiet
+    )
+    _print_summary(paths)
+
+
+@experiment_app.command("resnet")
+def resnet(
+    out: Path = typer.Option(Path("runs/resnet"), help="Run directory (resumable)."),
+    dataset: str = typer.Option("cifar10", help="cifar10 (needs --data-dir) or digits."),
+    data_dir: Path | None = typer.Option(None, help="Folder holding cifar-10-batches-py."),
+    download: bool = typer.Option(False, help="Download CIFAR-10 into --data-dir if missing."),
+    seeds: str = typer.Option("0,123,123456,2023", help="Comma-separated training seeds."),
+    epochs: int = typer.Option(10, help="Training epochs per model."),
+    eval_images: int = typer.Option(1024, help="Test images in the evaluation batch."),
+    train_images: int | None = typer.Option(None, help="Train on the first N images only."),
+    directions: str = typer.Option("random,hessian", help=DIRECTIONS_HELP),
+    representations: str = typer.Option("grid-full,grid-ttk,knn", help=REPS_HELP),
+    resolution: int = typer.Option(21, help="Grid points per axis."),
+    span: float = typer.Option(1.0, help="Coordinates run over [-span, span]."),
+    hessian: bool = typer.Option(True, help="Compute Hessian eigenvalues, trace and density."),
+    threshold: float = typer.Option(0.01, help="Simplification threshold (fraction of range)."),
+    threads: int | None = typer.Option(None, help="torch threads (default: torch's)."),
+    quiet: bool = typer.Option(False, help="No progress display."),
+) -> None:
+    """ResNet-20 with and without skip connections (He et al. 2016; Li et al. 2018)."""
+    from saddles.experiments.resnet import run_resnet_experiment
+
+    config = _config(directions, representations, resolution, span, hessian, threshold, threads)
+    if dataset == "cifar10" and data_dir is None:
+        raise typer.BadParameter(
+            "CIFAR-10 needs --data-dir (the folder with the standard cifar-10-batches-py "
+            "files); nothing is downloaded unless --download. Without the files, run "
+            "--dataset digits, an offline substitute (scikit-learn's digits at 32x32)."
+        )
+    try:
+        paths = run_resnet_experiment(
+            out, config, dataset=dataset, data_dir=data_dir, download=download,
+            seeds=[int(s) for s in _floats(seeds, "--seeds")], epochs=epochs,
+            eval_images=eval_images, train_images=train_images, progress=not quiet,
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _print_summary(paths)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Run directory (resumable)."),
+    quiet: bool = typer.Option(False, help="No progress display."),
+) -> None:
+    """The PINN experiment at demo scale: beta 1, 3, 5, 7, 9; 41x41 grids; random and Hessian
+    directions; image and kNN representations (a few minutes on 2 CPU cores)."""
+    from saddles.experiments.pinn import run_pinn_experiment
+
+    config = _config("random,hessian", "grid-full,grid-ttk,knn", 41, 1.0, True, 0.01, 1)
+    paths = run_pinn_experiment(out, [1, 3, 5, 7, 9], config, progress=not quiet)
+    _print_summary(paths)
+
+
+def _floats(text: str, name: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{name} must be comma-separated numbers, not {text!r}") from exc
+    if not values:
+        raise typer.BadParameter(f"{name} is empty")
+    return values
+
+
+def _print_summary(paths: dict[str, Path]) -> None:
+    """The metrics table (first representation per direction kind), a few relations, paths."""
+    import csv
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal and console.width < 140:
+        console = Console(width=140)  # a log file or pipe: do not squeeze the table
+    rows = list(csv.DictReader(open(paths["metrics"])))
+    first_rep = rows[0]["representation"]
+    quality = [k for k in ("beta", "rel_l2", "architecture", "seed", "accuracy") if k in rows[0]]
+    cols = ["model", "direction", *quality[1:], "n_minima", "n_saddles", "average_persistence",
+            "average_finite_persistence", "hessian_top_eigenvalue", "hessian_trace"]  # fmt: skip
+    table = Table(title=f"metrics ({first_rep}; every representation is in {paths['metrics']})")
+    for c in cols:
+        table.add_column(c.replace("average_", "avg_").replace("hessian_", "H_"), justify="right")
+    for r in rows:
+        if r["representation"] == first_rep:
+            table.add_row(*(_short(r.get(c, "")) for c in cols))
+    console.print(table)
+    rel = list(csv.DictReader(open(paths["relations"])))
+    xs = ("n_saddles", "average_persistence")
+    ys = ("beta", "rel_l2", "skip", "accuracy", "hessian_top_eigenvalue", "hessian_trace")
+    focus = [r for r in rel if r["representation"] == first_rep and r["x"] in xs and r["y"] in ys]
+    if focus:
+        t = Table(title="relations: Spearman rho [95% bootstrap CI], permutation p")
+        for c in ("direction", "x", "y", "n", "rho [CI]", "p"):
+            t.add_column(c, justify="right")
+        for r in focus:
+            t.add_row(r["direction"], r["x"], r["y"], r["n"],
+                      f"{_short(r['spearman'])} [{_short(r['spearman_ci_low'])}, "
+                      f"{_short(r['spearman_ci_high'])}]", _short(r["spearman_p"]))  # fmt: skip
+        console.print(t)
+    console.print(f"report: {paths['report']}")
+
+
+def _short(v: str) -> str:
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return f"{f:.4g}"
