@@ -734,55 +734,45 @@ def _make_plan(loop: _Loop, engine: str, chunk_size: int | None, cap: int) -> di
     remaining = n - pos
     if remaining == 0:
         return {"engine": "sequential", "chunk_size": _default_write_chunk(n), "start": n}
-    # Sequential: one point at a time until ~0.1 s or 8 points, at least 2; the median.
-    seq_times, t_spent = [], 0.0
-    while pos < n and (len(seq_times) < 2 or (t_spent < 0.1 and len(seq_times) < 8)):
-        t = loop.evaluate(pos, pos + 1, "sequential")
-        seq_times.append(t)
-        t_spent += t
+    # Every size is timed on a few chunks and its fastest chunk counts: on a shared machine,
+    # noise only ever adds time (and the first batched call's one-time costs drop out too).
+    # Sequential: one point at a time until ~0.1 s or 8 points, at least 2.
+    seq_times: list[float] = []
+    while pos < n and (len(seq_times) < 2 or (sum(seq_times) < 0.1 and len(seq_times) < 8)):
+        seq_times.append(loop.evaluate(pos, pos + 1, "sequential"))
         pos += 1
-    t_seq = float(np.median(seq_times))
+    t_seq = min(seq_times)
     loop.probe.append({"engine": "sequential", "chunk_size": 1, "seconds_per_point": t_seq})
     best = ("sequential", 1, t_seq)
-    # Batched: a warm-up chunk of 2 (vmap's first call pays one-time costs, so its time only
-    # bounds the others), then chunk sizes 2, 4, 8, ... doubling until two sizes in a row are
-    # not 5% faster per point than the best before them. A size is timed on up to 3 chunks
-    # (while they take less than RUNG_SECONDS together) and its fastest chunk counts: on a
-    # shared machine, noise only ever adds time.
+    # Batched: chunk sizes 2, 4, 8, ..., each on up to 3 chunks (while they take less than
+    # RUNG_SECONDS together), doubling until two sizes in a row are not 5% faster per point than
+    # the best batched size before them, or a slower probe could waste more than 5% of the rest.
     largest = min(cap, chunk_size or cap)
     sizes = [2**i for i in range(1, 10) if 2**i <= largest]
     if largest >= 2 and largest not in sizes and chunk_size is not None:
         sizes.append(int(largest))
-    if pos + 2 <= n and sizes:
-        t_warm = loop.evaluate(pos, pos + 2, "batched")
-        pos += 2
-        if loop.fallback is None:
-            loop.probe.append(
-                {"engine": "batched", "chunk_size": 2, "seconds_per_point": t_warm, "warmup": True}
-            )
-            previous, first, misses = t_warm, True, 0
-            for size in sizes:
-                times: list[float] = []
-                while len(times) < 3 and sum(times) * size < RUNG_SECONDS:
-                    left = n - pos
-                    # A probe slower than the best so far wastes time: keep it under 5% of the
-                    # rest of the run (judged from the last measurement, an upper bound).
-                    waste = size * max(0.0, (min(times) if times else previous) - best[2])
-                    if size > left or waste > PROBE_BUDGET * left * best[2]:
-                        break
-                    times.append(loop.evaluate(pos, pos + size, "batched"))
-                    pos += size
-                if not times:
-                    break  # no points or no budget left
-                t = min(times)
-                loop.probe.append({"engine": "batched", "chunk_size": size, "seconds_per_point": t})
-                improved = first or t <= 0.95 * previous
-                if t < best[2]:
-                    best = ("batched", size, t)
-                misses = 0 if improved else misses + 1
-                if misses == 2:
-                    break  # doubling no longer pays
-                previous, first = min(previous, t) if not first else t, False
+    previous: float | None = None  # best batched seconds per point so far
+    misses = 0
+    for size in sizes:
+        times: list[float] = []
+        while len(times) < 3 and sum(times) * size < RUNG_SECONDS and loop.fallback is None:
+            left = n - pos
+            last = min(times) if times else previous
+            waste = size * max(0.0, last - best[2]) if last is not None else 0.0
+            if size > left or waste > PROBE_BUDGET * left * best[2]:
+                break
+            times.append(loop.evaluate(pos, pos + size, "batched"))
+            pos += size
+        if not times or loop.fallback is not None:
+            break  # no points or budget left, or the model cannot be vmapped
+        t = min(times)
+        loop.probe.append({"engine": "batched", "chunk_size": size, "seconds_per_point": t})
+        if t < best[2]:
+            best = ("batched", size, t)
+        misses = 0 if previous is None or t <= 0.95 * previous else misses + 1
+        if misses == 2:
+            break  # doubling no longer pays
+        previous = t if previous is None else min(previous, t)
     engine_name, size, t_best = best
     if engine_name == "sequential":
         size = chunk_size or _default_write_chunk(n)
