@@ -8,6 +8,7 @@ inputs and so cannot go through torch.func), in float64; spectra come from ``num
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -207,17 +208,18 @@ def test_matvec_and_matmat_equal_exact_hessian(case):
     gen = torch.Generator().manual_seed(1)
     V = torch.randn(H.shape[0], 5, generator=gen, dtype=F64)
     HV = H @ V.numpy()
-    for method in methods:
-        for cache in (True, False):
-            op = HessianOperator(model, loss, data, dtype=F64, hvp=method, cache_graph=cache)
-            assert op.dim == H.shape[0] and op.hvp_method == method
-            hv = op.matvec(V[:, 0]).numpy()
-            np.testing.assert_allclose(hv, HV[:, 0], rtol=0, atol=1e-10 * np.abs(HV).max())
-            np.testing.assert_allclose(
-                op.matmat(V).numpy(), HV, rtol=0, atol=1e-10 * np.abs(HV).max()
-            )
-            lin = op.as_linear_operator()
-            np.testing.assert_allclose(lin @ V.numpy(), HV, rtol=0, atol=1e-10 * np.abs(HV).max())
+    for method, cache, batched in itertools.product(methods, (True, False), (True, False, None)):
+        op = HessianOperator(
+            model, loss, data, dtype=F64, hvp=method, cache_graph=cache, batched=batched
+        )
+        assert op.dim == H.shape[0] and op.hvp_method == method
+        atol = 1e-10 * np.abs(HV).max()
+        np.testing.assert_allclose(op.matvec(V[:, 0]).numpy(), HV[:, 0], rtol=0, atol=atol)
+        np.testing.assert_allclose(op.matmat(V).numpy(), HV, rtol=0, atol=atol)
+        assert op.batched in ((True, False) if batched is None else (batched,))
+        np.testing.assert_allclose(op.matmat(V).numpy(), HV, rtol=0, atol=atol)  # after choice
+        lin = op.as_linear_operator()
+        np.testing.assert_allclose(lin @ V.numpy(), HV, rtol=0, atol=atol)
 
 
 def test_auto_method_is_measured_and_falls_back_for_input_derivatives():

@@ -327,10 +327,15 @@ class HessianOperator(SymmetricOperator):
       including PINN losses that call ``torch.autograd.grad`` on the inputs. With
       ``cache_graph`` (default: when the data is a single batch) the gradient graph is built once
       and each product is a single backward pass through it, as in PyHessian.
-    - ``"forward"``: forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``; blocks of
-      vectors go through ``torch.func.vmap``.
+    - ``"forward"``: forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``.
     - ``"auto"`` (default) times both on a random vector and keeps the faster (forward-over-reverse
       only if it also agrees with double backward); ``hvp_timings`` holds the seconds per HVP.
+
+    ``matmat`` applies a block of vectors at once where it pays: ``torch.func.vmap`` over the
+    forward-over-reverse product, or a batched backward (``is_grads_batched``) through one gradient
+    graph. Whether batching is faster depends on the model and the hardware (on CPU it is often
+    slower for convolutions), so with ``batched=None`` the first block is timed against single
+    products and the faster way is kept; operations without a batching rule fall back to a loop.
 
     The model runs in eval mode (``train=False``) during every product, and its own mode is
     restored afterwards. ``check_determinism`` computes the same HVP twice (from a fresh pass over
@@ -351,6 +356,7 @@ class HessianOperator(SymmetricOperator):
         device: torch.device | str | None = None,
         hvp: str = "auto",
         cache_graph: bool | None = None,
+        batched: bool | None = None,
         train: bool = False,
         check_determinism: bool = True,
     ):
@@ -393,8 +399,7 @@ class HessianOperator(SymmetricOperator):
         self.n_batches = len(self._batches)
         self.cache_graph = self.n_batches == 1 if cache_graph is None else bool(cache_graph)
         self._cache: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
-        self._batched_backward = True
-        self._batched_forward = True
+        self.batched = batched
         self.n_hvps = 0
         self.determinism_gap: float | None = None
 
@@ -508,14 +513,14 @@ class HessianOperator(SymmetricOperator):
         if V.shape[1] == 1:
             (hv,) = torch.autograd.grad(g, theta, V[:, 0], retain_graph=retain, allow_unused=True)
             return torch.zeros_like(V) if hv is None else hv[:, None]
-        if self._batched_backward:
+        if self.batched is not False:
             try:
                 (HV,) = torch.autograd.grad(
                     g, theta, V.T.contiguous(), retain_graph=True, is_grads_batched=True
                 )
                 return HV.T
             except Exception:  # an op without a batching rule: fall back to a loop
-                self._batched_backward = False
+                self.batched = False
         cols = []
         for j in range(V.shape[1]):
             last = j == V.shape[1] - 1
@@ -553,20 +558,38 @@ class HessianOperator(SymmetricOperator):
                 def hvp(v: torch.Tensor, grad_b=grad_b) -> torch.Tensor:
                     return torch.func.jvp(grad_b, (theta,), (v,))[1]
 
-                if V.shape[1] > 1 and self._batched_forward:
+                if V.shape[1] > 1 and self.batched is not False:
                     try:
                         out += w * torch.func.vmap(hvp)(V.T.contiguous()).T
                         continue
                     except Exception:  # no batching rule for some op: loop instead
-                        self._batched_forward = False
+                        self.batched = False
                 out += w * torch.stack([hvp(V[:, j]) for j in range(V.shape[1])], dim=1)
         self.n_hvps += V.shape[1]
         return out.detach()
 
     def _apply(self, V: torch.Tensor) -> torch.Tensor:
+        if V.shape[1] > 1 and self.batched is None:
+            return self._first_block(V)
         if self.hvp_method == "forward":
             return self._hvp_forward(V, self._batches)
         return self._hvp_reverse(V, self._batches, cached=self.cache_graph)
+
+    def _first_block(self, V: torch.Tensor) -> torch.Tensor:
+        """Apply the first block batched, timed against one single product; keep the faster."""
+        start = time.perf_counter()
+        self.batched = True
+        HV = self._apply(V)
+        per_vector = (time.perf_counter() - start) / V.shape[1]
+        if self.batched:  # the batched path worked
+            single = self.hvp_timings.get(self.hvp_method)
+            if single is None:
+                start = time.perf_counter()
+                self._apply(V[:, :1])
+                single = time.perf_counter() - start
+            self.batched = per_vector < single
+            self.hvp_timings["block_per_vector"] = per_vector
+        return HV
 
     # ---- checks and method choice ---------------------------------------------------------
 
@@ -618,16 +641,17 @@ class HessianOperator(SymmetricOperator):
         return gap
 
     def _choose_method(self, probe: torch.Tensor, reference: torch.Tensor) -> str:
-        """Time both HVP backends (best of two after a warm-up) and keep the faster."""
+        """Time both HVP backends after a warm-up (best of two when cheap) and keep the faster."""
 
         def best_time(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
+            start = time.perf_counter()
             result = fn()
-            times = []
-            for _ in range(2):
+            times = [time.perf_counter() - start]
+            for _ in range(1 if times[0] > 0.5 else 2):
                 start = time.perf_counter()
                 result = fn()
                 times.append(time.perf_counter() - start)
-            return min(times), result
+            return min(times[1:]), result
 
         t_rev, _ = best_time(lambda: self._hvp_reverse(probe, self._batches, self.cache_graph))
         self.hvp_timings["reverse"] = t_rev
