@@ -736,17 +736,18 @@ def _make_plan(loop: _Loop, engine: str, chunk_size: int | None, cap: int) -> di
         return {"engine": "sequential", "chunk_size": _default_write_chunk(n), "start": n}
     # Every size is timed on a few chunks and its fastest chunk counts: on a shared machine,
     # noise only ever adds time (and the first batched call's one-time costs drop out too).
-    # Sequential: one point at a time until ~0.1 s or 8 points, at least 2.
+    # Sequential: one point at a time until ~0.05 s or 4 points, at least 2.
     seq_times: list[float] = []
-    while pos < n and (len(seq_times) < 2 or (sum(seq_times) < 0.1 and len(seq_times) < 8)):
+    while pos < n and (len(seq_times) < 2 or (sum(seq_times) < 0.05 and len(seq_times) < 4)):
         seq_times.append(loop.evaluate(pos, pos + 1, "sequential"))
         pos += 1
     t_seq = min(seq_times)
     loop.probe.append({"engine": "sequential", "chunk_size": 1, "seconds_per_point": t_seq})
     best = ("sequential", 1, t_seq)
-    # Batched: chunk sizes 2, 4, 8, ..., each on up to 3 chunks (while they take less than
-    # RUNG_SECONDS together), doubling until two sizes in a row are not 5% faster per point than
-    # the best batched size before them, or a slower probe could waste more than 5% of the rest.
+    # Batched: chunk sizes 2, 4, 8, ..., each on up to 2 chunks (3 for the first size, whose
+    # first call pays vmap's one-time costs) while they take less than RUNG_SECONDS together,
+    # doubling until two sizes in a row are not 5% faster per point than the best batched size
+    # before them, or a slower probe could waste more than 5% of the rest of the run.
     largest = min(cap, chunk_size or cap)
     sizes = [2**i for i in range(1, 10) if 2**i <= largest]
     if largest >= 2 and largest not in sizes and chunk_size is not None:
@@ -755,7 +756,8 @@ def _make_plan(loop: _Loop, engine: str, chunk_size: int | None, cap: int) -> di
     misses = 0
     for size in sizes:
         times: list[float] = []
-        while len(times) < 3 and sum(times) * size < RUNG_SECONDS and loop.fallback is None:
+        tries = 3 if previous is None else 2
+        while len(times) < tries and sum(times) * size < RUNG_SECONDS and loop.fallback is None:
             left = n - pos
             last = min(times) if times else previous
             waste = size * max(0.0, last - best[2]) if last is not None else 0.0
