@@ -186,10 +186,11 @@ def hessian(
     json_path.write_text(json.dumps(report, indent=1))
 
     typer.echo(f"Hessian over {op.dim:,} parameters ({report['dtype']}, {op.hvp_method} HVPs)")
-    typer.echo(f"{'i':>3}  {'eigenvalue':>14}  {'residual':>10}")
+    typer.echo(f"{eig.which} eigenpairs from {eig.n_hvps} HVPs (Lanczos):")
+    typer.echo(f"{'i':>3}  {'eigenvalue':>14}  {'||Hv - lv||':>11}")
     for i, (lam, res) in enumerate(zip(eig.eigenvalues, eig.residual_norms, strict=True), 1):
         flag = "" if eig.converged[i - 1] else "  (not converged)"
-        typer.echo(f"{i:>3}  {lam:>14.6g}  {res:>10.2g}{flag}")
+        typer.echo(f"{i:>3}  {lam:>14.6g}  {res:>11.2g}{flag}")
     typer.echo(f"trace = {tr.value:.6g} +- {tr.stderr:.2g} ({tr.method}, {tr.n_matvecs} HVPs)")
     typer.echo(f"wrote {json_path}, {figures[0]}, {figures[1]}")
 
