@@ -17,6 +17,7 @@ app = typer.Typer(
 # Command modules (each registers its commands on `app`).
 from saddles.cli import experiment  # noqa: E402,F401
 from saddles.cli import topology  # noqa: E402,F401
+from saddles.cli import run  # noqa: E402,F401
 from saddles.cli import landscape  # noqa: E402,F401
 from saddles.cli import hessian  # noqa: E402,F401
 
