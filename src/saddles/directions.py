@@ -89,8 +89,8 @@ class Directions:
             a landscape copies it into its own record.
     """
 
-    tensors: list[Direction]
-    names: list[str]
+    tensors: list[Direction] = field(repr=False)
+    names: list[str] = field(repr=False)
     info: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
