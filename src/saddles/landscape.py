@@ -15,19 +15,20 @@ Engines
 ``"batched"``
     Many perturbed parameter sets per call: ``torch.func.functional_call`` swaps a point's
     parameters into the model and ``torch.vmap`` maps that over a chunk of points. This wins
-    when a single evaluation is small and overhead-bound (a PINN: 1.9-2.9x measured on 2 CPU
-    cores), and loses when one evaluation already saturates the hardware (ResNet-20 on 256
-    images: 2-3x slower). If the model cannot be vmapped the run falls back to the sequential
-    engine with an :class:`EngineFallbackWarning`, never silently.
+    when a single evaluation is small and overhead-bound (the convection PINN: about 5x the
+    sequential engine on one CPU thread, ``benchmarks/sampling.py``), and loses when one
+    evaluation already saturates the hardware (ResNet-20 on 256 images: 2-2.5x slower; a
+    character transformer, whose attention has no batching rule: 1.3x slower). If the model
+    cannot be vmapped the run falls back to the sequential engine with an
+    :class:`EngineFallbackWarning`, never silently.
 ``"auto"`` (default)
     Probes the candidates on the first points (sequential, then batched at chunk sizes 2, 4,
     8, ... doubling until two sizes in a row bring less than 5% per point, or a slower probe
-    could waste more than 5% of the run) and keeps the fastest, which it reports
-    (``info["probe"]`` lists every measurement);
-    with ``chunk_size`` given, that is the largest chunk it tries. Probe points are real
-    results, not wasted work; each chunk records which engine computed it, and the engines
-    agree to rounding (tested to 1e-5 relative). Pass an explicit engine for runs that must be
-    bit-reproducible across separate invocations.
+    could waste more than 5% of the run), keeps the fastest and reports it (``info["probe"]``
+    lists every measurement); with ``chunk_size`` given, that is the largest chunk it tries.
+    Probe points are real results, not wasted work; each chunk records which engine computed
+    it, and the engines agree to rounding (tested to 1e-5 relative). Pass an explicit engine
+    for runs that must be bit-reproducible across separate invocations.
 
 Memory: a batched chunk of ``B`` points holds ``B`` copies of the parameters plus ``B`` times a
 point's activations. ``chunk_size`` fixes ``B``; otherwise ``B`` is the largest that fits
