@@ -463,3 +463,64 @@ def test_disconnected_graph_has_one_essential_class_per_component():
     assert len(finite) == 0
     # TTK pairs each essential class with its own component's maximum.
     assert sorted(map(tuple, ttk_diagram(tree).tolist())) == [(0.0, 0.0), (0.5, 4.0), (1.0, 3.0)]
+
+
+# --- 1-dimensional persistence (loops) ----------------------------------------------------
+
+
+def gudhi_loops_cubical(field, top_cells: bool) -> Counter:
+    cc = (
+        gudhi.CubicalComplex(top_dimensional_cells=field)
+        if top_cells
+        else gudhi.CubicalComplex(vertices=field)
+    )
+    return nonzero_pairs([p for dim, p in cc.persistence(min_persistence=-1) if dim == 1])
+
+
+def gudhi_loops_freudenthal(field) -> Counter:
+    """Lower-star filtration of TTK's triangulation (diagonal (y, x+1)-(y+1, x))."""
+    ny, nx = field.shape
+    idx = np.arange(field.size).reshape(field.shape)
+    f = field.ravel()
+    st_ = gudhi.SimplexTree()
+    for y in range(ny - 1):
+        for x in range(nx - 1):
+            a, b, c, d = idx[y, x], idx[y, x + 1], idx[y + 1, x], idx[y + 1, x + 1]
+            st_.insert([int(a), int(b), int(c)])
+            st_.insert([int(b), int(c), int(d)])
+    for simplex, _ in list(st_.get_simplices()):  # lower star: the highest vertex's value
+        st_.assign_filtration(simplex, float(f[simplex].max()))
+    pairs = st_.persistence(min_persistence=-1, persistence_dim_max=True)
+    return nonzero_pairs([p for dim, p in pairs if dim == 1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_loops_2d_equal_gudhi(seed):
+    from saddles.topology import loops_diagram
+
+    rng = np.random.default_rng(seed)
+    for field in (rng.random((18, 21)), rng.integers(0, 4, (15, 16)).astype(float),
+                  gaussian_bumps((30, 30), 8, seed)):  # fmt: skip
+        ours_full = nonzero_pairs(loops_diagram(field, "full"))
+        assert ours_full == gudhi_loops_cubical(field, top_cells=True)
+        assert nonzero_pairs(loops_diagram(field, "faces")) == gudhi_loops_cubical(field, False)
+        assert nonzero_pairs(loops_diagram(field, "freudenthal")) == gudhi_loops_freudenthal(field)
+
+
+def test_loops_3d_and_single_basin():
+    from saddles.topology import loop_metrics, loops_diagram
+
+    field = np.random.default_rng(3).random((6, 7, 8))
+    assert nonzero_pairs(loops_diagram(field, "full")) == gudhi_loops_cubical(field, True)
+    g = np.linspace(-1, 1, 41)
+    bowl = g[:, None] ** 2 + g[None, :] ** 2
+    assert len(loops_diagram(bowl, "full")) == 0
+    assert loop_metrics(loops_diagram(bowl))["n_loops"] == 0
+    # A ring-shaped valley around a central peak holds exactly one persistent loop.
+    r = np.sqrt(g[:, None] ** 2 + g[None, :] ** 2)
+    ring = (r - 0.5) ** 2
+    loops = loops_diagram(ring, "full")
+    assert len(loops) == 1
+    assert loops[0, 1] == pytest.approx(0.25) and loops[0, 0] < 0.01  # dies at the peak
+    with pytest.raises(ValueError, match="2D and 3D"):
+        loops_diagram(np.zeros(5))

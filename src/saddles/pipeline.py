@@ -49,7 +49,8 @@ class AnalysisConfig:
     normalized by ``norm`` too, so both kinds have filter-wise comparable scales by default).
     Sampling: a ``resolution``-per-axis grid on ``[-span, span]^n_directions``.
     Representations: names from :data:`REPRESENTATIONS`; ``knn_k`` neighbours.
-    Topology: ``threshold`` (relative to the value range) adds simplified metrics.
+    Topology: ``threshold`` (relative to the value range) adds simplified metrics; ``loops``
+    adds 1-dimensional persistence (``n_loops``, ...) for grid representations in 2D and 3D.
     Hessian: top ``hessian_top_k`` eigenvalues, Hutch++ trace with ``trace_matvecs`` HVPs,
     SLQ density with ``density_lanczos`` steps x ``density_runs`` runs.
     """
@@ -64,6 +65,7 @@ class AnalysisConfig:
     representations: list[str] = field(default_factory=lambda: ["grid-full", "grid-ttk", "knn"])
     knn_k: int = 8
     threshold: float | None = 0.01
+    loops: bool = True
     hessian: bool = True
     hessian_top_k: int = 5
     trace_matvecs: int = 99
@@ -259,6 +261,8 @@ def landscape_topology(landscape, representation: str, config: AnalysisConfig):
         delaunay_edges,
         gabriel_edges,
         knn_edges,
+        loop_metrics,
+        loops_diagram,
         merge_tree,
         merge_tree_grid,
     )
@@ -280,6 +284,12 @@ def landscape_topology(landscape, representation: str, config: AnalysisConfig):
             edges = knn_edges(pts, k=config.knn_k, method=method)
         tree = merge_tree(values, edges, nan_policy="max")
     metrics = compute_metrics(tree, threshold=config.threshold, relative=True)
+    shape = landscape.shape
+    if config.loops and representation in _GRID_CONNECTIVITY and shape and len(shape) in (2, 3):
+        conn = _GRID_CONNECTIVITY[representation]
+        if len(shape) == 2 or conn != "freudenthal":
+            field = np.where(np.isfinite(values), values, np.nanmax(values[np.isfinite(values)]))
+            metrics.update(loop_metrics(loops_diagram(field.reshape(shape), conn)))
     return tree, metrics
 
 

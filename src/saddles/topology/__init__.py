@@ -21,7 +21,12 @@ from saddles.topology.graphs import (
 )
 from saddles.topology.mergetree import MergeTree, merge_tree, merge_tree_grid, simplify
 from saddles.topology.metrics import compute_metrics
-from saddles.topology.persistence import persistence_diagram, ttk_diagram
+from saddles.topology.persistence import (
+    loop_metrics,
+    loops_diagram,
+    persistence_diagram,
+    ttk_diagram,
+)
 
 __all__ = [
     "CONNECTIVITIES",
@@ -32,6 +37,8 @@ __all__ = [
     "grid_edges",
     "grid_offsets",
     "knn_edges",
+    "loop_metrics",
+    "loops_diagram",
     "merge_tree",
     "merge_tree_grid",
     "persistence_diagram",
