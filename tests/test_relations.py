@@ -80,3 +80,41 @@ def test_power_law_without_offset_and_bad_input():
         fit_power_law([0, 1, 2], [1, 2, 3])
     with pytest.raises(ValueError, match="at least 3"):
         fit_power_law([1, 2], [1, 2])
+
+
+def test_trend_detects_a_fall_over_log_steps():
+    from saddles.relations import trend
+
+    steps = np.array([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000])
+    rng = np.random.default_rng(0)
+    t = trend(steps, 40 - 3 * np.log(steps) + 0.3 * rng.normal(size=10))
+    assert t.spearman < -0.9 and t.slope_ci[0] <= -3 <= t.slope_ci[1]
+    flat = trend(steps, rng.normal(size=10))
+    assert flat.slope_ci[0] < 0 < flat.slope_ci[1]
+
+
+def test_change_points_find_a_planted_turn():
+    from saddles.relations import change_points
+
+    x = np.arange(30, dtype=float)
+    y = np.where(x < 12, 2.0 * x, 24.0 - 1.5 * (x - 12))
+    y = y + 0.2 * np.random.default_rng(1).normal(size=30)
+    cp = change_points(x, y)
+    assert len(cp.breaks) == 1 and abs(cp.breaks[0] - 12) <= 1
+    assert not cp.monotone and cp.slopes[0] > 0 > cp.slopes[1]
+    line = change_points(x, 3 * x + 0.2 * np.random.default_rng(2).normal(size=30))
+    assert line.breaks == [] and line.monotone
+
+
+def test_loo_errors_prefer_the_predictive_feature():
+    from saddles.relations import loo_errors
+
+    rng = np.random.default_rng(0)
+    good = rng.normal(size=12)
+    noise = rng.normal(size=12)
+    target = 2 * good + 0.05 * rng.normal(size=12)
+    assert loo_errors(good, target).mean() < 0.2 * loo_errors(noise, target).mean()
+    # Exact on a noiseless line.
+    np.testing.assert_allclose(loo_errors(good, 3 * good + 1), 0, atol=1e-10)
+    with pytest.raises(ValueError, match="at least"):
+        loo_errors([1.0, 2.0], [1.0, 2.0])

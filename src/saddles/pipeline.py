@@ -36,7 +36,7 @@ REPRESENTATIONS = {
     "knn": "exact k-nearest-neighbour graph (union), k-d tree",
     "knn-approx": "approximate k-nearest-neighbour graph (union), NN-Descent as the paper",
 }
-DIRECTION_KINDS = ("random", "hessian")
+DIRECTION_KINDS = ("random", "hessian", "given")
 _GRID_CONNECTIVITY = {"grid-full": "full", "grid-faces": "faces", "grid-ttk": "freudenthal"}
 
 
@@ -46,8 +46,11 @@ class AnalysisConfig:
 
     Directions: ``directions`` lists the kinds ("random": Gaussian, normalized by ``norm``,
     seeded by ``seed``; "hessian": the top ``n_directions`` Hessian eigenvectors, then
-    normalized by ``norm`` too, so both kinds have filter-wise comparable scales by default).
-    Sampling: a ``resolution``-per-axis grid on ``[-span, span]^n_directions``.
+    normalized by ``norm`` too, so both kinds have filter-wise comparable scales by default;
+    "given": directions passed to :func:`analyze`, e.g. a trajectory's PCA, normalized too).
+    Sampling: ``"grid"``, a ``resolution``-per-axis grid on ``[-span, span]^n_directions``
+    (1 to 3 directions); or ``"sobol"``/``"lhs"``/``"uniform"``, ``n_points`` scattered points
+    in that box (1 to 10 directions, the origin included), for graph representations only.
     Representations: names from :data:`REPRESENTATIONS`; ``knn_k`` neighbours.
     Topology: ``threshold`` (relative to the value range) adds simplified metrics; ``loops``
     adds 1-dimensional persistence (``n_loops``, ...) for grid representations in 2D and 3D.
@@ -60,7 +63,9 @@ class AnalysisConfig:
     norm: str = "filter"
     ignore_1d: bool = True
     seed: int = 0
+    sampling: str = "grid"
     resolution: int = 41
+    n_points: int = 4096
     span: float = 1.0
     representations: list[str] = field(default_factory=lambda: ["grid-full", "grid-ttk", "knn"])
     knn_k: int = 8
@@ -89,8 +94,19 @@ class AnalysisConfig:
             raise ValueError(
                 f"unknown representation(s) {bad}; choose from {', '.join(REPRESENTATIONS)}"
             )
-        if not 1 <= self.n_directions <= 3:
-            raise ValueError(f"n_directions must be 1 to 3 for a grid, not {self.n_directions}")
+        if self.sampling not in ("grid", "sobol", "lhs", "uniform"):
+            raise ValueError(f"sampling must be grid, sobol, lhs or uniform, not {self.sampling!r}")
+        if self.sampling == "grid" and not 1 <= self.n_directions <= 3:
+            raise ValueError(
+                f"a grid takes 1 to 3 directions, not {self.n_directions}; "
+                "use scattered sampling (sampling: sobol) for more"
+            )
+        if not 1 <= self.n_directions <= 10:
+            raise ValueError(f"n_directions must be 1 to 10, not {self.n_directions}")
+        grids = [r for r in self.representations if r in _GRID_CONNECTIVITY]
+        if self.sampling != "grid" and grids:
+            raise ValueError(f"{grids} need grid sampling; scattered points take knn, delaunay, "
+                             "gabriel or knn-approx")  # fmt: skip
         if self.resolution < 3:
             raise ValueError(f"resolution must be at least 3, not {self.resolution}")
         if not self.span > 0:
@@ -179,31 +195,45 @@ def analyze(
     quality: dict[str, float] | None = None,
     run_dir: str | Path | None = None,
     progress: bool = True,
+    given: Any = None,
+    eigenpairs: Any = None,
 ) -> Analysis:
-    """Run every stage on one model (see the module docstring); ``loss(model, batch)``."""
+    """Run every stage on one model (see the module docstring); ``loss(model, batch)``.
+
+    ``given``: directions for the "given" kind (anything ``directions.from_tensors`` takes).
+    ``eigenpairs``: a :class:`~saddles.hessian.Eigenpairs` already computed for this model, used
+    for "hessian" directions instead of recomputing them.
+    """
     import torch
 
     from saddles import directions as dirs
     from saddles.landscape import evaluate
-    from saddles.sampling import grid
 
     config = config or AnalysisConfig()
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     timings: dict[str, float] = {}
     hessian: dict[str, Any] = {}
     density = None
-    eig = None
-    if config.hessian or "hessian" in config.directions:
+    eig = eigenpairs
+    if config.hessian or ("hessian" in config.directions and eig is None):
         t0 = time.perf_counter()
         hessian, density, eig = hessian_metrics(model, loss, data, config, dtype)
         timings["hessian_s"] = time.perf_counter() - t0
+    if "given" in config.directions and given is None:
+        raise ValueError("the 'given' direction kind needs directions passed as `given=`")
 
     landscapes, topology, trees = {}, {}, {}
-    coords = grid(config.resolution, (-config.span, config.span), dims=config.n_directions)
+    coords = make_coordinates(config)
     for kind in config.directions:
         if kind == "random":
             d = dirs.random_directions(model, config.n_directions, seed=config.seed,
                                        norm=config.norm, ignore_1d=config.ignore_1d)  # fmt: skip
+        elif kind == "given":
+            d = dirs.from_tensors(model, given, norm=config.norm, ignore_1d=config.ignore_1d,
+                                  info={"kind": "given"})  # fmt: skip
+            if len(d) != config.n_directions:
+                raise ValueError(f"{len(d)} given directions, but n_directions is "
+                                 f"{config.n_directions}")  # fmt: skip
         else:
             d = dirs.from_tensors(model, eig.eigenvectors[: config.n_directions],
                                   norm=config.norm, ignore_1d=config.ignore_1d,
@@ -228,6 +258,17 @@ def analyze(
     if run_dir is not None:
         analysis.save(run_dir)
     return analysis
+
+
+def make_coordinates(config: AnalysisConfig):
+    """The sample points of an analysis: a grid, or scattered points with the origin first."""
+    from saddles.sampling import grid, scattered
+
+    box = (-config.span, config.span)
+    if config.sampling == "grid":
+        return grid(config.resolution, box, dims=config.n_directions)
+    return scattered(config.n_points, config.n_directions, method=config.sampling, ranges=box,
+                     seed=config.seed, include_center=True)  # fmt: skip
 
 
 def hessian_metrics(model, loss, data, config: AnalysisConfig, dtype):

@@ -7,6 +7,13 @@
 - :func:`relations_table`: every metric of one group against every metric of another.
 - :func:`fit_power_law`: L(N) = a N^-alpha + c by least squares, with bootstrap CIs and the
   fit's residuals (as in scaling-law work, e.g. Kaplan et al. 2020, Hoffmann et al. 2022).
+- :func:`trend`: does a series rise or fall over time (Spearman against time, and the slope
+  against log time, each with a bootstrap CI).
+- :func:`change_points`: the best continuous piecewise-linear fit of a series (exhaustive
+  search over breakpoints, a BIC penalty on their number); says whether the fitted segments
+  change direction (non-monotone).
+- :func:`loo_errors`: leave-one-out prediction error of a least-squares line, to compare how
+  well different features predict a target across models (sizes).
 
 Plain numpy/scipy; this module never imports torch.
 """
@@ -139,6 +146,108 @@ def fit_power_law(n, loss, offset: bool = True, n_boot: int = 1000, seed: int = 
     a, alpha, c = params
     residuals = loss - (a * n ** (-alpha) + c)
     return PowerLawFit(a, alpha, c, cis[0], cis[1], cis[2], residuals, len(n))
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Direction of a series over time: Spearman against time and the least-squares slope of
+    the values against log(time), each with a percentile-bootstrap 95% CI."""
+
+    n: int
+    spearman: float
+    spearman_ci: tuple[float, float]
+    slope_per_log_step: float
+    slope_ci: tuple[float, float]
+
+
+def trend(steps, values, n_boot: int = 2000, seed: int = 0) -> Trend:
+    """How ``values`` move with ``steps`` (> 0): rank correlation and slope per e-fold of steps."""
+    t, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    ok = np.isfinite(t) & np.isfinite(y) & (t > 0)
+    t, y = np.log(t[ok]), y[ok]
+    n = len(t)
+    nan2 = (math.nan, math.nan)
+    if n < 3 or np.ptp(t) == 0:
+        return Trend(n, math.nan, nan2, math.nan, nan2)
+    c = correlate(t, y, n_boot=n_boot, n_perm=10, seed=seed)
+    slope = float(np.polyfit(t, y, 1)[0])
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, n, n)
+        if np.ptp(t[i]) > 0:
+            boots.append(np.polyfit(t[i], y[i], 1)[0])
+    ci = tuple(float(v) for v in np.percentile(boots, [2.5, 97.5])) if boots else nan2
+    return Trend(n, c.spearman, c.spearman_ci, slope, ci)
+
+
+@dataclass(frozen=True)
+class ChangePoints:
+    """A continuous piecewise-linear fit: ``breaks`` (x values where the slope changes), the
+    slope of each segment, and whether the slopes change sign (a non-monotone series)."""
+
+    breaks: list[float]
+    slopes: list[float]
+    monotone: bool
+    bic: float
+
+
+def change_points(x, y, max_changes: int = 2, min_size: int = 3) -> ChangePoints:
+    """Best continuous piecewise-linear fit with 0..``max_changes`` slope changes, by BIC.
+
+    Breakpoints are searched exhaustively among the sample x values (every segment holding at
+    least ``min_size`` points), each candidate fitted by least squares on the hinge basis
+    ``1, x, (x - b_1)_+, ...``; the number of breaks minimizes n log(RSS / n) + (2 + 3 k) log n:
+    each break adds a slope, and its location, chosen by search among n candidates, is charged
+    twice (as the modified BIC of Zhang & Siegmund 2007 charges locations extra; with the plain
+    2 k, exhaustive search over locations finds spurious breaks near the ends of noisy lines).
+    ``monotone`` is True when all fitted slopes share a sign (|slope| < 1e-12 ignored).
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    order = np.argsort(x)
+    x, y = x[order], y[order]
+    n = len(x)
+    if n < 2 or np.ptp(x) == 0:
+        raise ValueError("change_points needs at least two distinct x values")
+
+    def fit(breaks):
+        A = np.column_stack([np.ones(n), x, *[np.maximum(x - b, 0) for b in breaks]])
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        return float(np.sum((y - A @ coef) ** 2)), coef
+
+    best = None
+    candidates = range(min_size, n - min_size + 1)
+    for k in range(0, max_changes + 1):
+        for idx in itertools.combinations(candidates, k):
+            if any(b - a < min_size for a, b in zip(idx[:-1], idx[1:], strict=True)):
+                continue
+            breaks = [x[i] for i in idx]
+            rss, coef = fit(breaks)
+            bic = n * math.log(max(rss, 1e-300) / n) + (2 + 3 * k) * math.log(n)
+            if best is None or bic < best[0] - 1e-9:
+                best = (bic, breaks, coef)
+    bic, breaks, coef = best
+    slopes = list(np.cumsum(coef[1:]).astype(float))
+    signs = {np.sign(s) for s in slopes if abs(s) > 1e-12}
+    return ChangePoints([float(b) for b in breaks], slopes, len(signs) <= 1, float(bic))
+
+
+def loo_errors(features, target) -> np.ndarray:
+    """Leave-one-out absolute errors of predicting ``target`` from ``features`` by least
+    squares with an intercept: row i is predicted by the line fitted to the other rows."""
+    X = np.asarray(features, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    y = np.asarray(target, dtype=float)
+    n = len(y)
+    if X.shape[0] != n or n < X.shape[1] + 2:
+        raise ValueError(f"need at least {X.shape[1] + 2} rows to leave one out, have {n}")
+    A = np.column_stack([np.ones(n), X])
+    errors = np.empty(n)
+    for i in range(n):
+        keep = np.arange(n) != i
+        coef, *_ = np.linalg.lstsq(A[keep], y[keep], rcond=None)
+        errors[i] = abs(A[i] @ coef - y[i])
+    return errors
 
 
 # --- internals ---------------------------------------------------------------------------
