@@ -1,0 +1,158 @@
+"""saddles.dynamics: checkpoint discovery, incremental analysis, and the hypothesis table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import saddles.dynamics as dyn
+from saddles.dynamics import analyze_checkpoints, discover_checkpoints, hypothesis_table
+from saddles.experiments import save_checkpoint
+from saddles.pipeline import AnalysisConfig
+
+
+def make_net():
+    return torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1))
+
+
+def mse(model, batch):
+    return ((model(batch[0]) - batch[1]) ** 2).mean()
+
+
+def data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(48, 3, generator=g)
+    return x, torch.sin(x[:, :1])
+
+
+def write_run(directory, steps):
+    """A tiny SGD run, saving the weights at ``steps`` with sidecars."""
+    torch.manual_seed(0)
+    net = make_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = data()
+    for step in range(max(steps) + 1):
+        if step in steps:
+            save_checkpoint(net, directory / f"ckpt-{step}.safetensors")
+            with torch.no_grad():
+                val = float(mse(net, (x, y)))
+            (directory / f"ckpt-{step}.json").write_text(
+                json.dumps({"step": step, "val_loss": val})
+            )
+        opt.zero_grad()
+        mse(net, (x, y)).backward()
+        opt.step()
+
+
+def small(**kw):
+    base = dict(
+        resolution=7,
+        representations=["grid-full", "knn"],
+        hessian_top_k=2,
+        trace_matvecs=9,
+        density_lanczos=8,
+    )
+    return AnalysisConfig(**{**base, **kw})
+
+
+def test_discovery_orders_by_step(tmp_path):
+    for name in ("s10.pt", "s2.pt", "s100.pt"):
+        torch.save(make_net().state_dict(), tmp_path / name)
+    assert [c.step for c in discover_checkpoints(tmp_path)] == [2, 10, 100]
+    (tmp_path / "s100.json").write_text(json.dumps({"step": 1, "tokens": 64}))
+    ckpts = discover_checkpoints(tmp_path)
+    assert [c.name for c in ckpts] == ["s100", "s2", "s10"] and ckpts[0].info["tokens"] == 64
+    (tmp_path / "s2.json").write_text(json.dumps({"step": 1}))
+    with pytest.raises(ValueError, match="step"):
+        discover_checkpoints(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    torch.save(make_net().state_dict(), other / "final.pt")
+    with pytest.raises(ValueError, match="training step of final.pt"):
+        discover_checkpoints(other)
+    with pytest.raises(FileNotFoundError, match="no checkpoints"):
+        discover_checkpoints(_empty(tmp_path))
+
+
+def _empty(tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    return d
+
+
+def test_incremental_analysis_only_does_new_checkpoints(tmp_path, monkeypatch):
+    ckdir = tmp_path / "ckpts"
+    ckdir.mkdir()
+    write_run(ckdir, [0, 5, 20])
+    calls = []
+    real = dyn.analyze
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["name"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dyn, "analyze", counting)
+    out = tmp_path / "out"
+    rows = analyze_checkpoints(make_net, ckdir, mse, data(), small(), out, progress=False)
+    assert [r["step"] for r in rows] == [0, 5, 20] and len(calls) == 3
+    assert rows[0]["val_loss"] > rows[-1]["val_loss"]
+    assert "2d.grid-full.n_saddles" in rows[0] and "top_eigenvalue" in rows[0]
+    # New checkpoints appear: only they are analyzed; the old rows come back unchanged.
+    write_run(ckdir, [0, 5, 20, 40])
+    again = analyze_checkpoints(make_net, ckdir, mse, data(), small(), out, progress=False)
+    assert len(calls) == 4 and calls[-1].endswith("@40")
+    assert again[:3] == rows
+    assert (out / "dynamics.csv").read_text().count("\n") == 5
+    with pytest.raises(ValueError, match="another configuration"):
+        analyze_checkpoints(make_net, ckdir, mse, data(), small(resolution=9), out, progress=False)
+
+
+def test_policies_and_several_subspaces(tmp_path):
+    ckdir = tmp_path / "ckpts"
+    ckdir.mkdir()
+    write_run(ckdir, [0, 3, 9, 30, 60])
+    configs = {
+        "2d": small(),
+        "4d": small(
+            sampling="sobol", n_points=256, n_directions=4, representations=["knn"], hessian=False
+        ),
+    }
+    rows = analyze_checkpoints(
+        make_net, ckdir, mse, data(), configs, tmp_path / "pca", policy="pca", progress=False
+    )
+    assert all(r["policy"] == "pca" for r in rows)
+    assert "4d.knn.n_minima" in rows[-1] and "2d.knn.n_minima" in rows[-1]
+    rows = analyze_checkpoints(
+        make_net, ckdir, mse, data(), small(), tmp_path / "hess", policy="hessian", progress=False
+    )
+    assert rows[-1]["top_eigenvalue"] > 0
+    with pytest.raises(ValueError, match="policy"):
+        analyze_checkpoints(make_net, ckdir, mse, data(), small(), tmp_path, policy="pcb")
+
+
+def test_hypothesis_table_on_planted_series():
+    rng = np.random.default_rng(0)
+    rows = []
+    steps = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    for size, final in ((1e4, 2.0), (1e5, 1.6), (1e6, 1.3), (1e7, 1.1)):
+        for s in steps:
+            rows.append(
+                {
+                    "n_params": size,
+                    "step": s,
+                    # saddles fall with log step, faster for larger models
+                    "saddles": 50 - (1 + np.log10(size)) * np.log(s) + rng.normal(0, 0.3),
+                    # persistence rises then falls (a turn at step 50)
+                    "persistence": -abs(np.log(s) - np.log(50)) + rng.normal(0, 0.02),
+                    "val_loss": final + 2 / s,
+                }
+            )
+    table = hypothesis_table(rows, "saddles", "persistence", early_step=10)
+    h1 = [t for t in table if t["hypothesis"] == "H1" and t["quantity"].startswith("Spearman(sad")]
+    assert len(h1) == 4 and all(t["value"] < -0.9 for t in h1)
+    h2 = [t for t in table if t["hypothesis"] == "H2"]
+    assert all(t["value"] >= 1 and "non-monotone fit: True" in t["note"] for t in h2)
+    assert any(t["hypothesis"] == "H3" and "leave-one-size-out" in t["quantity"] for t in table)
