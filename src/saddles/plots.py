@@ -235,3 +235,37 @@ def _rows_cols(vertices, shape, indexing: str):
     """Image (row, col) of flat vertex ids of a field of ``shape``."""
     a, b = np.unravel_index(vertices, shape)
     return (b, a) if indexing == "ij" else (a, b)
+
+
+def dynamics_figure(
+    rows: list[dict], metric: str, group_key: str = "size", title: str = ""
+) -> plt.Figure:
+    """A metric against training step (log axis), one line per ``group_key`` value."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    groups = list(dict.fromkeys(r[group_key] for r in rows))
+    for g in groups:
+        sub = sorted((r for r in rows if r[group_key] == g), key=lambda r: r["step"])
+        steps = [max(r["step"], 1) for r in sub]
+        ax.plot(steps, [_as_float(r.get(metric)) for r in sub], marker="o", ms=3, label=str(g))
+    ax.set_xscale("log")
+    ax.set(xlabel="training step", ylabel=metric, title=title or f"{metric} during training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title=group_key)
+    return fig
+
+
+def scaling_figure(n_params, losses, fit=None, title: str = "") -> plt.Figure:
+    """Final loss against parameter count (log-log) with a fitted power law L = a N^-alpha + c."""
+    n = np.asarray(n_params, dtype=float)
+    y = np.asarray(losses, dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    ax.scatter(n, y, zorder=3, label="final validation loss")
+    if fit is not None:
+        grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 100)
+        ax.plot(grid, fit.predict(grid), color="C3",
+                label=f"{fit.a:.3g} N^-{fit.alpha:.3g} + {fit.c:.3g}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set(xlabel="parameters N", ylabel="validation loss", title=title or "loss against size")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return fig

@@ -17,11 +17,7 @@ The command prints the eigenvalues and the trace with its standard error, and wr
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
-import os
-import sys
 import time
 from enum import Enum
 from pathlib import Path
@@ -93,6 +89,7 @@ def hessian(
     """Top eigenvalues, trace (+- standard error) and eigenvalue density of the loss Hessian."""
     import torch
 
+    from saddles.cli import _loading
     from saddles.data import make_loss
     from saddles.hessian import HessianOperator, NondeterministicHessianError
     from saddles.hessian_plots import plot_density, plot_density_histogram
@@ -101,19 +98,19 @@ def hessian(
         torch.set_num_threads(threads)
     if loss is not None and criterion is not None:
         raise typer.BadParameter("give --loss or --criterion, not both", param_hint="--loss")
-    net = _build_model(model)
+    net = _loading.build_model(model)
     if checkpoint is not None:
-        _load_checkpoint(net, checkpoint)
+        _loading.load_checkpoint(net, checkpoint, "--checkpoint")
     net = net.to(device)
     if loss is not None:
-        loss_fn = _import_object(loss, "--loss")
+        loss_fn = _loading.import_object(loss, "--loss")
         if not callable(loss_fn):
             raise typer.BadParameter(f"{loss} is not callable", param_hint="--loss")
     else:
         mse = criterion == Criterion.mse
         loss_fn = make_loss(criterion=torch.nn.MSELoss() if mse else torch.nn.CrossEntropyLoss())
-    batch = _load_data(data)
-    batches = _split(batch, batch_size) if batch_size else batch
+    batch = _loading.load_data(data)
+    batches = _loading.split_batches(batch, batch_size) if batch_size else batch
     param_filter: Any = params if params in ("all", "weights") else params.split(",")
 
     start = time.perf_counter()
@@ -193,127 +190,3 @@ def hessian(
         typer.echo(f"{i:>3}  {lam:>14.6g}  {res:>11.2g}{flag}")
     typer.echo(f"trace = {tr.value:.6g} +- {tr.stderr:.2g} ({tr.method}, {tr.n_matvecs} HVPs)")
     typer.echo(f"wrote {json_path}, {figures[0]}, {figures[1]}")
-
-
-# --- loading: factory, checkpoint, data ----------------------------------------------------------
-
-
-def _import_object(spec: str, hint: str) -> Any:
-    """Import ``module:attribute`` or ``file.py:attribute``; the working directory is importable."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise typer.BadParameter(f"expected module:function, got {spec!r}", param_hint=hint)
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            if os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}", param_hint=hint) from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError as exc:
-        raise typer.BadParameter(f"{module_name!r} has no {attr!r}", param_hint=hint) from exc
-
-
-def _build_model(spec: str):
-    import torch
-
-    factory = _import_object(spec, "--model")
-    if not callable(factory):
-        raise typer.BadParameter(f"{spec} is not callable", param_hint="--model")
-    net = factory()
-    if not isinstance(net, torch.nn.Module):
-        raise typer.BadParameter(
-            f"{spec}() returned a {type(net).__name__}, not a torch.nn.Module", param_hint="--model"
-        )
-    return net
-
-
-def _load_checkpoint(net, path: Path) -> None:
-    """Load a state dict into ``net``; never unpickles arbitrary objects."""
-    import pickle
-
-    import torch
-
-    if not path.is_file():
-        raise typer.BadParameter(f"no such file: {path}", param_hint="--checkpoint")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError) as exc:
-        raise typer.BadParameter(
-            f"cannot load {path} as a plain state dict (objects other than tensors and "
-            f"containers are refused): {exc}",
-            param_hint="--checkpoint",
-        ) from exc
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise typer.BadParameter(
-            f"{path} does not hold a state dict (a mapping of names to tensors)",
-            param_hint="--checkpoint",
-        )
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise typer.BadParameter(
-            f"{path} does not match the model: {exc}", param_hint="--checkpoint"
-        ) from exc
-
-
-def _load_data(path: Path) -> tuple:
-    """One batch (a tuple of tensors) from a .pt or .npz file."""
-    import pickle
-
-    import numpy as np
-    import torch
-
-    if not path.is_file():
-        raise typer.BadParameter(f"no such file: {path}", param_hint="--data")
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = [npz[k] for k in npz.files]
-        except (ValueError, OSError) as exc:
-            raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--data") from exc
-        if not arrays:
-            raise typer.BadParameter(f"{path} holds no arrays", param_hint="--data")
-        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
-    if path.suffix not in (".pt", ".pth"):
-        raise typer.BadParameter(
-            f"unsupported data file {path.name!r}: use .pt/.pth or .npz", param_hint="--data"
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError) as exc:
-        raise typer.BadParameter(
-            f"cannot load {path} with weights_only=True: {exc}", param_hint="--data"
-        ) from exc
-    if isinstance(obj, torch.Tensor):
-        return (obj,)
-    if isinstance(obj, (tuple, list)) and obj and all(isinstance(t, torch.Tensor) for t in obj):
-        return tuple(obj)
-    raise typer.BadParameter(
-        f"{path} must hold a tensor or a tuple/list of tensors, not {type(obj).__name__}",
-        param_hint="--data",
-    )
-
-
-def _split(batch: tuple, size: int) -> list[tuple]:
-    """Split one batch along the first dimension into batches of ``size`` samples."""
-    n = batch[0].shape[0]
-    return [tuple(t[i : i + size] for t in batch) for i in range(0, n, size)]
