@@ -103,3 +103,16 @@ def test_topology_command_does_not_import_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert '"n_minima": 4' in proc.stdout
+
+
+def test_package_exports_load_lazily():
+    code = (
+        "import sys, saddles\n"
+        "assert 'torch' not in sys.modules\n"
+        "saddles.merge_tree_grid\n"
+        "assert 'torch' not in sys.modules\n"
+        "for name in saddles.__all__:\n"
+        "    getattr(saddles, name)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
