@@ -783,7 +783,7 @@ def _make_plan(loop: _Loop, engine: str, chunk_size: int | None, cap: int) -> di
     msg = (
         f"engine 'auto' chose {engine_name}"
         + (f" (chunk {size})" if engine_name == "batched" else "")
-        + f": {1e3 * t_best:.3g} ms/point, {speedup:.2f}x the sequential engine"
+        + f": {1e3 * t_best:.3g} ms/point, {speedup:.2f}x the speed of the sequential engine"
     )
     _say(loop.console, msg)
     log.info(msg)
