@@ -180,7 +180,7 @@ def analyze_checkpoints(
             "policy": policy,
             **(extra or {}),
         }
-        for key in ("tokens", "train_loss", "val_loss"):
+        for key in ("tokens", "tokens_seen", "train_loss", "val_loss"):
             if key in ck.info:
                 row[key] = ck.info[key]
         hessian_done = False

@@ -162,3 +162,23 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def dynamics_section(
+    figures: dict[str, Path], hypotheses: list[dict[str, Any]], scaling_note: str
+) -> str:
+    """HTML body of the report's dynamics section: metric-vs-step curves per size, the scaling
+    plot with its fit, and the hypothesis table (numbers with CIs, no verdicts)."""
+    cols = ["hypothesis", "quantity", "value", "ci_low", "ci_high", "n", "note"]
+    return (
+        "<p class='note'>Each metric against the training step, one line per model size, "
+        "from the same checkpoints, data order and evaluation batch. H1: do saddles fall "
+        "during training, and does their rate of fall relate to the final loss across sizes; "
+        "H2: is average persistence non-monotone in time (slope changes of a piecewise-linear "
+        "fit in log step); H3: does an early metric follow a power law in size, and does it "
+        "improve leave-one-size-out prediction of the final loss; H4: do kD metrics predict "
+        "better than 2D ones. With few sizes these are descriptions, not tests.</p>"
+        + f"<p>{_e(scaling_note)}</p>"
+        + _figures(figures)
+        + _table(hypotheses, cols)
+    )
