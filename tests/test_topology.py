@@ -434,6 +434,26 @@ def test_nan_raises_by_default_and_max_policy_works():
         merge_tree_grid(field, nan_policy="ignore")
 
 
+@pytest.mark.parametrize("corner", ["top-left", "bottom-right", "middle-band"])
+def test_a_diverged_region_adds_no_minima_or_saddles(corner):
+    g = np.linspace(-1, 1, 21)
+    bowl = g[:, None] ** 2 + g[None, :] ** 2
+    field = bowl.copy()
+    if corner == "top-left":
+        field[:6, :6] = np.nan
+    elif corner == "bottom-right":
+        field[-6:, -6:] = np.inf
+    else:
+        field[:, 15:18] = np.nan  # a diverged band cutting off the right edge
+    for conn in ("faces", "full", "freudenthal"):
+        m = compute_metrics(merge_tree_grid(field, conn, nan_policy="max"))
+        expect = (2, 1) if corner == "middle-band" else (1, 0)
+        assert (m["n_minima"], m["n_saddles"]) == expect, conn
+        # the same through an explicit edge list
+        tree = merge_tree(field.ravel(), grid_edges(field.shape, conn), nan_policy="max")
+        assert (len(tree.minima), len(tree.saddles)) == expect
+
+
 def test_bad_inputs_have_clear_messages():
     with pytest.raises(ValueError, match="at least one point"):
         merge_tree_grid(np.zeros((0, 3)))
