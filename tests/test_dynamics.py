@@ -156,3 +156,60 @@ def test_hypothesis_table_on_planted_series():
     h2 = [t for t in table if t["hypothesis"] == "H2"]
     assert all(t["value"] >= 1 and "non-monotone fit: True" in t["note"] for t in h2)
     assert any(t["hypothesis"] == "H3" and "leave-one-size-out" in t["quantity"] for t in table)
+
+
+def test_pca_rows_are_recomputed_when_the_trajectory_grows(tmp_path, monkeypatch):
+    ckdir = tmp_path / "ckpts"
+    ckdir.mkdir()
+    write_run(ckdir, [0, 3, 9, 30])
+    cfg = small(hessian=False, representations=["grid-full"])
+    out = tmp_path / "out"
+    first = analyze_checkpoints(
+        make_net, ckdir, mse, data(), cfg, out, policy="pca", progress=False
+    )
+    write_run(ckdir, [0, 3, 9, 30, 60])
+    grown = analyze_checkpoints(
+        make_net, ckdir, mse, data(), cfg, out, policy="pca", progress=False
+    )
+    fresh = analyze_checkpoints(
+        make_net, ckdir, mse, data(), cfg, tmp_path / "fresh", policy="pca", progress=False
+    )
+    key = "2d.grid-full.average_persistence"
+    assert [r[key] for r in grown] == [r[key] for r in fresh]
+    assert [r[key] for r in first] != [r[key] for r in grown[:4]]
+
+
+def test_hessian_is_solved_once_per_checkpoint(tmp_path, monkeypatch):
+    ckdir = tmp_path / "ckpts"
+    ckdir.mkdir()
+    write_run(ckdir, [0, 10])
+    import saddles.pipeline as pipe
+
+    calls = []
+    real = pipe.hessian_metrics
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipe, "hessian_metrics", counting)
+    configs = {
+        "2d": small(),
+        "3d": small(
+            sampling="sobol", n_points=128, n_directions=3, representations=["knn"], hessian=False
+        ),
+    }
+    rows = analyze_checkpoints(
+        make_net, ckdir, mse, data(), configs, tmp_path / "h", policy="hessian", progress=False
+    )
+    assert len(calls) == 2 and "3d.knn.n_minima" in rows[0]
+
+
+def test_hypothesis_table_names_a_missing_early_step():
+    rows = [
+        {"n_params": s, "step": t, "saddles": 1.0, "persistence": 1.0, "val_loss": 1.0}
+        for s in (1, 2, 3)
+        for t in (1, 10, 100)
+    ]
+    with pytest.raises(ValueError, match="early_step 5"):
+        hypothesis_table(rows, "saddles", "persistence", early_step=5)

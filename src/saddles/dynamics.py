@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -153,24 +154,38 @@ def analyze_checkpoints(
     if isinstance(configs, AnalysisConfig):
         configs = {f"{configs.n_directions}d": configs}
     configs = {label: _with_policy(cfg, policy) for label, cfg in configs.items()}
+    if policy == "hessian":  # one eigen-solve per checkpoint serves every subspace
+        k = max(c.n_directions for c in configs.values())
+        first = next(iter(configs))
+        configs[first] = replace(
+            configs[first], hessian=True, hessian_top_k=max(k, configs[first].hessian_top_k)
+        )
     ckpts = checkpoints if isinstance(checkpoints, list) else discover_checkpoints(checkpoints)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = _fingerprint(configs, policy)
-    given = _pca_directions(model_factory, ckpts, configs) if policy == "pca" else None
+    given = None
+    if policy == "pca":
+        given = _pca_directions(model_factory, ckpts, configs)
+        # The directions depend on the whole trajectory: a row made from other checkpoints
+        # is stale, and is recomputed rather than mixed with fresh ones.
+        trajectory = [(c.name, c.step) for c in ckpts]
+        fingerprint = _fingerprint(configs, policy, trajectory)
     rows = []
     for ck in ckpts:
         ck_dir = out_dir / ck.name
         done = ck_dir / "row.json"
         if done.exists():
             record = json.loads(done.read_text())
-            if record.get("fingerprint") != fingerprint:
+            if record.get("fingerprint") == fingerprint:
+                rows.append(record["row"])
+                continue
+            if record.get("config_fingerprint") != _fingerprint(configs, policy):
                 raise ValueError(
                     f"{ck_dir} was analyzed with another configuration or policy; use another "
                     "output directory or delete it"
                 )
-            rows.append(record["row"])
-            continue
+            shutil.rmtree(ck_dir)  # same configuration, but the trajectory (PCA) changed
         t0 = time.perf_counter()
         model = load_state(model_factory(), ck)
         row: dict[str, Any] = {
@@ -184,6 +199,7 @@ def analyze_checkpoints(
             if key in ck.info:
                 row[key] = ck.info[key]
         hessian_done = False
+        eigenpairs = None
         for label, cfg in configs.items():
             cfg = replace(cfg, hessian=cfg.hessian and not hessian_done)
             analysis = analyze(
@@ -195,7 +211,9 @@ def analyze_checkpoints(
                 run_dir=ck_dir / label,
                 progress=progress,
                 given=_first(given, cfg.n_directions),
+                eigenpairs=eigenpairs,
             )
+            eigenpairs = eigenpairs or analysis.eigenpairs
             for kind, reps in analysis.topology.items():
                 for rep, metrics in reps.items():
                     prefix = (
@@ -217,7 +235,12 @@ def analyze_checkpoints(
         row["seconds"] = round(time.perf_counter() - t0, 2)
         ck_dir.mkdir(parents=True, exist_ok=True)
         tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "row": row}, default=float))
+        record = {
+            "fingerprint": fingerprint,
+            "config_fingerprint": _fingerprint(configs, policy),
+            "row": row,
+        }
+        tmp.write_text(json.dumps(record, default=float))
         tmp.replace(done)
         rows.append(row)
         write_csv(out_dir / "dynamics.csv", sorted(rows, key=lambda r: r["step"]))
@@ -243,9 +266,14 @@ def _with_policy(config: AnalysisConfig, policy: str) -> AnalysisConfig:
     return replace(config, directions=[kind])
 
 
-def _fingerprint(configs: dict[str, AnalysisConfig], policy: str) -> str:
+def _fingerprint(configs: dict[str, AnalysisConfig], policy: str, trajectory=None) -> str:
     blob = json.dumps(
-        {"policy": policy, **{k: c.to_dict() for k, c in configs.items()}}, sort_keys=True
+        {
+            "policy": policy,
+            "trajectory": trajectory,
+            **{k: c.to_dict() for k, c in configs.items()},
+        },
+        sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -347,6 +375,11 @@ def hypothesis_table(
     steps_sorted = sorted(common)
     if early_step is None and len(steps_sorted) >= 2:
         early_step = steps_sorted[1]
+    if early_step is not None and early_step not in common:
+        raise ValueError(
+            f"early_step {early_step} is not a checkpoint of every size; steps present in all "
+            f"sizes: {steps_sorted}"
+        )
     if early_step is not None and len(sizes) >= 3:
         early = {s: next(r for r in by_size[s] if r["step"] == early_step) for s in sizes}
         n_par = np.array([float(s) for s in sizes])

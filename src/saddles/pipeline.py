@@ -153,6 +153,7 @@ class Analysis:
     density: Any
     quality: dict[str, float]
     timings: dict[str, float]
+    eigenpairs: Any = None
 
     def rows(self) -> list[dict[str, Any]]:
         """Flat rows, one per direction kind x representation, for tables and CSV."""
@@ -254,7 +255,7 @@ def analyze(
             trees[kind][rep], topology[kind][rep] = tree, metrics
         timings[f"topology_{kind}_s"] = time.perf_counter() - t0
     analysis = Analysis(name, config, landscapes, topology, trees, hessian, density,
-                        dict(quality or {}), timings)  # fmt: skip
+                        dict(quality or {}), timings, eig)  # fmt: skip
     if run_dir is not None:
         analysis.save(run_dir)
     return analysis
