@@ -306,10 +306,10 @@ def test_resume_after_an_interruption_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(resumed.loss, reference.loss)  # bit-identical
         # only the missing chunks were computed: fewer loss calls than a full run
         assert state["calls"] < full_calls - 3
-        # a finished run loads without evaluating anything
+        # a finished run loads after one unperturbed pass over the data (the centre check)
         state.update(calls=0)
         again = evaluate(model, loss, data, dirs, coords, run_dir=run, resume=True, **kw)
-        assert state["calls"] == 0
+        assert state["calls"] == len(data)
         np.testing.assert_array_equal(again.loss, reference.loss)
 
 
@@ -333,6 +333,17 @@ def test_resume_with_another_configuration_is_refused(tmp_path):
             model, ce_loss, (data[0] + 1, data[1]), dirs, S.grid(5), run_dir=tmp_path / "r",
             resume=True, progress=False,
         )  # fmt: skip
+    # A loss whose parameter hides in a partial: the hash cannot see it, the centre value can.
+    import functools
+
+    def scaled(model, batch, w):
+        return w * ce_loss(model, batch)
+
+    evaluate(model, functools.partial(scaled, w=1.0), data, dirs, S.grid(3),
+             run_dir=tmp_path / "p", progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="unperturbed loss"):
+        evaluate(model, functools.partial(scaled, w=100.0), data, dirs, S.grid(3),
+                 run_dir=tmp_path / "p", resume=True, progress=False)  # fmt: skip
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not empty"):

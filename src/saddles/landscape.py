@@ -332,14 +332,17 @@ def evaluate(
         for p in problem.params:
             p.requires_grad_(False)
         run = _RunDir.open(run_dir, problem, coords, train_mode, resume) if run_dir else None
-        if run is not None and run.finished():
+        finished = run is not None and run.finished()
+        # Only a batched run without a fixed chunk size needs the memory estimate.
+        planned = run is not None and run.plan is not None
+        measure = not finished and engine != "sequential" and chunk_size is None and not planned
+        center, per_point = _center_values(problem, measure)
+        if run is not None:
+            run.check_center(center)
+        if finished:
             landscape = run.load_landscape()
             _say(console, f"run in {run.path} is already complete; loaded it")
             return landscape
-        # Only a batched run without a fixed chunk size needs the memory estimate.
-        planned = run is not None and run.plan is not None
-        measure = engine != "sequential" and chunk_size is None and not planned
-        center, per_point = _center_values(problem, measure)
         cap = _chunk_cap(per_point, budget, problem.device) if per_point else MAX_CHUNK
         results: dict[tuple[int, int], np.ndarray] = run.load_chunks() if run else {}
         loop = _Loop(problem, coords, results, run, console)
@@ -966,6 +969,24 @@ class _RunDir:
         run = cls(path, config, None)
         _atomic_write_text(cfg_file, _dumps(config))
         return run
+
+    def check_center(self, center: np.ndarray) -> None:
+        """Record the unperturbed loss (and metrics) on a new run; on a resumed one, refuse if
+        it changed. The configuration hash names the loss function but cannot see into a
+        closure or ``functools.partial``; the centre value catches a changed loss anyway."""
+        values = [float(v) for v in np.asarray(center).ravel()]
+        stored = self.config.get("center")
+        if stored is None:
+            self.config["center"] = values
+            _atomic_write_text(self.path / "config.json", _dumps(self.config))
+            return
+        if len(stored) != len(values) or not np.allclose(stored, values, rtol=1e-6, atol=0,
+                                                          equal_nan=True):  # fmt: skip
+            raise ValueError(
+                f"refusing to resume the run in {self.path}: the unperturbed loss is "
+                f"{values[0]:.6g} now but was {stored[0]:.6g} when the run was made, so the "
+                "loss, its parameters or the data changed; use a new directory"
+            )
 
     def save_plan(self, plan: dict[str, Any]) -> None:
         self.plan = plan
