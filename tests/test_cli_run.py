@@ -52,8 +52,8 @@ def write_config(tmp_path, extra=""):
 
 
 def test_run_writes_the_run_directory(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
     setup_files(tmp_path)
+    monkeypatch.chdir("/")  # every path in the file is read relative to the file
     result = runner.invoke(app, ["run", str(write_config(tmp_path)), "--quiet"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from saddles.analytic import himmelblau
@@ -116,3 +117,24 @@ def test_package_exports_load_lazily():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_scattered_landscape_uses_a_knn_graph(tmp_path):
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-5, 5, size=(3000, 2))
+    path = tmp_path / "scattered.npz"
+    np.savez(path, loss=himmelblau(pts[:, 0], pts[:, 1]), coords=pts)
+    result = runner.invoke(app, ["topology", str(path), "--json", "--threshold", "0.01",
+                                 "--relative"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.output)
+    assert m["connectivity"].startswith("knn")
+    # The deepest barrier matches the grid's (104.0 on a 401^2 grid); a k=8 graph on random
+    # points also keeps a few shallow spurious basins, so only a lower bound on the count.
+    assert m["max_finite_persistence"] == pytest.approx(104.0, rel=0.05)
+    assert m["n_minima_simplified"] >= 4
+
+
+def test_negative_threshold_is_named(tmp_path):
+    result = runner.invoke(app, ["topology", str(himmelblau_file(tmp_path)), "--threshold", "-1"])
+    assert result.exit_code != 0 and "--threshold" in result.output

@@ -17,6 +17,7 @@ Orchestration lives here and in the experiments; every stage is a plain call int
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -82,8 +83,40 @@ class AnalysisConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        self.directions = list(self.directions)
-        self.representations = list(self.representations)
+        # Types first, so a YAML typo ("7" for 7, a bare string for a list) is named clearly.
+        for name in ("directions", "representations"):
+            value = getattr(self, name)
+            setattr(self, name, [value] if isinstance(value, str) else list(value))
+        ints = {
+            "n_directions": 1,
+            "seed": None,
+            "resolution": 3,
+            "n_points": 2,
+            "knn_k": 1,
+            "hessian_top_k": 1,
+            "trace_matvecs": 1,
+            "density_lanczos": 2,
+            "density_runs": 1,
+        }
+        for name, low in ints.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, not {value!r}")
+            if low is not None and value < low:
+                raise ValueError(f"{name} must be at least {low}, not {value}")
+        for name in ("span", "threshold"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not np.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"{name} must be a non-negative number, not {value!r}")
+        if self.chunk_size is not None and (
+            not isinstance(self.chunk_size, int) or self.chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be a positive integer, not {self.chunk_size!r}")
         bad = [d for d in self.directions if d not in DIRECTION_KINDS]
         if bad or not self.directions:
             raise ValueError(
@@ -107,8 +140,6 @@ class AnalysisConfig:
         if self.sampling != "grid" and grids:
             raise ValueError(f"{grids} need grid sampling; scattered points take knn, delaunay, "
                              "gabriel or knn-approx")  # fmt: skip
-        if self.resolution < 3:
-            raise ValueError(f"resolution must be at least 3, not {self.resolution}")
         if not self.span > 0:
             raise ValueError(f"span must be positive, not {self.span}")
         if "hessian" in self.directions and self.hessian_top_k < self.n_directions:
@@ -131,6 +162,11 @@ class AnalysisConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def short_id(self) -> str:
+        """8 hex digits naming this configuration, for per-configuration run directories."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
 
 
 @dataclass

@@ -5,6 +5,9 @@ that need no model (``topology``) must not import torch: heavy imports happen in
 bodies, so ``saddles topology`` starts fast.
 """
 
+import functools
+import os
+
 import typer
 
 app = typer.Typer(
@@ -13,6 +16,26 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def friendly_errors(command):
+    """Show the library's errors about bad input as one line (``error: ...``, exit status 1)
+    instead of a traceback; ``SADDLES_DEBUG=1`` shows the traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError,
+                RuntimeError) as exc:  # fmt: skip
+            if os.environ.get("SADDLES_DEBUG"):
+                raise
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(1) from exc
+
+    return wrapper
+
 
 # Command modules (each registers its commands on `app`).
 from saddles.cli import experiment  # noqa: E402,F401

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from saddles.cli import app
+from saddles.cli import app, friendly_errors
 
 experiment_app = typer.Typer(
     help="Run one of the paper's experiments: train, analyze, relate, report.",
@@ -46,6 +46,7 @@ def _config(directions: str, representations: str, resolution: int, span: float,
 
 
 @experiment_app.command("pinn")
+@friendly_errors
 def pinn(
     out: Path = typer.Option(Path("runs/pinn"), help="Run directory (resumable)."),
     betas: str = typer.Option("1,2,3,4,5,6,7,8,9,10", help="Comma-separated beta values."),
@@ -74,6 +75,7 @@ def pinn(
 
 
 @experiment_app.command("resnet")
+@friendly_errors
 def resnet(
     out: Path = typer.Option(Path("runs/resnet"), help="Run directory (resumable)."),
     dataset: str = typer.Option("cifar10", help="cifar10 (needs --data-dir) or digits."),
@@ -114,6 +116,7 @@ def resnet(
 
 
 @app.command()
+@friendly_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Run directory (resumable)."),
     quiet: bool = typer.Option(False, help="No progress display."),

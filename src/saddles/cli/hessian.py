@@ -25,7 +25,7 @@ from typing import Any
 
 import typer
 
-from saddles.cli import app
+from saddles.cli import app, friendly_errors
 
 
 class Criterion(str, Enum):
@@ -52,6 +52,7 @@ class HvpMethod(str, Enum):
 
 
 @app.command()
+@friendly_errors
 def hessian(
     model: str = typer.Option(..., help="Model factory as module:function (called with no args)."),
     data: Path = typer.Option(..., help="Data: .pt (tensor or tuple of tensors) or .npz."),

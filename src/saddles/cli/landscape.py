@@ -30,7 +30,7 @@ from typing import Any
 
 import typer
 
-from saddles.cli import app
+from saddles.cli import app, friendly_errors
 from saddles.cli._loading import (
     build_model,
     import_object,
@@ -81,6 +81,7 @@ class DType(str, Enum):
 
 
 @app.command()
+@friendly_errors
 def landscape(
     model: str = typer.Option(..., help="Model factory as module:function (called with no args)."),
     data: Path = typer.Option(..., help="Data: .pt (tensor, tuple or dict of tensors) or .npz."),

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import typer
 
-from saddles.cli import app
+from saddles.cli import app, friendly_errors
 
 KEYS = {"name", "model", "checkpoint", "data", "criterion", "loss", "batch_size", "out",
         "analysis"}  # fmt: skip
 
 
 @app.command()
+@friendly_errors
 def run(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="A YAML file (see --help)."),
     out: Path | None = typer.Option(None, help="Run directory (overrides the file's `out`)."),
@@ -60,8 +61,10 @@ def run(
     except (TypeError, ValueError) as exc:
         raise typer.BadParameter(f"analysis: {exc}", param_hint="CONFIG") from exc
 
+    if "given" in config.directions:
+        raise typer.BadParameter("`given` directions need the library (analyze(given=...))")
     base = config_path.parent
-    model = _loading.build_model(spec["model"])
+    model = _loading.build_model(_relative_to(spec["model"], base))
     if spec.get("checkpoint"):
         _loading.load_checkpoint(model, base / spec["checkpoint"], "checkpoint")
     data = _loading.load_data(base / spec["data"])
@@ -70,7 +73,7 @@ def run(
     if "criterion" in spec:
         loss = _loading.make_criterion(spec["criterion"])
     else:
-        loss = _loading.import_object(spec["loss"], "loss")
+        loss = _loading.import_object(_relative_to(spec["loss"], base), "loss")
     name = str(spec.get("name", Path(spec["model"].split(":")[-1]).name))
     out_dir = out or base / spec.get("out", f"runs/{name}")
     analysis = analyze(model, loss, data, config, name=name, run_dir=out_dir / name,
@@ -85,3 +88,11 @@ def run(
                       f"{row['n_minima']:>5} saddles {row['n_saddles']:>5} average persistence "
                       f"{row['average_persistence']:.4g}")  # fmt: skip
     console.print(f"report: {paths['report']}")
+
+
+def _relative_to(spec: str, base: Path) -> str:
+    """``file.py:function`` read relative to the YAML file's folder (``module:function`` as is)."""
+    target, sep, attr = str(spec).partition(":")
+    if target.endswith(".py") and not Path(target).is_absolute():
+        return f"{base / target}{sep}{attr}"
+    return str(spec)

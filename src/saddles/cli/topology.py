@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from saddles.cli import app
+from saddles.cli import app, friendly_errors
 
 
 class Connectivity(str, Enum):
@@ -26,6 +26,7 @@ class NanPolicy(str, Enum):
 
 
 @app.command()
+@friendly_errors
 def topology(
     field_path: Path = typer.Argument(
         ...,
@@ -51,20 +52,30 @@ def topology(
     plot: Path | None = typer.Option(None, help="Write figures (PNG) into this directory."),
 ) -> None:
     """Merge tree and 0-dimensional persistence of FIELD's sublevel sets, with metrics."""
-    from saddles.topology import compute_metrics, merge_tree_grid
+    from saddles.topology import compute_metrics, knn_edges, merge_tree, merge_tree_grid
 
-    field = _load_field(field_path)
+    if threshold is not None and not threshold >= 0:
+        raise typer.BadParameter(f"must be a non-negative number, not {threshold}",
+                                 param_hint="--threshold")  # fmt: skip
+    field, points = _load_field(field_path)
     try:
-        tree = merge_tree_grid(field, connectivity.value, nan_policy=nan_policy.value)
+        if points is None:
+            tree = merge_tree_grid(field, connectivity.value, nan_policy=nan_policy.value)
+            graph = connectivity.value
+        else:  # a landscape sampled at scattered points: join them by nearest neighbours
+            k = 4 * points.shape[1]
+            tree = merge_tree(field, knn_edges(points, k=k), nan_policy=nan_policy.value)
+            graph = f"knn (k = {k}, scattered points in {points.shape[1]}D)"
         metrics = compute_metrics(tree, threshold=threshold, relative=relative)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="FIELD") from exc
     metrics = {"field": str(field_path), "shape": list(field.shape),
-               "connectivity": connectivity.value, **metrics}  # fmt: skip
+               "connectivity": graph, **metrics}  # fmt: skip
     figures = _plots(field, tree, plot, threshold, relative) if plot else []
     if as_json:
         metrics["figures"] = [str(f) for f in figures]
-        typer.echo(json.dumps(metrics, indent=2))
+        clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
+        typer.echo(json.dumps(clean, indent=2))
         return
     _print_table(metrics)
     for f in figures:
@@ -80,6 +91,7 @@ def _load_field(path: Path):
         data = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for a file that is not an array
         raise typer.BadParameter(f"{path} is not a .npy/.npz array file ({exc})") from exc
+    points = None
     if isinstance(data, np.lib.npyio.NpzFile):
         keys = list(data.keys())
         key = "loss" if "loss" in keys else keys[0] if len(keys) == 1 else None
@@ -87,10 +99,17 @@ def _load_field(path: Path):
             raise typer.BadParameter(
                 f"{path} holds arrays {keys}; expected one array or one named 'loss'"
             )
+        coords = data["coords"] if "coords" in keys else None
         data = data[key]
+        if coords is not None and data.ndim == 1 and coords.ndim == 2 and coords.shape[1] > 1:
+            if coords.shape[0] != data.shape[0]:
+                raise typer.BadParameter(
+                    f"{path}: {data.shape[0]} loss values but {coords.shape[0]} coordinates"
+                )
+            points = coords
     if data.ndim < 1 or data.ndim > 10:
         raise typer.BadParameter(f"the field must have 1 to 10 dimensions, not {data.ndim}")
-    return data
+    return data, points
 
 
 def _plots(field, tree, out_dir: Path, threshold, relative) -> list[Path]:

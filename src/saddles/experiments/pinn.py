@@ -325,8 +325,10 @@ def run_pinn_experiment(
     """Xie et al.'s PINN experiment: for each beta, train (or reuse the run directory's
     checkpoint), measure the error, analyze the landscape, then relate the metrics across betas.
 
-    Writes ``out_dir/beta-<b>/`` per model (checkpoint, landscapes, metrics, figures) and
-    ``out_dir/{metrics.csv, relations.csv, report.html}``; returns the summary's paths.
+    Writes ``out_dir/beta-<b>/`` per model (checkpoint, and ``analysis-<config id>/`` with the
+    landscapes, metrics and figures of each analysis configuration) and
+    ``out_dir/{metrics.csv, relations.csv, report.html}`` for the latest configuration;
+    returns the summary's paths.
     """
     from rich.console import Console
 
@@ -343,6 +345,9 @@ def run_pinn_experiment(
         beta = float(beta)
         name = f"beta={beta:g}"
         model_dir = out_dir / f"beta-{beta:g}"
+        # One analysis directory per analysis configuration: changing the grid or the
+        # directions reuses the trained model and starts a new, separate analysis.
+        analysis_dir = model_dir / f"analysis-{config.short_id()}"
         settings = {"beta": beta, "seed": seed, "n_f": n_f, "max_iter": max_iter}
         t0 = time.perf_counter()
         model, info, loaded = trained_model(
@@ -356,11 +361,11 @@ def run_pinn_experiment(
         quality = {"beta": beta, "rel_l2": errors["rel_l2"], "mae": errors["mae"],
                    "train_loss": float(info["loss"])}  # fmt: skip
         analysis = analyze(model, convection_loss(beta), convection_data(n_f=n_f), config,
-                           name=name, quality=quality, run_dir=model_dir,
+                           name=name, quality=quality, run_dir=analysis_dir,
                            progress=progress)  # fmt: skip
-        figs = write_figures(analysis, model_dir / "figures")
+        figs = write_figures(analysis, analysis_dir / "figures")
         figs["predicted vs exact solution"] = plots.save(
-            solution_figure(model, beta), model_dir / "figures" / "solution.png"
+            solution_figure(model, beta), analysis_dir / "figures" / "solution.png"
         )
         analyses.append(analysis)
         figures[name] = figs

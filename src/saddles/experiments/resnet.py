@@ -524,6 +524,7 @@ def run_resnet_experiment(
         for seed in seeds:
             name = f"resnet20-{arch}-seed{seed}"
             model_dir = out_dir / name
+            analysis_dir = model_dir / f"analysis-{config.short_id()}"  # per configuration
             settings = {"dataset": dataset, "skip": skip, "seed": int(seed), "epochs": epochs,
                         "lr": lr, "train_images": train_images}  # fmt: skip
 
@@ -545,9 +546,11 @@ def run_resnet_experiment(
                           f"{time.perf_counter() - t0:.1f} s, test accuracy {acc:.3f}")  # fmt: skip
             quality = {"architecture": arch, "skip": int(skip), "seed": int(seed),
                        "accuracy": acc, "error": 1 - acc, "eval_loss": test_loss}  # fmt: skip
-            analysis = analyze(model, classification_loss, eval_batch, config, name=name,
-                               quality=quality, run_dir=model_dir, progress=progress)  # fmt: skip
-            figures[name] = write_figures(analysis, model_dir / "figures")
+            analysis = analyze(
+                model, classification_loss, eval_batch, config, name=name, quality=quality,
+                run_dir=analysis_dir, progress=progress,
+            )  # fmt: skip
+            figures[name] = write_figures(analysis, analysis_dir / "figures")
             analyses.append(analysis)
     info = {"experiment": f"ResNet-20 with and without skips, {dataset}", "epochs": epochs,
             "seeds": [int(s) for s in seeds], "evaluation images": n_eval,
