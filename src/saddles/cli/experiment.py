@@ -184,3 +184,44 @@ def _short(v: str) -> str:
     except ValueError:
         return v
     return f"{f:.4g}"
+
+
+@experiment_app.command("lm")
+@friendly_errors
+def lm(
+    out: Path = typer.Option(Path("runs/lm"), help="Run directory (resumable, incremental)."),
+    preset: str = typer.Option("small", help="small (CPU, ~15 min) or full (for a GPU)."),
+    sizes: str | None = typer.Option(None, help="Comma-separated size names (default: preset)."),
+    steps: int | None = typer.Option(None, help="Training steps (default: the preset's)."),
+    seed: int = typer.Option(0, help="Seed of initialization, data order and directions."),
+    policy: str = typer.Option("fixed", help="Directions per checkpoint: fixed, hessian, pca."),
+    device: str | None = typer.Option(None, help="cpu, cuda or auto (default: the preset's)."),
+    threads: int | None = typer.Option(1, help="torch threads."),
+    quiet: bool = typer.Option(False, help="No progress display."),
+) -> None:
+    """Character-level GPTs of several sizes: topology and curvature over training, scaling."""
+    import csv
+
+    import torch
+    from rich.console import Console
+
+    from saddles.experiments.lm import run_lm_experiment
+
+    if threads:
+        torch.set_num_threads(threads)
+    size_list = [s.strip() for s in sizes.split(",")] if sizes else None
+    paths = run_lm_experiment(out, preset, sizes=size_list, steps=steps, seed=seed,
+                              policy=policy, device=device, progress=not quiet)  # fmt: skip
+    console = Console(width=140)
+    with open(paths["hypotheses"]) as f:
+        for row in csv.DictReader(f):
+            ci = (
+                f" [{_short(row['ci_low'])}, {_short(row['ci_high'])}]"
+                if row["ci_low"] != "nan"
+                else ""
+            )
+            note = f"  ({row['note']})" if row["note"] else ""
+            console.print(
+                f"{row['hypothesis']}  {row['quantity']}: {_short(row['value'])}{ci}{note}"
+            )
+    console.print(f"dynamics: {paths['dynamics']}\nreport: {paths['report']}")

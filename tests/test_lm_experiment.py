@@ -1,0 +1,47 @@
+"""The language-model experiment end to end at tiny scale: train, analyze, hypotheses, report."""
+
+from __future__ import annotations
+
+import csv
+
+import torch
+from typer.testing import CliRunner
+
+from saddles.cli import app
+from saddles.experiments.lm import run_lm_experiment
+from saddles.pipeline import AnalysisConfig
+
+
+def test_lm_experiment_tiny(tmp_path):
+    threads = torch.get_num_threads()
+    configs = {
+        "2d": AnalysisConfig(resolution=5, representations=["grid-full"], hessian_top_k=1,
+                             trace_matvecs=6, density_lanczos=6),
+        "3d": AnalysisConfig(sampling="sobol", n_points=32, n_directions=3,
+                             representations=["knn"], hessian=False),
+    }  # fmt: skip
+    try:
+        paths = run_lm_experiment(tmp_path, "small", sizes=["L1-d32", "L2-d64", "L3-d96"],
+                                  steps=6, configs=configs, eval_batch_size=2,
+                                  progress=False)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    with open(paths["dynamics"]) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 7  # log-spaced checkpoints 0..6 for each size
+    assert {r["size"] for r in rows} == {"L1-d32", "L2-d64", "L3-d96"}
+    assert all(r["2d.grid-full.n_saddles"] != "" and r["3d.knn.n_minima"] != "" for r in rows)
+    assert all(float(r["val_loss"]) > 0 for r in rows)
+    with open(paths["hypotheses"]) as f:
+        hyps = {r["hypothesis"] for r in csv.DictReader(f)}
+    assert {"H1", "H2", "H3", "H4"} <= hyps
+    html = paths["report"].read_text()
+    assert "<h2>Dynamics</h2>" in html and html.count("data:image/png;base64,") >= 5
+
+
+def test_lm_command_help_and_bad_policy(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["experiment", "lm", "--help"])
+    assert result.exit_code == 0 and "--preset" in result.output
+    result = runner.invoke(app, ["experiment", "lm", "--out", str(tmp_path), "--preset", "huge"])
+    assert result.exit_code == 1 and "huge" in result.output
