@@ -398,22 +398,27 @@ def write_figures(analysis: Analysis, fig_dir: str | Path) -> dict[str, Path]:
         tree = analysis.trees[kind][rep]
         shown = simplify(tree, cfg.threshold, relative=True) if cfg.threshold else tree
         label = f"{kind} directions"
+        marks = (
+            f"critical points after simplification at {cfg.threshold:g} of the range"
+            if (cfg.threshold)
+            else "all critical points"
+        )
         if landscape.shape is not None and len(landscape.shape) == 2:
             field = landscape.grid()  # field[i, j] at (direction 1 = i, direction 2 = j)
             extent = (-span, span, -span, span)
-            out[f"{label}: contour"] = plots.save(
+            out[f"{label}: contour ({marks})"] = plots.save(
                 plots.field_figure(
                     field, shown, extent, f"{analysis.name}, {label}", indexing="ij"
                 ),
                 fig_dir / f"{kind}-contour.png",
             )
-            out[f"{label}: surface"] = plots.save(
+            out[f"{label}: surface ({marks})"] = plots.save(
                 plots.surface_figure(
                     field, shown, extent, f"{analysis.name}, {label}", indexing="ij"
                 ),
                 fig_dir / f"{kind}-surface.png",
             )
-        out[f"{label}: merge tree ({rep})"] = plots.save(
+        out[f"{label}: merge tree ({rep}, {marks})"] = plots.save(
             plots.merge_tree_figure(shown, title=f"merge tree, {label}, {rep}"),
             fig_dir / f"{kind}-merge-tree.png",
         )
