@@ -24,14 +24,7 @@ from saddles.experiments.pinn import (
     train_pinn,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run far faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 class Travelling(nn.Module):

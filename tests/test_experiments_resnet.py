@@ -29,14 +29,7 @@ from saddles.experiments.resnet import (
     train_classifier,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run far faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def blocks(model: nn.Module) -> list[nn.Module]:

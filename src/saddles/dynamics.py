@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from saddles._files import atomic_write_text, to_jsonable
 from saddles.pipeline import AnalysisConfig, analyze, write_csv
 
 POLICIES = ("fixed", "hessian", "pca")
@@ -234,14 +235,12 @@ def analyze_checkpoints(
                 hessian_done = True
         row["seconds"] = round(time.perf_counter() - t0, 2)
         ck_dir.mkdir(parents=True, exist_ok=True)
-        tmp = done.with_suffix(".tmp")
         record = {
             "fingerprint": fingerprint,
             "config_fingerprint": _fingerprint(configs, policy),
             "row": row,
         }
-        tmp.write_text(json.dumps(record, default=float))
-        tmp.replace(done)
+        atomic_write_text(done, json.dumps(to_jsonable(record)))
         rows.append(row)
         write_csv(out_dir / "dynamics.csv", sorted(rows, key=lambda r: r["step"]))
     rows.sort(key=lambda r: r["step"])

@@ -86,6 +86,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from saddles._files import atomic_write_text as _atomic_write_text
+from saddles._files import to_jsonable
 from saddles.data import (
     Batch,
     LossFn,
@@ -1111,12 +1113,6 @@ def _strip_suffix(path: Path) -> Path:
     return path.with_suffix("") if path.suffix in (".npz", ".json") else path
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -1127,24 +1123,7 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(_jsonable(obj), indent=1, sort_keys=True)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays and tuples so ``json`` can write provenance."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
+    return json.dumps(to_jsonable(obj, nonfinite="string"), indent=1, sort_keys=True)
 
 
 def _as_dtype(dtype: str | torch.dtype) -> torch.dtype:

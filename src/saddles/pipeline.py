@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from saddles._files import atomic_write_text, to_jsonable
+
 #: Representations of a sampled landscape (Xie et al. 2024, section 2.2), by name.
 REPRESENTATIONS = {
     "grid-full": "grid, 8 neighbours in 2D (3^N - 1): the image as gudhi/cripser see it",
@@ -205,7 +207,7 @@ class Analysis:
         """Write config.yaml, metrics.json, metrics.csv and figures/ into ``run_dir``."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(run_dir / "config.yaml", yaml.safe_dump(self.config.to_dict()))
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(self.config.to_dict()))
         record = {
             "name": self.name,
             "quality": self.quality,
@@ -213,7 +215,7 @@ class Analysis:
             "topology": self.topology,
             "timings": self.timings,
         }
-        _atomic_write(run_dir / "metrics.json", json.dumps(_jsonable(record), indent=2))
+        atomic_write_text(run_dir / "metrics.json", json.dumps(to_jsonable(record), indent=2))
         write_csv(run_dir / "metrics.csv", self.rows())
         if self.density is not None:
             np.savez(run_dir / "density.npz", grid=self.density.grid,
@@ -517,25 +519,5 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _is_scalar(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj

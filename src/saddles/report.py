@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from saddles._files import atomic_write_text
+
 SECTIONS = ("Configuration", "Models", "Metrics", "Relations", "Run")
 PACKAGES = ("saddles", "numpy", "scipy", "torch", "numba", "matplotlib", "gudhi", "pynndescent")
 
@@ -106,10 +108,7 @@ def write_report(
     parts.append("</body></html>")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, "\n".join(parts))
 
 
 def _section(name: str, body: str) -> str:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from saddles._files import atomic_write_text, to_jsonable
+
 
 def save_checkpoint(
     model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None
@@ -83,7 +85,5 @@ def trained_model(
         return load_checkpoint(make_model(), ckpt), record["info"], True
     model, info = train()
     save_checkpoint(model, ckpt)
-    tmp = meta.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"settings": settings, "info": info}, indent=2, default=str))
-    tmp.replace(meta)
+    atomic_write_text(meta, json.dumps(to_jsonable({"settings": settings, "info": info}), indent=2))
     return model, info, False

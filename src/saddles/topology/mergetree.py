@@ -278,6 +278,16 @@ def _find(uf, x):
 
 
 @numba.njit(cache=True, nogil=True)
+def _add_root(roots, n_roots, r):
+    """Append component root ``r`` to ``roots[:n_roots]`` unless it is there; new count."""
+    for j in range(n_roots):
+        if roots[j] == r:
+            return n_roots
+    roots[n_roots] = r
+    return n_roots + 1
+
+
+@numba.njit(cache=True, nogil=True)
 def _sweep(order, indptr, indices, shape, offsets, is_grid):
     """Union-find sweep. Returns the raw arrays that ``_assemble`` turns into a MergeTree."""
     n = order.shape[0]
@@ -329,31 +339,13 @@ def _sweep(order, indptr, indices, shape, offsets, is_grid):
                     if not inside:
                         continue
                 u = v + deltas[k]
-                if uf[u] < 0:
-                    continue
-                r = _find(uf, u)
-                seen = False
-                for j in range(n_roots):
-                    if roots[j] == r:
-                        seen = True
-                        break
-                if not seen:
-                    roots[n_roots] = r
-                    n_roots += 1
+                if uf[u] >= 0:  # swept already: note its component
+                    n_roots = _add_root(roots, n_roots, _find(uf, u))
         else:
             for p in range(indptr[v], indptr[v + 1]):
                 u = indices[p]
-                if uf[u] < 0:
-                    continue
-                r = _find(uf, u)
-                seen = False
-                for j in range(n_roots):
-                    if roots[j] == r:
-                        seen = True
-                        break
-                if not seen:
-                    roots[n_roots] = r
-                    n_roots += 1
+                if uf[u] >= 0:  # swept already: note its component
+                    n_roots = _add_root(roots, n_roots, _find(uf, u))
 
         if n_roots == 0:  # a minimum: a new branch is born
             uf[v] = v

@@ -1,0 +1,44 @@
+"""File helpers shared by every stage that writes results: atomic writes and JSON-safe values.
+
+A result file is written to a temporary name in the same folder and renamed over the target,
+so an interrupted run never leaves a half-written file behind. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def to_jsonable(obj: Any, nonfinite: str = "null") -> Any:
+    """Numpy scalars and arrays, tuples and dict keys turned into what ``json`` writes.
+
+    Non-finite floats become ``None`` (``nonfinite="null"``, valid JSON) or their text
+    (``"string"``: ``"nan"``, ``"inf"``, which keeps them distinct in configuration hashes);
+    other objects become their ``str``.
+    """
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v, nonfinite) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v, nonfinite) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist(), nonfinite)
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None if nonfinite == "null" else str(obj)
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
