@@ -8,6 +8,7 @@ bodies, so ``saddles topology`` starts fast.
 import functools
 import os
 
+import click
 import typer
 
 app = typer.Typer(
@@ -26,6 +27,8 @@ def friendly_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # the CLI's own ways out (they subclass RuntimeError)
         except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError,
                 RuntimeError) as exc:  # fmt: skip
             if os.environ.get("SADDLES_DEBUG"):
