@@ -154,7 +154,7 @@ def analyze_checkpoints(
         raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
     if isinstance(configs, AnalysisConfig):
         configs = {f"{configs.n_directions}d": configs}
-    configs = {label: _with_policy(cfg, policy) for label, cfg in configs.items()}
+    configs = {label: with_policy(cfg, policy) for label, cfg in configs.items()}
     if policy == "hessian":  # one eigen-solve per checkpoint serves every subspace
         k = max(c.n_directions for c in configs.values())
         first = next(iter(configs))
@@ -260,7 +260,8 @@ def _first(directions, n: int):
     return replace(directions, tensors=directions.tensors[:n])
 
 
-def _with_policy(config: AnalysisConfig, policy: str) -> AnalysisConfig:
+def with_policy(config: AnalysisConfig, policy: str) -> AnalysisConfig:
+    """The configuration with the direction kind that ``policy`` uses."""
     kind = {"fixed": "random", "hessian": "hessian", "pca": "given"}[policy]
     return replace(config, directions=[kind])
 

@@ -56,10 +56,12 @@ def write_report(
     relation_figures: dict[str, Path],
     info: dict[str, Any],
     extra_sections: list[tuple[str, str]] | None = None,
+    table_columns: list[str] | None = None,
 ) -> Path:
     """Write the report; ``figures[model name]`` maps captions to PNG paths.
 
-    ``extra_sections`` are (heading, HTML body) pairs inserted before the run section.
+    ``extra_sections`` are (heading, HTML body) pairs inserted before the run section;
+    ``table_columns`` chooses the metrics table's columns (default :data:`TABLE_COLUMNS`).
     """
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"]  # fmt: skip
@@ -76,6 +78,11 @@ def write_report(
             ) + "</p>"  # fmt: skip
         body += _figures(figures.get(a.name, {}))
         models.append(f"<h3>{_e(a.name)}</h3>{body}")
+    if not models:
+        models.append(
+            "<p class='note'>No single-model sections in this report: every checkpoint's "
+            "numbers are in the metrics table and the dynamics.</p>"
+        )
     parts.append(_section("Models", "".join(models)))
     parts.append(_section(
         "Metrics",
@@ -84,7 +91,7 @@ def write_report(
         "<code>average_persistence</code> follows TTK (each component's essential class paired "
         "with its maximum); <code>_finite</code> uses finite pairs only; "
         "<code>_simplified</code> after removing pairs below the configured threshold.</p>"
-        + _table(rows, [c for c in TABLE_COLUMNS if any(c in r for r in rows)]),
+        + _table(rows, [c for c in table_columns or TABLE_COLUMNS if any(c in r for r in rows)]),
     ))  # fmt: skip
     rel_cols = ["direction", "representation", "x", "y", "n", "spearman", "spearman_ci_low",
                 "spearman_ci_high", "spearman_p", "pearson", "pearson_ci_low",

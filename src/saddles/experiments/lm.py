@@ -918,7 +918,7 @@ def run_lm_experiment(
     and size. Returns the paths written.
     """
     from saddles import plots
-    from saddles.dynamics import analyze_checkpoints, hypothesis_table
+    from saddles.dynamics import analyze_checkpoints, hypothesis_table, with_policy
     from saddles.pipeline import write_csv
     from saddles.relations import fit_power_law, relations_table
     from saddles.report import dynamics_section, write_report
@@ -989,12 +989,15 @@ def run_lm_experiment(
             "checkpoints analyzed": len(rows), "direction policy": policy,
             "torch threads": torch.get_num_threads(),
             "wall seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-    cfg = {k: c.to_dict() for k, c in configs.items()}
+    cfg = {k: with_policy(c, policy).to_dict() for k, c in configs.items()}
     cfg["representations"] = [rep]
+    columns = ["model", "step", "val_loss", *tda, f"{label}.{rep}.n_minima",
+               f"{label}.{rep}.n_loops", "top_eigenvalue", "trace"]  # fmt: skip
     paths["report"] = write_report(
         out_dir / "report.html", title=f"Loss landscape topology over training ({preset})",
         config=cfg, analyses=[], figures={}, rows=rows, relations=relations,
         relation_figures={}, info=info,
         extra_sections=[("Dynamics", dynamics_section(figures, hypotheses, note))],
+        table_columns=columns,
     )  # fmt: skip
     return paths
