@@ -47,6 +47,19 @@ def write_run(directory, steps):
         opt.step()
 
 
+def count_calls(monkeypatch, module, name, record=lambda kwargs: 1) -> list:
+    """Wrap ``module.name`` so each call appends ``record(kwargs)`` to the returned list."""
+    calls = []
+    real = getattr(module, name)
+
+    def counting(*args, **kwargs):
+        calls.append(record(kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counting)
+    return calls
+
+
 def small(**kw):
     base = dict(
         resolution=7,
@@ -87,14 +100,7 @@ def test_incremental_analysis_only_does_new_checkpoints(tmp_path, monkeypatch):
     ckdir = tmp_path / "ckpts"
     ckdir.mkdir()
     write_run(ckdir, [0, 5, 20])
-    calls = []
-    real = dyn.analyze
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs["name"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(dyn, "analyze", counting)
+    calls = count_calls(monkeypatch, dyn, "analyze", lambda kwargs: kwargs["name"])
     out = tmp_path / "out"
     rows = analyze_checkpoints(make_net, ckdir, mse, data(), small(), out, progress=False)
     assert [r["step"] for r in rows] == [0, 5, 20] and len(calls) == 3
@@ -158,7 +164,7 @@ def test_hypothesis_table_on_planted_series():
     assert any(t["hypothesis"] == "H3" and "leave-one-size-out" in t["quantity"] for t in table)
 
 
-def test_pca_rows_are_recomputed_when_the_trajectory_grows(tmp_path, monkeypatch):
+def test_pca_rows_are_recomputed_when_the_trajectory_grows(tmp_path):
     ckdir = tmp_path / "ckpts"
     ckdir.mkdir()
     write_run(ckdir, [0, 3, 9, 30])
@@ -185,14 +191,7 @@ def test_hessian_is_solved_once_per_checkpoint(tmp_path, monkeypatch):
     write_run(ckdir, [0, 10])
     import saddles.pipeline as pipe
 
-    calls = []
-    real = pipe.hessian_metrics
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pipe, "hessian_metrics", counting)
+    calls = count_calls(monkeypatch, pipe, "hessian_metrics")
     configs = {
         "2d": small(),
         "3d": small(

@@ -204,7 +204,8 @@ class Analysis:
         return out
 
     def save(self, run_dir: str | Path) -> Path:
-        """Write config.yaml, metrics.json, metrics.csv and figures/ into ``run_dir``."""
+        """Write config.yaml, metrics.json, metrics.csv and density.npz into ``run_dir``
+        (figures are :func:`write_figures`'s job)."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(self.config.to_dict()))
@@ -249,6 +250,8 @@ def analyze(
     from saddles.landscape import evaluate
 
     config = config or AnalysisConfig()
+    if "given" in config.directions and given is None:
+        raise ValueError("the 'given' direction kind needs directions passed as `given=`")
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     timings: dict[str, float] = {}
     hessian: dict[str, Any] = {}
@@ -258,8 +261,6 @@ def analyze(
         t0 = time.perf_counter()
         hessian, density, eig = hessian_metrics(model, loss, data, config, dtype)
         timings["hessian_s"] = time.perf_counter() - t0
-    if "given" in config.directions and given is None:
-        raise ValueError("the 'given' direction kind needs directions passed as `given=`")
 
     landscapes, topology, trees = {}, {}, {}
     coords = make_coordinates(config)

@@ -116,28 +116,20 @@ def field_figure(
     structure near the minimum (the merge tree needs no such trick: it is invariant to
     monotone transforms).
     """
-    field = np.asarray(field, dtype=float)
-    if field.ndim != 2:
-        raise ValueError(f"field_figure draws 2-D fields, not shape {field.shape}")
-    shape = field.shape
-    field = _as_image(field, indexing)
-    ny, nx = field.shape
-    x0, x1, y0, y1 = extent if extent is not None else (0, nx - 1, 0, ny - 1)
-    xs, ys = np.linspace(x0, x1, nx), np.linspace(y0, y1, ny)
+    field, shape, xs, ys = _image_grid(field, extent, indexing, "field_figure")
     if log:
         field = np.log10(field - np.nanmin(field) + 1e-12 * (1 + abs(np.nanmax(field))))
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     cs = ax.contourf(xs, ys, field, levels=30, cmap="viridis")
     fig.colorbar(cs, ax=ax, label="log10(loss - min)" if log else "loss")
     if tree is not None:
-        for verts, style, label in (
-            (tree.minima, dict(marker="o", color="white", edgecolor="k"), "minima"),
-            (tree.saddles, dict(marker="X", color="red", edgecolor="k"), "saddles"),
-        ):
-            if len(verts):
-                r, c = _rows_cols(verts, shape, indexing)
-                ax.scatter(xs[c], ys[r], s=30, linewidths=0.6, zorder=3,
-                           label=f"{len(verts)} {label}", **style)  # fmt: skip
+        style = {
+            "minima": dict(marker="o", color="white"),
+            "saddles": dict(marker="X", color="red"),
+        }
+        for label, count, r, c in _critical_points(tree, shape, indexing):
+            ax.scatter(xs[c], ys[r], s=30, linewidths=0.6, zorder=3, edgecolor="k",
+                       label=f"{count} {label}", **style[label])  # fmt: skip
         ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
     ax.set(xlabel="direction 1", ylabel="direction 2", title=title or "loss landscape")
     ax.set_aspect("auto")
@@ -153,28 +145,17 @@ def surface_figure(
 ) -> plt.Figure:
     """A 2D field as a 3D surface, with the tree's minima and saddles marked on it
     (``indexing`` as in :func:`field_figure`)."""
-    field = np.asarray(field, dtype=float)
-    if field.ndim != 2:
-        raise ValueError(f"surface_figure draws 2-D fields, not shape {field.shape}")
-    shape = field.shape
-    field = _as_image(field, indexing)
-    ny, nx = field.shape
-    x0, x1, y0, y1 = extent if extent is not None else (0, nx - 1, 0, ny - 1)
-    xs, ys = np.linspace(x0, x1, nx), np.linspace(y0, y1, ny)
+    field, shape, xs, ys = _image_grid(field, extent, indexing, "surface_figure")
     X, Y = np.meshgrid(xs, ys)
     fig = plt.figure(figsize=(5.5, 4.5))
     ax = fig.add_subplot(projection="3d")
     shown = np.where(np.isfinite(field), field, np.nanmax(field[np.isfinite(field)]))
     ax.plot_surface(X, Y, shown, cmap="viridis", linewidth=0, antialiased=True, alpha=0.85)
     if tree is not None:
-        for verts, color, label in (
-            (tree.minima, "white", "minima"),
-            (tree.saddles, "red", "saddles"),
-        ):
-            if len(verts):
-                r, c = _rows_cols(verts, shape, indexing)
-                ax.scatter(xs[c], ys[r], shown[r, c], color=color, edgecolor="k", s=25,
-                           depthshade=False, label=f"{len(verts)} {label}")  # fmt: skip
+        color = {"minima": "white", "saddles": "red"}
+        for label, count, r, c in _critical_points(tree, shape, indexing):
+            ax.scatter(xs[c], ys[r], shown[r, c], color=color[label], edgecolor="k", s=25,
+                       depthshade=False, label=f"{count} {label}")  # fmt: skip
         ax.legend(fontsize=8, loc="upper left")
     ax.set(xlabel="direction 1", ylabel="direction 2", zlabel="loss")
     ax.set_title(title or "loss surface")
@@ -225,16 +206,27 @@ def _as_float(v) -> float:
         return float("nan")
 
 
-def _as_image(field: np.ndarray, indexing: str) -> np.ndarray:
+def _image_grid(field, extent, indexing: str, who: str):
+    """``(image, shape, xs, ys)``: a 2D field as an image (rows = y) and its axis values;
+    ``shape`` is the field's own shape, for mapping vertex ids (see ``field_figure``)."""
+    field = np.asarray(field, dtype=float)
+    if field.ndim != 2:
+        raise ValueError(f"{who} draws 2-D fields, not shape {field.shape}")
     if indexing not in ("xy", "ij"):
         raise ValueError(f"indexing must be 'xy' or 'ij', not {indexing!r}")
-    return field.T if indexing == "ij" else field
+    image = field.T if indexing == "ij" else field
+    ny, nx = image.shape
+    x0, x1, y0, y1 = extent if extent is not None else (0, nx - 1, 0, ny - 1)
+    return image, field.shape, np.linspace(x0, x1, nx), np.linspace(y0, y1, ny)
 
 
-def _rows_cols(vertices, shape, indexing: str):
-    """Image (row, col) of flat vertex ids of a field of ``shape``."""
-    a, b = np.unravel_index(vertices, shape)
-    return (b, a) if indexing == "ij" else (a, b)
+def _critical_points(tree: MergeTree, shape, indexing: str):
+    """``(label, count, rows, cols)`` of the tree's minima and saddles in image coordinates."""
+    for label, verts in (("minima", tree.minima), ("saddles", tree.saddles)):
+        if len(verts):
+            a, b = np.unravel_index(verts, shape)
+            r, c = (b, a) if indexing == "ij" else (a, b)
+            yield label, len(verts), r, c
 
 
 def dynamics_figure(
