@@ -3,7 +3,7 @@
 Trains the LM experiment's small preset (or reuses it in --out), then analyzes the final
 checkpoint of each size with the experiment's default subspaces (a 21x21 grid with Hessian
 metrics, and 512 Sobol points in 4D with a kNN graph) and prints seconds per stage: the
-landscape of each subspace (one batched evaluator per landscape, chosen by the engine probe),
+landscape of each subspace (engine chosen by the auto rule),
 the Hessian (top eigenpairs, Hutch++ trace, SLQ density) and the topology, with each size's
 total as a ratio to the smallest size. torch runs on one thread (printed).
 

@@ -132,11 +132,13 @@ def landscape(
     radius: float = typer.Option(1.0, help="Radius of the ball for --region ball."),
     sample_seed: int = typer.Option(0, help="Seed of the scattered points."),
     engine: Engine = typer.Option(
-        Engine.auto, help="auto probes sequential and batched (vmap) and keeps the fastest."
+        Engine.auto,
+        help="auto: batched (vmap) where the model is overhead-bound, else sequential; "
+        "decided by counting operators and FLOPs, never by timing.",
     ),
     chunk_size: int | None = typer.Option(None, min=1, help="Points per batched call / chunk."),
     max_memory: str | None = typer.Option(
-        None, help="Memory budget of a batched chunk, e.g. 2GB (default: a share of free memory)."
+        None, help="Memory budget of a batched chunk, e.g. 2GB (default: a quarter of the RAM)."
     ),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
     dtype: DType | None = typer.Option(None, help="Evaluation precision (default: the model's)."),

@@ -1,0 +1,107 @@
+"""The two ways to evaluate a chunk of points: one at a time, or many per call under vmap.
+
+``sequential``
+    Li et al. 2018's loop: write each point's weights into the model in place (one fused
+    ``addmm`` per parameter straight into the parameter's storage, no copy of the model),
+    run the loss over every batch, next point; the centre is written back after the chunk.
+    Its cost over a plain Python loop is a few tensor operations per point.
+``batched``
+    Many perturbed parameter sets per call: ``torch.func.functional_call`` swaps a point's
+    parameters into the model and ``torch.vmap`` maps that over the chunk. This wins where a
+    single evaluation is small and overhead-bound (the convection PINN), and loses where one
+    evaluation already saturates the hardware (a CNN or a transformer on a few hundred
+    samples on a CPU); :mod:`saddles.landscape.plan` decides which to use.
+
+Both return ``(B, n_values)`` float64 arrays, combined over batches by
+:func:`saddles.landscape.problem.weighted_sum`. They agree to rounding, not bit for bit:
+vmap's batched kernels round differently from the single-point ones. Each is deterministic
+for a given chunk, so a run's values are a function of its plan (recorded with the results).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from saddles.data import Batch
+from saddles.landscape.problem import Problem, perturbed, values_of, weighted_sum
+
+#: The warning vmap gives for operators without a batching rule (run in a slow loop instead).
+NO_BATCHING_RULE = ".*performance drop because we have not yet implemented the batching rule"
+
+
+def run_sequential(problem: Problem, c: torch.Tensor) -> np.ndarray:
+    """Reference engine: write each point's weights into the model, evaluate, next point."""
+    flat = [p.view(1, -1) for p in problem.params]
+    rows = [w0.unsqueeze(0) for w0 in problem.center]
+    c = c.to(problem.basis[0].dtype)
+    per_batch: list[list[torch.Tensor]] = [[] for _ in problem.batches]  # 0-d values
+    with torch.enable_grad():
+        for i in range(c.shape[0]):
+            point = c[i : i + 1]
+            with torch.no_grad():
+                for out, w0, basis in zip(flat, rows, problem.basis, strict=True):
+                    torch.addmm(w0, point, basis, out=out)
+            for b, batch in enumerate(problem.batches):
+                per_batch[b].extend(values_of(problem, problem.model, batch))
+    with torch.no_grad():  # leave the centre in place between chunks
+        for p, w0 in zip(problem.params, problem.center, strict=True):
+            p.copy_(w0.reshape(p.shape))
+    shape = (c.shape[0], problem.n_values)
+    blocks = [torch.stack(v).to(torch.float64).cpu().numpy().reshape(shape) for v in per_batch]
+    return weighted_sum(problem, blocks)
+
+
+class _Call(torch.nn.Module):
+    """Wraps ``model`` so that ``functional_call`` swaps its parameters for the whole loss."""
+
+    def __init__(self, problem: Problem):
+        super().__init__()
+        self.model = problem.model
+        self.problem = [problem]  # a list, so the problem is not registered as a submodule
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return torch.stack(values_of(self.problem[0], self.model, batch))
+
+
+def run_batched(problem: Problem, c: torch.Tensor, quiet: bool = True) -> np.ndarray:
+    """Batched engine: ``vmap`` over ``functional_call`` with a chunk of parameter sets.
+
+    ``quiet`` hides vmap's warning about operators without a batching rule (the plan checks
+    for them once, on the first chunk, with :func:`has_batching_rules`)."""
+    call = _Call(problem)
+    with torch.no_grad():
+        stacked = {
+            f"model.{n}": t for n, t in zip(problem.names, perturbed(problem, c), strict=True)
+        }
+
+    def one_point(params: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        return torch.func.functional_call(call, params, (batch,))
+
+    mapped = torch.vmap(one_point, in_dims=(0, None), randomness="different")
+    blocks = []
+    with torch.enable_grad(), warnings.catch_warnings():
+        if quiet:
+            warnings.filterwarnings("ignore", message=NO_BATCHING_RULE)
+        for batch in problem.batches:
+            blocks.append(mapped(stacked, batch).detach().to(torch.float64).cpu().numpy())
+    return weighted_sum(problem, blocks)
+
+
+def has_batching_rules(problem: Problem, c: torch.Tensor) -> tuple[np.ndarray, bool]:
+    """Run one batched chunk and say whether every operator had a vmap batching rule."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=NO_BATCHING_RULE)
+        block = run_batched(problem, c, quiet=False)
+    slow = any(
+        issubclass(w.category, UserWarning) and "performance drop" in str(w.message) for w in caught
+    )
+    for w in caught:  # hand any other warning on to the user
+        if "performance drop" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return block, not slow
+
+
+ENGINE_FUNCS = {"sequential": run_sequential, "batched": run_batched}

@@ -1,0 +1,267 @@
+"""``evaluate``: the loss at ``theta_0 + sum_k c_k d_k`` for every point ``c``, as a Landscape.
+
+It wires the stages of this package together, top to bottom: check the inputs
+(:mod:`~saddles.landscape.problem`), evaluate the centre once while measuring what a point
+costs (:mod:`~saddles.landscape.memory`), make the plan (:mod:`~saddles.landscape.plan`),
+open or resume the run directory (:mod:`~saddles.landscape.rundir`), run the chunks with the
+engines (:mod:`~saddles.landscape.engines`), and restore the model exactly as it was.
+
+Guarantee: the values are a function of the inputs (model, data, directions, coordinates,
+dtype, device type, and the engine settings given) and never of timing or load: ``"auto"``
+decides by counting, not by timing. Explicit engines and chunk sizes reproduce across
+machines; ``"auto"`` also depends on the machine's total memory, which bounds the chunk.
+
+Losses that differentiate with respect to their inputs (PINNs)
+---------------------------------------------------------------
+A loss that calls ``torch.autograd.grad`` or ``x.requires_grad_()`` cannot run under
+``torch.vmap``; such a model falls back to the sequential engine (announced). To make it
+batchable, take the input derivatives with torch.func transforms, which compose with vmap, e.g.
+for ``u_t + beta u_x``::
+
+    u, du = torch.func.jvp(model, (xt,), (tangent,))  # tangent = (beta, 1) per row of (x, t)
+
+or ``torch.func.vmap(torch.func.jacrev(point_fn))(xt)`` for full per-point Jacobians (and
+``jacfwd(jacrev(...))`` for second derivatives). The sequential engine runs either form.
+
+Modes and precision: the model is put in eval mode (BatchNorm uses its running statistics,
+dropout is off) unless ``train_mode=True``; every module's mode, every parameter, buffer and
+``requires_grad`` flag is restored afterwards. ``device`` and ``dtype`` select where and in
+what precision to evaluate; when they differ from the model's, a copy is moved there and the
+model itself is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from saddles.data import LossFn
+from saddles.directions import Directions
+from saddles.landscape.memory import PointCost, chunk_cap, cost_meter, parse_bytes
+from saddles.landscape.plan import ENGINES, Loop, Plan, console, describe, make_plan, say
+from saddles.landscape.problem import BadOutput, Problem, center_pass, setup
+from saddles.landscape.result import Landscape
+from saddles.landscape.rundir import RunDir
+from saddles.sampling import Coordinates, as_coordinates
+
+log = logging.getLogger("saddles")
+
+
+def evaluate(
+    model: torch.nn.Module,
+    loss: LossFn | torch.nn.Module | None,
+    data: Any,
+    directions: Directions | Any,
+    coords: Coordinates | np.ndarray,
+    *,
+    criterion: Callable[..., torch.Tensor] | None = None,
+    metrics: Mapping[str, LossFn] | None = None,
+    engine: str = "auto",
+    chunk_size: int | None = None,
+    max_memory: int | str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    train_mode: bool = False,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Landscape:
+    """Evaluate the loss at ``theta_0 + sum_k c_k d_k`` for every point ``c`` of ``coords``.
+
+    Args:
+        model: the network; its weights are the centre ``theta_0`` and are unchanged afterwards.
+        loss: ``loss(model, batch) -> scalar`` (any loss, including PINNs and language models),
+            or an ``nn.Module`` criterion applied as ``criterion(model(inputs), targets)``.
+            ``None`` with ``criterion=`` given.
+        data: a tensor, a tuple of tensors, or an iterable of such batches (a DataLoader,
+            read once); per-batch values are averaged with batch-size weights.
+        directions: a :class:`~saddles.directions.Directions` or anything
+            :func:`~saddles.directions.from_tensors` accepts (parameter lists, flat vectors).
+        coords: a :class:`~saddles.sampling.Coordinates` or an ``(n, k)`` array, ``k`` the
+            number of directions.
+        criterion: a plain function ``criterion(outputs, targets)``, instead of ``loss``.
+        metrics: extra per-point values, ``{name: fn(model, batch) -> scalar}`` (accuracy...),
+            averaged over batches like the loss.
+        engine: ``"auto"`` (a counting rule, :mod:`saddles.landscape.plan`), ``"sequential"``
+            or ``"batched"`` (:mod:`saddles.landscape.engines`).
+        chunk_size: points per batched call and per saved chunk.
+        max_memory: memory budget of a batched chunk, bytes or a string such as ``"2GB"``
+            (default: a quarter of the machine's RAM, 40% of a GPU's memory).
+        device, dtype: where and in what precision to evaluate (default: the model's).
+        train_mode: evaluate in train mode (BatchNorm batch statistics, random dropout).
+        run_dir: directory for resumable results (:mod:`saddles.landscape.rundir`).
+        resume: continue the run found in ``run_dir`` (a finished one is loaded and returned).
+        progress: show a progress bar with points per second and ETA; ``False`` is quiet.
+    """
+    started = time.perf_counter()
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    if chunk_size is not None and (
+        not isinstance(chunk_size, (int, np.integer))
+        or isinstance(chunk_size, bool)
+        or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be a positive integer, not {chunk_size!r}")
+    budget = parse_bytes(max_memory) if max_memory is not None else None
+    coords = as_coordinates(coords)
+    problem = setup(model, loss, criterion, metrics, data, directions, coords, device, dtype)
+    out = console() if progress else None
+
+    state = ModelState.capture(problem.model)
+    try:
+        problem.model.train(train_mode)
+        for p in problem.params:
+            p.requires_grad_(False)
+        run = RunDir.open(run_dir, problem, coords, train_mode, resume) if run_dir else None
+        finished = run is not None and run.finished()
+        plan = run.plan if run is not None else None
+        # The plan needs the point's cost unless the caller fixed engine and chunk size.
+        fixed = engine == "sequential" or (engine == "batched" and chunk_size is not None)
+        center, cost = center_values(problem, not finished and plan is None and not fixed)
+        if run is not None:
+            run.check_center(center)
+        if finished:
+            say(out, f"the run in {run.path} is already complete; loaded it")
+            return run.load_landscape()
+        results: dict[tuple[int, int], np.ndarray] = run.load_chunks() if run else {}
+        if plan is not None:
+            done = sum(b - a for a, b in results)
+            say(out, f"resuming the run in {run.path}: {done} of {coords.n_points} points done; "
+                f"engine {plan.engine}, chunks of {plan.chunk_size} (the run's plan)")  # fmt: skip
+        else:
+            cap = chunk_cap(cost.bytes, budget, problem.device) if cost else 256
+            plan = make_plan(engine, chunk_size, cost, cap, coords.n_points, problem.device)
+            if plan.requested == "auto":
+                say(out, describe(plan))
+                log.info(describe(plan))
+            if run is not None:
+                run.save_plan(plan)
+        loop = Loop(problem, coords.points, results, run, out)
+        try:
+            loop.run_plan(plan)
+        finally:
+            loop.close()
+    finally:
+        state.restore(problem.model)
+
+    values = np.full((coords.n_points, problem.n_values), np.nan)
+    for (start, stop), block in results.items():
+        values[start:stop] = block
+    n_bad = int((~np.isfinite(values[:, 0])).sum())
+    info = provenance(problem, coords, train_mode, plan, loop, center, n_bad, cost)
+    info["elapsed_s"] = time.perf_counter() - started
+    names = problem.value_names
+    landscape = Landscape(
+        coords=coords.points.copy(),
+        loss=values[:, 0].copy(),
+        metrics={n: values[:, i + 1].copy() for i, n in enumerate(names[1:])},
+        shape=coords.shape,
+        info=info,
+    )
+    if n_bad:
+        say(out, f"{n_bad} of {coords.n_points} points gave a non-finite loss (kept, counted)")
+    if run is not None:
+        run.save_landscape(landscape)
+    return landscape
+
+
+def center_values(problem: Problem, measure: bool) -> tuple[np.ndarray, PointCost | None]:
+    """Loss and metrics of the unperturbed model and, with ``measure``, what a point costs.
+
+    This first evaluation fails early, with a clear message, on a broken loss; measuring
+    costs no extra forward.
+    """
+    if not measure:
+        return center_pass(problem), None
+    try:
+        meter = cost_meter(problem)
+        with meter:
+            values = center_pass(problem)
+        return values, meter.cost
+    except (BadOutput, RuntimeError) as exc:
+        if isinstance(exc, BadOutput) or "unperturbed model" in str(exc):
+            raise
+        log.info("could not measure what a point costs (%s)", exc)
+        return center_pass(problem), None
+
+
+@dataclass
+class ModelState:
+    """What a run must leave exactly as it found it: parameters, buffers, flags, modes."""
+
+    params: list[torch.Tensor]
+    buffers: list[torch.Tensor]
+    requires_grad: list[bool]
+    training: list[bool]
+
+    @classmethod
+    def capture(cls, model: torch.nn.Module) -> ModelState:
+        ps = list(model.parameters())
+        return cls(
+            params=[p.detach().clone() for p in ps],
+            buffers=[b.detach().clone() for b in model.buffers()],
+            requires_grad=[p.requires_grad for p in ps],
+            training=[m.training for m in model.modules()],
+        )
+
+    def restore(self, model: torch.nn.Module) -> None:
+        with torch.no_grad():
+            for p, saved, flag in zip(
+                model.parameters(), self.params, self.requires_grad, strict=True
+            ):
+                p.copy_(saved)
+                p.requires_grad_(flag)
+            for b, saved in zip(model.buffers(), self.buffers, strict=True):
+                b.copy_(saved)
+        for m, flag in zip(model.modules(), self.training, strict=True):
+            m.training = flag
+
+
+def provenance(
+    problem: Problem,
+    coords: Coordinates,
+    train_mode: bool,
+    plan: Plan,
+    loop: Loop,
+    center: np.ndarray,
+    n_bad: int,
+    cost: PointCost | None,
+) -> dict[str, Any]:
+    """The landscape's ``info``: what was evaluated, how, and the centre's values."""
+    import saddles
+
+    return {
+        "saddles_version": saddles.__version__,
+        "torch_version": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": {"class": type(problem.model).__qualname__, "n_params": problem.n_params},
+        "directions": problem.directions_info,
+        "coordinates": dict(coords.info),
+        "data": {"n_batches": len(problem.batches), "n_samples": int(problem.n_samples)},
+        "loss": problem.ids,
+        "value_names": problem.value_names,
+        "engine": plan.engine,
+        "engine_requested": plan.requested,
+        "chunk_size": int(plan.chunk_size),
+        "decision": plan.reason,
+        "fallback": plan.fallback,
+        "chunk_engines": sorted(loop.chunk_engines),
+        "memory_per_point_bytes": cost.bytes if cost else None,
+        "operators_per_point": cost.n_ops if cost else None,
+        "flops_per_point": cost.flops if cost else None,
+        "device": str(problem.device),
+        "dtype": str(problem.dtype).replace("torch.", ""),
+        "train_mode": bool(train_mode),
+        "center_loss": float(center[0]),
+        "center_metrics": {
+            n: float(v) for n, v in zip(problem.value_names[1:], center[1:], strict=True)
+        },
+        "n_nonfinite": n_bad,
+    }

@@ -1,0 +1,265 @@
+"""How a landscape is computed: the :class:`Plan` (engine, chunk size), the rule that makes it,
+and the loop that runs it chunk by chunk with progress, fallback and saving.
+
+The rule for ``engine="auto"`` is a cost model over counts measured on the centre point
+(:class:`~saddles.landscape.memory.PointCost`), never a timing: the batched engine is chosen
+when the FLOPs per dispatched operator are below :data:`BATCHING_PAYS_BELOW` for the device
+(the evaluation is overhead-bound, so running many points per operator pays), and the model
+can be vmapped with a batching rule for every operator (checked on the first chunk, which is
+recomputed sequentially if not). A plan is therefore a function of the model, the data's
+shapes, the loss's code, the device type and the machine's total memory, so two runs with the
+same inputs compute the same values; the plan and the counts that made it are recorded in the
+landscape's ``info`` and in a run directory. Measured on one CPU thread
+(``benchmarks/sampling.py``): FLOPs per operator are about 6e4 for the convection PINN and
+1e5 for a small MLP (batching 1.5-7x faster), 4e6 for a small CNN, 1e7 for a character
+transformer and 2e8 for ResNet-20 (batching 1.3-3x slower).
+
+The chunk size of the batched engine keeps a chunk's working set near the CPU's caches
+(:data:`CACHE_BYTES`; on CUDA up to 256 points), within the memory budget; the sequential
+engine saves about every 1% of the points.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from saddles.landscape.engines import has_batching_rules, run_batched, run_sequential
+from saddles.landscape.memory import PointCost
+from saddles.landscape.problem import Problem
+
+log = logging.getLogger("saddles")
+
+ENGINES = ("auto", "sequential", "batched")
+#: auto: batch when an evaluation's FLOPs per dispatched operator are below this, per device.
+BATCHING_PAYS_BELOW = {"cpu": 1e6, "cuda": 1e9}
+#: auto on CPU: largest power-of-two chunk whose working set stays within this many bytes.
+CACHE_BYTES = 16 * 2**20
+LARGEST_AUTO_CHUNK = {"cpu": 128, "cuda": 256}
+
+
+class EngineFallbackWarning(UserWarning):
+    """The batched engine could not run this model; the sequential engine is used instead."""
+
+
+@dataclass
+class Plan:
+    """Which engine computes the points, in chunks of how many, and why."""
+
+    engine: str  # "sequential" or "batched"
+    chunk_size: int  # points per batched call and per saved chunk
+    requested: str = "auto"  # what the caller asked for
+    reason: str = ""  # the rule's inputs and verdict, for provenance
+    fallback: str | None = None  # why batching was abandoned, if it was
+    start: int = 0  # first point of the chunk grid (run directories keep it)
+
+    def chunks(self, n: int) -> list[tuple[int, int]]:
+        """``[start, stop)`` of every chunk of ``n`` points."""
+        size = int(self.chunk_size)
+        return [(a, min(a + size, n)) for a in range(int(self.start), n, size)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        requested = d.get("requested", "auto" if d.get("auto") else d["engine"])
+        return cls(
+            engine=d["engine"],
+            chunk_size=int(d["chunk_size"]),
+            requested=requested,
+            reason=d.get("reason", ""),
+            fallback=d.get("fallback"),
+            start=int(d.get("start", 0)),
+        )
+
+
+def make_plan(
+    engine: str,
+    chunk_size: int | None,
+    cost: PointCost | None,
+    cap: int,
+    n: int,
+    device: torch.device,
+) -> Plan:
+    """The plan for ``n`` points: the requested engine, or for ``"auto"`` the cost rule's."""
+    if engine == "sequential":
+        return Plan("sequential", int(chunk_size or default_write_chunk(n)), "sequential")
+    if engine == "batched":
+        size = chunk_size or min(cap, 256)
+        return Plan("batched", int(max(1, min(size, n))), "batched")
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    if cost is None:
+        return Plan("sequential", int(chunk_size or default_write_chunk(n)), "auto",
+                    "no operator counts could be measured; sequential")  # fmt: skip
+    limit = BATCHING_PAYS_BELOW[kind]
+    counts = f"{cost.n_ops} operators and {cost.flops:.3g} FLOPs per point"
+    if cost.flops_per_op >= limit:
+        reason = f"{counts}: {cost.flops_per_op:.3g} FLOPs per operator >= {limit:.0e}, "
+        reason += "compute-bound, so batching cannot pay"
+        return Plan("sequential", int(chunk_size or default_write_chunk(n)), "auto", reason)
+    size = chunk_size or auto_chunk(cost.bytes, cap, kind)
+    reason = f"{counts}: {cost.flops_per_op:.3g} FLOPs per operator < {limit:.0e}, "
+    reason += "overhead-bound, so batching pays"
+    return Plan("batched", int(max(1, min(size, n))), "auto", reason)
+
+
+def auto_chunk(per_point: int, cap: int, kind: str) -> int:
+    """Chunk size for auto: on CPU the largest power of two whose working set fits
+    :data:`CACHE_BYTES`, at least 2; at most :data:`LARGEST_AUTO_CHUNK` and ``cap``."""
+    largest = min(cap, LARGEST_AUTO_CHUNK[kind])
+    if kind == "cuda":
+        return int(max(1, largest))
+    size = 2
+    while size * 2 <= largest and size * 2 * per_point <= CACHE_BYTES:
+        size *= 2
+    return int(max(1, min(size, largest)))
+
+
+def default_write_chunk(n: int) -> int:
+    """Sequential runs save about every 1% of the points (1 to 256 points per chunk)."""
+    return int(min(256, max(1, -(-n // 100))))
+
+
+class Loop:
+    """Evaluates chunks in order, records results (and writes them), shows progress."""
+
+    def __init__(self, problem: Problem, points: np.ndarray, results: dict, run, console):
+        self.problem = problem
+        self.points = torch.as_tensor(points, dtype=torch.float64)
+        self.n = int(points.shape[0])
+        self.results = results
+        self.run = run
+        self.console = console
+        self.batched_ok = False
+        self.chunk_engines: list[tuple[int, int, str]] = []
+        done = sum(b - a for a, b in results)
+        self.bar = progress_bar(console, self.n, done) if console else None
+
+    def first_missing(self) -> int:
+        covered = np.zeros(self.n, dtype=bool)
+        for a, b in self.results:
+            covered[a:b] = True
+        return int(np.argmin(covered)) if not covered.all() else self.n
+
+    def run_plan(self, plan: Plan) -> None:
+        """Evaluate every planned chunk not yet done, then any point no chunk covers."""
+        for start, stop in plan.chunks(self.n):
+            if (start, stop) not in self.results:
+                self.chunk(start, stop, plan)
+        while (start := self.first_missing()) < self.n:  # e.g. a chunk file removed
+            stop = start + 1
+            while stop < self.n and stop - start < int(plan.chunk_size):
+                if any(a <= stop < b for a, b in self.results):
+                    break
+                stop += 1
+            self.chunk(start, stop, plan)
+
+    def chunk(self, start: int, stop: int, plan: Plan) -> None:
+        """Evaluate points ``[start, stop)`` with the plan's engine, and keep them.
+
+        If the batched engine fails before it has succeeded once in this run, the model
+        cannot be vmapped: this is announced (:class:`EngineFallbackWarning`), and this chunk
+        and all later ones use the sequential engine; so does an "auto" plan whose first
+        chunk meets an operator without a batching rule (vmap would loop over it). A failure
+        after a success is a real error (e.g. out of memory) and propagates.
+        """
+        c = self.points[start:stop].to(self.problem.device)
+        engine = plan.engine
+        if engine == "batched":
+            try:
+                if plan.requested == "auto" and not self.batched_ok:
+                    block, fast = has_batching_rules(self.problem, c)
+                    if not fast:
+                        self.switch(plan, "an operator has no vmap batching rule", warn=False)
+                        engine = "sequential"
+                else:
+                    block = run_batched(self.problem, c)
+            except Exception as exc:
+                if self.batched_ok:
+                    raise
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                self.switch(plan, reason, warn=True)
+                engine = "sequential"
+            else:
+                self.batched_ok = engine == "batched"
+        if engine == "sequential":
+            block = run_sequential(self.problem, c)
+        self.results[(start, stop)] = block
+        self.chunk_engines.append((start, stop, engine))
+        if self.run is not None:
+            self.run.save_chunk(start, stop, block, engine)
+        if self.bar is not None:
+            self.bar[0].advance(self.bar[1], stop - start)
+
+    def switch(self, plan: Plan, reason: str, warn: bool) -> None:
+        """From here on the plan is sequential; say why (and save the plan)."""
+        plan.engine, plan.fallback = "sequential", reason
+        msg = (
+            "the batched (vmap) engine cannot evaluate this model; falling back to the "
+            f"sequential engine. Reason: {reason}"
+        )
+        if warn:
+            warnings.warn(msg, EngineFallbackWarning, stacklevel=6)
+        say(self.console, f"[yellow]{msg}[/yellow]" if warn else f"engine 'auto': {msg}")
+        log.info(msg)
+        if self.run is not None:
+            self.run.save_plan(plan)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar[0].stop()
+
+
+def describe(plan: Plan) -> str:
+    """One line for the console: what auto chose and why."""
+    chunk = f" (chunk {plan.chunk_size})" if plan.engine == "batched" else ""
+    return f"engine 'auto' chose {plan.engine}{chunk}: {plan.reason}"
+
+
+def say(console, message: str) -> None:
+    if console is not None:
+        console.print(message)
+
+
+def console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def progress_bar(console, total: int, completed: int):
+    """A rich progress bar with points per second and ETA: ``(progress, task)``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:.1f} pts/s" if task.speed else "- pts/s")
+
+    bar = Progress(
+        TextColumn("landscape"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    task = bar.add_task("landscape", total=total, completed=completed)
+    bar.start()
+    return bar, task

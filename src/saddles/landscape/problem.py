@@ -1,0 +1,237 @@
+"""The checked inputs of a landscape evaluation: :class:`Problem`, what every engine needs.
+
+:func:`setup` checks the model, loss, metrics, data, directions and coordinates once, moves
+what must move to the evaluation device and dtype (a copy of the model when they differ from
+its own), and flattens each direction per parameter into a ``(k, numel)`` basis, so that a
+point's parameters are ``theta_0 + c @ basis``. The engines then only compute.
+
+Values are accumulated the same way by every engine: each loss or metric of a batch becomes a
+float64 number, and the batches are combined by :func:`weighted_sum` in batch order, so an
+engine differs from another only in how the forward passes are computed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from saddles.data import (
+    Batch,
+    LossFn,
+    as_batches,
+    batch_size,
+    batch_weights,
+    make_loss,
+    move_batches,
+)
+from saddles.directions import Directions, from_tensors, parameters
+from saddles.sampling import Coordinates
+
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "double": torch.float64,
+    "float": torch.float32,
+}
+
+
+class BadOutput(ValueError):
+    """A loss or metric returned something other than a scalar tensor."""
+
+
+@dataclass
+class Problem:
+    """Everything the engines need, on the evaluation device and dtype."""
+
+    model: torch.nn.Module  # the model evaluated (the user's, or a copy on another device/dtype)
+    names: list[str]  # parameter names
+    params: list[torch.Tensor]  # the model's parameter tensors (written by the sequential engine)
+    center: list[torch.Tensor]  # theta_0, flattened per parameter: (numel,)
+    basis: list[torch.Tensor]  # per parameter: (k, numel), row i = direction i's entries
+    batches: list[Batch]
+    weights: list[float]
+    fns: list[LossFn]  # the loss first, then the metrics
+    value_names: list[str]
+    directions_info: dict[str, Any]
+    ids: dict[str, str]  # identities of loss and metrics, for provenance and hashing
+    device: torch.device
+    dtype: torch.dtype
+    n_samples: int
+
+    @property
+    def n_values(self) -> int:
+        return len(self.fns)
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(w.numel() for w in self.center))
+
+
+def setup(
+    model: torch.nn.Module,
+    loss: LossFn | torch.nn.Module | None,
+    criterion: Callable[..., torch.Tensor] | None,
+    metrics: Mapping[str, LossFn] | None,
+    data: Any,
+    directions: Directions | Any,
+    coords: Coordinates,
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+) -> Problem:
+    """Check every input and gather what the engines need, on the evaluation device/dtype."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    names, params = parameters(model)
+    model_device = params[0].device
+    float_params = [p for p in params if p.is_floating_point()]
+    if not float_params:
+        raise ValueError("the model has no floating-point parameters to perturb")
+    model_dtype = float_params[0].dtype
+    device = torch.device(device) if device is not None else model_device
+    dtype = as_dtype(dtype) if dtype is not None else model_dtype
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but CUDA is not available")
+    work = model
+    if device != model_device or dtype != model_dtype:
+        work = copy.deepcopy(model).to(device=device, dtype=dtype)
+    names, params = parameters(work)
+
+    if isinstance(loss, torch.nn.Module) and criterion is None:
+        loss, criterion = None, loss
+    fn = make_loss(loss=loss, criterion=criterion)
+    ids = {"loss": callable_id(loss) if loss is not None else f"criterion:{callable_id(criterion)}"}
+    fns, value_names = [fn], ["loss"]
+    for name, metric in (metrics or {}).items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"metric names must be identifiers, not {name!r}")
+        if name == "loss":
+            raise ValueError("'loss' is reserved; give the metric another name")
+        if not callable(metric):
+            raise TypeError(f"metric {name!r} must be callable as fn(model, batch)")
+        fns.append(metric)
+        value_names.append(name)
+        ids[f"metric:{name}"] = callable_id(metric)
+
+    if data is None:
+        raise ValueError("no data: give a tensor, a tuple of tensors or an iterable of batches")
+    batches = as_batches(data)
+    n_samples = sum(batch_size(b) for b in batches)
+    weights = batch_weights(batches)
+    batches = move_batches(batches, device, dtype)
+
+    dirs = from_tensors(work, directions)
+    if coords.dims != len(dirs):
+        raise ValueError(
+            f"coordinates have {coords.dims} column(s) but there are {len(dirs)} direction(s); "
+            "each point needs one coordinate per direction"
+        )
+    basis = [
+        torch.stack([d[j].reshape(-1) for d in dirs.tensors]).to(device=device, dtype=p.dtype)
+        for j, p in enumerate(params)
+    ]
+    center = [p.detach().reshape(-1).clone() for p in params]
+    for name, w0, b in zip(names, center, basis, strict=True):
+        if w0.is_floating_point() and not bool(torch.isfinite(w0).all()):
+            raise ValueError(f"the model's parameter {name!r} holds NaN or inf values")
+        if not bool(torch.isfinite(b).all()):
+            raise ValueError(f"a direction holds NaN or inf values in parameter {name!r}")
+    return Problem(
+        model=work,
+        names=names,
+        params=params,
+        center=center,
+        basis=basis,
+        batches=batches,
+        weights=weights,
+        fns=fns,
+        value_names=value_names,
+        directions_info=dict(dirs.info),
+        ids=ids,
+        device=device,
+        dtype=dtype,
+        n_samples=n_samples,
+    )
+
+
+def perturbed(problem: Problem, c: torch.Tensor) -> list[torch.Tensor]:
+    """Parameters at points ``c`` (``(B, k)``): one ``(B, *shape)`` tensor per parameter."""
+    out = []
+    for w0, basis, p in zip(problem.center, problem.basis, problem.params, strict=True):
+        flat = torch.addmm(w0.unsqueeze(0), c.to(basis.dtype), basis)
+        out.append(flat.reshape((c.shape[0],) + tuple(p.shape)))
+    return out
+
+
+def values_of(problem: Problem, model: torch.nn.Module, batch: Batch) -> list[torch.Tensor]:
+    """Loss and metrics of one batch, each checked to be a scalar tensor (detached)."""
+    vals = []
+    for name, fn in zip(problem.value_names, problem.fns, strict=True):
+        v = fn(model, batch)
+        if not isinstance(v, torch.Tensor) or v.numel() != 1:
+            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise BadOutput(f"{name} must return a scalar tensor, got {shape}")
+        vals.append(v.detach().reshape(()))
+    return vals
+
+
+def weighted_sum(problem: Problem, per_batch: list[np.ndarray]) -> np.ndarray:
+    """Combine per-batch float64 values (each ``(..., n_values)``) by batch-size weights.
+
+    One batch: its values unchanged. Several: ``sum_b w_b * v_b`` in batch order, in float64.
+    Every engine combines batches through this function, so none differs in this step.
+    """
+    if len(per_batch) == 1:
+        return per_batch[0]
+    total = np.zeros_like(per_batch[0])
+    for w, v in zip(problem.weights, per_batch, strict=True):
+        total += w * v
+    return total
+
+
+def center_pass(problem: Problem) -> np.ndarray:
+    """Loss and metrics of the unperturbed model, float64, failing early with a clear message."""
+    per_batch = []
+    with torch.enable_grad():
+        for i, batch in enumerate(problem.batches):
+            try:
+                vals = values_of(problem, problem.model, batch)
+            except BadOutput:
+                raise
+            except Exception as exc:
+                raise RuntimeError(
+                    f"the loss failed on the unperturbed model (batch {i}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            per_batch.append(torch.stack(vals).to(torch.float64).cpu().numpy())
+    return weighted_sum(problem, per_batch)
+
+
+def callable_id(fn: Any) -> str:
+    """A stable identity for a loss or metric: qualified name plus a digest of its code."""
+    if isinstance(fn, torch.nn.Module):
+        return f"{type(fn).__module__}.{type(fn).__qualname__}:{fn!r}"
+    target = getattr(fn, "func", fn)  # functools.partial
+    module = getattr(target, "__module__", "?")
+    name = f"{module}.{getattr(target, '__qualname__', type(target).__qualname__)}"
+    code = getattr(target, "__code__", None)
+    if code is not None:
+        name += ":" + hashlib.sha256(code.co_code).hexdigest()[:16]
+    return name
+
+
+def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A torch dtype from its name (``"float32"``, ``"bfloat16"``...) or itself."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+    return DTYPES[dtype]

@@ -1,0 +1,189 @@
+"""The result of sampling: :class:`Landscape`, loss values on points, and its file format.
+
+A landscape is numpy arrays plus provenance. It hands itself to the topology core through
+:mod:`saddles.topology.representations` (imported inside the methods, so reading and writing
+landscapes never loads the topology kernels). This module never imports torch.
+
+File format (``save``/``load``): ``<base>.npz`` holds ``coords`` (n, k), ``loss`` and
+``metric__<name>`` (for a grid in the grid's shape, so ``saddles topology <base>.npz`` reads
+the field directly); ``<base>.json`` holds the format name and version, the shape, the metric
+names and ``info``. Both are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saddles._files import atomic_savez, atomic_write_text, to_jsonable
+
+LANDSCAPE_FORMAT = "saddles.landscape"
+LANDSCAPE_VERSION = 1
+
+
+@dataclass
+class Landscape:
+    """Loss values on points of a parameter subspace, and how they were obtained.
+
+    Attributes:
+        coords: ``(n, k)`` float64 coordinates, one row per point (C order for a grid).
+        loss: ``(n,)`` float64 loss values; NaN/inf where the loss diverged.
+        metrics: extra per-point values (e.g. ``"accuracy"``), each ``(n,)`` float64.
+        shape: the grid's shape, or ``None`` for scattered points.
+        info: provenance: directions (seed, normalization...), coordinates, model size, data
+            size, engine and why it was chosen, device, dtype, timings, ``center_loss``,
+            ``n_nonfinite``.
+    """
+
+    coords: np.ndarray
+    loss: np.ndarray
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    shape: tuple[int, ...] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        where = f"grid {'x'.join(map(str, self.shape))}" if self.shape else "scattered"
+        finite = self.loss[np.isfinite(self.loss)]
+        span = f", loss {finite.min():.4g}..{finite.max():.4g}" if finite.size else ""
+        extra = f", metrics {sorted(self.metrics)}" if self.metrics else ""
+        return f"Landscape({self.n_points} points in {self.dims}-D, {where}{span}{extra})"
+
+    @property
+    def n_points(self) -> int:
+        return int(self.coords.shape[0])
+
+    @property
+    def dims(self) -> int:
+        return int(self.coords.shape[1])
+
+    @property
+    def is_grid(self) -> bool:
+        return self.shape is not None
+
+    @property
+    def n_nonfinite(self) -> int:
+        """Number of points whose loss is NaN or inf."""
+        return int((~np.isfinite(self.loss)).sum())
+
+    def values(self, name: str = "loss") -> np.ndarray:
+        """The loss (default) or a metric, one value per point."""
+        if name == "loss":
+            return self.loss
+        if name not in self.metrics:
+            raise KeyError(f"no values named {name!r}; have 'loss' and {sorted(self.metrics)}")
+        return self.metrics[name]
+
+    def grid(self, name: str = "loss") -> np.ndarray:
+        """Values reshaped to the grid (``field[i, j]`` is at ``(axis0[i], axis1[j])``)."""
+        if self.shape is None:
+            raise ValueError("this landscape was sampled at scattered points, not on a grid")
+        return self.values(name).reshape(self.shape)
+
+    def to_graph(
+        self,
+        connectivity: str = "full",
+        k: int | None = None,
+        method: str = "auto",
+        mode: str = "union",
+        name: str = "loss",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, edges)`` for the topology core: one value per point and an edge list.
+
+        A grid is joined by ``grid_edges(shape, connectivity)`` (``"full"``, ``"faces"`` or
+        ``"freudenthal"``); scattered points by ``knn_edges(coords, k, method, mode)`` with
+        ``k = 4 x dimension`` by default, as in Xie et al. 2024. Non-finite values are kept;
+        ``merge_tree(..., nan_policy="max")`` treats them as larger than every finite value.
+        """
+        from saddles.topology import grid_edges, knn_edges
+
+        values = np.asarray(self.values(name), dtype=np.float64)
+        if self.shape is not None:
+            return values, grid_edges(self.shape, connectivity)
+        k = 4 * self.dims if k is None else k
+        return values, knn_edges(self.coords, k=k, method=method, mode=mode)
+
+    def topology(
+        self,
+        connectivity: str = "full",
+        k: int | None = None,
+        method: str = "auto",
+        mode: str = "union",
+        threshold: float | None = None,
+        relative: bool = False,
+        nan_policy: str = "max",
+        name: str = "loss",
+    ) -> tuple[Any, dict[str, float | int]]:
+        """Merge tree and metrics of the landscape in one call: ``(tree, metrics)``.
+
+        Builds the graph as :meth:`to_graph`, runs ``merge_tree`` and ``compute_metrics``
+        (``threshold``/``relative`` add persistence-simplified metrics). Diverged (NaN/inf)
+        points are swept last (``nan_policy="max"``); pass ``"raise"`` to reject them.
+        """
+        from saddles.topology import compute_metrics, merge_tree
+
+        values, edges = self.to_graph(connectivity, k=k, method=method, mode=mode, name=name)
+        tree = merge_tree(values, edges, nan_policy=nan_policy)
+        return tree, compute_metrics(tree, threshold=threshold, relative=relative)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``<path>.npz`` (arrays) and ``<path>.json`` (shape, metric names, info).
+
+        Returns the ``.npz`` path; see the module docstring for the format.
+        """
+        base = strip_suffix(Path(path))
+        base.parent.mkdir(parents=True, exist_ok=True)
+        shape = self.shape if self.shape is not None else (self.n_points,)
+        arrays = {"coords": self.coords, "loss": self.loss.reshape(shape)}
+        arrays.update({f"metric__{k}": v.reshape(shape) for k, v in self.metrics.items()})
+        npz = base.with_name(base.name + ".npz")
+        atomic_savez(npz, arrays)
+        meta = {
+            "format": LANDSCAPE_FORMAT,
+            "version": LANDSCAPE_VERSION,
+            "shape": list(self.shape) if self.shape is not None else None,
+            "metrics": sorted(self.metrics),
+            "info": self.info,
+        }
+        atomic_write_text(base.with_name(base.name + ".json"), dumps(meta))
+        return npz
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Landscape:
+        """Read a landscape written by :meth:`save` (``path`` with or without ``.npz``), or
+        the finished landscape of a run directory (``evaluate(..., run_dir=path)``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "landscape"
+        base = strip_suffix(path)
+        npz, side = base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
+        for p in (npz, side):
+            if not p.exists():
+                raise FileNotFoundError(f"landscape file {p} does not exist")
+        meta = json.loads(side.read_text())
+        if meta.get("format") != LANDSCAPE_FORMAT:
+            raise ValueError(f"{side} is not a saddles landscape sidecar")
+        if meta.get("version", 0) > LANDSCAPE_VERSION:
+            raise ValueError(
+                f"{side} has format version {meta['version']}; this saddles reads up to "
+                f"{LANDSCAPE_VERSION}"
+            )
+        with np.load(npz, allow_pickle=False) as z:
+            coords, loss = z["coords"], z["loss"].reshape(-1)
+            metrics = {name: z[f"metric__{name}"].reshape(-1) for name in meta["metrics"]}
+        shape = tuple(meta["shape"]) if meta["shape"] is not None else None
+        return cls(coords, loss, metrics, shape, meta.get("info", {}))
+
+
+def strip_suffix(path: Path) -> Path:
+    """``a/b.npz`` and ``a/b.json`` -> ``a/b``; other paths unchanged."""
+    return path.with_suffix("") if path.suffix in (".npz", ".json") else path
+
+
+def dumps(obj: Any) -> str:
+    """JSON for sidecars and run configurations: sorted keys, non-finite floats as text."""
+    return json.dumps(to_jsonable(obj, nonfinite="string"), indent=1, sort_keys=True)
