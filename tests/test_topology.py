@@ -168,6 +168,74 @@ def test_gabriel_keeps_edges_of_a_regular_grid():
     assert len(edges) >= 2 * 6 * 5
 
 
+def closed_gabriel_oracle(pts) -> set[tuple[int, int]]:
+    """Gabriel & Sokal over all pairs, by brute force: no other point in the CLOSED ball."""
+    out = set()
+    for i, j in itertools.combinations(range(len(pts)), 2):
+        power = np.einsum("ij,ij->i", pts[i] - pts, pts[j] - pts)  # <= 0 inside or on
+        power[[i, j]] = 1
+        if (power > 0).all():
+            out.add((i, j))
+    return out
+
+
+def edge_set(edges, perm=None) -> set[tuple[int, int]]:
+    """Edges as a set; with ``perm``, edges of ``pts[perm]`` renumbered to ``pts``."""
+    if perm is None:
+        return set(map(tuple, np.asarray(edges).tolist()))
+    return {tuple(sorted((int(perm[a]), int(perm[b])))) for a, b in edges}
+
+
+@pytest.mark.parametrize("options", [None, "QJ", "Qbb Qc Qz Q12", "QJ Pp"])
+def test_gabriel_of_a_grid_does_not_depend_on_qhull(options):
+    # Cocircular points: Qhull picks one diagonal per square, the closed-ball definition keeps
+    # neither (the other two corners lie on the circle), whatever the order or options.
+    g = np.array(list(itertools.product(range(3), range(3))), dtype=float)
+    axis = edge_set(grid_edges((3, 3), "faces"))
+    assert len(axis) == 12
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        perm = rng.permutation(len(g))
+        assert edge_set(gabriel_edges(g[perm], qhull_options=options), perm) == axis
+    cube = np.array(list(itertools.product(range(3), repeat=3)), dtype=float)
+    assert edge_set(gabriel_edges(cube, qhull_options=options)) == edge_set(
+        grid_edges((3, 3, 3), "faces")
+    )
+    # linspace coordinates carry rounding, and a box far from the origin strains Qhull
+    lin = np.linspace(-1, 1, 41)
+    g41 = np.stack(np.meshgrid(lin, lin, indexing="ij"), axis=-1).reshape(-1, 2)
+    faces = grid_edges((41, 41), "faces")
+    for pts in (g41, 1e3 + 1e-3 * g41):
+        np.testing.assert_array_equal(gabriel_edges(pts, qhull_options=options), faces)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_gabriel_equals_the_closed_ball_oracle(dim):
+    rng = np.random.default_rng(dim)
+    pts = rng.random((70, dim))
+    assert edge_set(gabriel_edges(pts)) == closed_gabriel_oracle(pts)
+    # integer points of a lattice: many exactly cocircular quadruples, an exact oracle
+    lattice = np.array(list(itertools.product(range(7), repeat=dim)), dtype=float)
+    sub = lattice[rng.choice(len(lattice), size=min(60, len(lattice) // 2), replace=False)]
+    assert edge_set(gabriel_edges(sub)) == closed_gabriel_oracle(sub)
+    assert edge_set(gabriel_edges(sub, qhull_options="QJ")) == closed_gabriel_oracle(sub)
+
+
+def test_duplicates_are_joined_to_their_twin():
+    rng = np.random.default_rng(0)
+    base = rng.random((50, 2))
+    pts = np.concatenate([base, base[[3, 17, 17]]])  # one point doubled, one tripled
+    values = rng.random(len(pts))
+    twins = {(3, 50), (17, 51), (17, 52)}
+    for build in (delaunay_edges, gabriel_edges):
+        edges = build(pts)
+        assert merge_tree(values, edges).n_components == 1, build.__name__
+        got = edge_set(edges)
+        assert twins <= got
+        # the duplicates carry no other edge; the rest is the graph of the distinct points
+        assert got - twins == edge_set(build(base)), build.__name__
+
+
 @pytest.mark.parametrize("dim", [1, 3, 7])
 def test_knn_exact_against_brute_force(dim):
     rng = np.random.default_rng(dim)

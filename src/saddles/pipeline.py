@@ -28,19 +28,10 @@ import numpy as np
 import yaml
 
 from saddles._files import atomic_write_text, to_jsonable
+from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
+from saddles.topology.representations import REPRESENTATIONS
 
-#: Representations of a sampled landscape (Xie et al. 2024, section 2.2), by name.
-REPRESENTATIONS = {
-    "grid-full": "grid, 8 neighbours in 2D (3^N - 1): the image as gudhi/cripser see it",
-    "grid-faces": "grid, 4 neighbours in 2D (2N)",
-    "grid-ttk": "grid, 6 neighbours in 2D: TTK's triangulation of an image (the paper's 'image')",
-    "delaunay": "Delaunay triangulation of the sample points",
-    "gabriel": "Gabriel graph of the sample points",
-    "knn": "exact k-nearest-neighbour graph (union), k-d tree",
-    "knn-approx": "approximate k-nearest-neighbour graph (union), NN-Descent as the paper",
-}
 DIRECTION_KINDS = ("random", "hessian", "given")
-_GRID_CONNECTIVITY = {"grid-full": "full", "grid-faces": "faces", "grid-ttk": "freudenthal"}
 
 
 @dataclass
@@ -54,7 +45,9 @@ class AnalysisConfig:
     Sampling: ``"grid"``, a ``resolution``-per-axis grid on ``[-span, span]^n_directions``
     (1 to 3 directions); or ``"sobol"``/``"lhs"``/``"uniform"``, ``n_points`` scattered points
     in that box (1 to 10 directions, the origin included), for graph representations only.
-    Representations: names from :data:`REPRESENTATIONS`; ``knn_k`` neighbours.
+    Representations: names from :data:`REPRESENTATIONS` (see
+    :mod:`saddles.topology.representations`); ``knn_k`` neighbours for kNN graphs, None (the
+    default) for the paper authors' ``4 x n_directions``.
     Topology: ``threshold`` (relative to the value range) adds simplified metrics; ``loops``
     adds 1-dimensional persistence (``n_loops``, ...) for grid representations in 2D and 3D.
     Hessian: top ``hessian_top_k`` eigenvalues, Hutch++ trace with ``trace_matvecs`` HVPs,
@@ -71,7 +64,7 @@ class AnalysisConfig:
     n_points: int = 4096
     span: float = 1.0
     representations: list[str] = field(default_factory=lambda: ["grid-full", "grid-ttk", "knn"])
-    knn_k: int = 8
+    knn_k: int | None = None
     threshold: float | None = 0.01
     loops: bool = True
     hessian: bool = True
@@ -102,6 +95,8 @@ class AnalysisConfig:
         }
         for name, low in ints.items():
             value = getattr(self, name)
+            if name == "knn_k" and value is None:
+                continue
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"{name} must be an integer, not {value!r}")
             if low is not None and value < low:
@@ -336,34 +331,17 @@ def hessian_metrics(model, loss, data, config: AnalysisConfig, dtype):
 
 
 def landscape_topology(landscape, representation: str, config: AnalysisConfig):
-    """Merge tree and metrics of one landscape under one representation."""
-    from saddles.topology import (
-        compute_metrics,
-        delaunay_edges,
-        gabriel_edges,
-        knn_edges,
-        loop_metrics,
-        loops_diagram,
-        merge_tree,
-        merge_tree_grid,
-    )
+    """Merge tree and metrics of one landscape under one representation.
+
+    The graph and tree come from :func:`saddles.topology.representations.representation_tree`,
+    the same call ``saddles topology`` and ``Landscape.topology`` make.
+    """
+    from saddles.topology import compute_metrics, loop_metrics, loops_diagram
+    from saddles.topology.representations import representation_tree
 
     values = np.asarray(landscape.loss, dtype=np.float64)
-    if representation in _GRID_CONNECTIVITY:
-        if landscape.shape is None:
-            raise ValueError(f"{representation} needs a grid landscape; these are scattered points")
-        tree = merge_tree_grid(values.reshape(landscape.shape),
-                               _GRID_CONNECTIVITY[representation], nan_policy="max")  # fmt: skip
-    else:
-        pts = landscape.coords
-        if representation == "delaunay":
-            edges = delaunay_edges(pts)
-        elif representation == "gabriel":
-            edges = gabriel_edges(pts)
-        else:
-            method = "approximate" if representation == "knn-approx" else "exact"
-            edges = knn_edges(pts, k=config.knn_k, method=method)
-        tree = merge_tree(values, edges, nan_policy="max")
+    tree = representation_tree(representation, values, coords=landscape.coords,
+                               shape=landscape.shape, k=config.knn_k, nan_policy="max")  # fmt: skip
     metrics = compute_metrics(tree, threshold=config.threshold, relative=True)
     shape = landscape.shape
     if config.loops and representation in _GRID_CONNECTIVITY and shape and len(shape) in (2, 3):

@@ -20,6 +20,19 @@ class Connectivity(str, Enum):
     freudenthal = "freudenthal"
 
 
+class Representation(str, Enum):
+    """The names of ``saddles.topology.representations.REPRESENTATIONS`` (listed here so that
+    ``--help`` needs no import of the topology package; a test keeps them equal)."""
+
+    grid_full = "grid-full"
+    grid_faces = "grid-faces"
+    grid_ttk = "grid-ttk"
+    delaunay = "delaunay"
+    gabriel = "gabriel"
+    knn = "knn"
+    knn_approx = "knn-approx"
+
+
 class NanPolicy(str, Enum):
     raise_ = "raise"
     max = "max"
@@ -39,6 +52,14 @@ def topology(
         help="Grid neighbours: full (8 in 2D), faces (4 in 2D), or "
         "freudenthal (6 in 2D, TTK's triangulation of an image).",
     ),
+    representation: Representation | None = typer.Option(
+        None,
+        help="The graph over the samples (as `saddles run` names them); default: grid-full, "
+        "grid-faces or grid-ttk by --connectivity for a grid, knn for scattered points.",
+    ),
+    k: int | None = typer.Option(
+        None, "--k", min=1, help="Neighbours per point for knn graphs (default 4 x dimension)."
+    ),
     threshold: float | None = typer.Option(
         None, help="Also report metrics after removing pairs with persistence below this."
     ),
@@ -52,24 +73,39 @@ def topology(
     plot: Path | None = typer.Option(None, help="Write figures (PNG) into this directory."),
 ) -> None:
     """Merge tree and 0-dimensional persistence of FIELD's sublevel sets, with metrics."""
-    from saddles.topology import compute_metrics, knn_edges, merge_tree, merge_tree_grid
+    from saddles.topology import compute_metrics
+    from saddles.topology.representations import (
+        GRID_REPRESENTATIONS,
+        representation_k,
+        representation_name,
+        representation_tree,
+    )
 
     if threshold is not None and not threshold >= 0:
         raise typer.BadParameter(f"must be a non-negative number, not {threshold}",
                                  param_hint="--threshold")  # fmt: skip
     field, points = _load_field(field_path)
+    if representation is not None:
+        name = representation.value
+    elif points is None:
+        name = representation_name(connectivity.value, grid=True)
+    else:  # a landscape sampled at scattered points: join them by nearest neighbours
+        name = "knn"
     try:
-        if points is None:
-            tree = merge_tree_grid(field, connectivity.value, nan_policy=nan_policy.value)
-            graph = connectivity.value
-        else:  # a landscape sampled at scattered points: join them by nearest neighbours
-            k = 4 * points.shape[1]
-            tree = merge_tree(field, knn_edges(points, k=k), nan_policy=nan_policy.value)
-            graph = f"knn (k = {k}, scattered points in {points.shape[1]}D)"
+        shape = field.shape if points is None else None
+        tree = representation_tree(name, field, coords=points, shape=shape, k=k,
+                                   nan_policy=nan_policy.value)  # fmt: skip
         metrics = compute_metrics(tree, threshold=threshold, relative=relative)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="FIELD") from exc
-    metrics = {"field": str(field_path), "shape": list(field.shape),
+    if name in GRID_REPRESENTATIONS:
+        graph = GRID_REPRESENTATIONS[name]
+    elif name.startswith("knn"):
+        used = representation_k(name, points.shape[1], k)
+        graph = f"{name} (k = {used}, scattered points in {points.shape[1]}D)"
+    else:
+        graph = f"{name} (scattered points in {points.shape[1]}D)"
+    metrics = {"field": str(field_path), "shape": list(field.shape), "representation": name,
                "connectivity": graph, **metrics}  # fmt: skip
     figures = _plots(field, tree, plot, threshold, relative) if plot else []
     if as_json:

@@ -1,5 +1,9 @@
 """Stages 3-4 of saddles: connectivity, merge trees, persistence and metrics.
 
+``graphs`` builds neighbour graphs, ``representations`` names them (the one place every path
+turns a representation name into a graph and a merge tree), ``mergetree``, ``persistence`` and
+``metrics`` do the rest.
+
 This package never imports torch, so the ``saddles topology`` command starts fast.
 
     >>> import numpy as np
@@ -27,11 +31,20 @@ from saddles.topology.persistence import (
     persistence_diagram,
     ttk_diagram,
 )
+from saddles.topology.representations import (
+    REPRESENTATIONS,
+    default_k,
+    representation_edges,
+    representation_name,
+    representation_tree,
+)
 
 __all__ = [
     "CONNECTIVITIES",
     "MergeTree",
+    "REPRESENTATIONS",
     "compute_metrics",
+    "default_k",
     "delaunay_edges",
     "gabriel_edges",
     "grid_edges",
@@ -42,6 +55,9 @@ __all__ = [
     "merge_tree",
     "merge_tree_grid",
     "persistence_diagram",
+    "representation_edges",
+    "representation_name",
+    "representation_tree",
     "resolve_knn_method",
     "simplify",
     "ttk_diagram",

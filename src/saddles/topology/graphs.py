@@ -23,6 +23,9 @@ Grid connectivities (``grid_edges``; ``grid_offsets`` lists the neighbour offset
 Scattered points (``delaunay_edges``, ``gabriel_edges``, ``knn_edges``) follow the paper's
 unstructured representations. Sparse graphs (Gabriel) produce many low-persistence minima;
 the graph is a modelling choice, and the metrics should be compared within one choice.
+Exact duplicate points never end up isolated: Delaunay and Gabriel join each duplicate to its
+twin (Qhull itself drops duplicates), and kNN lists them as neighbours at distance 0.
+:mod:`saddles.topology.representations` names these graphs and picks their defaults.
 
 This module never imports torch.
 """
@@ -42,6 +45,10 @@ MAX_GRID_DIM = 10
 #: Above this dimension ``knn_edges(method="auto")`` switches from an exact k-d tree to
 #: NN-Descent: measured on 10^5 points, cKDTree k=8 took 0.4 s in 2D, 1.7 s in 5D, 37 s in 10D.
 KNN_EXACT_MAX_DIM = 5
+
+#: A point whose squared distance to an edge's midpoint exceeds the squared half-length by at
+#: most this fraction counts as on the edge's diametral sphere (see ``gabriel_edges``).
+GABRIEL_RTOL = 1e-9
 
 
 def grid_offsets(ndim: int, connectivity: str = "full") -> np.ndarray:
@@ -82,55 +89,69 @@ def grid_edges(shape: tuple[int, ...] | list[int], connectivity: str = "full") -
     return _canonical(np.concatenate(parts))
 
 
-def delaunay_edges(points: np.ndarray) -> np.ndarray:
+def delaunay_edges(points: np.ndarray, qhull_options: str | None = None) -> np.ndarray:
     """Edges of the Delaunay triangulation of points in 2 to about 6 dimensions (scipy/Qhull).
+
+    Qhull leaves exact duplicates out of the triangulation; here each duplicate is joined to
+    its twin (the first occurrence of the same coordinates) and has no other edge, so every
+    point stays connected. A point Qhull drops for being within its precision of a vertex is
+    likewise joined to that vertex. ``qhull_options`` goes to ``scipy.spatial.Delaunay``.
 
     Qhull's cost grows steeply with dimension: 10^4 points in 5D took 36 s here and 10D does
     not finish; use ``knn_edges`` there.
     """
-    from scipy.spatial import Delaunay, QhullError
-
     points = _check_points(points, min_points=3)
-    if points.shape[1] < 2:
-        raise ValueError("Delaunay triangulation needs points in at least 2 dimensions")
-    if points.shape[1] > 8:
-        raise ValueError(
-            f"Delaunay triangulation in {points.shape[1]} dimensions is intractable; "
-            "use knn_edges for points in more than about 6 dimensions"
-        )
-    try:
-        tri = Delaunay(points)
-    except QhullError as exc:
-        raise ValueError(
-            f"Delaunay triangulation failed (degenerate points?): {str(exc).splitlines()[0]}"
-        ) from exc
-    indptr, indices = tri.vertex_neighbor_vertices
-    src = np.repeat(np.arange(len(points), dtype=np.int64), np.diff(indptr))
-    return _canonical(np.stack([src, indices.astype(np.int64)], axis=1))
+    first, inverse = _distinct(points)
+    return _expand(_delaunay(points[first], qhull_options), first, inverse)
 
 
-def gabriel_edges(points: np.ndarray, delaunay: np.ndarray | None = None) -> np.ndarray:
-    """Edges of the Gabriel graph: (i, j) such that no other point lies strictly inside the
-    ball with diameter [p_i, p_j] (Gabriel & Sokal 1969).
+def gabriel_edges(
+    points: np.ndarray, delaunay: np.ndarray | None = None, qhull_options: str | None = None
+) -> np.ndarray:
+    """Edges of the Gabriel graph (Gabriel & Sokal 1969; Matula & Sokal 1980's inequality).
 
-    The Gabriel graph is a subgraph of the Delaunay triangulation, so candidates come from
-    ``delaunay`` (computed when not given). Each candidate is tested with a k-d tree query at
-    the edge's midpoint that ignores the edge's own endpoints (they lie on the sphere, and
-    rounding would otherwise put them inside and drop the edge).
+    ``(i, j)`` is an edge iff no other point lies in the CLOSED ball with diameter
+    ``[p_i, p_j]``: for every other point c, ``|p_i - c|^2 + |p_j - c|^2 > |p_i - p_j|^2``.
+    A point on the sphere (a right angle at c) removes the edge. With this definition every
+    Gabriel edge is strongly Delaunay (an empty closed ball touches only its endpoints), so it
+    lies in every Delaunay triangulation and the result does not depend on which one Qhull
+    picks for cocircular points: on a regular grid the axis edges are kept and both diagonals
+    of each square dropped (a 3x3 grid has 12 edges). "On the sphere" allows a relative
+    rounding of ``GABRIEL_RTOL`` in the squared radius, so exactly-cocircular inputs whose
+    coordinates carry rounding (``np.linspace`` grids) behave as exact ones.
+
+    Exact duplicates are one point: the graph is built on distinct points and each duplicate
+    joined to its twin, as :func:`delaunay_edges` does (a duplicate would otherwise lie on the
+    sphere of all of its twin's edges and isolate both).
+
+    Candidates come from ``delaunay`` (any Delaunay triangulation's edges; computed with
+    ``qhull_options`` when not given). Each is tested at its midpoint against the nearest
+    points of a k-d tree other than its own endpoints (they lie on the sphere by definition).
     """
     from scipy.spatial import cKDTree
 
     points = _check_points(points, min_points=3)
-    cand = delaunay_edges(points) if delaunay is None else _check_edges(delaunay, len(points))
+    first, inverse = _distinct(points)
+    pts = points[first]
+    if delaunay is None:
+        cand = _delaunay(pts, qhull_options)
+    else:
+        cand = _canonical(inverse[_check_edges(delaunay, len(points))])
     if len(cand) == 0:
-        return cand
-    mid = 0.5 * (points[cand[:, 0]] + points[cand[:, 1]])
-    radius = 0.5 * np.linalg.norm(points[cand[:, 0]] - points[cand[:, 1]], axis=1)
-    dist, idx = cKDTree(points).query(mid, k=3)
-    own = (idx == cand[:, [0]]) | (idx == cand[:, [1]])
-    dist = np.where(own, np.inf, dist)
-    inside = dist.min(axis=1) < radius * (1 - 1e-12)
-    return cand[~inside]
+        return _expand(cand, first, inverse)
+    p, q = pts[cand[:, 0]], pts[cand[:, 1]]
+    r2 = 0.25 * np.einsum("ij,ij->i", p - q, p - q)
+    # The nearest non-endpoint to the midpoint decides; with at most two endpoints ahead of
+    # it, it is among the 4 nearest (the 4th guards against ties in rounding).
+    _, idx = cKDTree(pts).query(0.5 * (p + q), k=min(4, len(pts)))
+    blocked = np.zeros(len(cand), dtype=bool)
+    for col in np.asarray(idx).reshape(len(cand), -1).T:
+        other = (col != cand[:, 0]) & (col != cand[:, 1])
+        c = pts[col]
+        # (p - c).(q - c) = |c - m|^2 - r^2: <= 0 inside or on the sphere.
+        power = np.einsum("ij,ij->i", p - c, q - c)
+        blocked |= other & (power <= GABRIEL_RTOL * r2)
+    return _expand(cand[~blocked], first, inverse)
 
 
 def knn_edges(
@@ -204,13 +225,66 @@ def _drop_self(idx: np.ndarray, k: int) -> np.ndarray:
     return idx[keep].reshape(len(idx), k)
 
 
+def _delaunay(points: np.ndarray, qhull_options: str | None) -> np.ndarray:
+    """Delaunay edges of distinct points, plus (dropped point, nearest vertex) for any point
+    Qhull leaves out as within its precision of a vertex."""
+    from scipy.spatial import Delaunay, QhullError
+
+    if points.shape[1] < 2:
+        raise ValueError("Delaunay triangulation needs points in at least 2 dimensions")
+    if points.shape[1] > 8:
+        raise ValueError(
+            f"Delaunay triangulation in {points.shape[1]} dimensions is intractable; "
+            "use knn_edges for points in more than about 6 dimensions"
+        )
+    if len(points) < points.shape[1] + 1:
+        raise ValueError(
+            f"Delaunay triangulation in {points.shape[1]}D needs at least "
+            f"{points.shape[1] + 1} distinct points, got {len(points)}"
+        )
+    try:
+        # Qhull's tolerances are absolute: centring keeps samples far from the origin (a
+        # small box around a trained model's coordinates) from being merged as coplanar.
+        tri = Delaunay(points - points.mean(axis=0), qhull_options=qhull_options)
+    except QhullError as exc:
+        raise ValueError(
+            f"Delaunay triangulation failed (degenerate points?): {str(exc).splitlines()[0]}"
+        ) from exc
+    indptr, indices = tri.vertex_neighbor_vertices
+    src = np.repeat(np.arange(len(points), dtype=np.int64), np.diff(indptr))
+    edges = np.stack([src, indices.astype(np.int64)], axis=1)
+    if len(tri.coplanar):
+        edges = np.concatenate([edges, tri.coplanar[:, [0, 2]].astype(np.int64)])
+    return _canonical(edges)
+
+
+def _distinct(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)``: ``points[first]`` are the distinct points (each at its first
+    occurrence) and ``inverse[i]`` is the distinct point that point ``i`` equals."""
+    _, first, inverse = np.unique(points, axis=0, return_index=True, return_inverse=True)
+    return first.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+
+
+def _expand(edges: np.ndarray, first: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    """Edges among distinct points, renumbered to the input points, plus one edge from every
+    duplicate to its twin (the first occurrence)."""
+    twin = first[inverse]
+    dup = np.flatnonzero(twin != np.arange(len(inverse)))
+    edges = np.concatenate([first[edges].reshape(-1, 2), np.stack([dup, twin[dup]], axis=1)])
+    return _canonical(edges)
+
+
 def _canonical(edges: np.ndarray) -> np.ndarray:
     """Rows (min, max), self-loops and duplicates removed, sorted."""
     edges = np.sort(np.asarray(edges, dtype=np.int64), axis=1)
     edges = edges[edges[:, 0] != edges[:, 1]]
     if len(edges) == 0:
         return edges.reshape(0, 2)
-    return np.unique(edges, axis=0)
+    # One int64 key per edge sorts as the rows do, and np.unique on keys is ~10x faster than
+    # on rows (axis=0); vertex ids stay below 2^31 for any graph that fits in memory.
+    n = int(edges[:, 1].max()) + 1
+    keys = np.unique(edges[:, 0] * n + edges[:, 1])
+    return np.stack([keys // n, keys % n], axis=1)
 
 
 def _check_connectivity(connectivity: str) -> None:
