@@ -91,7 +91,6 @@ def test_landscape_topology_agrees_with_the_representation(rugged):
     assert counts(land.topology()[1]) == direct
 
 
-@pytest.mark.xfail(strict=True, reason="Landscape.topology wired to representations separately")
 def test_landscape_topology_goes_through_the_representation(rugged, monkeypatch):
     land, direct = rugged
     calls, real = [], reps.representation_tree

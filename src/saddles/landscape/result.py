@@ -94,18 +94,19 @@ class Landscape:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(values, edges)`` for the topology core: one value per point and an edge list.
 
-        A grid is joined by ``grid_edges(shape, connectivity)`` (``"full"``, ``"faces"`` or
-        ``"freudenthal"``); scattered points by ``knn_edges(coords, k, method, mode)`` with
-        ``k = 4 x dimension`` by default, as in Xie et al. 2024. Non-finite values are kept;
+        The graph of the representation that ``connectivity`` (``"full"``, ``"faces"`` or
+        ``"freudenthal"`` on a grid) and ``method`` name, from
+        :func:`saddles.topology.representation_edges`, the one path to graphs: scattered
+        points get kNN with ``k = 4 x dimension`` by default, as in Xie et al. 2024. Non-finite
+        values are kept;
         ``merge_tree(..., nan_policy="max")`` treats them as larger than every finite value.
         """
-        from saddles.topology import grid_edges, knn_edges
+        from saddles.topology import representation_edges, representation_name
 
         values = np.asarray(self.values(name), dtype=np.float64)
-        if self.shape is not None:
-            return values, grid_edges(self.shape, connectivity)
-        k = 4 * self.dims if k is None else k
-        return values, knn_edges(self.coords, k=k, method=method, mode=mode)
+        rep = representation_name(connectivity, grid=self.is_grid, method=method, dims=self.dims)
+        edges = representation_edges(rep, coords=self.coords, shape=self.shape, k=k, mode=mode)
+        return values, edges
 
     def topology(
         self,
@@ -124,10 +125,11 @@ class Landscape:
         (``threshold``/``relative`` add persistence-simplified metrics). Diverged (NaN/inf)
         points are swept last (``nan_policy="max"``); pass ``"raise"`` to reject them.
         """
-        from saddles.topology import compute_metrics, merge_tree
+        from saddles.topology import compute_metrics, representation_name, representation_tree
 
-        values, edges = self.to_graph(connectivity, k=k, method=method, mode=mode, name=name)
-        tree = merge_tree(values, edges, nan_policy=nan_policy)
+        rep = representation_name(connectivity, grid=self.is_grid, method=method, dims=self.dims)
+        tree = representation_tree(rep, self.values(name), coords=self.coords, shape=self.shape,
+                                   k=k, mode=mode, nan_policy=nan_policy)  # fmt: skip
         return tree, compute_metrics(tree, threshold=threshold, relative=relative)
 
     def save(self, path: str | os.PathLike) -> Path:
