@@ -625,3 +625,48 @@ def test_density_figures(tmp_path):
     assert mass == pytest.approx(1.0, rel=1e-9) and (tmp_path / "h.png").exists()
     with pytest.raises(ValueError, match="bins"):
         plot_density_histogram(sd, bins=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The package's layout: each module's examples run, and no module imports what it must not
+# ---------------------------------------------------------------------------------------------
+
+HESSIAN_MODULES = ("operator", "random_vectors", "hvp", "krylov", "power", "hutchpp", "slq")
+
+
+@pytest.mark.parametrize("name", [m for m in HESSIAN_MODULES if m not in ("random_vectors", "hvp")])
+def test_module_examples_hold(name):
+    """The doctest in each algorithm's docstring: the exact answer on a small DenseOperator."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"saddles.hessian.{name}"))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_modules_import_only_what_they_may():
+    """The algorithms depend on the operator, never the other way round, and no algorithm
+    depends on the Hessian operator (top-level imports; methods may import lazily)."""
+    import ast
+    import importlib
+
+    allowed = {
+        "operator": set(),
+        "random_vectors": set(),
+        "hvp": {"operator", "random_vectors"},
+        "krylov": {"operator", "random_vectors"},
+        "power": {"operator", "random_vectors"},
+        "hutchpp": {"operator", "random_vectors"},
+        "slq": {"operator", "random_vectors", "krylov"},
+    }
+    for name in HESSIAN_MODULES:
+        path = importlib.import_module(f"saddles.hessian.{name}").__file__
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        imported = {
+            node.module.split(".")[2]
+            for node in tree.body  # top level only
+            if isinstance(node, ast.ImportFrom)
+            and node.module is not None
+            and node.module.startswith("saddles.hessian.")
+        }
+        assert imported <= allowed[name], (name, imported - allowed[name])
