@@ -29,7 +29,7 @@ from saddles.hessian.random_vectors import gaussian, generator
 
 ParamFilter = str | Callable[[str], bool] | Sequence[str]
 
-HVP_METHODS = ("auto", "reverse", "forward")
+HVP_METHODS = ("auto", "reverse", "forward", "fastest")
 
 
 class NondeterministicHessianError(RuntimeError):
@@ -115,6 +115,15 @@ def _reiterable(data: Any) -> bool:
         return False
 
 
+def _require_grad(value: torch.Tensor) -> torch.Tensor:
+    if not value.requires_grad:
+        raise ValueError(
+            "the loss does not depend on the selected parameters (is its output detached, "
+            "or computed under torch.no_grad()?)"
+        )
+    return value
+
+
 def _relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     scale = max(a.norm().item(), b.norm().item())
     return 0.0 if scale == 0.0 else (a - b).norm().item() / scale
@@ -135,22 +144,39 @@ class HessianOperator(SymmetricOperator):
       including PINN losses that call ``torch.autograd.grad`` on the inputs. With
       ``cache_graph`` (default: when the data is a single batch) the gradient graph is built once
       and each product is a single backward pass through it, as in PyHessian.
-    - ``"forward"``: forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``.
-    - ``"auto"`` (default) times both on a random vector and keeps the faster (forward-over-reverse
-      only if it also agrees with double backward); ``hvp_timings`` holds the seconds per HVP.
+    - ``"forward"``: forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``. Checked at
+      construction against double backward on a probe vector (2 products).
+    - ``"auto"`` (default): a fixed rule, not a measurement: double backward. It works with every
+      loss and, through a cached graph, costs one backward pass per product.
+    - ``"fastest"``: times both on a probe vector (about 6 products) and keeps the faster, if
+      forward-over-reverse also agrees with double backward; ``hvp_timings`` holds the seconds
+      per HVP. The two backends agree to rounding (checked: 1e-4 relative in float32, 1e-9 in
+      float64), but not bit for bit, so with ``"fastest"`` a result may differ by that much
+      between machines or runs. Every other choice makes results a function of the inputs.
 
-    ``matmat`` applies a block of vectors at once where it pays: ``torch.func.vmap`` over the
+    ``matmat`` can apply a block of vectors at once: ``torch.func.vmap`` over the
     forward-over-reverse product, or a batched backward (``is_grads_batched``) through one gradient
-    graph. Whether batching is faster depends on the model and the hardware (on CPU it is often
-    slower for convolutions), so with ``batched=None`` the first block is timed against single
-    products and the faster way is kept; operations without a batching rule fall back to a loop.
+    graph. ``batched=None`` (default) batches on accelerators and loops on the CPU, where batching
+    is often slower (convolutions); a looped block equals its columns' ``matvec`` bit for bit.
+    Under ``hvp="fastest"`` the first block is instead timed, batched, against the single product
+    timed at construction, and batching kept if it is 10% faster. Operations without a batching
+    rule fall back to a loop.
 
     The model runs in eval mode (``train=False``) during every product, and its own mode is
-    restored afterwards. ``check_determinism`` computes the same HVP twice (from a fresh pass over
-    ``data`` when it can be re-iterated) and raises :class:`NondeterministicHessianError` when they
-    differ: dropout in train mode, a loss that samples at random, or data that changes between
-    passes make "the Hessian" ill-defined. ``dtype=torch.float64`` runs the model in double
-    precision (parameters, buffers and floating data are cast; the model itself is untouched).
+    restored afterwards. ``dtype=torch.float64`` runs the model in double precision (parameters,
+    buffers and floating data are cast; the model itself is untouched).
+
+    Determinism: dropout in train mode, a loss that samples at random, or data that changes
+    between passes make "the Hessian" ill-defined. With ``check_determinism`` (default) the first
+    product the operator makes is computed a second time from scratch (a fresh pass over ``data``
+    when it can be re-iterated, no cached graph), and :class:`NondeterministicHessianError` is
+    raised, from that first ``matvec``/``matmat``, when the two differ. This costs one HVP, once
+    (a top-1 solve takes about ten). :meth:`check_determinism` runs the same check at once on a
+    probe vector (2 products), for an error before any computation.
+
+    Counting: ``n_hvps`` counts the products made for callers, so an algorithm's budget is exact;
+    ``n_setup_hvps`` counts those the operator makes for its own checks and timings, and
+    ``setup_seconds`` is the wall time of construction and of those checks.
     """
 
     def __init__(
@@ -168,6 +194,7 @@ class HessianOperator(SymmetricOperator):
         train: bool = False,
         check_determinism: bool = True,
     ):
+        start = time.perf_counter()
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         if not callable(loss) or isinstance(loss, (type, torch.nn.modules.loss._Loss)):
@@ -209,30 +236,26 @@ class HessianOperator(SymmetricOperator):
         self._cache: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
         self.batched = batched
         self.n_hvps = 0
+        self.n_setup_hvps = 0
+        self.setup_seconds = 0.0
         self.determinism_gap: float | None = None
-
-        probe = gaussian((self.dim,), generator(20240101), self)[:, None]
-        first_hvp = self._hvp_reverse(probe, self._batches, cached=False)
-        if check_determinism:
-            self.check_determinism(probe, first_hvp)
+        self._check_pending = bool(check_determinism)
         self.hvp_timings: dict[str, float | None] = {"reverse": None, "forward": None}
         self.hvp_unavailable: str | None = None
-        self.hvp_method = hvp
-        if hvp == "auto":
-            self.hvp_method = self._choose_method(probe, first_hvp)
-        elif hvp == "forward":
-            try:
-                gap = _relative_difference(self._hvp_forward(probe, self._batches), first_hvp)
-            except Exception as exc:
-                raise ValueError(
-                    "forward-over-reverse HVPs (torch.func) do not work with this model or loss "
-                    f"({type(exc).__name__}: {exc}); use hvp='reverse'"
-                ) from exc
-            if gap > self._tolerance():
-                raise ValueError(
-                    f"forward-over-reverse HVPs disagree with double backward by {gap:.3g} "
-                    "(relative); use hvp='reverse'"
-                )
+
+        self.hvp_method = "reverse" if hvp == "auto" else hvp
+        if hvp in ("auto", "reverse"):
+            self._validate_loss()  # one forward pass; no product until one is asked for
+        else:
+            probe = self._probe()
+            reference = self._setup_product(probe, self._batches, "reverse", cached=False)
+            if hvp == "fastest":
+                self.hvp_method = self._choose_method(probe, reference)
+            else:
+                self._check_forward(probe, reference)
+        if self.batched is None and hvp != "fastest":
+            self.batched = self.device.type != "cpu"
+        self.setup_seconds += time.perf_counter() - start
 
     # ---- data, parameters, modes --------------------------------------------------------
 
@@ -302,16 +325,17 @@ class HessianOperator(SymmetricOperator):
 
     # ---- Hessian-vector products ----------------------------------------------------------
 
+    def _validate_loss(self) -> None:
+        """One forward pass on the first batch: the loss is a scalar that depends on theta."""
+        theta = self._theta.detach().requires_grad_(True)
+        with torch.enable_grad(), self._model_mode():
+            _require_grad(self._loss(theta, self._batches[0]))
+
     def _gradient(self, batch: Batch, weight: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A leaf copy of theta and the weighted gradient at it, with its graph kept."""
         theta = self._theta.detach().requires_grad_(True)
         with torch.enable_grad():
-            value = weight * self._loss(theta, batch)
-            if not value.requires_grad:
-                raise ValueError(
-                    "the loss does not depend on the selected parameters (is its output detached, "
-                    "or computed under torch.no_grad()?)"
-                )
+            value = _require_grad(weight * self._loss(theta, batch))
             (g,) = torch.autograd.grad(value, theta, create_graph=True, allow_unused=True)
         return theta, (g if g is not None and g.requires_grad else None)
 
@@ -356,7 +380,6 @@ class HessianOperator(SymmetricOperator):
                 for b, w in zip(batches, weights, strict=True):
                     theta, g = self._gradient(b, w)
                     out += self._backward(theta, g, V, retain=False)
-        self.n_hvps += V.shape[1]
         return out.detach()
 
     def _hvp_forward(self, V: torch.Tensor, batches: list[Batch]) -> torch.Tensor:
@@ -376,30 +399,36 @@ class HessianOperator(SymmetricOperator):
                     except Exception:  # no batching rule for some op: loop instead
                         self.batched = False
                 out += w * torch.stack([hvp(V[:, j]) for j in range(V.shape[1])], dim=1)
-        self.n_hvps += V.shape[1]
         return out.detach()
 
+    def _product(
+        self, V: torch.Tensor, batches: list[Batch], method: str, cached: bool
+    ) -> torch.Tensor:
+        if method == "forward":
+            return self._hvp_forward(V, batches)
+        return self._hvp_reverse(V, batches, cached=cached)
+
     def _apply(self, V: torch.Tensor) -> torch.Tensor:
-        if V.shape[1] > 1 and self.batched is None:
-            return self._first_block(V)
-        if self.hvp_method == "forward":
-            return self._hvp_forward(V, self._batches)
-        return self._hvp_reverse(V, self._batches, cached=self.cache_graph)
+        if V.shape[1] > 1 and self.batched is None:  # hvp="fastest" only
+            HV = self._first_block(V)
+        else:
+            HV = self._product(V, self._batches, self.hvp_method, self.cache_graph)
+        self.n_hvps += V.shape[1]
+        if self._check_pending:
+            self.check_determinism(V[:, :1], HV[:, :1])
+        return HV
 
     def _first_block(self, V: torch.Tensor) -> torch.Tensor:
-        """Apply the first block batched and time it against one single product made right after
-        (one extra HVP, once). Batching must win by 10% to be kept: a loop needs less memory."""
+        """Apply the first block batched and compare its time per vector with the single product
+        timed at construction. Batching must win by 10% to be kept: a loop needs less memory."""
         start = time.perf_counter()
         self.batched = True
-        HV = self._apply(V)
+        HV = self._product(V, self._batches, self.hvp_method, self.cache_graph)
         per_vector = (time.perf_counter() - start) / V.shape[1]
         if self.batched:  # the batched path worked
-            start = time.perf_counter()
-            self._apply(V[:, :1])
-            single = time.perf_counter() - start
-            self.batched = per_vector < 0.9 * single
+            single = self.hvp_timings[self.hvp_method]
+            self.batched = single is None or per_vector < 0.9 * single
             self.hvp_timings["block_per_vector"] = per_vector
-            self.hvp_timings["single_at_first_block"] = single
         return HV
 
     # ---- checks and method choice ---------------------------------------------------------
@@ -407,21 +436,39 @@ class HessianOperator(SymmetricOperator):
     def _tolerance(self) -> float:
         return 1e-9 if self.dtype == torch.float64 else 1e-4
 
+    def _probe(self) -> torch.Tensor:
+        """The fixed random vector the checks and timings use, as a one-column block."""
+        return gaussian((self.dim,), generator(20240101), self)[:, None]
+
+    def _setup_product(
+        self, V: torch.Tensor, batches: list[Batch], method: str, cached: bool
+    ) -> torch.Tensor:
+        """A product the operator makes for itself: counted in ``n_setup_hvps``."""
+        HV = self._product(V, batches, method, cached)
+        self.n_setup_hvps += V.shape[1]
+        return HV
+
     def check_determinism(
         self, v: torch.Tensor | None = None, hv: torch.Tensor | None = None
     ) -> float:
         """Compute one HVP twice from scratch (fresh pass over the data when possible).
 
+        ``hv``, when given, is ``H v`` as already computed (by the first product, say) and is the
+        first of the two. The second uses the operator's backend without the cached graph.
         Returns their relative difference, stored in ``determinism_gap``; raises
         :class:`NondeterministicHessianError` above the tolerance (1e-4 in float32, 1e-9 in
-        float64).
+        float64). Called with no arguments, it checks a fixed probe vector (2 products).
         """
-        if v is None:
-            v = gaussian((self.dim,), generator(20240101), self)[:, None]
-        if hv is None:
-            hv = self._hvp_reverse(v, self._batches, cached=False)
-        fresh = self._load(self._data) if _reiterable(self._data) else self._batches
-        again = self._hvp_reverse(v, fresh, cached=False)
+        start = time.perf_counter()
+        try:
+            if v is None:
+                v = self._probe()
+            if hv is None:
+                hv = self._setup_product(v, self._batches, self.hvp_method, cached=False)
+            fresh = self._load(self._data) if _reiterable(self._data) else self._batches
+            again = self._setup_product(v, fresh, self.hvp_method, cached=False)
+        finally:
+            self.setup_seconds += time.perf_counter() - start
         gap = _relative_difference(hv, again)
         self.determinism_gap = gap
         if gap > self._tolerance():
@@ -449,10 +496,28 @@ class HessianOperator(SymmetricOperator):
                 f"Likely cause: {'; or '.join(causes)}. Use eval mode (train=False), fixed data, "
                 "or a deterministic loss; pass check_determinism=False to accept it."
             )
+        self._check_pending = False
         return gap
 
+    def _check_forward(self, probe: torch.Tensor, reference: torch.Tensor) -> None:
+        """For ``hvp="forward"``: torch.func runs this loss and agrees with double backward."""
+        try:
+            hv = self._setup_product(probe, self._batches, "forward", cached=False)
+        except Exception as exc:
+            raise ValueError(
+                "forward-over-reverse HVPs (torch.func) do not work with this model or loss "
+                f"({type(exc).__name__}: {exc}); use hvp='reverse'"
+            ) from exc
+        gap = _relative_difference(hv, reference)
+        if gap > self._tolerance():
+            raise ValueError(
+                f"forward-over-reverse HVPs disagree with double backward by {gap:.3g} "
+                "(relative); use hvp='reverse'"
+            )
+
     def _choose_method(self, probe: torch.Tensor, reference: torch.Tensor) -> str:
-        """Time both HVP backends after a warm-up (best of two when cheap) and keep the faster."""
+        """For ``hvp="fastest"``: time both backends after a warm-up (best of two when cheap) and
+        keep the faster, if forward-over-reverse agrees with ``reference`` (double backward)."""
 
         def best_time(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
             start = time.perf_counter()
@@ -464,10 +529,15 @@ class HessianOperator(SymmetricOperator):
                 times.append(time.perf_counter() - start)
             return min(times[1:]), result
 
-        t_rev, _ = best_time(lambda: self._hvp_reverse(probe, self._batches, self.cache_graph))
+        batches = self._batches
+        t_rev, _ = best_time(
+            lambda: self._setup_product(probe, batches, "reverse", cached=self.cache_graph)
+        )
         self.hvp_timings["reverse"] = t_rev
         try:
-            t_fwd, hv_fwd = best_time(lambda: self._hvp_forward(probe, self._batches))
+            t_fwd, hv_fwd = best_time(
+                lambda: self._setup_product(probe, batches, "forward", cached=False)
+            )
         except Exception as exc:  # torch.func cannot trace this loss (e.g. autograd.grad inside)
             self.hvp_unavailable = f"forward-over-reverse failed: {type(exc).__name__}: {exc}"
             return "reverse"
@@ -478,4 +548,7 @@ class HessianOperator(SymmetricOperator):
                 f"forward-over-reverse disagreed with double backward ({gap:.3g})"
             )
             return "reverse"
-        return "forward" if t_fwd < t_rev else "reverse"
+        if t_fwd < t_rev:
+            self._cache = None  # the gradient graph built for timing is not needed
+            return "forward"
+        return "reverse"
