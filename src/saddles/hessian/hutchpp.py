@@ -7,7 +7,8 @@ Owns :func:`trace`. With ``m`` products:
 - Hutch++ (Meyer et al., "Hutch++: optimal stochastic trace estimation", SOSA 2021,
   Algorithm 1): sketch ``Q = orth(H S)`` with ``m/3`` Rademacher columns ``S``, then
   ``tr(H) ~ tr(Q^T H Q) + (3/m) sum_j g_j^T (I - QQ^T) H (I - QQ^T) g_j``; the low-rank part is
-  exact on the dominant range, so the error falls as ``1/m`` rather than ``1/sqrt(m)``.
+  exact on the dominant range, so for positive semidefinite ``H`` the relative error falls as
+  ``1/m`` rather than ``1/sqrt(m)``.
 - exact: ``sum_i e_i^T H e_i``, ``dim`` products.
 
 The budget is exactly ``n_matvecs`` products (default 99, as ``AnalysisConfig.trace_matvecs``):

@@ -170,9 +170,11 @@ class HessianOperator(SymmetricOperator):
     between passes make "the Hessian" ill-defined. With ``check_determinism`` (default) the first
     product the operator makes is computed a second time from scratch (a fresh pass over ``data``
     when it can be re-iterated, no cached graph), and :class:`NondeterministicHessianError` is
-    raised, from that first ``matvec``/``matmat``, when the two differ. This costs one HVP, once
-    (a top-1 solve takes about ten). :meth:`check_determinism` runs the same check at once on a
-    probe vector (2 products), for an error before any computation.
+    raised, from that first ``matvec``/``matmat``, when the two differ. This costs one uncached
+    HVP, once: 7-32% of a top-1 solve's time on the benchmark's models (``benchmarks/hessian.py``
+    prints the table; the former probe checks and timings cost 1-3 solves).
+    :meth:`check_determinism` runs the same check at once on a probe vector (2 products), for an
+    error before any computation; ``check_determinism=False`` skips it.
 
     Counting: ``n_hvps`` counts the products made for callers, so an algorithm's budget is exact;
     ``n_setup_hvps`` counts those the operator makes for its own checks and timings, and

@@ -4,7 +4,7 @@ Owns :func:`lanczos` (the decomposition ``H Q^T = Q^T T + beta_m q_{m+1} e_m^T``
 tridiagonal, after ``m`` products; Lanczos 1950, with full reorthogonalization as in Golub & Van
 Loan, *Matrix Computations*, 4th ed., sec. 10.1-10.3) and :func:`top_eigen`, the ``k`` extreme
 eigenpairs from the Ritz pairs of ``T``: eigenpairs ``(theta_i, s_i)`` of ``T`` give Ritz vectors
-``y_i = Q^T s_i`` with residual ``||H y_i - theta_i y_i|| = |beta_m (s_i)_m|`` (GVL eq. 10.1.16),
+``y_i = Q^T s_i`` with residual ``||H y_i - theta_i y_i|| = |beta_m (s_i)_m|`` (GVL sec. 10.1),
 the stopping test. :func:`saddles.hessian.spectral_density` reuses :func:`lanczos`.
 
 Why our own Lanczos rather than scipy's ``eigsh`` (ARPACK): one HVP of a network costs a full

@@ -4,9 +4,10 @@ Owns :func:`power_iteration`, PyHessian's ``hessian.eigenvalues`` (Yao, Gholami,
 Mahoney, "PyHessian: neural networks through the lens of the Hessian", IEEE BigData 2020,
 Algorithm 1): ``v <- H v / ||H v||``, with the Rayleigh quotient ``lambda = v^T H v`` as the
 estimate, stopped when ``|lambda_prev - lambda| / (|lambda_prev| + 1e-6) < tol``; further
-eigenvalues by deflation (orthogonalizing against those found). It converges linearly, with
-ratio ``|lambda_2 / lambda_1|`` per product, where Lanczos (:func:`saddles.hessian.top_eigen`)
-converges with the square root of the gap; it is here to be measured, not recommended.
+eigenvalues by deflation (orthogonalizing against those found). Its Rayleigh quotient converges
+linearly, by ``(lambda_2 / lambda_1)^2`` per product, where the rate of Lanczos
+(:func:`saddles.hessian.top_eigen`) depends on the square root of the relative gap (Kaniel-Paige
+bounds); it is here to be measured, not recommended.
 
 On a matrix with eigenvalues 10, 9 and smaller, with no stopping rule (``tol=0``) it approaches
 10 as ``(9/10)^(2j)`` after ``j`` products:
