@@ -15,13 +15,18 @@ initialization and after training, over several random start vectors:
 5. trace: Hutchinson and Hutch++ with 99 HVPs, and PyHessian's trace rule, against the exact trace;
 6. seconds per HVP for ResNet-20 (He et al. 2016, option-A shortcuts, 269,722 parameters) on 256
    CIFAR-sized images: double backward, double backward through a cached gradient graph, and
-   forward-over-reverse, one vector at a time and in blocks of 4.
+   forward-over-reverse, one vector at a time and in blocks of 4;
+7. setup versus solve: HVPs and seconds of building a ``HessianOperator`` and its checks against
+   the top-1 ``top_eigen`` solve that follows, with the default checks (the first product
+   recomputed once) and with every check requested (``check_determinism()`` at construction and
+   ``hvp="fastest"``, which times both backends).
 
 The exact Hessian is ``torch.func.hessian`` of the loss in float64 at the float32 weights; our
 methods run in float32, as a user would. torch runs on one thread. Usage::
 
     python benchmarks/hessian.py [--seeds 10] [--extra-seeds 3] [--n-images 512]
                                  [--resnet-images 256] [--skip-resnet]
+                                 [--only {accuracy,resnet,setup}] [--setup-repeats 5]
 
 PyHessian is not a dependency; it is used when ``import pyhessian`` works (for instance after
 ``pip install --no-deps --target DIR pyhessian`` and ``PYTHONPATH=DIR``).
@@ -199,6 +204,7 @@ def run_case(model: nn.Module, x, y, seeds: int, extra_seeds: int) -> dict:
     lam, top5 = evals[-1], evals[::-1][:5]
     loss = make_loss(criterion=nn.CrossEntropyLoss())
     op = HessianOperator(model, loss, (x, y))  # float32, as used in practice
+    op.check_determinism()  # now, rather than inside the first timed product
     rec: dict = {
         "dim": op.dim,
         "lambda": lam,
@@ -264,7 +270,7 @@ def _start(n: int, seed: int) -> np.ndarray:
 
 
 def resnet_seconds_per_hvp(n_images: int) -> None:
-    """Print seconds per HVP of each backend for ResNet-20, and what ``hvp="auto"`` picks."""
+    """Print seconds per HVP of each backend for ResNet-20, and what ``hvp="fastest"`` picks."""
     torch.manual_seed(0)
     model = ResNet20()
     x, y = torch.randn(n_images, 3, 32, 32), torch.randint(0, 10, (n_images,))
@@ -293,11 +299,68 @@ def resnet_seconds_per_hvp(n_images: int) -> None:
         ["HVP method", "s / HVP", "vs double backward", "block of 4, s / HVP"],
         rows,
     )
-    op = HessianOperator(model, loss, (x, y), check_determinism=False)
+    op = HessianOperator(model, loss, (x, y), check_determinism=False, hvp="fastest")
     op.matmat(V)  # the first block decides between batched and looped products
     cached = ", cached gradient graph" if op.cache_graph and op.hvp_method == "reverse" else ""
     timings = ", ".join(f"{k} {v:.3f} s" for k, v in op.hvp_timings.items() if v is not None)
-    print(f"hvp='auto' chose {op.hvp_method}{cached}, batched={op.batched} (measured: {timings})")
+    print(f"hvp='fastest' chose {op.hvp_method}{cached}, batched={op.batched} ({timings})")
+    auto = HessianOperator(model, loss, (x, y), check_determinism=False)
+    print(f"hvp='auto' (a fixed rule) uses {auto.hvp_method}, batched={auto.batched}")
+
+
+SETUPS = {
+    "default": ({}, False),
+    "no checks": ({"check_determinism": False}, False),
+    "all checks requested": ({"hvp": "fastest"}, True),
+}
+
+
+def setup_versus_solve(model: nn.Module, x, y, repeats: int) -> list[list[str]]:
+    """One row per setup: HVPs and seconds of setup and of the solve, and their ratios (medians).
+
+    Setup is the operator's construction plus the checks it makes for itself, including the
+    default determinism check, which runs inside the first product of the solve (its time is
+    ``setup_seconds`` gained during the solve, moved from the solve to the setup column).
+    """
+    loss = make_loss(criterion=nn.CrossEntropyLoss())
+    rows = []
+    for name, (kwargs, eager) in SETUPS.items():
+        runs = []
+        for seed in range(repeats):
+            start = time.perf_counter()
+            op = HessianOperator(model, loss, (x, y), **kwargs)
+            if eager:
+                op.check_determinism()
+            built = time.perf_counter() - start
+            checks_before = op.setup_seconds
+            start = time.perf_counter()
+            r = top_eigen(op, 1, seed=seed)
+            solve = time.perf_counter() - start
+            in_solve = op.setup_seconds - checks_before  # the check folded into the first product
+            runs.append((op.n_setup_hvps, built + in_solve, r.n_hvps, solve - in_solve))
+        setup_hvps, setup_s, solve_hvps, solve_s = np.median(np.array(runs), axis=0)
+        rows.append(
+            [name, f"{setup_hvps:.0f}", f"{setup_s:.4f}", f"{solve_hvps:.0f}", f"{solve_s:.4f}"]
+            + [f"{setup_hvps / solve_hvps:.2f}", f"{setup_s / solve_s:.2f}"]
+        )
+    return rows
+
+
+def print_setup_tables(x, y, repeats: int) -> None:
+    setup_versus_solve(mlp(), x[:64], y[:64], 1)  # warm up torch's kernels, not measured
+    for label, factory in (("MLP", mlp), ("CNN", SmallCNN)):
+        torch.manual_seed(0)
+        model = factory()
+        for state in ("init", "trained"):
+            if state == "trained":
+                train(model, x, y)
+            table(
+                f"Setup vs top-1 solve, {label} {state} ({len(x)} digits, float32, "
+                f"{torch.get_num_threads()} torch thread(s); median of {repeats}): setup = "
+                "construction + the operator's own checks; solve = top_eigen(k=1, tol 1e-4)",
+                ["setup", "setup HVPs", "setup s", "solve HVPs", "solve s", "HVP ratio", "s ratio"],
+                setup_versus_solve(model, x, y, repeats),
+            )
 
 
 def _best(fn, repeats: int) -> float:
@@ -452,6 +515,12 @@ def main() -> None:
     parser.add_argument("--n-images", type=int, default=512, help="digits images used")
     parser.add_argument("--resnet-images", type=int, default=256)
     parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument(
+        "--only",
+        choices=("accuracy", "resnet", "setup"),
+        help="run one section (tables 1-5: accuracy)",
+    )
+    parser.add_argument("--setup-repeats", type=int, default=5, help="repeats per setup row")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, threads: {torch.get_num_threads()}")
@@ -462,18 +531,22 @@ def main() -> None:
     x, y = digits()
     x, y = x[: args.n_images], y[: args.n_images]
     print(f"data: the first {len(x)} of scikit-learn's digits; exact Hessians in float64")
-    cases = []
-    start = time.perf_counter()
-    for label, factory in (("MLP", mlp), ("CNN", SmallCNN)):
-        torch.manual_seed(0)
-        model = factory()
-        for state in ("init", "trained"):
-            if state == "trained":
-                train(model, x, y)
-            cases.append((f"{label} {state}", run_case(model, x, y, args.seeds, args.extra_seeds)))
-    print_tables(cases)
-    print(f"(small models: {time.perf_counter() - start:.0f} s)")
-    if not args.skip_resnet:
+    if args.only in (None, "accuracy"):
+        cases = []
+        start = time.perf_counter()
+        for label, factory in (("MLP", mlp), ("CNN", SmallCNN)):
+            torch.manual_seed(0)
+            model = factory()
+            for state in ("init", "trained"):
+                if state == "trained":
+                    train(model, x, y)
+                rec = run_case(model, x, y, args.seeds, args.extra_seeds)
+                cases.append((f"{label} {state}", rec))
+        print_tables(cases)
+        print(f"(small models: {time.perf_counter() - start:.0f} s)")
+    if args.only in (None, "setup"):
+        print_setup_tables(x, y, args.setup_repeats)
+    if args.only == "resnet" or (args.only is None and not args.skip_resnet):
         resnet_seconds_per_hvp(args.resnet_images)
 
 

@@ -218,17 +218,72 @@ def test_matvec_and_matmat_equal_exact_hessian(case):
         np.testing.assert_allclose(lin @ V.numpy(), HV, rtol=0, atol=atol)
 
 
-def test_auto_method_is_measured_and_falls_back_for_input_derivatives():
+def test_fastest_method_is_measured_and_falls_back_for_input_derivatives():
     model, loss, data, _ = make_mlp()
-    op = HessianOperator(model, loss, data, dtype=F64)
+    op = HessianOperator(model, loss, data, dtype=F64, hvp="fastest")
     assert op.hvp_method in ("reverse", "forward")
     assert op.hvp_timings["reverse"] > 0 and op.hvp_timings["forward"] > 0
     model, loss, data, _ = make_pinn()
-    op = HessianOperator(model, loss, data, dtype=F64)
+    op = HessianOperator(model, loss, data, dtype=F64, hvp="fastest")
     assert op.hvp_method == "reverse" and op.hvp_timings["forward"] is None
     assert "forward-over-reverse failed" in op.hvp_unavailable
     with pytest.raises(ValueError, match="hvp='reverse'"):
         HessianOperator(model, loss, data, dtype=F64, hvp="forward")
+
+
+def test_fastest_times_the_first_block_without_an_extra_product():
+    model, loss, data, exact = make_mlp()
+    H = exact().numpy()
+    V = torch.randn(H.shape[0], 4, generator=torch.Generator().manual_seed(2), dtype=F64)
+    op = HessianOperator(model, loss, data, dtype=F64, hvp="fastest")
+    assert op.batched is None and op.n_hvps == 0 and op.n_setup_hvps >= 5
+    np.testing.assert_allclose(op.matmat(V).numpy(), H @ V.numpy(), rtol=0, atol=1e-12)
+    assert op.batched in (True, False) and op.hvp_timings["block_per_vector"] > 0
+    assert op.n_hvps == 4
+
+
+def test_auto_is_a_fixed_rule_and_results_are_functions_of_the_inputs():
+    """hvp="auto" measures nothing: double backward, looped blocks on the CPU, no products at
+    construction; two operators give bit-identical results, and a block equals its columns."""
+    model, loss, data, _ = make_cnn()
+    ops = [HessianOperator(model, loss, data) for _ in range(2)]
+    for op in ops:
+        assert op.hvp_method == "reverse" and op.batched is False
+        assert op.n_hvps == op.n_setup_hvps == 0
+        assert op.hvp_timings == {"reverse": None, "forward": None}
+    a, b = (op.top_eigen(2, seed=1) for op in ops)
+    assert np.array_equal(a.eigenvalues, b.eigenvalues) and np.array_equal(a.vectors, b.vectors)
+    V = torch.randn(ops[0].dim, 3, generator=torch.Generator().manual_seed(0))
+    block = ops[0].matmat(V)
+    assert all(torch.equal(block[:, j], ops[0].matvec(V[:, j])) for j in range(3))
+
+
+def test_setup_costs_one_product_and_budgets_are_exact():
+    """The default checks cost one HVP (the first product, recomputed), counted apart from the
+    products the algorithms ask for, so each algorithm spends exactly its budget."""
+    model, loss, data, _ = make_mlp()
+    op = HessianOperator(model, loss, data)
+    assert op.n_setup_hvps == 0 and op.determinism_gap is None and op.setup_seconds > 0
+    tr = op.trace()  # the documented default budget: 99 products
+    assert tr.n_matvecs == 99 and op.n_hvps == 99 and op.n_setup_hvps == 1
+    assert op.determinism_gap == 0.0
+    before = op.n_hvps
+    hutch = op.trace("hutchinson", 99, seed=1)
+    assert hutch.n_matvecs == 99 and op.n_hvps - before == 99
+    before = op.n_hvps
+    eig = op.top_eigen(1)
+    assert eig.n_hvps == op.n_hvps - before and op.n_setup_hvps == 1  # checked once only
+    H = op.to_dense().double()
+    for kind in ("hutch++", "hutchinson"):  # the same budgets on an explicit matrix
+        dense = DenseOperator((H + H.T) / 2)
+        assert trace(dense, kind).n_matvecs == dense.n_hvps == 99
+    unchecked = HessianOperator(model, loss, data, check_determinism=False)
+    unchecked.top_eigen(1)
+    assert unchecked.n_setup_hvps == 0 and unchecked.determinism_gap is None
+    eager = HessianOperator(model, loss, data)
+    assert eager.check_determinism() == 0.0 and eager.n_setup_hvps == 2
+    eager.matvec(torch.ones(eager.dim))
+    assert eager.n_setup_hvps == 2  # checked already: the first product is not recomputed
 
 
 def test_batches_are_weighted_by_size():
@@ -532,11 +587,16 @@ def test_dropout_in_train_mode_is_detected():
     )
     data = (torch.randn(32, 4), torch.randint(0, 3, (32,)))
     loss = make_loss(criterion=torch.nn.CrossEntropyLoss())
+    # The check runs on the operator's first product (or at once, on request).
     with pytest.raises(NondeterministicHessianError, match="train mode and has Dropout"):
-        HessianOperator(model, loss, data, train=True)
+        HessianOperator(model, loss, data, train=True).top_eigen(1)
+    with pytest.raises(NondeterministicHessianError, match="train mode and has Dropout"):
+        HessianOperator(model, loss, data, train=True).check_determinism()
     op = HessianOperator(model, loss, data)  # eval mode: dropout is off
+    op.matvec(torch.ones(op.dim))
     assert op.determinism_gap == 0.0
-    HessianOperator(model, loss, data, train=True, check_determinism=False)  # accepted on request
+    accepted = HessianOperator(model, loss, data, train=True, check_determinism=False)
+    accepted.top_eigen(1)  # accepted on request
 
 
 def test_random_loss_and_changing_data_are_detected():
@@ -545,16 +605,23 @@ def test_random_loss_and_changing_data_are_detected():
     def noisy(m, batch):
         return loss(m, (batch[0] + 0.1 * torch.randn_like(batch[0]), batch[1]))
 
+    v = torch.ones(67)
     with pytest.raises(NondeterministicHessianError, match="draws random numbers"):
-        HessianOperator(model, noisy, (x, y))
+        HessianOperator(model, noisy, (x, y)).matvec(v)
     dataset = torch.utils.data.TensorDataset(x, y)
     torch.manual_seed(0)
     dropping = torch.utils.data.DataLoader(dataset, batch_size=10, shuffle=True, drop_last=True)
     with pytest.raises(NondeterministicHessianError, match="different data on each pass"):
-        HessianOperator(model, loss, dropping, dtype=F64)
+        HessianOperator(model, loss, dropping, dtype=F64).matmat(torch.ones(67, 3, dtype=F64))
     shuffled = torch.utils.data.DataLoader(dataset, batch_size=10, shuffle=True)
     op = HessianOperator(model, loss, shuffled, dtype=F64)  # same data, other order: fine
+    op.matvec(v)
     assert op.determinism_gap < 1e-12
+    # A failed check is not forgotten: every later product checks again.
+    noisy_op = HessianOperator(model, noisy, (x, y))
+    for _ in range(2):
+        with pytest.raises(NondeterministicHessianError):
+            noisy_op.matvec(v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,3 +692,48 @@ def test_density_figures(tmp_path):
     assert mass == pytest.approx(1.0, rel=1e-9) and (tmp_path / "h.png").exists()
     with pytest.raises(ValueError, match="bins"):
         plot_density_histogram(sd, bins=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The package's layout: each module's examples run, and no module imports what it must not
+# ---------------------------------------------------------------------------------------------
+
+HESSIAN_MODULES = ("operator", "random_vectors", "hvp", "krylov", "power", "hutchpp", "slq")
+
+
+@pytest.mark.parametrize("name", [m for m in HESSIAN_MODULES if m not in ("random_vectors", "hvp")])
+def test_module_examples_hold(name):
+    """The doctest in each algorithm's docstring: the exact answer on a small DenseOperator."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"saddles.hessian.{name}"))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_modules_import_only_what_they_may():
+    """The algorithms depend on the operator, never the other way round, and no algorithm
+    depends on the Hessian operator (top-level imports; methods may import lazily)."""
+    import ast
+    import importlib
+
+    allowed = {
+        "operator": set(),
+        "random_vectors": set(),
+        "hvp": {"operator", "random_vectors"},
+        "krylov": {"operator", "random_vectors"},
+        "power": {"operator", "random_vectors"},
+        "hutchpp": {"operator", "random_vectors"},
+        "slq": {"operator", "random_vectors", "krylov"},
+    }
+    for name in HESSIAN_MODULES:
+        path = importlib.import_module(f"saddles.hessian.{name}").__file__
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        imported = {
+            node.module.split(".")[2]
+            for node in tree.body  # top level only
+            if isinstance(node, ast.ImportFrom)
+            and node.module is not None
+            and node.module.startswith("saddles.hessian.")
+        }
+        assert imported <= allowed[name], (name, imported - allowed[name])

@@ -49,6 +49,7 @@ class HvpMethod(str, Enum):
     auto = "auto"
     reverse = "reverse"
     forward = "forward"
+    fastest = "fastest"
 
 
 @app.command()
@@ -80,7 +81,11 @@ def hessian(
         None, min=1, help="Split the data into batches of this size (same loss, less memory)."
     ),
     float64: bool = typer.Option(False, "--float64", help="Compute in double precision."),
-    hvp: HvpMethod = typer.Option(HvpMethod.auto, help="HVP backend (auto measures both)."),
+    hvp: HvpMethod = typer.Option(
+        HvpMethod.auto,
+        help="HVP backend: auto (double backward, a fixed rule), reverse, forward, or fastest "
+        "(times both; results may then differ at rounding level between machines).",
+    ),
     train: bool = typer.Option(False, "--train", help="Run the model in train mode."),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
     seed: int = typer.Option(0, help="Seed of every random start vector."),
