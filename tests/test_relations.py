@@ -253,3 +253,76 @@ def test_loo_errors_refuse_bad_input():
     y = np.array([1.0, 2, 4, 8, 16])
     expected = [abs(np.delete(y, i).mean() - y[i]) for i in range(5)]
     np.testing.assert_allclose(loo_errors(np.ones(5), y), expected)
+
+
+def _holm_step_down(p: np.ndarray, alpha: float) -> np.ndarray:
+    """Which hypotheses Holm's procedure rejects at level alpha (brute force, no adjusting):
+    walk the p-values in ascending order, rejecting while p_(i) <= alpha / (m - i + 1)."""
+    m = len(p)
+    reject = np.zeros(m, dtype=bool)
+    for rank, i in enumerate(sorted(range(m), key=lambda j: p[j])):
+        if p[i] > alpha / (m - rank):
+            break
+        reject[i] = True
+    return reject
+
+
+def _bh_step_up(p: np.ndarray, q: float) -> np.ndarray:
+    """Which hypotheses Benjamini-Hochberg rejects at FDR level q: the k smallest, for the
+    largest k with p_(k) <= k q / m."""
+    m = len(p)
+    s = np.sort(p)
+    passing = [k for k in range(1, m + 1) if s[k - 1] <= k * q / m]
+    return p <= s[max(passing) - 1] if passing else np.zeros(m, dtype=bool)
+
+
+def _holm_statsmodels(p: np.ndarray) -> np.ndarray:
+    """statsmodels' ``multipletests(method="holm")`` written out: cumulative max of
+    (m - i) p_(i) (0-based i), clipped at 1, put back in input order."""
+    order = np.argsort(p)
+    m = len(p)
+    adj = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
+def test_adjust_pvalues_matches_the_procedures():
+    from saddles.relations import adjust_pvalues
+
+    rng = np.random.default_rng(3)
+    for trial in range(30):
+        m = int(rng.integers(1, 25))
+        p = rng.uniform(size=m) ** 3  # many small ones
+        if trial % 3 == 0:
+            p[: m // 2] = p[0]  # ties
+        holm, bh = adjust_pvalues(p, "holm"), adjust_pvalues(p, "bh")
+        np.testing.assert_allclose(bh, stats.false_discovery_control(p, method="bh"))
+        np.testing.assert_allclose(holm, _holm_statsmodels(p))
+        for alpha in (0.001, 0.01, 0.05, 0.1, 0.2, 0.5):
+            np.testing.assert_array_equal(holm <= alpha, _holm_step_down(p, alpha))
+            np.testing.assert_array_equal(bh <= alpha, _bh_step_up(p, alpha))
+        order = np.argsort(p, kind="stable")
+        for adj in (holm, bh):
+            assert (adj >= p - 1e-15).all() and (adj <= 1).all()
+            assert (np.diff(adj[order]) >= -1e-15).all()  # monotone in p
+        assert (bh <= holm + 1e-15).all()  # FDR control is never stricter than FWER
+
+
+def test_adjust_pvalues_nan_shape_and_bad_input():
+    from saddles.relations import adjust_pvalues
+
+    p = np.array([[0.01, np.nan], [0.04, 0.03]])
+    holm = adjust_pvalues(p, "holm")
+    assert holm.shape == (2, 2) and math.isnan(holm[0, 1])
+    # m = 3, not 4: the NaN is no test.
+    np.testing.assert_allclose(holm[[0, 1, 1], [0, 0, 1]], [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(adjust_pvalues(p, "bh")[[0, 1, 1], [0, 0, 1]], [0.03, 0.04, 0.04])
+    assert adjust_pvalues([], "bh").shape == (0,)
+    assert np.isnan(adjust_pvalues([np.nan, np.nan])).all()
+    with pytest.raises(ValueError, match="method must be 'holm' or 'bh', not 'bonferroni'"):
+        adjust_pvalues([0.1], "bonferroni")
+    with pytest.raises(ValueError, match=r"in \[0, 1\] \(or be NaN\): p\[1\] = 1.5"):
+        adjust_pvalues([0.1, 1.5])
+    with pytest.raises(ValueError, match=r"p\[0\] = inf"):
+        adjust_pvalues([np.inf, 0.2])

@@ -12,6 +12,8 @@
 - :func:`change_points`: the best continuous piecewise-linear fit of a series (breakpoints
   anywhere in the x range: a grid search refined between samples, a BIC penalty on their
   number); says whether the fitted segments change direction (non-monotone).
+- :func:`adjust_pvalues`: p-values adjusted for many comparisons (a relations table tests
+  every metric pair): Holm's step-down family-wise control or Benjamini-Hochberg's FDR.
 - :func:`loo_errors`: leave-one-out prediction error of a least-squares line, to compare how
   well different features predict a target across models (sizes).
 
@@ -346,6 +348,44 @@ def change_points(x, y, max_changes: int = 2, min_size: int = 3) -> ChangePoints
         note = (f"{n} samples allow at most {tried} break(s) with min_size {min_size} "
                 f"(asked for up to {max_changes})")  # fmt: skip
     return ChangePoints(breaks, slopes, len(signs) <= 1, float(bic), note)
+
+
+def adjust_pvalues(p, method: str = "holm") -> np.ndarray:
+    """p-values adjusted for multiple comparisons, in the input's order and shape.
+
+    ``"holm"``: Holm's (1979) step-down procedure, controlling the family-wise error rate
+    under any dependence: with p sorted ascending, p~_(i) = max_{j <= i} min(1, (m - j + 1)
+    p_(j)). ``"bh"``: Benjamini & Hochberg's (1995) step-up procedure, controlling the false
+    discovery rate for independent or positively dependent tests (``scipy.stats.
+    false_discovery_control``). Rejecting where the adjusted value is <= alpha is the
+    procedure at level alpha. NaN p-values (undefined tests) stay NaN and are not counted
+    in m; anything else outside [0, 1] is refused.
+    """
+    if method not in ("holm", "bh"):
+        raise ValueError(f"method must be 'holm' or 'bh', not {method!r}")
+    p = np.asarray(p, dtype=float)
+    flat = p.ravel()
+    bad = np.isinf(flat) | (flat < 0) | (flat > 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"p-values must lie in [0, 1] (or be NaN): p[{i}] = {flat[i]:g} "
+            f"({int(bad.sum())} outside)"
+        )
+    out = np.full(flat.shape, np.nan)
+    ok = ~np.isnan(flat)
+    q = flat[ok]
+    m = len(q)
+    if m:
+        if method == "bh":
+            out[ok] = stats.false_discovery_control(q, method="bh")
+        else:
+            order = np.argsort(q, kind="stable")
+            adjusted = np.minimum(np.maximum.accumulate((m - np.arange(m)) * q[order]), 1.0)
+            res = np.empty(m)
+            res[order] = adjusted
+            out[ok] = res
+    return out.reshape(p.shape)
 
 
 def loo_errors(features, target) -> np.ndarray:
