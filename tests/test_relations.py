@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -326,3 +327,107 @@ def test_adjust_pvalues_nan_shape_and_bad_input():
         adjust_pvalues([0.1, 1.5])
     with pytest.raises(ValueError, match=r"p\[0\] = inf"):
         adjust_pvalues([np.inf, 0.2])
+
+
+def test_bootstrap_ci_matches_scipy_and_refuses_nothing_quietly():
+    from saddles.relations import bootstrap_ci
+
+    v = np.random.default_rng(5).normal(2.0, 1.0, size=40)
+    for stat in (np.mean, np.median):
+        b = bootstrap_ci(v, stat, n_boot=4000, seed=1)
+        ref = stats.bootstrap((v,), stat, method="percentile", n_resamples=4000, rng=2)
+        assert b.estimate == pytest.approx(stat(v)) and b.n == 40 and b.note == ""
+        assert b.ci == pytest.approx(tuple(ref.confidence_interval), abs=0.08)
+    # A statistic without an axis argument is applied per resample.
+    spread = bootstrap_ci(v, lambda a: float(np.ptp(a)), n_boot=200)
+    assert spread.ci[0] < spread.estimate == pytest.approx(np.ptp(v)) and spread.ci[1] <= np.ptp(v)
+    assert bootstrap_ci(v, n_boot=300, seed=4) == bootstrap_ci(v, n_boot=300, seed=4)
+    one = bootstrap_ci([3.0, np.nan])
+    assert one.estimate == 3.0 and math.isnan(one.ci[0])
+    assert "1 of 2 values dropped" in one.note and "1 value: no interval" in one.note
+    same = bootstrap_ci([0.5, 0.5, 0.5])
+    assert same.estimate == 0.5 and math.isnan(same.ci[1]) and "all 3 values equal" in same.note
+    assert math.isnan(bootstrap_ci([np.nan]).estimate)
+    with pytest.raises(ValueError, match=r"values must be 1-D, not shape \(2, 2\)"):
+        bootstrap_ci(np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"ci must be a confidence level in \(0, 1\), not 95"):
+        bootstrap_ci(v, ci=95)
+
+
+def test_correlate_ensemble_estimate_and_p_are_those_of_the_per_model_means():
+    from saddles.relations import correlate_ensemble
+
+    rng = np.random.default_rng(7)
+    x = np.array([0.1, 0.4, 0.5, 0.9, 1.3, 2.0])
+    ys = [b + 0.3 * rng.normal(size=k) for b, k in zip(x, [3, 4, 2, 5, 3, 3], strict=True)]
+    means = np.array([g.mean() for g in ys])
+    plain = correlate(x, means)  # 6 models: exact permutation p, independent of the rng
+    for method in ("spearman", "pearson"):
+        e = correlate_ensemble(x, ys, method=method, n_boot=500)
+        assert e.estimate == pytest.approx(getattr(plain, method))
+        assert e.p == pytest.approx(getattr(plain, f"{method}_p"))
+        assert e.n_models == 6 and (e.n_seeds_min, e.n_seeds_max) == (2, 5)
+        assert e.ci[0] < e.estimate <= e.ci[1] and e.note == ""
+    med = correlate_ensemble(x, ys, summary="median", n_boot=200)
+    assert med.estimate == pytest.approx(stats.spearmanr(x, [np.median(g) for g in ys])[0])
+    assert {"ci_low", "ci_high", "n_seeds_max", "note"} <= set(med.as_row())
+    assert correlate_ensemble(x, ys, n_boot=300) == correlate_ensemble(x, ys, n_boot=300)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")  # one-model resamples
+def test_correlate_ensemble_two_level_bootstrap_matches_exact_enumeration():
+    from saddles.relations import correlate_ensemble
+
+    # 4 models x 2 seeds: every two-level resample (4^4 model draws, each drawn model's 2
+    # seeds redrawn: 16^4 equally likely outcomes) enumerated.
+    x = np.arange(4.0)
+    seeds = np.array([[0.0, 1.2], [0.4, 1.9], [1.4, 2.6], [3.1, 2.3]])
+    model = np.repeat(np.arange(4), 4)
+    mean = np.column_stack([seeds[:, 0], seeds.mean(1), seeds.mean(1), seeds[:, 1]]).ravel()
+    slot = np.array(list(itertools.product(range(16), repeat=4)))
+    r = stats.pearsonr(x[model][slot], mean[slot], axis=1).statistic
+    exact = np.percentile(r[np.isfinite(r)], [2.5, 97.5])
+    e = correlate_ensemble(x, seeds, method="pearson", n_boot=20000)
+    assert e.ci == pytest.approx(tuple(exact), abs=0.04)
+
+
+def test_correlate_ensemble_carries_seed_spread_into_the_interval():
+    from saddles.relations import correlate_ensemble
+
+    x = np.arange(8.0)
+    spread = [[v - 3, v, v + 3] for v in x]  # per-model means exactly x
+    collapsed = [[v, v, v] for v in x]
+    wide = correlate_ensemble(x, spread, n_boot=1000)
+    assert wide.estimate == pytest.approx(1.0) and wide.ci[0] < 0.8
+    # Without seed spread every resample is monotone: a [1, 1] interval, reported as NaN.
+    flat = correlate_ensemble(x, collapsed, n_boot=1000)
+    assert math.isnan(flat.ci[0]) and "degenerate" in flat.note
+    single = correlate_ensemble(x, [[v + 0.1 * (-1) ** i] for i, v in enumerate(x)])
+    assert "one seed per model" in single.note
+
+
+def test_correlate_ensemble_small_n_and_bad_input():
+    from saddles.relations import correlate_ensemble
+
+    three = correlate_ensemble([1, 2, 3], [[1, 2], [2, 3], [4, 4]])
+    assert three.estimate == pytest.approx(1) and math.isnan(three.ci[0])
+    assert "3 models: no interval (fewer than 4)" in three.note
+    const = correlate_ensemble([1, 2, 3, 4], [[1, 3], [2], [2, 2], [0, 4]])
+    assert math.isnan(const.estimate) and "per-model mean is constant" in const.note
+    dropped = correlate_ensemble(
+        [1, 2, np.nan, 4, 5], [[1, np.nan], [2, 3], [3], [np.nan], [5, 6]], n_boot=200
+    )
+    assert dropped.n_models == 3 and dropped.n_seeds_min == 1
+    assert "2 seed values dropped" in dropped.note and "2 of 5 models dropped" in dropped.note
+    with pytest.raises(ValueError, match="x has 3 models but y_per_model has 2"):
+        correlate_ensemble([1, 2, 3], [[1], [2]])
+    with pytest.raises(ValueError, match=r"y_per_model\[0\] must be a 1-D .* not a scalar"):
+        correlate_ensemble([1, 2, 3], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"y_per_model\[1\] .* not shape \(2, 2\)"):
+        correlate_ensemble([1, 2], [[1.0], [[1, 2], [3, 4]]])
+    with pytest.raises(ValueError, match="method must be 'spearman' or 'pearson', not 'kendall'"):
+        correlate_ensemble([1, 2, 3], [[1], [2], [3]], method="kendall")
+    with pytest.raises(ValueError, match="summary must be 'mean' or 'median', not 'max'"):
+        correlate_ensemble([1, 2, 3], [[1], [2], [3]], summary="max")
+    with pytest.raises(ValueError, match=r"ci must be a confidence level in \(0, 1\)"):
+        correlate_ensemble([1, 2, 3], [[1], [2], [3]], ci=1.0)
