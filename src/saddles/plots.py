@@ -1,38 +1,36 @@
 """Figures, one function per figure; each returns a matplotlib Figure and can save it.
 
-matplotlib is imported with the non-interactive Agg backend, so figures render on machines
-without a screen. This module never imports torch.
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), which needs no
+backend and no global state: nothing here changes a notebook's backend, and figures render on
+machines without a screen. This module never imports torch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-
-from saddles.topology.mergetree import MergeTree  # noqa: E402
+from saddles.topology.mergetree import MergeTree
 
 
-def save(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
+def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     """Write ``fig`` to ``path`` (parents created), close it, and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
-def persistence_diagram_figure(tree: MergeTree, title: str = "") -> plt.Figure:
+def persistence_diagram_figure(tree: MergeTree, title: str = "") -> Figure:
     """Birth against death for every pair; essential classes drawn at the component's max
     (TTK's convention) with a distinct marker."""
     finite = tree.diagram()
     ess = np.stack([tree.values[tree.essential[:, 0]], tree.values[tree.essential[:, 1]]], axis=1)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.subplots()
     lo, hi = float(tree.values.min()), float(tree.values.max())
     pad = 0.03 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1)
@@ -77,7 +75,7 @@ def merge_tree_layout(tree: MergeTree) -> tuple[dict[int, float], dict[int, list
     return x, children
 
 
-def merge_tree_figure(tree: MergeTree, title: str = "") -> plt.Figure:
+def merge_tree_figure(tree: MergeTree, title: str = "") -> Figure:
     """The merge tree drawn as a tree: y is the value, x the branch order; minima and saddles
     marked. Simplify large trees first (``saddles.topology.simplify``)."""
     x, children = merge_tree_layout(tree)
@@ -86,7 +84,8 @@ def merge_tree_figure(tree: MergeTree, title: str = "") -> plt.Figure:
     for v, kids in children.items():
         for c in kids:
             segments.append([(x[c], y[c]), (x[c], y[v]), (x[v], y[v])])
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.subplots()
     ax.add_collection(LineCollection(segments, colors="0.25", linewidths=1))
     mins, sads = tree.minima, tree.saddles
     ax.scatter([x[int(v)] for v in mins], y[mins], s=18, color="C0", zorder=3,
@@ -107,7 +106,7 @@ def field_figure(
     title: str = "",
     log: bool = False,
     indexing: str = "xy",
-) -> plt.Figure:
+) -> Figure:
     """A 2D field as filled contours, with the tree's minima (dots) and saddles (crosses).
 
     ``indexing="xy"``: ``field[row, col]`` is at (x = col, y = row), as an image;
@@ -119,7 +118,8 @@ def field_figure(
     field, shape, xs, ys = _image_grid(field, extent, indexing, "field_figure")
     if log:
         field = np.log10(field - np.nanmin(field) + 1e-12 * (1 + abs(np.nanmax(field))))
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.subplots()
     cs = ax.contourf(xs, ys, field, levels=30, cmap="viridis")
     fig.colorbar(cs, ax=ax, label="log10(loss - min)" if log else "loss")
     if tree is not None:
@@ -142,12 +142,12 @@ def surface_figure(
     extent: tuple[float, float, float, float] | None = None,
     title: str = "",
     indexing: str = "xy",
-) -> plt.Figure:
+) -> Figure:
     """A 2D field as a 3D surface, with the tree's minima and saddles marked on it
     (``indexing`` as in :func:`field_figure`)."""
     field, shape, xs, ys = _image_grid(field, extent, indexing, "surface_figure")
     X, Y = np.meshgrid(xs, ys)
-    fig = plt.figure(figsize=(5.5, 4.5))
+    fig = Figure(figsize=(5.5, 4.5))
     ax = fig.add_subplot(projection="3d")
     shown = np.where(np.isfinite(field), field, np.nanmax(field[np.isfinite(field)]))
     ax.plot_surface(X, Y, shown, cmap="viridis", linewidth=0, antialiased=True, alpha=0.85)
@@ -168,13 +168,14 @@ def relation_figure(
     metrics: list[str],
     title: str = "",
     categorical: bool = False,
-) -> plt.Figure:
+) -> Figure:
     """Each metric against ``x_key`` (one panel each): the mean over rows sharing an x value,
     with error bars of one standard deviation (over seeds) and the individual values as dots."""
     n = len(metrics)
     cols = min(n, 3)
     nrows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), squeeze=False)
+    fig = Figure(figsize=(4 * cols, 3.2 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     xs_all = [r.get(x_key) for r in rows]
     levels = list(dict.fromkeys(xs_all))
     if not categorical:
@@ -231,9 +232,10 @@ def _critical_points(tree: MergeTree, shape, indexing: str):
 
 def dynamics_figure(
     rows: list[dict], metric: str, group_key: str = "size", title: str = ""
-) -> plt.Figure:
+) -> Figure:
     """A metric against training step (log axis), one line per ``group_key`` value."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
     groups = list(dict.fromkeys(r[group_key] for r in rows))
     for g in groups:
         sub = sorted((r for r in rows if r[group_key] == g), key=lambda r: r["step"])
@@ -246,11 +248,12 @@ def dynamics_figure(
     return fig
 
 
-def scaling_figure(n_params, losses, fit=None, title: str = "") -> plt.Figure:
+def scaling_figure(n_params, losses, fit=None, title: str = "") -> Figure:
     """Final loss against parameter count (log-log) with a fitted power law L = a N^-alpha + c."""
     n = np.asarray(n_params, dtype=float)
     y = np.asarray(losses, dtype=float)
-    fig, ax = plt.subplots(figsize=(5, 3.8))
+    fig = Figure(figsize=(5, 3.8))
+    ax = fig.subplots()
     ax.scatter(n, y, zorder=3, label="final validation loss")
     if fit is not None:
         grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 100)
