@@ -15,6 +15,8 @@ module, each importing only those above it:
   :data:`PRESETS`;
 - :mod:`~saddles.experiments.lm.train`: :func:`train_lm`, AdamW with warmup and cosine decay,
   log-spaced safetensors checkpoints and resumption;
+- :mod:`~saddles.experiments.lm.hypotheses`: the hypotheses H1-H4 as numbers with CIs
+  (:func:`hypothesis_table`) and their report section;
 - :mod:`~saddles.experiments.lm.experiment`: :func:`run_lm_training` (every size) and
   :func:`run_lm_experiment` (train, analyze every checkpoint, report).
 
@@ -38,6 +40,7 @@ from saddles.experiments.lm.experiment import (
     run_lm_training,
 )
 from saddles.experiments.lm.hf import HFCausalLMAdapter, load_hf_causal_lm
+from saddles.experiments.lm.hypotheses import hypotheses_section, hypothesis_table
 from saddles.experiments.lm.model import (
     GPT,
     MLP,
@@ -76,6 +79,8 @@ __all__ = [
     "encode",
     "fixed_eval_batch",
     "gpt_for_size",
+    "hypotheses_section",
+    "hypothesis_table",
     "learning_rate",
     "list_checkpoints",
     "lm_loss",

@@ -3,7 +3,8 @@
 :func:`run_lm_training` trains every size of a preset with the same data, data order, schedule
 and seed (resumable); :func:`run_lm_experiment` then analyzes every checkpoint of every size
 (incremental, :func:`saddles.dynamics.analyze_checkpoints`), fits final loss against size, and
-writes ``dynamics.csv``, ``hypotheses.csv``, the figures and ``report.html``.
+writes ``dynamics.csv``, ``hypotheses.csv`` (:mod:`saddles.experiments.lm.hypotheses`), the
+figures and ``report.html``.
 
 Owns the experiment's orchestration: may import every other module of this package; the
 analysis, plotting and report modules of :mod:`saddles` are imported when it runs.
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from saddles.experiments.lm.data import char_corpus, encode, fixed_eval_batch, train_val_split
+from saddles.experiments.lm.hypotheses import hypotheses_section, hypothesis_table
 from saddles.experiments.lm.model import GPT, lm_loss
 from saddles.experiments.lm.presets import PRESETS, _size_name, gpt_for_size
 from saddles.experiments.lm.train import log_spaced_steps, train_lm
@@ -139,10 +141,10 @@ def run_lm_experiment(
     and size. Returns the paths written.
     """
     from saddles import plots
-    from saddles.dynamics import analyze_checkpoints, hypothesis_table, with_policy
+    from saddles.dynamics import analyze_checkpoints, with_policy
     from saddles.pipeline import write_csv
     from saddles.relations import fit_power_law, relations_table
-    from saddles.report import dynamics_section, write_report
+    from saddles.report import write_report
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -218,7 +220,7 @@ def run_lm_experiment(
         out_dir / "report.html", title=f"Loss landscape topology over training ({preset})",
         config=cfg, analyses=[], figures={}, rows=rows, relations=relations,
         relation_figures={}, info=info,
-        extra_sections=[("Dynamics", dynamics_section(figures, hypotheses, note))],
+        extra_sections=[("Dynamics", hypotheses_section(figures, hypotheses, note))],
         table_columns=columns,
     )  # fmt: skip
     return paths
