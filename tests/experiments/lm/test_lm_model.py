@@ -138,3 +138,57 @@ def test_landscape_engines_agree_on_the_gpt_without_fallback(corpus):
     assert batched.info["fallback"] is None
     np.testing.assert_allclose(batched.loss, loop.loss, rtol=1e-5)
     assert np.ptp(loop.loss) > 1e-3
+
+
+def test_vmap_of_functional_call_over_two_parameter_sets_matches_two_forward_calls():
+    """The GPT's hand-written attention batches under vmap (no per-sample fallback): logits of
+    two parameter sets in one vmapped call equal those of two separate models."""
+    first, second = tiny_gpt(seed=0).eval(), tiny_gpt(seed=1).eval()
+    idx = torch.randint(0, 103, (3, 12), generator=torch.Generator().manual_seed(2))
+    params = {
+        name: torch.stack([p.detach(), q.detach()])
+        for (name, p), q in zip(first.named_parameters(), second.parameters(), strict=True)
+    }
+
+    def logits_at(one_set):
+        return torch.func.functional_call(first, one_set, (idx,))
+
+    toggle = getattr(torch._C._functorch, "_set_vmap_fallback_warning_enabled", None)
+    if toggle is not None:
+        toggle(True)  # make a missing batching rule visible as a warning
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            mapped = torch.vmap(logits_at)(params)
+    finally:
+        if toggle is not None:
+            toggle(False)
+    with torch.no_grad():
+        separate = torch.stack([first(idx), second(idx)])
+    assert mapped.shape == (2, 3, 12, 103)
+    torch.testing.assert_close(mapped, separate, rtol=1e-5, atol=1e-6)
+    assert (separate[0] - separate[1]).abs().amax() > 1e-3  # the two sets really differ
+
+
+def test_forward_over_reverse_hvp_matches_double_backward(corpus):
+    """``torch.func.jvp`` of ``torch.func.grad`` (the Hessian module's "forward" mode) works
+    through the attention and agrees with autograd's double backward in float64."""
+    _, _, _, train, _ = corpus
+    model = tiny_gpt().double().eval()
+    batch = fixed_eval_batch(train, 4, 16)
+    params = {f"model.{k}": p.detach() for k, p in model.named_parameters()}
+    gen = torch.Generator().manual_seed(3)
+    v = {k: torch.randn(p.shape, generator=gen, dtype=torch.float64) for k, p in params.items()}
+    wrapper = LossOf(model)
+
+    def loss_of(p):
+        return torch.func.functional_call(wrapper, p, (batch,))
+
+    _, forward = torch.func.jvp(torch.func.grad(loss_of), (params,), (v,))
+    leaves = list(model.parameters())
+    grads = torch.autograd.grad(lm_loss(model, batch), leaves, create_graph=True)
+    backward = torch.autograd.grad(grads, leaves, list(v.values()))
+    flat_f = torch.cat([forward[k].ravel() for k in params])
+    flat_b = torch.cat([h.ravel() for h in backward])
+    assert flat_b.norm() > 1e-3
+    torch.testing.assert_close(flat_f, flat_b, rtol=1e-10, atol=1e-12)
