@@ -1,15 +1,14 @@
-"""saddles.dynamics: checkpoint discovery, incremental analysis, and the hypothesis table."""
+"""saddles.dynamics: checkpoint discovery and incremental analysis."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 import saddles.dynamics as dyn
-from saddles.dynamics import analyze_checkpoints, discover_checkpoints, hypothesis_table
+from saddles.dynamics import analyze_checkpoints, discover_checkpoints
 from saddles.experiments import save_checkpoint
 from saddles.pipeline import AnalysisConfig
 
@@ -139,31 +138,6 @@ def test_policies_and_several_subspaces(tmp_path):
         analyze_checkpoints(make_net, ckdir, mse, data(), small(), tmp_path, policy="pcb")
 
 
-def test_hypothesis_table_on_planted_series():
-    rng = np.random.default_rng(0)
-    rows = []
-    steps = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
-    for size, final in ((1e4, 2.0), (1e5, 1.6), (1e6, 1.3), (1e7, 1.1)):
-        for s in steps:
-            rows.append(
-                {
-                    "n_params": size,
-                    "step": s,
-                    # saddles fall with log step, faster for larger models
-                    "saddles": 50 - (1 + np.log10(size)) * np.log(s) + rng.normal(0, 0.3),
-                    # persistence rises then falls (a turn at step 50)
-                    "persistence": -abs(np.log(s) - np.log(50)) + rng.normal(0, 0.02),
-                    "val_loss": final + 2 / s,
-                }
-            )
-    table = hypothesis_table(rows, "saddles", "persistence", early_step=10)
-    h1 = [t for t in table if t["hypothesis"] == "H1" and t["quantity"].startswith("Spearman(sad")]
-    assert len(h1) == 4 and all(t["value"] < -0.9 for t in h1)
-    h2 = [t for t in table if t["hypothesis"] == "H2"]
-    assert all(t["value"] >= 1 and "non-monotone fit: True" in t["note"] for t in h2)
-    assert any(t["hypothesis"] == "H3" and "leave-one-size-out" in t["quantity"] for t in table)
-
-
 def test_pca_rows_are_recomputed_when_the_trajectory_grows(tmp_path):
     ckdir = tmp_path / "ckpts"
     ckdir.mkdir()
@@ -202,13 +176,3 @@ def test_hessian_is_solved_once_per_checkpoint(tmp_path, monkeypatch):
         make_net, ckdir, mse, data(), configs, tmp_path / "h", policy="hessian", progress=False
     )
     assert len(calls) == 2 and "3d.knn.n_minima" in rows[0]
-
-
-def test_hypothesis_table_names_a_missing_early_step():
-    rows = [
-        {"n_params": s, "step": t, "saddles": 1.0, "persistence": 1.0, "val_loss": 1.0}
-        for s in (1, 2, 3)
-        for t in (1, 10, 100)
-    ]
-    with pytest.raises(ValueError, match="early_step 5"):
-        hypothesis_table(rows, "saddles", "persistence", early_step=5)

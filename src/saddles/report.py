@@ -2,8 +2,10 @@
 
 Sections, in order: configuration; one section per model (its quality and Hessian numbers, its
 figures); the metrics table; the relations table (correlations with CIs and p-values) and the
-relation plots; what ran, where, how long, with which package versions. A dynamics section is
-added when given. Built with the standard library's ``html`` escaping only; never imports torch.
+relation plots; what ran, where, how long, with which package versions. An experiment adds
+its own sections (``extra_sections``, e.g. the dynamics of the language-model experiment;
+:func:`figures_and_table` builds their usual body). Built with the standard library's ``html``
+escaping only; never imports torch.
 """
 
 from __future__ import annotations
@@ -170,21 +172,9 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def dynamics_section(
-    figures: dict[str, Path], hypotheses: list[dict[str, Any]], scaling_note: str
+def figures_and_table(
+    figures: dict[str, Path], rows: list[dict[str, Any]], columns: list[str]
 ) -> str:
-    """HTML body of the report's dynamics section: metric-vs-step curves per size, the scaling
-    plot with its fit, and the hypothesis table (numbers with CIs, no verdicts)."""
-    cols = ["hypothesis", "quantity", "value", "ci_low", "ci_high", "n", "note"]
-    return (
-        "<p class='note'>Each metric against the training step, one line per model size, "
-        "from the same checkpoints, data order and evaluation batch. H1: do saddles fall "
-        "during training, and does their rate of fall relate to the final loss across sizes; "
-        "H2: is average persistence non-monotone in time (slope changes of a piecewise-linear "
-        "fit in log step); H3: does an early metric follow a power law in size, and does it "
-        "improve leave-one-size-out prediction of the final loss; H4: do kD metrics predict "
-        "better than 2D ones. With few sizes these are descriptions, not tests.</p>"
-        + f"<p>{_e(scaling_note)}</p>"
-        + _figures(figures)
-        + _table(hypotheses, cols)
-    )
+    """HTML of embedded figures followed by a table of ``rows``: the usual body of an extra
+    section (see ``extra_sections`` of :func:`write_report`)."""
+    return _figures(figures) + _table(rows, columns)

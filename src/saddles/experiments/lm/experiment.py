@@ -1,0 +1,226 @@
+"""The experiment: topology and curvature over training, across model sizes.
+
+:func:`run_lm_training` trains every size of a preset with the same data, data order, schedule
+and seed (resumable); :func:`run_lm_experiment` then analyzes every checkpoint of every size
+(incremental, :func:`saddles.dynamics.analyze_checkpoints`), fits final loss against size, and
+writes ``dynamics.csv``, ``hypotheses.csv`` (:mod:`saddles.experiments.lm.hypotheses`), the
+figures and ``report.html``.
+
+Owns the experiment's orchestration: may import every other module of this package; the
+analysis, plotting and report modules of :mod:`saddles` are imported when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from saddles.experiments.lm.data import char_corpus, encode, fixed_eval_batch, train_val_split
+from saddles.experiments.lm.hypotheses import hypotheses_section, hypothesis_table
+from saddles.experiments.lm.model import GPT, lm_loss
+from saddles.experiments.lm.presets import PRESETS, _size_name, gpt_for_size
+from saddles.experiments.lm.train import log_spaced_steps, train_lm
+
+# --- training every size -------------------------------------------------------------------
+
+
+def run_lm_training(
+    out_dir: str | os.PathLike,
+    preset: str = "small",
+    sizes: Sequence[str | int] | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    *,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Train every size of ``PRESETS[preset]`` (or ``sizes``) into ``out_dir/<size>/checkpoints``
+    with the same data, data order, schedule and seed; returns ``{size: checkpoint directory}``.
+
+    Resumable: finished runs are skipped and interrupted ones continue (see :func:`train_lm`).
+    ``steps`` overrides the preset's; ``device`` its device (``"auto"``: cuda when available).
+    The small preset (1,000 steps at 16 x 64 tokens) measured on a shared CPU, one thread:
+    0.005, 0.015 and 0.044 s per step for its three sizes, 67 s of wall time in all including
+    evaluations, final val loss 1.79, 1.55 and 1.43 (nats per character).
+    """
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
+    p = PRESETS[preset]
+    names = [_size_name(s) for s in (sizes if sizes is not None else p.sizes)]
+    steps = p.steps if steps is None else steps
+    device = device or p.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    text, vocab = char_corpus()
+    train_ids, val_ids = train_val_split(encode(text, vocab))
+    out_dir = Path(out_dir)
+    dirs = {}
+    for name in names:
+        ckpt_dir = out_dir / name / "checkpoints"
+        model = gpt_for_size(name, len(vocab), p.block_size, seed)
+
+        def report(record: dict, name: str = name) -> None:
+            if progress:
+                print(
+                    f"{name} step {record['step']:>6}: train {record['train_loss']:.3f}, "
+                    f"val {record['val_loss']:.3f} ({record['seconds']:.0f} s)",
+                    flush=True,
+                )
+
+        info = train_lm(
+            model,
+            train_ids,
+            val_ids,
+            steps=steps,
+            batch_size=p.batch_size,
+            block_size=p.block_size,
+            lr=p.lr,
+            weight_decay=p.weight_decay,
+            warmup=min(p.warmup, steps),
+            seed=seed,
+            checkpoint_dir=ckpt_dir,
+            checkpoint_steps=log_spaced_steps(steps, p.n_checkpoints),
+            eval_batch_size=p.eval_batch_size,
+            device=device,
+            callback=report,
+        )
+        if progress:
+            speed = (
+                "already trained"
+                if info["resumed_from"] == steps
+                else f"{info['seconds_per_step']:.3f} s/step"
+            )
+            print(
+                f"{name}: {info['params']:,} parameters, final val loss "
+                f"{info['final_val_loss']:.3f} ({speed})"
+            )
+        dirs[name] = ckpt_dir
+    return dirs
+
+
+# --- analyzing every checkpoint, the hypotheses and the report -----------------------------
+
+
+def default_lm_configs(seed: int = 0) -> dict[str, Any]:
+    """A 2D grid (image representations, Hessian metrics) and a 4D Sobol sample with a kNN
+    graph, per checkpoint: sized for a CPU."""
+    from saddles.pipeline import AnalysisConfig
+
+    return {
+        "2d": AnalysisConfig(resolution=21, representations=["grid-full", "grid-ttk"],
+                             hessian_top_k=2, trace_matvecs=30, density_lanczos=30, seed=seed),
+        "4d": AnalysisConfig(sampling="sobol", n_points=512, n_directions=4,
+                             representations=["knn"], hessian=False, seed=seed),
+    }  # fmt: skip
+
+
+def run_lm_experiment(
+    out_dir: str | os.PathLike,
+    preset: str = "small",
+    *,
+    sizes: Sequence[str | int] | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    configs: dict[str, Any] | None = None,
+    policy: str = "fixed",
+    eval_batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Train every size (resumable), analyze every checkpoint of every size (incremental),
+    then write ``dynamics.csv``, ``hypotheses.csv``, the figures and ``report.html``.
+
+    Landscapes use one fixed batch of ``eval_batch_size`` training windows for every checkpoint
+    and size. Returns the paths written.
+    """
+    from saddles import plots
+    from saddles.dynamics import analyze_checkpoints, with_policy
+    from saddles.pipeline import write_csv
+    from saddles.relations import fit_power_law, relations_table
+    from saddles.report import write_report
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    ckpt_dirs = run_lm_training(out_dir / "training", preset, sizes, steps, seed,
+                                device=device, progress=progress)  # fmt: skip
+    p = PRESETS[preset]
+    text, vocab = char_corpus()
+    train_ids, _ = train_val_split(encode(text, vocab))
+    eval_batch = fixed_eval_batch(train_ids, eval_batch_size, p.block_size, seed)
+    configs = configs or default_lm_configs(seed)
+    rows: list[dict[str, Any]] = []
+    for size, ckdir in ckpt_dirs.items():
+        model_cfg = json.loads((ckdir / "run.json").read_text())["model"]
+        n_params = sum(t.numel() for t in GPT(**model_cfg).parameters())
+        if progress:
+            print(f"analyzing the checkpoints of {size} ({n_params:,} parameters)", flush=True)
+        rows += analyze_checkpoints(
+            lambda cfg=model_cfg: GPT(**cfg), ckdir, lm_loss, eval_batch, configs,
+            out_dir / "analysis" / size, policy=policy, run_name=size,
+            extra={"size": size, "n_params": n_params}, progress=progress,
+        )  # fmt: skip
+    for r in rows:
+        r["model"] = f"{r['size']}@{r['step']}"
+    paths = {"dynamics": write_csv(out_dir / "dynamics.csv", rows)}
+
+    label = next(iter(configs))
+    rep = configs[label].representations[0]
+    saddles_col = f"{label}.{rep}.n_saddles"
+    pers_col = f"{label}.{rep}.average_persistence"
+    kd_cols = [f"{k}.{c.representations[0]}.n_saddles" for k, c in configs.items() if k != label]
+    hypotheses = hypothesis_table(rows, saddles_col, pers_col, kd_metrics=kd_cols, seed=seed)
+    paths["hypotheses"] = write_csv(out_dir / "hypotheses.csv", hypotheses)
+
+    figures = {}
+    for metric in ("val_loss", saddles_col, pers_col, *kd_cols, "top_eigenvalue", "trace"):
+        if any(metric in r for r in rows):
+            safe = metric.replace(".", "-")
+            fig = plots.dynamics_figure(rows, metric, "size")
+            figures[f"{metric} against step"] = plots.save(fig, out_dir / f"dynamics-{safe}.png")
+    finals = {}
+    for r in rows:
+        finals[r["size"]] = r  # rows are ordered by step within a size
+    n = [finals[s]["n_params"] for s in finals]
+    loss = [float(finals[s].get("val_loss", np.nan)) for s in finals]
+    fit, note = None, "fewer than 3 sizes: no power-law fit"
+    if len(n) >= 3 and np.isfinite(loss).all():
+        offset = len(n) >= 4
+        try:
+            fit = fit_power_law(n, loss, offset=offset, n_boot=500, seed=seed)
+            note = (f"final val loss = {fit.a:.3g} N^-{fit.alpha:.3g} + {fit.c:.3g}, alpha 95% "
+                    f"CI [{fit.alpha_ci[0]:.3g}, {fit.alpha_ci[1]:.3g}], residuals "
+                    f"{np.array2string(fit.residuals, precision=3)}"
+                    + ("" if offset else " (c fixed at 0: 3 sizes cannot fit 3 parameters "
+                       "with any check left)"))  # fmt: skip
+        except (RuntimeError, ValueError) as exc:
+            note = f"power-law fit failed: {exc}"
+    figures["final val loss against size"] = plots.save(
+        plots.scaling_figure(n, loss, fit), out_dir / "scaling.png"
+    )
+    final_rows = list(finals.values())
+    tda = [saddles_col, pers_col, *kd_cols]
+    correlations = relations_table(final_rows, tda, ["n_params", "val_loss"], seed=seed)
+    relations = [{"direction": policy, "representation": rep, **c.as_row()} for c in correlations]
+    info = {"experiment": f"character-level GPT, preset {preset}", "sizes": list(ckpt_dirs),
+            "checkpoints analyzed": len(rows), "direction policy": policy,
+            "torch threads": torch.get_num_threads(),
+            "wall seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    cfg = {k: with_policy(c, policy).to_dict() for k, c in configs.items()}
+    cfg["representations"] = [rep]
+    columns = ["model", "step", "val_loss", *tda, f"{label}.{rep}.n_minima",
+               f"{label}.{rep}.n_loops", "top_eigenvalue", "trace"]  # fmt: skip
+    paths["report"] = write_report(
+        out_dir / "report.html", title=f"Loss landscape topology over training ({preset})",
+        config=cfg, analyses=[], figures={}, rows=rows, relations=relations,
+        relation_figures={}, info=info,
+        extra_sections=[("Dynamics", hypotheses_section(figures, hypotheses, note))],
+        table_columns=columns,
+    )  # fmt: skip
+    return paths

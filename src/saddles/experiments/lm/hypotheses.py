@@ -1,0 +1,192 @@
+"""The experiment's hypotheses H1-H4, as numbers with CIs, and their report section.
+
+The questions asked of a multi-size run (one row per checkpoint and size, from
+:func:`saddles.dynamics.analyze_checkpoints`):
+
+- H1: do saddles fall during training, and does their rate of fall relate to the final loss
+  across sizes (Spearman trends in log step, with bootstrap CIs);
+- H2: is average persistence non-monotone in time (slope changes of a piecewise-linear fit in
+  log step);
+- H3: does an early metric follow a power law in size, and does it improve leave-one-size-out
+  prediction of the final loss;
+- H4: do kD metrics predict better than 2D ones.
+
+With few sizes these are descriptions, not tests: nothing here declares a hypothesis true or
+false.
+
+Owns the hypotheses only: imports numpy, :mod:`saddles.relations` (the statistics) and
+:mod:`saddles.report` (its HTML pieces); no torch of its own, nothing of the model, training or
+experiment modules of this package.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saddles.report import figures_and_table
+
+
+def hypothesis_table(
+    rows: list[dict[str, Any]],
+    metric: str,
+    persistence_metric: str,
+    *,
+    size_key: str = "n_params",
+    early_step: int | None = None,
+    kd_metrics: list[str] | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Numbers, with CIs where they exist, for the notes' hypotheses on a multi-size run.
+
+    ``rows``: the dynamics rows of every size (``size_key`` tells the sizes apart);
+    ``metric``: a saddle-count column (H1, H3); ``persistence_metric``: an average persistence
+    column (H2). ``early_step``: the step whose metrics are used to predict (default: the
+    second-smallest step present in every size). ``kd_metrics``: kD columns compared with
+    ``metric`` in H4. Each entry is ``{hypothesis, quantity, value, ci_low, ci_high, n, note}``;
+    nothing here declares a hypothesis true or false.
+    """
+    from saddles.relations import change_points, correlate, fit_power_law, loo_errors, trend
+
+    sizes = sorted({r[size_key] for r in rows})
+    by_size = {
+        s: sorted([r for r in rows if r[size_key] == s], key=lambda r: r["step"]) for s in sizes
+    }
+    out: list[dict[str, Any]] = []
+
+    def add(h, quantity, value, ci=(np.nan, np.nan), n=np.nan, note=""):
+        out.append(
+            {
+                "hypothesis": h,
+                "quantity": quantity,
+                "value": float(value),
+                "ci_low": float(ci[0]),
+                "ci_high": float(ci[1]),
+                "n": n,
+                "note": note,
+            }
+        )
+
+    final_loss = {s: _last(by_size[s], "val_loss") for s in sizes}
+    slopes = {}
+    for s in sizes:
+        steps = [max(r["step"], 1) for r in by_size[s]]
+        t = trend(steps, [r.get(metric, np.nan) for r in by_size[s]], seed=seed)
+        slopes[s] = t.slope_per_log_step
+        add("H1", f"Spearman({metric}, step), size {s}", t.spearman, t.spearman_ci, t.n)
+        add(
+            "H1",
+            f"slope of {metric} per e-fold of steps, size {s}",
+            t.slope_per_log_step,
+            t.slope_ci,
+            t.n,
+        )
+    c = correlate([slopes[s] for s in sizes], [final_loss[s] for s in sizes], seed=seed)
+    add(
+        "H1",
+        "Spearman(slope of saddles, final val loss) across sizes",
+        c.spearman,
+        c.spearman_ci,
+        c.n,
+        f"permutation p = {c.spearman_p:.3g}",
+    )
+
+    for s in sizes:
+        xs = [np.log(max(r["step"], 1)) for r in by_size[s]]
+        ys = [r.get(persistence_metric, np.nan) for r in by_size[s]]
+        ok = np.isfinite(ys)
+        if ok.sum() >= 4:
+            cp = change_points(np.array(xs)[ok], np.array(ys)[ok])
+            where = ", ".join(f"step {np.exp(b):.0f}" for b in cp.breaks) or "none"
+            add(
+                "H2",
+                f"{persistence_metric}: slope changes, size {s}",
+                len(cp.breaks),
+                n=int(ok.sum()),
+                note=f"non-monotone fit: {not cp.monotone}; breaks: {where}",
+            )
+
+    common = set.intersection(*[{r["step"] for r in by_size[s]} for s in sizes]) if sizes else set()
+    steps_sorted = sorted(common)
+    if early_step is None and len(steps_sorted) >= 2:
+        early_step = steps_sorted[1]
+    if early_step is not None and early_step not in common:
+        raise ValueError(
+            f"early_step {early_step} is not a checkpoint of every size; steps present in all "
+            f"sizes: {steps_sorted}"
+        )
+    if early_step is not None and len(sizes) >= 3:
+        early = {s: next(r for r in by_size[s] if r["step"] == early_step) for s in sizes}
+        n_par = np.array([float(s) for s in sizes])
+        early_metric = np.array([early[s].get(metric, np.nan) for s in sizes], dtype=float)
+        if np.isfinite(early_metric).all() and (early_metric > 0).all() and len(sizes) >= 3:
+            try:
+                fit = fit_power_law(n_par, early_metric, offset=False, n_boot=500, seed=seed)
+                # metric = a N^b with b = -alpha: report b and its CI.
+                add(
+                    "H3",
+                    f"power-law exponent of {metric} at step {early_step} in size",
+                    -fit.alpha,
+                    (-fit.alpha_ci[1], -fit.alpha_ci[0]),
+                    len(sizes),
+                    f"residual RMS {np.sqrt(np.mean(fit.residuals**2)):.3g}",
+                )
+            except (RuntimeError, ValueError) as exc:
+                add("H3", "power-law fit of the early metric", np.nan, note=str(exc))
+        target = np.array([final_loss[s] for s in sizes], dtype=float)
+        early_loss = np.array([early[s].get("val_loss", np.nan) for s in sizes], dtype=float)
+        if len(sizes) >= 3 and np.isfinite(target).all():
+            for label, feat in (
+                ("early val loss alone", early_loss[:, None]),
+                (f"early val loss + {metric}", np.column_stack([early_loss, early_metric])),
+            ):
+                if np.isfinite(feat).all() and len(sizes) >= feat.shape[1] + 2:
+                    err = loo_errors(feat, target)
+                    add(
+                        "H3",
+                        f"leave-one-size-out |error| of final val loss: {label}",
+                        err.mean(),
+                        n=len(sizes),
+                    )
+            for col in kd_metrics or []:
+                feat = np.array([early[s].get(col, np.nan) for s in sizes], dtype=float)
+                base = early_metric
+                if np.isfinite(feat).all() and np.isfinite(base).all() and len(sizes) >= 3:
+                    add(
+                        "H4",
+                        f"leave-one-size-out |error|: {col} vs {metric}",
+                        loo_errors(feat, target).mean() - loo_errors(base, target).mean(),
+                        n=len(sizes),
+                        note="negative: the kD metric predicts better",
+                    )
+    return out
+
+
+def _last(rows: list[dict[str, Any]], key: str) -> float:
+    for r in reversed(rows):
+        v = r.get(key)
+        if v is not None and np.isfinite(float(v)):
+            return float(v)
+    return float("nan")
+
+
+def hypotheses_section(
+    figures: dict[str, Path], hypotheses: list[dict[str, Any]], scaling_note: str
+) -> str:
+    """HTML body of the report's dynamics section: metric-vs-step curves per size, the scaling
+    plot with its fit, and the hypothesis table (numbers with CIs, no verdicts)."""
+    cols = ["hypothesis", "quantity", "value", "ci_low", "ci_high", "n", "note"]
+    return (
+        "<p class='note'>Each metric against the training step, one line per model size, "
+        "from the same checkpoints, data order and evaluation batch. H1: do saddles fall "
+        "during training, and does their rate of fall relate to the final loss across sizes; "
+        "H2: is average persistence non-monotone in time (slope changes of a piecewise-linear "
+        "fit in log step); H3: does an early metric follow a power law in size, and does it "
+        "improve leave-one-size-out prediction of the final loss; H4: do kD metrics predict "
+        "better than 2D ones. With few sizes these are descriptions, not tests.</p>"
+        + f"<p>{html.escape(scaling_note, quote=True)}</p>"
+        + figures_and_table(figures, hypotheses, cols)
+    )

@@ -1,0 +1,63 @@
+"""The hypotheses H1-H4 as numbers (planted series) and their report section."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from saddles.experiments.lm import hypotheses_section, hypothesis_table
+
+
+def test_hypothesis_table_on_planted_series():
+    rng = np.random.default_rng(0)
+    rows = []
+    steps = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    for size, final in ((1e4, 2.0), (1e5, 1.6), (1e6, 1.3), (1e7, 1.1)):
+        for s in steps:
+            rows.append(
+                {
+                    "n_params": size,
+                    "step": s,
+                    # saddles fall with log step, faster for larger models
+                    "saddles": 50 - (1 + np.log10(size)) * np.log(s) + rng.normal(0, 0.3),
+                    # persistence rises then falls (a turn at step 50)
+                    "persistence": -abs(np.log(s) - np.log(50)) + rng.normal(0, 0.02),
+                    "val_loss": final + 2 / s,
+                }
+            )
+    table = hypothesis_table(rows, "saddles", "persistence", early_step=10)
+    h1 = [t for t in table if t["hypothesis"] == "H1" and t["quantity"].startswith("Spearman(sad")]
+    assert len(h1) == 4 and all(t["value"] < -0.9 for t in h1)
+    h2 = [t for t in table if t["hypothesis"] == "H2"]
+    assert all(t["value"] >= 1 and "non-monotone fit: True" in t["note"] for t in h2)
+    assert any(t["hypothesis"] == "H3" and "leave-one-size-out" in t["quantity"] for t in table)
+
+
+def test_hypothesis_table_names_a_missing_early_step():
+    rows = [
+        {"n_params": s, "step": t, "saddles": 1.0, "persistence": 1.0, "val_loss": 1.0}
+        for s in (1, 2, 3)
+        for t in (1, 10, 100)
+    ]
+    with pytest.raises(ValueError, match="early_step 5"):
+        hypothesis_table(rows, "saddles", "persistence", early_step=5)
+
+
+def test_the_old_dynamics_name_warns_and_gives_the_same_table():
+    from saddles import dynamics
+
+    rows = [
+        {"n_params": s, "step": t, "saddles": float(s + t), "persistence": 1.0, "val_loss": 1.0}
+        for s in (1, 2, 3)
+        for t in (1, 10, 100)
+    ]
+    with pytest.warns(DeprecationWarning, match="saddles.experiments.lm.hypothesis_table"):
+        old = dynamics.hypothesis_table(rows, "saddles", "persistence", early_step=10)
+    assert old == hypothesis_table(rows, "saddles", "persistence", early_step=10)
+
+
+def test_section_escapes_the_note_and_tabulates_every_entry():
+    table = [{"hypothesis": "H1", "quantity": "q<1>", "value": 0.5, "ci_low": 0.1,
+              "ci_high": 0.9, "n": 3, "note": ""}]  # fmt: skip
+    body = hypotheses_section({}, table, "fit a < b")
+    assert "<p>fit a &lt; b</p>" in body and "q&lt;1&gt;" in body and "H4: do kD" in body
