@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench readme-demo report-screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,18 +18,27 @@ demo: $(STAMP)
 	$(VENV)/bin/saddles demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks docs
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks docs
+	$(VENV)/bin/ruff format --check src tests benchmarks docs
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks docs
 
 bench: $(STAMP)
 	$(PY) benchmarks/topology.py
+
+# Run the demo afresh and put what it printed into README.md.
+readme-demo: $(STAMP)
+	$(PY) docs/update_readme_demo.py
+
+# Screenshots of the demo's report with headless Chromium (Debian's chromium package).
+report-screenshots: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(PY) docs/screenshot_report.py runs/demo/report.html
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -16,7 +16,6 @@ Orchestration lives here and in the experiments; every stage is a plain call int
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from saddles._files import atomic_write_text, to_jsonable
+from saddles._files import atomic_savez, atomic_write_text, to_jsonable, write_csv
 from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
 from saddles.topology.representations import REPRESENTATIONS
 
@@ -52,6 +51,11 @@ class AnalysisConfig:
     adds 1-dimensional persistence (``n_loops``, ...) for grid representations in 2D and 3D.
     Hessian: top ``hessian_top_k`` eigenvalues, Hutch++ trace with ``trace_matvecs`` HVPs,
     SLQ density with ``density_lanczos`` steps x ``density_runs`` runs.
+    Uncertainty: ``direction_seeds`` random planes (seeds ``seed``, ``seed + 1``, ...) for the
+    "random" kind; every topology metric is computed on every plane (Hessian and given
+    directions are deterministic: one plane). ``noise_points`` points of each landscape are
+    re-evaluated in float64 for its noise floor (:mod:`saddles.landscape.noise`; 0: off), and
+    ``n_minima_above_noise``/``n_saddles_above_noise`` count the features above it.
     """
 
     directions: list[str] = field(default_factory=lambda: ["random", "hessian"])
@@ -76,6 +80,8 @@ class AnalysisConfig:
     chunk_size: int | None = None
     dtype: str = "float32"
     device: str = "cpu"
+    direction_seeds: int = 1
+    noise_points: int = 32
 
     def __post_init__(self) -> None:
         # Types first, so a YAML typo ("7" for 7, a bare string for a list) is named clearly.
@@ -92,6 +98,8 @@ class AnalysisConfig:
             "trace_matvecs": 1,
             "density_lanczos": 2,
             "density_runs": 1,
+            "direction_seeds": 1,
+            "noise_points": 0,
         }
         for name, low in ints.items():
             value = getattr(self, name)
@@ -187,15 +195,30 @@ class Analysis:
     quality: dict[str, float]
     timings: dict[str, float]
     eigenpairs: Any = None
+    ensembles: dict[str, list[dict[str, Any]]] | None = None
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(self.topology)
+        seeds = self.config.direction_seeds
+        n_reps = len(self.config.representations)
+        return f"Analysis({self.name!r}: {kinds} x {n_reps} representations, {seeds} seed(s))"
 
     def rows(self) -> list[dict[str, Any]]:
-        """Flat rows, one per direction kind x representation, for tables and CSV."""
+        """Flat rows, one per direction seed x direction kind x representation, for tables and
+        CSV; ``direction_seed`` is empty for the deterministic kinds (hessian, given)."""
         scalars = {f"hessian_{k}": v for k, v in self.hessian.items() if _is_scalar(v)}
+        planes = self.ensembles or {
+            kind: [{"direction_seed": None, "topology": reps}]
+            for kind, reps in self.topology.items()
+        }
         out = []
-        for kind, reps in self.topology.items():
-            for rep, metrics in reps.items():
-                out.append({"model": self.name, "direction": kind, "representation": rep,
-                            **self.quality, **metrics, **scalars})  # fmt: skip
+        for kind, entries in planes.items():
+            for entry in entries:
+                seed = entry["direction_seed"]
+                for rep, metrics in entry["topology"].items():
+                    out.append({"model": self.name, "direction": kind, "representation": rep,
+                                "direction_seed": "" if seed is None else seed,
+                                **self.quality, **metrics, **scalars})  # fmt: skip
         return out
 
     def save(self, run_dir: str | Path) -> Path:
@@ -209,14 +232,19 @@ class Analysis:
             "quality": self.quality,
             "hessian": self.hessian,
             "topology": self.topology,
+            "ensembles": self.ensembles,
             "timings": self.timings,
         }
         atomic_write_text(run_dir / "metrics.json", json.dumps(to_jsonable(record), indent=2))
-        write_csv(run_dir / "metrics.csv", self.rows())
+        rows = self.rows()
+        write_csv(run_dir / "metrics.csv", rows)
+        from saddles.summary import seed_summary
+
+        write_csv(run_dir / "summary.csv", seed_summary(rows))
         if self.density is not None:
-            np.savez(run_dir / "density.npz", grid=self.density.grid,
-                     density=self.density.density, nodes=self.density.nodes,
-                     weights=self.density.weights)  # fmt: skip
+            d = self.density
+            arrays = {"grid": d.grid, "density": d.density, "nodes": d.nodes, "weights": d.weights}
+            atomic_savez(run_dir / "density.npz", arrays)
         return run_dir
 
 
@@ -241,8 +269,9 @@ def analyze(
     """
     import torch
 
-    from saddles import directions as dirs
     from saddles.landscape import evaluate
+    from saddles.landscape.noise import noise_floor
+    from saddles.topology import noise_metrics
 
     config = config or AnalysisConfig()
     if "given" in config.directions and given is None:
@@ -257,42 +286,78 @@ def analyze(
         hessian, density, eig = hessian_metrics(model, loss, data, config, dtype)
         timings["hessian_s"] = time.perf_counter() - t0
 
-    landscapes, topology, trees = {}, {}, {}
+    landscapes, topology, trees, ensembles = {}, {}, {}, {}
     coords = make_coordinates(config)
     for kind in config.directions:
-        if kind == "random":
-            d = dirs.random_directions(model, config.n_directions, seed=config.seed,
-                                       norm=config.norm, ignore_1d=config.ignore_1d)  # fmt: skip
-        elif kind == "given":
-            d = dirs.from_tensors(model, given, norm=config.norm, ignore_1d=config.ignore_1d,
-                                  info={"kind": "given"})  # fmt: skip
-            if len(d) != config.n_directions:
-                raise ValueError(f"{len(d)} given directions, but n_directions is "
-                                 f"{config.n_directions}")  # fmt: skip
-        else:
-            d = dirs.from_tensors(model, eig.eigenvectors[: config.n_directions],
-                                  norm=config.norm, ignore_1d=config.ignore_1d,
-                                  info={"kind": "hessian",
-                                        "eigenvalues": eig.eigenvalues[: config.n_directions]
-                                        .tolist()})  # fmt: skip
-        t0 = time.perf_counter()
-        landscapes[kind] = evaluate(
-            model, loss, data, d, coords, engine=config.engine, chunk_size=config.chunk_size,
-            device=config.device, dtype=dtype, progress=progress,
-            run_dir=Path(run_dir) / f"landscape-{kind}" if run_dir else None, resume=True,
-        )  # fmt: skip
-        timings[f"landscape_{kind}_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        trees[kind], topology[kind] = {}, {}
-        for rep in config.representations:
-            tree, metrics = landscape_topology(landscapes[kind], rep, config)
-            trees[kind][rep], topology[kind][rep] = tree, metrics
-        timings[f"topology_{kind}_s"] = time.perf_counter() - t0
+        ensembles[kind] = []
+        seeds = seed_list(config) if kind == "random" else [None]
+        for seed in seeds:
+            d = plane_directions(model, kind, config, seed, given, eig)
+            where = landscape_dir(kind, seed, config)
+            tag = where.removeprefix("landscape-")
+            t0 = time.perf_counter()
+            land = evaluate(
+                model, loss, data, d, coords, engine=config.engine, chunk_size=config.chunk_size,
+                device=config.device, dtype=dtype, progress=progress,
+                run_dir=Path(run_dir) / where if run_dir else None, resume=True,
+            )  # fmt: skip
+            noise = None
+            if config.noise_points:
+                noise = noise_floor(model, loss, data, d, land, n_points=config.noise_points,
+                                    seed=config.seed, device=config.device)  # fmt: skip
+                land.info["noise"] = noise
+            timings[f"landscape_{tag}_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            plane_trees, plane_metrics = {}, {}
+            for rep in config.representations:
+                tree, metrics = landscape_topology(land, rep, config)
+                if noise is not None:
+                    metrics.update(noise_metrics(tree, noise["noise_floor"]))
+                    metrics["batch_stderr"] = noise["batch_stderr"]
+                plane_trees[rep], plane_metrics[rep] = tree, metrics
+            timings[f"topology_{tag}_s"] = time.perf_counter() - t0
+            ensembles[kind].append({"direction_seed": seed, "topology": plane_metrics})
+            if seed is None or seed == config.seed:  # the plane shown in figures
+                landscapes[kind], trees[kind], topology[kind] = land, plane_trees, plane_metrics
     analysis = Analysis(name, config, landscapes, topology, trees, hessian, density,
-                        dict(quality or {}), timings, eig)  # fmt: skip
+                        dict(quality or {}), timings, eig, ensembles)  # fmt: skip
     if run_dir is not None:
         analysis.save(run_dir)
     return analysis
+
+
+def seed_list(config: AnalysisConfig) -> list[int]:
+    """The random planes' seeds: ``seed, seed + 1, ..., seed + direction_seeds - 1``."""
+    return [config.seed + i for i in range(config.direction_seeds)]
+
+
+def landscape_dir(kind: str, seed: int | None, config: AnalysisConfig) -> str:
+    """Run-directory name of one plane: ``landscape-<kind>`` for the first (or only) plane,
+    ``landscape-random-seed<s>`` for the other seeds."""
+    if seed is None or seed == config.seed:
+        return f"landscape-{kind}"
+    return f"landscape-{kind}-seed{seed}"
+
+
+def plane_directions(model, kind: str, config: AnalysisConfig, seed, given, eig):
+    """The directions of one plane: random (seeded), given, or the top Hessian eigenvectors."""
+    from saddles import directions as dirs
+
+    norm, ignore_1d = config.norm, config.ignore_1d
+    if kind == "random":
+        return dirs.random_directions(model, config.n_directions, seed=seed, norm=norm,
+                                      ignore_1d=ignore_1d)  # fmt: skip
+    if kind == "given":
+        d = dirs.from_tensors(model, given, norm=norm, ignore_1d=ignore_1d,
+                              info={"kind": "given"})  # fmt: skip
+        if len(d) != config.n_directions:
+            raise ValueError(f"{len(d)} given directions, but n_directions is "
+                             f"{config.n_directions}")  # fmt: skip
+        return d
+    k = config.n_directions
+    return dirs.from_tensors(model, eig.eigenvectors[:k], norm=norm, ignore_1d=ignore_1d,
+                             info={"kind": "hessian",
+                                   "eigenvalues": eig.eigenvalues[:k].tolist()})  # fmt: skip
 
 
 def make_coordinates(config: AnalysisConfig):
@@ -352,139 +417,6 @@ def landscape_topology(landscape, representation: str, config: AnalysisConfig):
     return tree, metrics
 
 
-# --- figures and summaries --------------------------------------------------------------
-
-#: Metrics the relations table correlates: TDA metrics (x) against model and Hessian metrics (y).
-TDA_METRICS = ["n_minima", "n_saddles", "average_persistence", "average_finite_persistence",
-               "max_finite_persistence", "persistence_entropy"]  # fmt: skip
-CURVATURE_METRICS = ["hessian_top_eigenvalue", "hessian_trace"]
-
-
-def write_figures(analysis: Analysis, fig_dir: str | Path) -> dict[str, Path]:
-    """PNG figures of one analysis; returns ``{label: path}`` in reading order.
-
-    For each direction kind: the loss contour and 3D surface with the (simplified) merge tree's
-    minima and saddles, the merge tree, and the persistence diagram of the first
-    representation; then the Hessian density.
-    """
-    from saddles import plots
-    from saddles.topology import simplify
-
-    fig_dir = Path(fig_dir)
-    out: dict[str, Path] = {}
-    cfg = analysis.config
-    rep = cfg.representations[0]
-    span = cfg.span
-    for kind, landscape in analysis.landscapes.items():
-        tree = analysis.trees[kind][rep]
-        shown = simplify(tree, cfg.threshold, relative=True) if cfg.threshold else tree
-        label = f"{kind} directions"
-        marks = (
-            f"critical points after simplification at {cfg.threshold:g} of the range"
-            if (cfg.threshold)
-            else "all critical points"
-        )
-        if landscape.shape is not None and len(landscape.shape) == 2:
-            field = landscape.grid()  # field[i, j] at (direction 1 = i, direction 2 = j)
-            extent = (-span, span, -span, span)
-            out[f"{label}: contour ({marks})"] = plots.save(
-                plots.field_figure(
-                    field, shown, extent, f"{analysis.name}, {label}", indexing="ij"
-                ),
-                fig_dir / f"{kind}-contour.png",
-            )
-            out[f"{label}: surface ({marks})"] = plots.save(
-                plots.surface_figure(
-                    field, shown, extent, f"{analysis.name}, {label}", indexing="ij"
-                ),
-                fig_dir / f"{kind}-surface.png",
-            )
-        out[f"{label}: merge tree ({rep}, {marks})"] = plots.save(
-            plots.merge_tree_figure(shown, title=f"merge tree, {label}, {rep}"),
-            fig_dir / f"{kind}-merge-tree.png",
-        )
-        out[f"{label}: persistence diagram ({rep})"] = plots.save(
-            plots.persistence_diagram_figure(tree, title=f"persistence, {label}, {rep}"),
-            fig_dir / f"{kind}-persistence.png",
-        )
-    if analysis.density is not None:
-        from saddles.hessian_plots import plot_density
-
-        fig = plot_density(analysis.density, title=f"{analysis.name}: Hessian eigenvalue density")
-        out["Hessian eigenvalue density"] = plots.save(fig, fig_dir / "hessian-density.png")
-    return out
-
-
-def summarize(
-    analyses: list[Analysis],
-    out_dir: str | Path,
-    *,
-    x_key: str,
-    title: str,
-    y_metrics: list[str],
-    categorical: bool = False,
-    figures: dict[str, dict[str, Path]] | None = None,
-    info: dict[str, Any] | None = None,
-) -> dict[str, Path]:
-    """Across models: the combined metrics.csv, the relations table (every TDA metric against
-    ``x_key``, ``y_metrics`` and the Hessian metrics, per direction kind and representation),
-    relation plots, and report.html. Returns the paths written."""
-    from saddles import plots
-    from saddles.relations import relations_table
-    from saddles.report import write_report
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [r for a in analyses for r in a.rows()]
-    paths = {"metrics": write_csv(out_dir / "metrics.csv", rows)}
-    numeric_x = all(_is_scalar(r.get(x_key)) for r in rows)
-    ys = [*([x_key] if numeric_x else []), *y_metrics, *CURVATURE_METRICS]
-    relations = []
-    for kind in analyses[0].config.directions:
-        for rep in analyses[0].config.representations:
-            sub = [r for r in rows if r["direction"] == kind and r["representation"] == rep]
-            for c in relations_table(sub, TDA_METRICS, ys):
-                relations.append({"direction": kind, "representation": rep, **c.as_row()})
-    paths["relations"] = write_csv(out_dir / "relations.csv", relations)
-    rel_figs = {}
-    rep = analyses[0].config.representations[0]
-    for kind in analyses[0].config.directions:
-        sub = [r for r in rows if r["direction"] == kind and r["representation"] == rep]
-        fig = plots.relation_figure(
-            sub, x_key, [*TDA_METRICS[:4], *y_metrics, *CURVATURE_METRICS],
-            title=f"{title}: metrics against {x_key} ({kind} directions, {rep})",
-            categorical=categorical,
-        )  # fmt: skip
-        rel_figs[f"{kind} directions, {rep}"] = plots.save(fig, out_dir / f"relations-{kind}.png")
-    paths["report"] = write_report(
-        out_dir / "report.html", title=title, config=analyses[0].config.to_dict(),
-        analyses=analyses, figures=figures or {}, rows=rows, relations=relations,
-        relation_figures=rel_figs, info=info or {},
-    )  # fmt: skip
-    return paths
-
-
-# --- files ---------------------------------------------------------------------------------
-
-
-def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """Write rows (dicts) as CSV with the union of their keys as columns (lists as JSON)."""
-    path = Path(path)
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()}
-            )
-    tmp.replace(path)
-    return path
-
-
 def _read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
@@ -500,3 +432,16 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
 
 def _is_scalar(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def __getattr__(name: str) -> Any:
+    # Moved to their own modules; still importable from here.
+    if name in ("summarize", "TDA_METRICS", "CURVATURE_METRICS"):
+        from saddles import summary
+
+        return getattr(summary, name)
+    if name == "write_figures":
+        from saddles.figures import write_figures
+
+        return write_figures
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

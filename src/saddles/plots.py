@@ -106,8 +106,12 @@ def field_figure(
     title: str = "",
     log: bool = False,
     indexing: str = "xy",
+    marks: str = "",
 ) -> Figure:
     """A 2D field as filled contours, with the tree's minima (dots) and saddles (crosses).
+
+    ``marks`` says which tree is marked (e.g. "simplified at 1% of the range"); the legend
+    repeats it beside the counts, so that a legend never reads as the raw counts.
 
     ``indexing="xy"``: ``field[row, col]`` is at (x = col, y = row), as an image;
     ``"ij"``: ``field[i, j]`` is at (x = i, y = j), as a landscape grid (direction 1 first).
@@ -129,7 +133,7 @@ def field_figure(
         }
         for label, count, r, c in _critical_points(tree, shape, indexing):
             ax.scatter(xs[c], ys[r], s=30, linewidths=0.6, zorder=3, edgecolor="k",
-                       label=f"{count} {label}", **style[label])  # fmt: skip
+                       label=_mark_label(count, label, marks), **style[label])  # fmt: skip
         ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
     ax.set(xlabel="direction 1", ylabel="direction 2", title=title or "loss landscape")
     ax.set_aspect("auto")
@@ -142,9 +146,10 @@ def surface_figure(
     extent: tuple[float, float, float, float] | None = None,
     title: str = "",
     indexing: str = "xy",
+    marks: str = "",
 ) -> Figure:
     """A 2D field as a 3D surface, with the tree's minima and saddles marked on it
-    (``indexing`` as in :func:`field_figure`)."""
+    (``indexing`` and ``marks`` as in :func:`field_figure`)."""
     field, shape, xs, ys = _image_grid(field, extent, indexing, "surface_figure")
     X, Y = np.meshgrid(xs, ys)
     fig = Figure(figsize=(5.5, 4.5))
@@ -155,7 +160,7 @@ def surface_figure(
         color = {"minima": "white", "saddles": "red"}
         for label, count, r, c in _critical_points(tree, shape, indexing):
             ax.scatter(xs[c], ys[r], shown[r, c], color=color[label], edgecolor="k", s=25,
-                       depthshade=False, label=f"{count} {label}")  # fmt: skip
+                       depthshade=False, label=_mark_label(count, label, marks))  # fmt: skip
         ax.legend(fontsize=8, loc="upper left")
     ax.set(xlabel="direction 1", ylabel="direction 2", zlabel="loss")
     ax.set_title(title or "loss surface")
@@ -198,6 +203,56 @@ def relation_figure(
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def ensemble_figure(
+    summary: list[dict],
+    x_key: str,
+    metrics: list[str],
+    representation: str,
+    title: str = "",
+    categorical: bool = False,
+) -> Figure:
+    """The headline figure: each metric against ``x_key``, one line per direction kind, at
+    the seed mean with its 95% bootstrap interval over direction seeds (rows of
+    :func:`saddles.summary.seed_summary`), full width, one panel per metric."""
+    rows = [r for r in summary if r.get("representation") == representation]
+    n = len(metrics)
+    fig = Figure(figsize=(3.6 * n, 3.4))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    levels = list(dict.fromkeys(r.get(f"{x_key}_mean", r.get("model")) for r in rows))
+    if not categorical:
+        levels = sorted(levels, key=_as_float)
+    pos = {v: (i if categorical else _as_float(v)) for i, v in enumerate(levels)}
+    kinds = list(dict.fromkeys(r["direction"] for r in rows))
+    for ax, metric in zip(axes, metrics, strict=True):
+        for k, kind in enumerate(kinds):
+            sub = [r for r in rows if r["direction"] == kind]
+            px = [pos[r.get(f"{x_key}_mean", r.get("model"))] for r in sub]
+            mean = np.array([_as_float(r.get(f"{metric}_mean")) for r in sub])
+            lo = np.array([_as_float(r.get(f"{metric}_ci_low")) for r in sub])
+            hi = np.array([_as_float(r.get(f"{metric}_ci_high")) for r in sub])
+            err = np.vstack([np.where(np.isfinite(lo), mean - lo, 0),
+                             np.where(np.isfinite(hi), hi - mean, 0)])  # fmt: skip
+            seeds = max((int(r.get("n_seeds", 1)) for r in sub), default=1)
+            offset = (k - (len(kinds) - 1) / 2) * (0.08 if categorical else 0.0)
+            label = f"{kind} ({seeds} seed{'s' * (seeds > 1)})"
+            ax.errorbar(np.array(px, dtype=float) + offset, mean, yerr=err, marker="o",
+                        capsize=3, lw=1.2, label=label)  # fmt: skip
+        ax.set(xlabel=x_key, title=metric)
+        ax.title.set_fontsize(10)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+        if categorical:
+            ax.set_xticks(range(len(levels)), [str(v) for v in levels])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _mark_label(count: int, label: str, marks: str) -> str:
+    return f"{count} {label}" + (f" ({marks})" if marks else "")
 
 
 def _as_float(v) -> float:

@@ -1,8 +1,11 @@
 """The self-contained HTML report of an experiment: one file, images embedded, no scripts.
 
-Sections, in order: configuration; one section per model (its quality and Hessian numbers, its
-figures); the metrics table; the relations table (correlations with CIs and p-values) and the
-relation plots; what ran, where, how long, with which package versions. An experiment adds
+Sections, in order: the result (what was varied, which metrics moved with it, with seed
+intervals, raw and relative, and one full-width figure); one section per model (its quality
+and Hessian numbers, its figures); the metrics (over seeds, then per plane); the relations
+(those that survive a Holm correction first, the rest compactly); the configuration; what
+ran, where, how long, with which package versions. A click on an image shows it full size
+(CSS only); wide tables scroll inside their own box. An experiment adds
 its own sections (``extra_sections``, e.g. the dynamics of the language-model experiment;
 :func:`figures_and_table` builds their usual body). Built with the standard library's ``html``
 escaping only; never imports torch.
@@ -18,11 +21,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from saddles._files import atomic_write_text
 
-SECTIONS = ("Configuration", "Models", "Metrics", "Relations", "Run")
+SECTIONS = ("Result", "Models", "Metrics", "Relations", "Configuration", "Run")
 PACKAGES = ("saddles", "numpy", "scipy", "torch", "numba", "matplotlib", "gudhi", "pynndescent")
 
 #: Columns of the metrics table shown in the report (metrics.csv has all of them).
@@ -32,14 +36,31 @@ TABLE_COLUMNS = [
     "n_saddles_simplified", "hessian_top_eigenvalue", "hessian_trace",
 ]  # fmt: skip
 
+#: Metrics of the seed-summary table and of the result section.
+SUMMARY_METRICS = [
+    "n_minima", "n_saddles", "n_saddles_simplified", "n_saddles_above_noise",
+    "average_persistence", "average_persistence_relative", "noise_floor",
+]  # fmt: skip
+HEADLINE_METRICS = ["n_saddles", "n_saddles_above_noise", "average_persistence",
+                    "average_persistence_relative"]  # fmt: skip
+
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2em; border-bottom: 1px solid #aaa; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0; }
+.scroll { overflow: auto; max-height: 520px; max-width: 100%; margin: 0.5em 0 1.5em;
+          border: 1px solid #ddd; }
+.scroll th { position: sticky; top: 0; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
 th { background: #f0f0f0; } td.t { text-align: left; }
 .figs { display: flex; flex-wrap: wrap; gap: 8px; }
-figure { margin: 0; } figure img { max-width: 380px; border: 1px solid #ddd; }
+figure { margin: 0; } figure img { max-width: 380px; border: 1px solid #ddd; cursor: zoom-in; }
+figure.wide img { max-width: 100%; }
+img:focus { position: fixed; inset: 0; margin: auto; max-width: 98vw; max-height: 98vh;
+            z-index: 10; background: white; box-shadow: 0 0 0 100vmax rgba(0,0,0,.6);
+            cursor: zoom-out; outline: none; }
+tr.hit td { background: #e8f5e9; font-weight: 600; }
+.result { font-size: 1.05em; line-height: 1.5; }
 figcaption { font-size: 0.8em; color: #555; max-width: 380px; }
 pre { background: #f7f7f7; padding: 0.8em; font-size: 0.85em; }
 .note { color: #555; font-size: 0.9em; }
@@ -59,15 +80,23 @@ def write_report(
     info: dict[str, Any],
     extra_sections: list[tuple[str, str]] | None = None,
     table_columns: list[str] | None = None,
+    summary: list[dict[str, Any]] | None = None,
+    x_key: str | None = None,
+    headline: Path | None = None,
 ) -> Path:
     """Write the report; ``figures[model name]`` maps captions to PNG paths.
 
-    ``extra_sections`` are (heading, HTML body) pairs inserted before the run section;
-    ``table_columns`` chooses the metrics table's columns (default :data:`TABLE_COLUMNS`).
+    ``extra_sections`` are (heading, HTML body) pairs inserted before the configuration;
+    ``table_columns`` chooses the metrics table's columns (default :data:`TABLE_COLUMNS`);
+    ``summary`` (rows over direction seeds), ``x_key`` (what was varied) and ``headline`` (a
+    figure) make the result section that opens the report.
     """
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"]  # fmt: skip
-    parts.append(_section("Configuration", f"<pre>{_e(yaml.safe_dump(config))}</pre>"))
+    threshold = config.get("threshold")
+    if x_key is not None:
+        parts.append(_section("Result", result_section(x_key, config, summary or [], relations,
+                                                       headline)))  # fmt: skip
     models = []
     for a in analyses:
         numbers = {**a.quality, **{k: v for k, v in a.hessian.items() if not isinstance(v, list)}}
@@ -86,31 +115,31 @@ def write_report(
             "numbers are in the metrics table and the dynamics.</p>"
         )
     parts.append(_section("Models", "".join(models)))
-    parts.append(_section(
-        "Metrics",
-        "<p class='note'>One row per model x direction kind x representation; "
-        "<code>metrics.csv</code> holds every column. Persistence conventions: "
+    simplified = f"simplified at {threshold:g} of the range" if threshold else "simplified"
+    metrics_note = (
+        "<p class='note'>Counts are <b>raw</b> (every critical point) unless the column says "
+        f"<b>{_e(simplified)}</b>; <code>_above_noise</code> counts features whose persistence "
+        "is at least twice the landscape's noise floor; <code>_relative</code> values are "
+        "divided by the landscape's value range. Persistence conventions: "
         "<code>average_persistence</code> follows TTK (each component's essential class paired "
-        "with its maximum); <code>_finite</code> uses finite pairs only; "
-        "<code>_simplified</code> after removing pairs below the configured threshold.</p>"
-        + _table(rows, [c for c in table_columns or TABLE_COLUMNS if any(c in r for r in rows)]),
-    ))  # fmt: skip
-    rel_cols = ["direction", "representation", "x", "y", "n", "spearman", "spearman_ci_low",
-                "spearman_ci_high", "spearman_p", "pearson", "pearson_ci_low",
-                "pearson_ci_high", "pearson_p"]  # fmt: skip
-    rep0 = config.get("representations", [None])[0]
-    shown = [r for r in relations if r.get("representation") == rep0]
-    parts.append(_section(
-        "Relations",
-        f"<p class='note'>Spearman's rho and Pearson's r over models, with percentile-bootstrap "
-        f"95% intervals and two-sided permutation p-values (exact when there are few models). "
-        f"Shown: representation <code>{_e(str(rep0))}</code>; <code>relations.csv</code> has "
-        f"every representation. With a handful of models, intervals are wide: read them, not "
-        f"only the point estimates.</p>"
-        + _table(shown, rel_cols) + _figures(relation_figures),
-    ))  # fmt: skip
+        "with its maximum); <code>_finite</code> uses finite pairs only.</p>"
+    )
+    body = metrics_note
+    if summary:
+        cols = ["model", "direction", "representation", "n_seeds"]
+        for m in SUMMARY_METRICS:
+            if any(f"{m}_mean" in r for r in summary):
+                cols += [f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high"]
+        body += ("<h3>Over direction seeds (mean and 95% bootstrap interval)</h3>"
+                 + _table(summary, cols, simplified))  # fmt: skip
+    columns = [c for c in table_columns or TABLE_COLUMNS if any(c in r for r in rows)]
+    body += "<h3>Every plane (one row per seed x direction kind x representation)</h3>"
+    body += _table(rows, columns, simplified)
+    parts.append(_section("Metrics", body))  # fmt: skip
+    parts.append(_section("Relations", relations_section(relations, config, relation_figures)))
     for heading, body in extra_sections or []:
         parts.append(_section(heading, body))
+    parts.append(_section("Configuration", f"<pre>{_e(yaml.safe_dump(config))}</pre>"))
     run = {**info, "python": platform.python_version(), "platform": platform.platform()}
     run.update({f"version {p}": _version(p) for p in PACKAGES})
     parts.append(_section("Run", _kv_table(run)))
@@ -120,32 +149,147 @@ def write_report(
     return atomic_write_text(path, "\n".join(parts))
 
 
+def result_section(
+    x_key: str,
+    config: dict[str, Any],
+    summary: list[dict[str, Any]],
+    relations: list[dict[str, Any]],
+    headline: Path | None,
+) -> str:
+    """The first screen: what was varied, which metrics moved with it and which did not."""
+    rep = config.get("representations", [None])[0]
+    models = list(dict.fromkeys(r["model"] for r in summary))
+    seeds = config.get("direction_seeds", 1)
+    lines = [
+        f"<p class='result'>Varied: <b>{_e(x_key)}</b> over {len(models)} models "
+        f"({_e(', '.join(map(str, models)))}). Random-direction metrics are computed on "
+        f"{seeds} random plane{'s' * (seeds != 1)} per model (seeds "
+        f"{config.get('seed', 0)}..{config.get('seed', 0) + seeds - 1}); Hessian directions "
+        f"are one plane. Relations are Spearman's rho of each metric against {_e(x_key)} "
+        f"with a 95% interval that resamples models and seeds, a permutation p and its Holm "
+        f"adjustment over all {len(relations)} relations of the report "
+        f"(representation <code>{_e(str(rep))}</code> shown).</p>"
+    ]
+    head = [r for r in relations if r.get("y") == x_key and r.get("representation") == rep
+            and r.get("x") in HEADLINE_METRICS]  # fmt: skip
+    moved = [r for r in head if r.get("significant")]
+    hint = [r for r in head if not r.get("significant") and _suggestive(r)]
+    still = [r for r in head if not r.get("significant") and not _suggestive(r)]
+
+    def say(rs: list[dict[str, Any]]) -> str:
+        return (
+            "; ".join(
+                f"{_e(r['x'])} ({_e(r['direction'])}: rho {_fmt(r['spearman'])} "
+                f"[{_fmt(r['spearman_ci_low'])}, {_fmt(r['spearman_ci_high'])}], "
+                f"p {_fmt(r['spearman_p'])}, Holm p {_fmt(r['spearman_p_holm'])})"
+                for r in rs
+            )
+            or "none"
+        )
+
+    lines.append(f"<p class='result'><b>Moved with {_e(x_key)}</b> (Holm p &lt; 0.05 and the "
+                 f"interval excludes 0): {say(moved)}.</p>")  # fmt: skip
+    lines.append(f"<p class='result'><b>Suggestive only</b> (p &lt; 0.05 and the interval "
+                 f"excludes 0 before the correction): {say(hint)}.</p>")  # fmt: skip
+    lines.append(f"<p class='result'><b>No detectable change</b>: {say(still)}.</p>")
+    n = len(models)
+    if n and n <= 6:
+        lines.append(f"<p class='note'>With {n} models the smallest possible permutation p is "
+                     f"{2 / math.factorial(n):.3g}: few relations can survive a correction "
+                     "over many tests, whatever their size.</p>")  # fmt: skip
+    raw = next((r for r in head if r["x"] == "average_persistence"), None)
+    rel = next((r for r in head if r["x"] == "average_persistence_relative"), None)
+    if raw and rel and all(np.isfinite([raw["spearman"], rel["spearman"]])):
+        same = np.sign(raw["spearman"]) == np.sign(rel["spearman"])
+        lines.append(
+            "<p class='result'>Raw and relative persistence "
+            + ("move the same way" if same else "move in opposite directions")
+            + f" ({_e(raw['direction'])} directions: rho {_fmt(raw['spearman'])} raw, "
+            f"{_fmt(rel['spearman'])} divided by the value range)"
+            + ("" if same else ": the raw trend is mostly the loss scale")
+            + ".</p>"
+        )
+    if headline is not None:
+        lines.append(_figures({f"{', '.join(HEADLINE_METRICS)} against {x_key}": headline},
+                              wide=True))  # fmt: skip
+    return "".join(lines)
+
+
+def relations_section(
+    relations: list[dict[str, Any]], config: dict[str, Any], figures: dict[str, Path]
+) -> str:
+    """Relations that survive the correction first (highlighted), then every other one."""
+    cols = ["direction", "representation", "x", "y", "n", "n_seeds", "spearman",
+            "spearman_ci_low", "spearman_ci_high", "spearman_p", "spearman_p_holm", "pearson",
+            "pearson_p", "interval", "note"]  # fmt: skip
+    hits = [r for r in relations if r.get("significant")]
+    rest = [r for r in relations if not r.get("significant")]
+    rest.sort(key=lambda r: (_sortable(r.get("spearman_p")), r["direction"], r["x"]))
+    return (
+        "<p class='note'>Spearman's rho and Pearson's r over models, with 95% percentile-"
+        "bootstrap intervals (over models, and over direction seeds within models where a "
+        "model has several planes) and two-sided permutation p-values; "
+        "<code>spearman_p_holm</code> is Holm-adjusted over every row below. Highlighted: "
+        "adjusted p &lt; 0.05 and an interval that excludes 0. NaN intervals come with a note "
+        "(too few models, or a degenerate bootstrap). <code>relations.csv</code> has every "
+        "column.</p>"
+        f"<h3>Surviving the correction ({len(hits)})</h3>"
+        + _table(hits, cols, hits=[True] * len(hits))
+        + f"<h3>The other {len(rest)}, by p-value</h3>"
+        + _table(rest, cols)
+        + _figures(figures)
+    )
+
+
+def _suggestive(r: dict[str, Any]) -> bool:
+    p, lo, hi = r.get("spearman_p"), r.get("spearman_ci_low"), r.get("spearman_ci_high")
+    ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (p, lo, hi))
+    return bool(ok and p < 0.05 and (lo > 0 or hi < 0))
+
+
+def _sortable(p: Any) -> float:
+    return p if isinstance(p, (int, float)) and math.isfinite(p) else 2.0
+
+
 def _section(name: str, body: str) -> str:
     return f"<section id='{_e(name.lower())}'><h2>{_e(name)}</h2>{body}</section>"
 
 
-def _figures(figs: dict[str, Path]) -> str:
+def _figures(figs: dict[str, Path], wide: bool = False) -> str:
     items = []
+    cls = " class='wide'" if wide else ""
     for caption, path in figs.items():
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        items.append(f"<figure><img src='data:image/png;base64,{data}' alt='{_e(caption)}'>"
+        items.append(f"<figure{cls}><img tabindex='0' src='data:image/png;base64,{data}' "
+                     f"alt='{_e(caption)}' title='click: full size'>"
                      f"<figcaption>{_e(caption)}</figcaption></figure>")  # fmt: skip
     return f"<div class='figs'>{''.join(items)}</div>" if items else ""
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def _table(rows: list[dict[str, Any]], columns: list[str], simplified: str = "", hits=None) -> str:
+    """A table in its own scrolling box; ``hits[i]`` highlights row i."""
     if not rows:
         return "<p class='note'>(none)</p>"
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    head = "".join(f"<th>{_e(_header(c, simplified))}</th>" for c in columns)
     body = []
-    for r in rows:
+    for i, r in enumerate(rows):
         cells = []
         for c in columns:
             v = r.get(c, "")
             cls = " class='t'" if isinstance(v, str) else ""
             cells.append(f"<td{cls}>{_e(_fmt(v))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+        hit = " class='hit'" if hits is not None and hits[i] else ""
+        body.append(f"<tr{hit}>" + "".join(cells) + "</tr>")
+    return f"<div class='scroll'><table><tr>{head}</tr>{''.join(body)}</table></div>"
+
+
+def _header(column: str, simplified: str) -> str:
+    """Column names say whether a count is raw or simplified."""
+    if simplified and "_simplified" in column:
+        return column.replace("_simplified", f" ({simplified})")
+    if column.startswith("n_") and column.split("_mean")[0] in ("n_minima", "n_saddles"):
+        return column + " (raw)"
+    return column
 
 
 def _kv_table(values: dict[str, Any]) -> str:

@@ -121,11 +121,13 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Run directory (resumable)."),
     quiet: bool = typer.Option(False, help="No progress display."),
 ) -> None:
-    """The PINN experiment at demo scale: beta 1, 3, 5, 7, 9; 41x41 grids; random and Hessian
-    directions; image and kNN representations (a few minutes on 2 CPU cores)."""
+    """The PINN experiment at demo scale: beta 1, 3, 5, 7, 9; 41x41 grids; 8 random planes per
+    model and the Hessian plane; image and kNN representations; noise floors (a few minutes
+    on 2 CPU cores)."""
     from saddles.experiments.pinn import run_pinn_experiment
 
-    config = _config("random,hessian", "grid-full,grid-ttk,knn", 41, 1.0, True, 0.01, 1)
+    config = _config("random,hessian", "grid-full,grid-ttk,knn", 41, 1.0, True, 0.01, 1,
+                     direction_seeds=8)  # fmt: skip
     paths = run_pinn_experiment(out, [1, 3, 5, 7, 9], config, progress=not quiet)
     _print_summary(paths)
 
@@ -141,41 +143,64 @@ def _floats(text: str, name: str) -> list[float]:
 
 
 def _print_summary(paths: dict[str, Path]) -> None:
-    """The metrics table (first representation per direction kind), a few relations, paths."""
+    """Over direction seeds (first representation): counts raw, simplified and above the noise
+    floor, persistence raw and relative, each as mean [95% interval]; then the relations of
+    those metrics with what was varied; then the paths."""
     import csv
 
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    if not console.is_terminal and console.width < 140:
-        console = Console(width=140)  # a log file or pipe: do not squeeze the table
-    rows = list(csv.DictReader(open(paths["metrics"])))
+    if not console.is_terminal and console.width < 160:
+        console = Console(width=160)  # a log file or pipe: do not squeeze the table
+    rows = list(csv.DictReader(open(paths["summary"])))
     first_rep = rows[0]["representation"]
-    quality = [k for k in ("beta", "rel_l2", "architecture", "seed", "accuracy") if k in rows[0]]
-    cols = ["model", "direction", *quality[1:], "n_minima", "n_saddles", "average_persistence",
-            "average_finite_persistence", "hessian_top_eigenvalue", "hessian_trace"]  # fmt: skip
-    table = Table(title=f"metrics ({first_rep}; every representation is in {paths['metrics']})")
-    for c in cols:
-        table.add_column(c.replace("average_", "avg_").replace("hessian_", "H_"), justify="right")
+    quality = [k for k in ("beta", "rel_l2", "skip", "accuracy") if f"{k}_mean" in rows[0]]
+    metrics = ["n_saddles", "n_saddles_simplified", "n_saddles_above_noise",
+               "average_persistence", "average_persistence_relative"]  # fmt: skip
+    table = Table(title=f"{first_rep}: mean [95% interval over direction seeds]; raw counts, "
+                  f"simplified at 1% of the range, above 2x the noise floor; every value is in "
+                  f"{paths['summary']}")  # fmt: skip
+    short = {"n_saddles": "saddles raw", "n_saddles_simplified": "saddles 1%",
+             "n_saddles_above_noise": "saddles >noise", "average_persistence": "avg pers",
+             "average_persistence_relative": "avg pers / range"}  # fmt: skip
+    heads = ["model", "direction", "seeds", *quality[1:], *metrics, "noise floor", "H top eig"]
+    for c in heads:
+        table.add_column(short.get(c, c), justify="right")
     for r in rows:
-        if r["representation"] == first_rep:
-            table.add_row(*(_short(r.get(c, "")) for c in cols))
+        if r["representation"] != first_rep:
+            continue
+        cells = [r["model"], r["direction"], r["n_seeds"]]
+        cells += [_short(r[f"{q}_mean"]) for q in quality[1:]]
+        cells += [_interval(r, m) for m in metrics]
+        cells += [_short(r.get("noise_floor_mean", "")),
+                  _short(r.get("hessian_top_eigenvalue_mean", ""))]  # fmt: skip
+        table.add_row(*cells)
     console.print(table)
     rel = list(csv.DictReader(open(paths["relations"])))
-    xs = ("n_saddles", "average_persistence")
-    ys = ("beta", "rel_l2", "skip", "accuracy", "hessian_top_eigenvalue", "hessian_trace")
-    focus = [r for r in rel if r["representation"] == first_rep and r["x"] in xs and r["y"] in ys]
+    ys = ("beta", "skip", "accuracy")
+    focus = [r for r in rel if r["representation"] == first_rep and r["x"] in metrics
+             and r["y"] in ys]  # fmt: skip
     if focus:
-        t = Table(title="relations: Spearman rho [95% bootstrap CI], permutation p")
-        for c in ("direction", "x", "y", "n", "rho [CI]", "p"):
+        t = Table(title="relations: Spearman rho [95% interval over models and seeds], "
+                  "permutation p, Holm-adjusted p over all of relations.csv")  # fmt: skip
+        for c in ("direction", "metric", "against", "models", "rho [interval]", "p", "Holm p"):
             t.add_column(c, justify="right")
         for r in focus:
             t.add_row(r["direction"], r["x"], r["y"], r["n"],
                       f"{_short(r['spearman'])} [{_short(r['spearman_ci_low'])}, "
-                      f"{_short(r['spearman_ci_high'])}]", _short(r["spearman_p"]))  # fmt: skip
+                      f"{_short(r['spearman_ci_high'])}]", _short(r["spearman_p"]),
+                      _short(r["spearman_p_holm"]))  # fmt: skip
         console.print(t)
     console.print(f"report: {paths['report']}")
+
+
+def _interval(row: dict[str, str], metric: str) -> str:
+    mean, lo, hi = (row.get(f"{metric}_{s}", "") for s in ("mean", "ci_low", "ci_high"))
+    if lo in ("", "nan") or hi in ("", "nan"):
+        return _short(mean)
+    return f"{_short(mean)} [{_short(lo)}, {_short(hi)}]"
 
 
 def _short(v: str) -> str:

@@ -24,7 +24,7 @@ from saddles.topology.graphs import (
     resolve_knn_method,
 )
 from saddles.topology.mergetree import MergeTree, merge_tree, merge_tree_grid, simplify
-from saddles.topology.metrics import compute_metrics
+from saddles.topology.metrics import NOISE_MULTIPLE, compute_metrics, noise_metrics
 from saddles.topology.persistence import (
     loop_metrics,
     loops_diagram,
@@ -44,6 +44,8 @@ __all__ = [
     "MergeTree",
     "REPRESENTATIONS",
     "compute_metrics",
+    "noise_metrics",
+    "NOISE_MULTIPLE",
     "default_k",
     "delaunay_edges",
     "gabriel_edges",

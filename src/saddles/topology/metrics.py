@@ -22,6 +22,14 @@ Definitions (p_i = death_i - birth_i over the pairs named):
 With a ``threshold``, every count and statistic is repeated after :func:`simplify` with the
 suffix ``_simplified``, and ``simplification_threshold`` gives the absolute threshold used.
 
+Scale-free values: every persistence statistic (not the entropies, which are already
+scale-free) is repeated divided by the field's value range ``value_max - value_min`` with the
+suffix ``_relative`` (e.g. ``average_persistence_relative``), so that landscapes of different
+loss scales (PINNs at different beta, model sizes, checkpoints) compare fairly. A constant
+field has no range: its relative values are NaN.
+
+Noise: :func:`noise_metrics` counts the features that rounding cannot have made.
+
 This module never imports torch.
 """
 
@@ -44,7 +52,42 @@ def compute_metrics(
             if key not in ("n_vertices", "value_min", "value_max", "n_nonfinite"):
                 out[f"{key}_simplified"] = value
         out["simplification_threshold"] = float(absolute)
+    span = out["value_max"] - out["value_min"]
+    for key in [
+        k for k in out if k.endswith("persistence") or k.endswith("persistence_simplified")
+    ]:
+        out[f"{key}_relative"] = float(out[key] / span) if span > 0 else float("nan")
     return out
+
+
+#: A feature is above the noise when its persistence exceeds this multiple of the noise floor.
+NOISE_MULTIPLE = 2.0
+
+
+def noise_metrics(
+    tree: MergeTree, noise_floor: float, multiple: float = NOISE_MULTIPLE
+) -> dict[str, float | int]:
+    """Minima and saddles whose persistence is at least ``multiple x noise_floor``.
+
+    ``noise_floor`` bounds the error of each value (e.g. the largest |float32 - float64|
+    difference of the loss, :func:`saddles.landscape.noise.noise_floor`). A pair's persistence
+    is a difference of two values, so errors of at most the floor change it by at most twice
+    the floor: a pair below ``2 x floor`` may be made by rounding alone, one above cannot. The
+    counts are those of the tree simplified at that threshold (each component keeps its
+    global minimum). A NaN floor (not measured) gives NaN counts.
+    """
+    if not np.isfinite(noise_floor) or noise_floor < 0:
+        nan = float("nan")
+        return {"noise_floor": float(noise_floor), "noise_threshold": nan,
+                "n_minima_above_noise": nan, "n_saddles_above_noise": nan}  # fmt: skip
+    threshold = multiple * float(noise_floor)
+    simple = simplify(tree, threshold)
+    return {
+        "noise_floor": float(noise_floor),
+        "noise_threshold": threshold,
+        "n_minima_above_noise": len(simple.minima),
+        "n_saddles_above_noise": len(simple.saddles),
+    }
 
 
 def _metrics(tree: MergeTree) -> dict[str, float | int]:

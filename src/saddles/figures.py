@@ -1,0 +1,65 @@
+"""The figures of one analysis: contour, surface, merge tree, persistence diagram, density.
+
+Labels say which critical points are marked (all, or those left after simplification at the
+configured share of the value range). Built with :mod:`saddles.plots`; never imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_figures(analysis, fig_dir: str | Path) -> dict[str, Path]:
+    """PNG figures of one analysis; returns ``{label: path}`` in reading order.
+
+    For each direction kind: the loss contour and 3D surface with the (simplified) merge tree's
+    minima and saddles, the merge tree, and the persistence diagram of the first
+    representation; then the Hessian density.
+    """
+    from saddles import plots
+    from saddles.topology import simplify
+
+    fig_dir = Path(fig_dir)
+    out: dict[str, Path] = {}
+    cfg = analysis.config
+    rep = cfg.representations[0]
+    span = cfg.span
+    for kind, landscape in analysis.landscapes.items():
+        tree = analysis.trees[kind][rep]
+        shown = simplify(tree, cfg.threshold, relative=True) if cfg.threshold else tree
+        label = f"{kind} directions"
+        marks = (
+            f"critical points after simplification at {cfg.threshold:g} of the range"
+            if (cfg.threshold)
+            else "all critical points"
+        )
+        legend = f"simplified at {cfg.threshold:g} of the range" if cfg.threshold else "raw"
+        if landscape.shape is not None and len(landscape.shape) == 2:
+            field = landscape.grid()  # field[i, j] at (direction 1 = i, direction 2 = j)
+            extent = (-span, span, -span, span)
+            out[f"{label}: contour ({marks})"] = plots.save(
+                plots.field_figure(
+                    field, shown, extent, f"{analysis.name}, {label}", indexing="ij", marks=legend
+                ),  # fmt: skip
+                fig_dir / f"{kind}-contour.png",
+            )
+            out[f"{label}: surface ({marks})"] = plots.save(
+                plots.surface_figure(
+                    field, shown, extent, f"{analysis.name}, {label}", indexing="ij", marks=legend
+                ),  # fmt: skip
+                fig_dir / f"{kind}-surface.png",
+            )
+        out[f"{label}: merge tree ({rep}, {marks})"] = plots.save(
+            plots.merge_tree_figure(shown, title=f"merge tree, {label}, {rep}"),
+            fig_dir / f"{kind}-merge-tree.png",
+        )
+        out[f"{label}: persistence diagram ({rep})"] = plots.save(
+            plots.persistence_diagram_figure(tree, title=f"persistence, {label}, {rep}"),
+            fig_dir / f"{kind}-persistence.png",
+        )
+    if analysis.density is not None:
+        from saddles.hessian_plots import plot_density
+
+        fig = plot_density(analysis.density, title=f"{analysis.name}: Hessian eigenvalue density")
+        out["Hessian eigenvalue density"] = plots.save(fig, fig_dir / "hessian-density.png")
+    return out
