@@ -50,7 +50,7 @@ def write_figures(analysis, fig_dir: str | Path) -> dict[str, Path]:
                 fig_dir / f"{kind}-surface.png",
             )
         out[f"{label}: merge tree ({rep}, {marks})"] = plots.save(
-            plots.merge_tree_figure(shown, title=f"merge tree, {label}, {rep}"),
+            plots.merge_tree_figure(shown, title=f"merge tree, {label}, {rep}", marks=legend),
             fig_dir / f"{kind}-merge-tree.png",
         )
         out[f"{label}: persistence diagram ({rep})"] = plots.save(

@@ -75,7 +75,7 @@ def merge_tree_layout(tree: MergeTree) -> tuple[dict[int, float], dict[int, list
     return x, children
 
 
-def merge_tree_figure(tree: MergeTree, title: str = "") -> Figure:
+def merge_tree_figure(tree: MergeTree, title: str = "", marks: str = "") -> Figure:
     """The merge tree drawn as a tree: y is the value, x the branch order; minima and saddles
     marked. Simplify large trees first (``saddles.topology.simplify``)."""
     x, children = merge_tree_layout(tree)
@@ -89,10 +89,10 @@ def merge_tree_figure(tree: MergeTree, title: str = "") -> Figure:
     ax.add_collection(LineCollection(segments, colors="0.25", linewidths=1))
     mins, sads = tree.minima, tree.saddles
     ax.scatter([x[int(v)] for v in mins], y[mins], s=18, color="C0", zorder=3,
-               label=f"{len(mins)} minima")  # fmt: skip
+               label=_mark_label(len(mins), "minima", marks))  # fmt: skip
     if len(sads):
         ax.scatter([x[int(v)] for v in sads], y[sads], s=18, color="C3", zorder=3,
-                   label=f"{len(sads)} saddles")  # fmt: skip
+                   label=_mark_label(len(sads), "saddles", marks))  # fmt: skip
     ax.autoscale()
     ax.set(xticks=[], ylabel="loss", title=title or "merge tree of sublevel sets")
     ax.legend(fontsize=8)

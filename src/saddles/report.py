@@ -172,26 +172,23 @@ def result_section(
     ]
     head = [r for r in relations if r.get("y") == x_key and r.get("representation") == rep
             and r.get("x") in HEADLINE_METRICS]  # fmt: skip
-    moved = [r for r in head if r.get("significant")]
-    hint = [r for r in head if not r.get("significant") and _suggestive(r)]
-    still = [r for r in head if not r.get("significant") and not _suggestive(r)]
-
-    def say(rs: list[dict[str, Any]]) -> str:
-        return (
-            "; ".join(
-                f"{_e(r['x'])} ({_e(r['direction'])}: rho {_fmt(r['spearman'])} "
-                f"[{_fmt(r['spearman_ci_low'])}, {_fmt(r['spearman_ci_high'])}], "
-                f"p {_fmt(r['spearman_p'])}, Holm p {_fmt(r['spearman_p_holm'])})"
-                for r in rs
-            )
-            or "none"
-        )
-
-    lines.append(f"<p class='result'><b>Moved with {_e(x_key)}</b> (Holm p &lt; 0.05 and the "
-                 f"interval excludes 0): {say(moved)}.</p>")  # fmt: skip
-    lines.append(f"<p class='result'><b>Suggestive only</b> (p &lt; 0.05 and the interval "
-                 f"excludes 0 before the correction): {say(hint)}.</p>")  # fmt: skip
-    lines.append(f"<p class='result'><b>No detectable change</b>: {say(still)}.</p>")
+    verdicts = []
+    for r in head:
+        if r.get("significant"):
+            verdicts.append(f"moved with {x_key}")
+        elif _suggestive(r):
+            verdicts.append("suggestive only (not after the correction)")
+        else:
+            verdicts.append("no detectable change")
+    moved = [r["x"] + f" ({r['direction']})" for r, v in zip(head, verdicts, strict=True)
+             if v.startswith("moved")]  # fmt: skip
+    lines.append(f"<p class='result'><b>Moved with {_e(x_key)}</b> (Holm p &lt; 0.05 and an "
+                 f"interval that excludes 0): {_e(', '.join(moved)) or 'none'}.</p>")  # fmt: skip
+    table = [{**r, "verdict": v} for r, v in zip(head, verdicts, strict=True)]
+    lines.append(_table(table, ["direction", "x", "spearman", "spearman_ci_low",
+                                "spearman_ci_high", "spearman_p", "spearman_p_holm", "n",
+                                "n_seeds", "verdict"],
+                        hits=[v.startswith("moved") for v in verdicts]))  # fmt: skip
     n = len(models)
     if n and n <= 6:
         lines.append(f"<p class='note'>With {n} models the smallest possible permutation p is "

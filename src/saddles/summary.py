@@ -159,7 +159,7 @@ def summarize(
         summary, x_key, ["n_saddles", "n_saddles_above_noise", "average_persistence",
                          "average_persistence_relative"],
         representation=rep, categorical=categorical,
-        title=f"{title}: metrics against {x_key} ({rep}; median and 95% interval over seeds)",
+        title=f"{title}: metrics against {x_key} ({rep}; mean and 95% interval over seeds)",
     )  # fmt: skip
     paths["headline"] = plots.save(headline, out_dir / "headline.png")
     rel_figs = {}
