@@ -108,24 +108,12 @@ def discover_checkpoints(directory: str | Path) -> list[Checkpoint]:
 
 
 def load_state(model, checkpoint: Checkpoint | str | Path):
-    """Load a checkpoint's state dict into ``model`` (safetensors, or ``torch.load`` with
-    ``weights_only=True``: never arbitrary objects)."""
-    import torch
+    """Load a checkpoint's state dict into ``model`` (:func:`saddles.checkpoints.load_into`:
+    safetensors, or ``torch.load`` with ``weights_only=True``, never arbitrary objects)."""
+    from saddles.checkpoints import load_into
 
     path = checkpoint.path if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{path} does not match the model: {exc}") from exc
-    return model
+    return load_into(model, path)
 
 
 def analyze_checkpoints(

@@ -5,7 +5,7 @@
 - :mod:`saddles.experiments.resnet`: ResNet-20 for CIFAR (He et al. 2016) with and without skip
   connections (Li et al. 2018), CIFAR-10 and an offline digits substitute.
 
-Both save and load weights as safetensors (never pickle) through the two helpers below.
+Both save and load weights as safetensors (never pickle) through :mod:`saddles.checkpoints`.
 """
 
 from __future__ import annotations
@@ -21,42 +21,21 @@ from saddles._files import atomic_write_text, to_jsonable
 def save_checkpoint(
     model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> Path:
-    """Write ``model.state_dict()`` (parameters and buffers) to a safetensors file.
+    """Write ``model.state_dict()`` (parameters and buffers) to a safetensors file, atomically.
 
     ``metadata`` (strings only, a safetensors rule) is stored in the file's header.
     """
-    from safetensors.torch import save_file
+    from saddles.checkpoints import save_state_dict
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    return save_state_dict(path, model.state_dict(), metadata)
 
 
 def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
-    """Load a safetensors file written by :func:`save_checkpoint` into ``model`` (in place).
+    """Load a file written by :func:`save_checkpoint` into ``model`` (in place), exactly:
+    missing or unexpected entries are an error; tensors move to each entry's device/dtype."""
+    from saddles.checkpoints import load_into
 
-    The file must hold exactly the model's state: missing or unexpected entries are an error.
-    Tensors are moved to each entry's current device and dtype.
-    """
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    loaded = load_file(str(path))
-    own = model.state_dict()
-    missing = sorted(set(own) - set(loaded))
-    unexpected = sorted(set(loaded) - set(own))
-    if missing or unexpected:
-        raise ValueError(
-            f"checkpoint {path} does not match the model: missing {missing or 'nothing'}, "
-            f"unexpected {unexpected or 'nothing'}"
-        )
-    state = {k: v.to(device=own[k].device, dtype=own[k].dtype) for k, v in loaded.items()}
-    model.load_state_dict(state, strict=True)
-    return model
+    return load_into(model, path)
 
 
 def trained_model(

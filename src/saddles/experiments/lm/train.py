@@ -88,11 +88,9 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
-    from safetensors.torch import save_file
+    from saddles.checkpoints import save_state_dict
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata)
-    os.replace(tmp, path)
+    save_state_dict(path, tensors, metadata)
 
 
 def list_checkpoints(checkpoint_dir: str | os.PathLike) -> dict[int, dict]:
