@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from saddles.names import CRITERIA
+
 Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
 
@@ -69,15 +71,23 @@ def batch_size(batch: Batch) -> int:
 
 
 def make_loss(
-    loss: LossFn | None = None, criterion: Callable[..., torch.Tensor] | None = None
+    loss: LossFn | None = None, criterion: Callable[..., torch.Tensor] | str | None = None
 ) -> LossFn:
     """Return a ``loss(model, batch)`` callable from exactly one of ``loss`` or ``criterion``.
 
     With ``criterion``, a batch is ``(inputs, targets)`` and the loss is
-    ``criterion(model(inputs), targets)``.
+    ``criterion(model(inputs), targets)``; ``criterion`` is a callable such as
+    ``torch.nn.CrossEntropyLoss()`` or a name from :data:`CRITERIA` (``"cross_entropy"``,
+    ``"mse"``: torch's functional losses of those names, averaged over the batch).
     """
     if (loss is None) == (criterion is None):
         raise ValueError("give exactly one of `loss` (loss(model, batch)) or `criterion`")
+    if isinstance(criterion, str):
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, not {criterion!r}")
+        label, criterion = criterion, _CRITERIA[criterion]
+    elif criterion is not None:
+        label = getattr(criterion, "__qualname__", None) or repr(criterion)
     if loss is not None:
         if not callable(loss):
             raise TypeError("`loss` must be callable as loss(model, batch)")
@@ -91,7 +101,38 @@ def make_loss(
             )
         return criterion(model(batch[0]), batch[1])
 
+    # The criterion in the name, so that a run directory's record of its loss tells them apart.
+    criterion_loss.__qualname__ = f"make_loss(criterion={label})"
     return criterion_loss
+
+
+_CRITERIA = {"cross_entropy": torch.nn.functional.cross_entropy,
+              "mse": torch.nn.functional.mse_loss}  # fmt: skip
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a ``torch.device`` (None stays None), checked before anything is computed.
+
+    Raises ``ValueError`` naming the device when torch does not know it (``"bogus"``) or when
+    it is not available here (``"cuda"`` without CUDA, ``"cuda:3"`` on a machine with two GPUs,
+    ``"mps"`` off Apple silicon), instead of torch's later, less direct errors.
+    """
+    if device is None or isinstance(device, torch.device) and device.type == "cpu":
+        return device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:<index> or mps") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: there are only {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} was requested but MPS is not available")
+    return dev
 
 
 def batch_weights(batches: list[Batch]) -> list[float]:

@@ -70,8 +70,8 @@ from typing import Any
 import numpy as np
 import torch
 
-NORMS = ("filter", "layer", "model", "none")
-ORTHOGONALIZE = ("none", "orthogonal", "orthonormal")
+from saddles.names import NORMS, ORTHOGONALIZE
+
 MAX_RANDOM_DIRECTIONS = 10
 _EPS = 1e-10  # Li et al.'s guard against dividing by a zero norm
 

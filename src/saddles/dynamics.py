@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from saddles._files import atomic_write_text, to_jsonable
+from saddles.names import POLICIES
 from saddles.pipeline import AnalysisConfig, analyze, write_csv
 
-POLICIES = ("fixed", "hessian", "pca")
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 #: Per-representation topology metrics copied into the dynamics table.
 ROW_METRICS = (

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from saddles._files import atomic_savez, atomic_write_text, to_jsonable, write_csv
+from saddles.names import FLOAT_DTYPES
 from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
 from saddles.topology.representations import REPRESENTATIONS
 
@@ -85,8 +86,15 @@ class AnalysisConfig:
 
     def __post_init__(self) -> None:
         # Types first, so a YAML typo ("7" for 7, a bare string for a list) is named clearly.
+        # Booleans must be booleans: YAML reads `hessian: "no"` as a non-empty string, true.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("bool", bool) and not isinstance(value, bool):
+                raise ValueError(f"{f.name} must be true or false, not {value!r}")
         for name in ("directions", "representations"):
             value = getattr(self, name)
+            if not isinstance(value, (str, list, tuple)):
+                raise ValueError(f"{name} must be a list of names, not {value!r}")
             setattr(self, name, [value] if isinstance(value, str) else list(value))
         ints = {
             "n_directions": 1,
@@ -149,12 +157,17 @@ class AnalysisConfig:
             raise ValueError(f"span must be positive, not {self.span}")
         if "hessian" in self.directions and self.hessian_top_k < self.n_directions:
             self.hessian_top_k = self.n_directions
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be float32 or float64, not {self.dtype!r}")
+        if self.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, not {self.dtype!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AnalysisConfig:
         """Build from a dict, rejecting unknown keys by name."""
+        if not isinstance(values, dict):
+            raise ValueError(
+                "the analysis settings must be a mapping of AnalysisConfig fields "
+                f"(name: value), not {type(values).__name__} {values!r}"
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -163,7 +176,13 @@ class AnalysisConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AnalysisConfig:
-        return cls.from_dict(_read_yaml(path).get("analysis", {}))
+        """The ``analysis:`` mapping of a YAML file (errors name the file and the key)."""
+        try:
+            return cls.from_dict(_read_yaml(path).get("analysis") or {})
+        except ValueError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: analysis: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -418,13 +437,20 @@ def landscape_topology(landscape, representation: str, config: AnalysisConfig):
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML file holds; errors name the file (and, for syntax, line and column)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such configuration file: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a YAML configuration file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        with path.open(encoding="utf-8") as stream:  # the stream's name goes into syntax errors
+            data = yaml.safe_load(stream) or {}
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not a text (UTF-8) YAML file: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+        message = " ".join(str(exc).split())
+        raise ValueError(f"{path} is not valid YAML: {message}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
     return data

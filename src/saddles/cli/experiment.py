@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from saddles.cli import app, friendly_errors
+from saddles.cli._options import Dataset, Policy, Preset
 
 experiment_app = typer.Typer(
     help="Run one of the paper's experiments: train, analyze, relate, report.",
@@ -78,7 +79,9 @@ def pinn(
 @friendly_errors
 def resnet(
     out: Path = typer.Option(Path("runs/resnet"), help="Run directory (resumable)."),
-    dataset: str = typer.Option("cifar10", help="cifar10 (needs --data-dir) or digits."),
+    dataset: Dataset = typer.Option(
+        Dataset("cifar10"), help="cifar10 (needs --data-dir) or digits (offline)."
+    ),  # fmt: skip
     data_dir: Path | None = typer.Option(None, help="Folder holding cifar-10-batches-py."),
     download: bool = typer.Option(False, help="Download CIFAR-10 into --data-dir if missing."),
     seeds: str = typer.Option("0,123,123456,2023", help="Comma-separated training seeds."),
@@ -98,7 +101,7 @@ def resnet(
     from saddles.experiments.resnet import run_resnet_experiment
 
     config = _config(directions, representations, resolution, span, hessian, threshold, threads)
-    if dataset == "cifar10" and data_dir is None:
+    if dataset.value == "cifar10" and data_dir is None:
         raise typer.BadParameter(
             "CIFAR-10 needs --data-dir (the folder with the standard cifar-10-batches-py "
             "files); nothing is downloaded unless --download. Without the files, run "
@@ -106,7 +109,7 @@ def resnet(
         )
     try:
         paths = run_resnet_experiment(
-            out, config, dataset=dataset, data_dir=data_dir, download=download,
+            out, config, dataset=dataset.value, data_dir=data_dir, download=download,
             seeds=[int(s) for s in _floats(seeds, "--seeds")], epochs=epochs,
             eval_images=eval_images, train_images=train_images, progress=not quiet,
         )  # fmt: skip
@@ -215,11 +218,11 @@ def _short(v: str) -> str:
 @friendly_errors
 def lm(
     out: Path = typer.Option(Path("runs/lm"), help="Run directory (resumable, incremental)."),
-    preset: str = typer.Option("small", help="small (CPU, ~15 min) or full (for a GPU)."),
+    preset: Preset = typer.Option(Preset("small"), help="small (CPU, ~15 min) or full (GPU)."),
     sizes: str | None = typer.Option(None, help="Comma-separated size names (default: preset)."),
     steps: int | None = typer.Option(None, help="Training steps (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed of initialization, data order and directions."),
-    policy: str = typer.Option("fixed", help="Directions per checkpoint: fixed, hessian, pca."),
+    policy: Policy = typer.Option(Policy("fixed"), help="Directions per checkpoint."),
     device: str | None = typer.Option(None, help="cpu, cuda or auto (default: the preset's)."),
     threads: int | None = typer.Option(1, help="torch threads."),
     quiet: bool = typer.Option(False, help="No progress display."),
@@ -230,13 +233,16 @@ def lm(
     import torch
     from rich.console import Console
 
+    from saddles.cli._loading import check_device
     from saddles.experiments.lm import run_lm_experiment
 
     if threads:
         torch.set_num_threads(threads)
+    if device not in (None, "auto"):
+        check_device(device)
     size_list = [s.strip() for s in sizes.split(",")] if sizes else None
-    paths = run_lm_experiment(out, preset, sizes=size_list, steps=steps, seed=seed,
-                              policy=policy, device=device, progress=not quiet)  # fmt: skip
+    paths = run_lm_experiment(out, preset.value, sizes=size_list, steps=steps, seed=seed,
+                              policy=policy.value, device=device, progress=not quiet)  # fmt: skip
     console = Console(width=140)
     with open(paths["hypotheses"]) as f:
         for row in csv.DictReader(f):

@@ -19,37 +19,16 @@ from __future__ import annotations
 
 import json
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from saddles.cli import app, friendly_errors
+from saddles.cli._options import Criterion, HvpMethod, TraceMethod, Which
 
-
-class Criterion(str, Enum):
-    cross_entropy = "cross_entropy"
-    mse = "mse"
-
-
-class Which(str, Enum):
-    LA = "LA"
-    SA = "SA"
-    LM = "LM"
-
-
-class TraceMethod(str, Enum):
-    hutchpp = "hutch++"
-    hutchinson = "hutchinson"
-    exact = "exact"
-
-
-class HvpMethod(str, Enum):
-    auto = "auto"
-    reverse = "reverse"
-    forward = "forward"
-    fastest = "fastest"
+#: At most this many eigenpairs are printed; hessian.json holds them all.
+SHOWN_EIGENPAIRS = 10
 
 
 @app.command()
@@ -69,10 +48,10 @@ def hessian(
     ),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Number of eigenvalues."),
     which: Which = typer.Option(
-        Which.LA, help="LA: largest, SA: smallest (negative curvature), LM: largest magnitude."
+        Which("LA"), help="LA: largest, SA: smallest (negative curvature), LM: largest magnitude."
     ),
     tol: float | None = typer.Option(None, help="Relative residual tolerance of the eigenpairs."),
-    trace_method: TraceMethod = typer.Option(TraceMethod.hutchpp, help="Trace estimator."),
+    trace_method: TraceMethod = typer.Option(TraceMethod("hutch++"), help="Trace estimator."),
     trace_matvecs: int = typer.Option(99, min=4, help="HVPs for the trace estimate."),
     n_lanczos: int = typer.Option(90, min=2, help="Lanczos steps per density run."),
     n_runs: int = typer.Option(1, min=1, help="Density runs (random start vectors)."),
@@ -82,7 +61,7 @@ def hessian(
     ),
     float64: bool = typer.Option(False, "--float64", help="Compute in double precision."),
     hvp: HvpMethod = typer.Option(
-        HvpMethod.auto,
+        HvpMethod("auto"),
         help="HVP backend: auto (double backward, a fixed rule), reverse, forward, or fastest "
         "(times both; results may then differ at rounding level between machines).",
     ),
@@ -96,51 +75,32 @@ def hessian(
     import torch
 
     from saddles.cli import _loading
-    from saddles.data import make_loss
-    from saddles.hessian import HessianOperator, NondeterministicHessianError
+    from saddles.hessian import HessianOperator
     from saddles.hessian_plots import plot_density, plot_density_histogram
 
     if threads is not None:
         torch.set_num_threads(threads)
-    if loss is not None and criterion is not None:
-        raise typer.BadParameter("give --loss or --criterion, not both", param_hint="--loss")
-    net = _loading.build_model(model)
-    if checkpoint is not None:
-        _loading.load_checkpoint(net, checkpoint, "--checkpoint")
-    net = net.to(device)
-    if loss is not None:
-        loss_fn = _loading.import_object(loss, "--loss")
-        if not callable(loss_fn):
-            raise typer.BadParameter(f"{loss} is not callable", param_hint="--loss")
-    else:
-        mse = criterion == Criterion.mse
-        loss_fn = make_loss(criterion=torch.nn.MSELoss() if mse else torch.nn.CrossEntropyLoss())
+    loss_fn, loss_label = _loading.build_loss(criterion and criterion.value, loss)
+    _loading.check_device(device)
+    _loading.check_out_dir(out)
+    net = _loading.load_model(model, checkpoint)
     batch = _loading.load_data(data)
     batches = _loading.split_batches(batch, batch_size) if batch_size else batch
+    _loading.check_loss(net, loss_fn, batches)
+    net = net.to(device)
     param_filter: Any = params if params in ("all", "weights") else params.split(",")
 
     start = time.perf_counter()
-    try:
-        op = HessianOperator(
-            net,
-            loss_fn,
-            batches,
-            params=param_filter,
-            dtype=torch.float64 if float64 else None,
-            device=device,
-            hvp=hvp.value,
-            train=train,
-        )
-        eig = op.top_eigen(min(top_k, op.dim), which=which.value, tol=tol, seed=seed)
-        tr = op.trace(trace_method.value, None if trace_method == "exact" else trace_matvecs,
-                      seed=seed)  # fmt: skip
-        sd = op.spectral_density(n_lanczos, n_runs, sigma=sigma, seed=seed)
-    except NondeterministicHessianError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from exc
-    except (ValueError, TypeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+    op = HessianOperator(net, loss_fn, batches, params=param_filter,
+                         dtype=torch.float64 if float64 else None, device=device, hvp=hvp.value,
+                         train=train)  # fmt: skip
+    if top_k > op.dim:
+        typer.echo(f"note: --top-k {top_k} is more than the {op.dim} parameters; computing all "
+                   f"{op.dim} eigenvalues", err=True)  # fmt: skip
+    eig = op.top_eigen(min(top_k, op.dim), which=which.value, tol=tol, seed=seed)
+    exact = trace_method.value == "exact"
+    tr = op.trace(trace_method.value, None if exact else trace_matvecs, seed=seed)
+    sd = op.spectral_density(n_lanczos, n_runs, sigma=sigma, seed=seed)
     seconds = time.perf_counter() - start
 
     out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +111,7 @@ def hessian(
         "model": model,
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "data": str(data),
-        "loss": loss or (criterion or Criterion.cross_entropy).value,
+        "loss": loss_label,
         "dim": op.dim,
         "parameters": list(op.names),
         "dtype": str(op.dtype).replace("torch.", ""),
@@ -191,8 +151,13 @@ def hessian(
     typer.echo(f"Hessian over {op.dim:,} parameters ({report['dtype']}, {op.hvp_method} HVPs)")
     typer.echo(f"{eig.which} eigenpairs from {eig.n_hvps} HVPs (Lanczos):")
     typer.echo(f"{'i':>3}  {'eigenvalue':>14}  {'||Hv - lv||':>11}")
-    for i, (lam, res) in enumerate(zip(eig.eigenvalues, eig.residual_norms, strict=True), 1):
-        flag = "" if eig.converged[i - 1] else "  (not converged)"
+    pairs = list(zip(eig.eigenvalues, eig.residual_norms, eig.converged, strict=True))
+    for i, (lam, res, converged) in enumerate(pairs[:SHOWN_EIGENPAIRS], 1):
+        flag = "" if converged else "  (not converged)"
         typer.echo(f"{i:>3}  {lam:>14.6g}  {res:>11.2g}{flag}")
+    if len(pairs) > SHOWN_EIGENPAIRS:
+        unconverged = sum(not c for *_, c in pairs[SHOWN_EIGENPAIRS:])
+        typer.echo(f"  ... {len(pairs) - SHOWN_EIGENPAIRS} more in {out / 'hessian.json'}"
+                   + (f" ({unconverged} not converged)" if unconverged else ""))  # fmt: skip
     typer.echo(f"trace = {tr.value:.6g} +- {tr.stderr:.2g} ({tr.method}, {tr.n_matvecs} HVPs)")
     typer.echo(f"wrote {json_path}, {figures[0]}, {figures[1]}")

@@ -24,60 +24,13 @@ fast.
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from saddles.cli import app, friendly_errors
-from saddles.cli._loading import (
-    build_model,
-    import_object,
-    load_checkpoint,
-    load_data,
-    split_batches,
-)
-
-
-class Criterion(str, Enum):
-    cross_entropy = "cross_entropy"
-    mse = "mse"
-
-
-class Norm(str, Enum):
-    filter = "filter"
-    layer = "layer"
-    model = "model"
-    none = "none"
-
-
-class Orthogonalize(str, Enum):
-    none = "none"
-    orthogonal = "orthogonal"
-    orthonormal = "orthonormal"
-
-
-class Method(str, Enum):
-    sobol = "sobol"
-    lhs = "lhs"
-    uniform = "uniform"
-
-
-class Region(str, Enum):
-    box = "box"
-    ball = "ball"
-
-
-class Engine(str, Enum):
-    auto = "auto"
-    sequential = "sequential"
-    batched = "batched"
-
-
-class DType(str, Enum):
-    float32 = "float32"
-    float64 = "float64"
+from saddles.cli import _loading, app, friendly_errors
+from saddles.cli._options import Criterion, DType, Engine, Method, Norm, Orthogonalize, Region
 
 
 @app.command()
@@ -102,12 +55,12 @@ def landscape(
         2, min=1, max=10, help="Number of random directions (the landscape's dimension)."
     ),
     seed: int = typer.Option(0, help="Seed of the random directions."),
-    norm: Norm = typer.Option(Norm.filter, help="Direction normalization (Li et al. 2018)."),
+    norm: Norm = typer.Option(Norm("filter"), help="Direction normalization (Li et al. 2018)."),
     keep_1d: bool = typer.Option(
         False, "--keep-1d", help="Also move biases and norm-layer parameters (zeroed by default)."
     ),
     orthogonalize: Orthogonalize = typer.Option(
-        Orthogonalize.none, help="Gram-Schmidt the directions (orthonormal: unit length)."
+        Orthogonalize("none"), help="Gram-Schmidt the directions (orthonormal: unit length)."
     ),
     to: list[Path] = typer.Option(
         [],
@@ -125,14 +78,14 @@ def landscape(
     scattered: int | None = typer.Option(
         None, min=1, help="Instead of a grid: this many scattered points (kNN graph later)."
     ),
-    method: Method = typer.Option(Method.sobol, help="Scattered sampling method."),
+    method: Method = typer.Option(Method("sobol"), help="Scattered sampling method."),
     region: Region = typer.Option(
-        Region.box, help="Scattered points in the --range box or a ball."
+        Region("box"), help="Scattered points in the --range box or a ball."
     ),
     radius: float = typer.Option(1.0, help="Radius of the ball for --region ball."),
     sample_seed: int = typer.Option(0, help="Seed of the scattered points."),
     engine: Engine = typer.Option(
-        Engine.auto,
+        Engine("auto"),
         help="auto: batched (vmap) where the model is overhead-bound, else sequential; "
         "decided by counting operators and FLOPs, never by timing.",
     ),
@@ -158,75 +111,62 @@ def landscape(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    if loss is not None and criterion is not None:
-        raise typer.BadParameter("give --loss or --criterion, not both", param_hint="--loss")
-    net = build_model(model)
-    if checkpoint is not None:
-        load_checkpoint(net, checkpoint, "--checkpoint")
-    if loss is not None:
-        loss_fn: Any = import_object(loss, "--loss")
-        if not callable(loss_fn):
-            raise typer.BadParameter(f"{loss} is not callable", param_hint="--loss")
-    else:
-        loss_fn = torch.nn.MSELoss() if criterion == Criterion.mse else torch.nn.CrossEntropyLoss()
+    loss_fn, _ = _loading.build_loss(criterion and criterion.value, loss)
     metrics = _metrics(metric)
-    batch = load_data(data)
-    batches = split_batches(batch, batch_size) if batch_size else batch
+    _loading.check_device(device)
+    _loading.check_out_dir(out)
+    net = _loading.load_model(model, checkpoint)
+    batch = _loading.load_data(data)
+    batches = _loading.split_batches(batch, batch_size) if batch_size else batch
+    _loading.check_loss(net, loss_fn, batches)
 
-    try:
-        if to:
-            targets = []
-            for path in to:
-                target = build_model(model)
-                load_checkpoint(target, path, "--to")
-                targets.append(target)
-            dirs = dirs_mod.interpolation(net, targets)
-        else:
-            dirs = dirs_mod.random_directions(
-                net,
-                directions,
-                seed=seed,
-                norm=norm.value,
-                ignore_1d=not keep_1d,
-                orthogonalize=orthogonalize.value,
-            )
-        ranges = [_parse_range(r) for r in range_]
-        ranges_arg = ranges[0] if len(ranges) == 1 else ranges
-        if scattered is not None:
-            coords = sampling.scattered(
-                scattered,
-                len(dirs),
-                method=method.value,
-                region=region.value,
-                ranges=ranges_arg,
-                radius=radius,
-                seed=sample_seed,
-            )
-        else:
-            coords = sampling.grid(_parse_grid(grid), ranges_arg, dims=len(dirs))
-        result = evaluate(
+    if to:
+        targets = []
+        for path in to:
+            target = _loading.build_model(model)
+            _loading.load_checkpoint(target, path, "--to")
+            targets.append(target)
+        dirs = dirs_mod.interpolation(net, targets)
+    else:
+        dirs = dirs_mod.random_directions(
             net,
-            loss_fn,
-            batches,
-            dirs,
-            coords,
-            metrics=metrics,
-            engine=engine.value,
-            chunk_size=chunk_size,
-            max_memory=max_memory,
-            device=device,
-            dtype=dtype.value if dtype else None,
-            train_mode=train,
-            run_dir=out,
-            resume=resume,
-            progress=not quiet,
+            directions,
+            seed=seed,
+            norm=norm.value,
+            ignore_1d=not keep_1d,
+            orthogonalize=orthogonalize.value,
         )
-    except (ValueError, TypeError, FileExistsError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
-    except RuntimeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from exc
+    ranges = [_parse_range(r) for r in range_]
+    ranges_arg = ranges[0] if len(ranges) == 1 else ranges
+    if scattered is not None:
+        coords = sampling.scattered(
+            scattered,
+            len(dirs),
+            method=method.value,
+            region=region.value,
+            ranges=ranges_arg,
+            radius=radius,
+            seed=sample_seed,
+        )
+    else:
+        coords = sampling.grid(_parse_grid(grid), ranges_arg, dims=len(dirs))
+    result = evaluate(
+        net,
+        loss_fn,
+        batches,
+        dirs,
+        coords,
+        metrics=metrics,
+        engine=engine.value,
+        chunk_size=chunk_size,
+        max_memory=max_memory,
+        device=device,
+        dtype=dtype.value if dtype else None,
+        train_mode=train,
+        run_dir=out,
+        resume=resume,
+        progress=not quiet,
+    )
 
     info = result.info
     where = f"grid {'x'.join(map(str, result.shape))}" if result.is_grid else "scattered points"
@@ -256,7 +196,7 @@ def _metrics(specs: list[str]) -> dict[str, Any]:
             raise typer.BadParameter(
                 f"expected name=module:function, got {spec!r}", param_hint="--metric"
             )
-        fn = import_object(target, "--metric")
+        fn = _loading.import_object(target, "--metric")
         if not callable(fn):
             raise typer.BadParameter(f"{target} is not callable", param_hint="--metric")
         out[name] = fn

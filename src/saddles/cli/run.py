@@ -44,38 +44,44 @@ def run(
     from saddles.cli import _loading
     from saddles.pipeline import AnalysisConfig, _read_yaml, analyze, summarize, write_figures
 
-    try:
-        spec = _read_yaml(config_path)
-    except (FileNotFoundError, ValueError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="CONFIG") from exc
+    spec = _read_yaml(config_path)
     unknown = sorted(set(spec) - KEYS)
     if unknown:
-        raise typer.BadParameter(f"unknown key(s) {unknown}; known: {sorted(KEYS)}")
+        raise typer.BadParameter(f"unknown key(s) {unknown}; known: {sorted(KEYS)}",
+                                 param_hint=str(config_path))  # fmt: skip
     for key in ("model", "data"):
         if key not in spec:
             raise typer.BadParameter(f"{config_path} must say `{key}:`", param_hint="CONFIG")
     if ("criterion" in spec) == ("loss" in spec):
-        raise typer.BadParameter("give exactly one of `criterion:` or `loss:`", param_hint="CONFIG")
+        raise typer.BadParameter("give exactly one of `criterion:` or `loss:`",
+                                 param_hint=str(config_path))  # fmt: skip
+    size = spec.get("batch_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise typer.BadParameter(f"must be a positive integer, not {size!r}",
+                                 param_hint="batch_size")  # fmt: skip
     try:
         config = AnalysisConfig.from_dict(spec.get("analysis") or {})
-    except (TypeError, ValueError) as exc:
-        raise typer.BadParameter(f"analysis: {exc}", param_hint="CONFIG") from exc
-
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="analysis") from exc
     if "given" in config.directions:
-        raise typer.BadParameter("`given` directions need the library (analyze(given=...))")
+        raise typer.BadParameter("`given` directions need the library (analyze(given=...))",
+                                 param_hint="analysis")  # fmt: skip
+    _loading.check_device(config.device, "device")
+
     base = config_path.parent
-    model = _loading.build_model(_relative_to(spec["model"], base))
-    if spec.get("checkpoint"):
-        _loading.load_checkpoint(model, base / spec["checkpoint"], "checkpoint")
-    data = _loading.load_data(base / spec["data"])
-    if spec.get("batch_size"):
-        data = _loading.split_batches(data, int(spec["batch_size"]))
-    if "criterion" in spec:
-        loss = _loading.make_criterion(spec["criterion"])
-    else:
-        loss = _loading.import_object(_relative_to(spec["loss"], base), "loss")
+    checkpoint = base / spec["checkpoint"] if spec.get("checkpoint") else None
+    model = _loading.load_model(_relative_to(spec["model"], base), checkpoint, "model",
+                                "checkpoint")  # fmt: skip
+    data = _loading.load_data(base / str(spec["data"]), "data")
+    if size is not None:
+        data = _loading.split_batches(data, size)
+    loss_spec = spec.get("loss")
+    loss, _ = _loading.build_loss(spec.get("criterion"),
+                                  None if loss_spec is None else _relative_to(loss_spec, base),
+                                  loss_hint="loss", criterion_hint="criterion")  # fmt: skip
+    _loading.check_loss(model, loss, data, "data")
     name = str(spec.get("name", Path(spec["model"].split(":")[-1]).name))
-    out_dir = out or base / spec.get("out", f"runs/{name}")
+    out_dir = _loading.check_out_dir(out or base / str(spec.get("out", f"runs/{name}")), "out")
     analysis = analyze(model, loss, data, config, name=name, run_dir=out_dir / name,
                        progress=not quiet)  # fmt: skip
     figures = {name: write_figures(analysis, out_dir / name / "figures")}

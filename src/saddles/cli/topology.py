@@ -1,41 +1,18 @@
 """`saddles topology`: merge tree, persistence and metrics of a field saved as .npy/.npz.
 
-Needs no model, so it never imports torch; numpy, numba and matplotlib load on demand.
+Needs no model, so it never imports torch; matplotlib loads on demand.
 """
 
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 
 import typer
 
 from saddles.cli import app, friendly_errors
-
-
-class Connectivity(str, Enum):
-    full = "full"
-    faces = "faces"
-    freudenthal = "freudenthal"
-
-
-class Representation(str, Enum):
-    """The names of ``saddles.topology.representations.REPRESENTATIONS`` (listed here so that
-    ``--help`` needs no import of the topology package; a test keeps them equal)."""
-
-    grid_full = "grid-full"
-    grid_faces = "grid-faces"
-    grid_ttk = "grid-ttk"
-    delaunay = "delaunay"
-    gabriel = "gabriel"
-    knn = "knn"
-    knn_approx = "knn-approx"
-
-
-class NanPolicy(str, Enum):
-    raise_ = "raise"
-    max = "max"
+from saddles.cli._loading import check_out_dir
+from saddles.cli._options import Connectivity, NanPolicy, Representation
 
 
 @app.command()
@@ -48,7 +25,7 @@ def topology(
         "or a 'loss' array (as saved by `saddles landscape`).",
     ),
     connectivity: Connectivity = typer.Option(
-        Connectivity.full,
+        Connectivity("full"),
         help="Grid neighbours: full (8 in 2D), faces (4 in 2D), or "
         "freudenthal (6 in 2D, TTK's triangulation of an image).",
     ),
@@ -67,7 +44,7 @@ def topology(
         False, help="Read --threshold as a fraction of the field's value range."
     ),
     nan_policy: NanPolicy = typer.Option(
-        NanPolicy.raise_, help="NaN/inf values: 'raise' an error, or treat them as 'max'."
+        NanPolicy("raise"), help="NaN/inf values: 'raise' an error, or treat them as 'max'."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     plot: Path | None = typer.Option(None, help="Write figures (PNG) into this directory."),
@@ -84,6 +61,8 @@ def topology(
     if threshold is not None and not threshold >= 0:
         raise typer.BadParameter(f"must be a non-negative number, not {threshold}",
                                  param_hint="--threshold")  # fmt: skip
+    if plot is not None:
+        check_out_dir(plot, "--plot")
     field, points = _load_field(field_path)
     if representation is not None:
         name = representation.value

@@ -42,6 +42,7 @@ from torch import nn
 
 from saddles.data import Batch, as_batches
 from saddles.experiments import load_checkpoint, save_checkpoint
+from saddles.names import DATASETS
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -174,8 +175,9 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle asked for a global that a CIFAR-10 file never needs."""
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """A pickle asked for a global that a CIFAR-10 file never needs (a ``ValueError`` too: the
+    file is refused as input, like any other file that is not a CIFAR-10 batch)."""
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -193,7 +195,15 @@ class _ArrayUnpickler(pickle.Unpickler):
 def _read_batch_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(data (n, 3072) uint8, labels (n,) int64)`` from one CIFAR-10 python batch file."""
     with open(path, "rb") as f:
-        entry = _ArrayUnpickler(f, encoding="latin1").load()
+        try:
+            entry = _ArrayUnpickler(f, encoding="latin1").load()
+        except UnsafePickleError as exc:
+            raise UnsafePickleError(f"{path}: {exc}") from exc
+        except Exception as exc:  # a truncated or corrupt pickle raises one of many types
+            raise ValueError(
+                f"{path} is not a CIFAR-10 batch: it cannot be read as one "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
     if not isinstance(entry, dict):
         raise ValueError(f"{path} is not a CIFAR-10 batch: it holds a {type(entry).__name__}")
 
@@ -513,7 +523,7 @@ def run_resnet_experiment(
     elif dataset == "digits":
         train_data, test_data = load_digits_dataset("train"), load_digits_dataset("test")
     else:
-        raise ValueError(f"dataset must be 'cifar10' or 'digits', not {dataset!r}")
+        raise ValueError(f"dataset must be one of {DATASETS}, not {dataset!r}")
     if train_images is not None:
         train_data = (train_data[0][:train_images], train_data[1][:train_images])
     n_eval = min(eval_images, len(test_data[1]))

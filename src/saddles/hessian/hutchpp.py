@@ -38,8 +38,7 @@ import torch
 
 from saddles.hessian.operator import SymmetricOperator
 from saddles.hessian.random_vectors import generator, rademacher
-
-TRACE_METHODS = ("hutch++", "hutchinson", "exact")
+from saddles.names import TRACE_METHODS
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,19 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from saddles.data import Batch, LossFn, as_batches, batch_weights, move_batches
+from saddles.data import (
+    Batch,
+    LossFn,
+    as_batches,
+    batch_weights,
+    move_batches,
+    resolve_device,
+)
 from saddles.hessian.operator import SymmetricOperator
 from saddles.hessian.random_vectors import gaussian, generator
+from saddles.names import HVP_METHODS
 
 ParamFilter = str | Callable[[str], bool] | Sequence[str]
-
-HVP_METHODS = ("auto", "reverse", "forward", "fastest")
 
 
 class NondeterministicHessianError(RuntimeError):
@@ -212,8 +218,11 @@ class HessianOperator(SymmetricOperator):
 
         self.names: tuple[str, ...] = tuple(select_parameters(model, params))
         named = dict(model.named_parameters())
+        for name, p in named.items():  # one pass, before any product is computed
+            if not bool(torch.isfinite(p.detach()).all()):
+                raise ValueError(f"the model's parameter {name!r} holds NaN or inf values")
         first = named[self.names[0]]
-        self.device = torch.device(device) if device is not None else first.device
+        self.device = resolve_device(device) if device is not None else first.device
         self.dtype = dtype if dtype is not None else first.dtype
         if not self.dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating point dtype, not {self.dtype}")

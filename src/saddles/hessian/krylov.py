@@ -46,8 +46,7 @@ import torch
 
 from saddles.hessian.operator import SymmetricOperator
 from saddles.hessian.random_vectors import gaussian, generator
-
-WHICH = ("LA", "SA", "LM")
+from saddles.names import WHICH
 
 
 class _Rows:

@@ -1,0 +1,46 @@
+"""The CLI's vocabulary: one choice type per library tuple of names, built from that tuple.
+
+A name added to the library's tuple appears in the CLI (its ``--help`` and its checks) with no
+change here. The tuples come from torch-free modules (:mod:`saddles.names`,
+:mod:`saddles.sampling`, the topology package), so that declaring the options imports no torch:
+``saddles topology`` never does. Two tuples live in torch modules that the CLI must not import
+at startup; they are copied here, and a test keeps each copy equal to the library's.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from saddles import names
+from saddles.sampling import METHODS, REGIONS
+from saddles.topology.graphs import CONNECTIVITIES
+from saddles.topology.mergetree import NAN_POLICIES
+from saddles.topology.representations import REPRESENTATIONS
+
+#: Copy of ``saddles.landscape.ENGINES`` (that package imports torch); a test keeps it equal.
+ENGINES = ("auto", "sequential", "batched")
+#: Copy of the names of ``saddles.experiments.lm.PRESETS`` (torch); a test keeps it equal.
+LM_PRESETS = ("small", "full")
+
+
+def choices(name: str, values) -> type[Enum]:
+    """A str enum whose members are ``values``, each named and valued by itself."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+Criterion = choices("Criterion", names.CRITERIA)
+Norm = choices("Norm", names.NORMS)
+Orthogonalize = choices("Orthogonalize", names.ORTHOGONALIZE)
+Method = choices("Method", METHODS)
+Region = choices("Region", REGIONS)
+Engine = choices("Engine", ENGINES)
+DType = choices("DType", names.FLOAT_DTYPES)
+Which = choices("Which", names.WHICH)
+TraceMethod = choices("TraceMethod", names.TRACE_METHODS)
+HvpMethod = choices("HvpMethod", names.HVP_METHODS)
+Connectivity = choices("Connectivity", CONNECTIVITIES)
+Representation = choices("Representation", REPRESENTATIONS)
+NanPolicy = choices("NanPolicy", NAN_POLICIES)
+Dataset = choices("Dataset", names.DATASETS)
+Policy = choices("Policy", names.POLICIES)
+Preset = choices("Preset", LM_PRESETS)

@@ -1,0 +1,30 @@
+"""The names the library accepts for its string options, in a module that imports nothing.
+
+Each tuple is the one definition of its names; the modules that use them import them from here
+(and re-export them: ``saddles.directions.NORMS`` is ``saddles.names.NORMS``). They live apart
+from those modules, which import torch, so that the command line can offer them as choices
+without importing torch (``saddles topology`` never does).
+"""
+
+#: Loss criteria on ``(inputs, targets)`` batches (:func:`saddles.data.make_loss`).
+CRITERIA = ("cross_entropy", "mse")
+
+#: Direction normalizations and Gram-Schmidt variants (:mod:`saddles.directions`).
+NORMS = ("filter", "layer", "model", "none")
+ORTHOGONALIZE = ("none", "orthogonal", "orthonormal")
+
+#: Which extreme eigenvalues (:func:`saddles.hessian.top_eigen`), trace estimators
+#: (:func:`saddles.hessian.trace`) and Hessian-vector product backends
+#: (:class:`saddles.hessian.HessianOperator`).
+WHICH = ("LA", "SA", "LM")
+TRACE_METHODS = ("hutch++", "hutchinson", "exact")
+HVP_METHODS = ("auto", "reverse", "forward", "fastest")
+
+#: Evaluation precisions of the pipeline (:class:`saddles.pipeline.AnalysisConfig`).
+FLOAT_DTYPES = ("float32", "float64")
+
+#: Direction policies over a training run (:mod:`saddles.dynamics`).
+POLICIES = ("fixed", "hessian", "pca")
+
+#: Datasets of the ResNet experiment (:mod:`saddles.experiments.resnet`).
+DATASETS = ("cifar10", "digits")
