@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from saddles._files import atomic_write_text, to_jsonable
+from saddles.files import atomic_write_text, to_jsonable
 from saddles.names import POLICIES
 from saddles.pipeline import AnalysisConfig, analyze, write_csv
 

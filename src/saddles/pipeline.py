@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from saddles._files import atomic_savez, atomic_write_text, to_jsonable, write_csv
+from saddles.files import atomic_savez, atomic_write_text, read_yaml, write_csv, write_json
 from saddles.names import FLOAT_DTYPES
 from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
 from saddles.topology.representations import REPRESENTATIONS
@@ -178,7 +178,7 @@ class AnalysisConfig:
     def from_yaml(cls, path: str | Path) -> AnalysisConfig:
         """The ``analysis:`` mapping of a YAML file (errors name the file and the key)."""
         try:
-            return cls.from_dict(_read_yaml(path).get("analysis") or {})
+            return cls.from_dict(read_yaml(path).get("analysis") or {})
         except ValueError as exc:
             if str(exc).startswith(str(path)):
                 raise
@@ -254,7 +254,7 @@ class Analysis:
             "ensembles": self.ensembles,
             "timings": self.timings,
         }
-        atomic_write_text(run_dir / "metrics.json", json.dumps(to_jsonable(record), indent=2))
+        write_json(run_dir / "metrics.json", record)
         rows = self.rows()
         write_csv(run_dir / "metrics.csv", rows)
         from saddles.summary import seed_summary
@@ -434,26 +434,6 @@ def landscape_topology(landscape, representation: str, config: AnalysisConfig):
             field = np.where(np.isfinite(values), values, np.nanmax(values[np.isfinite(values)]))
             metrics.update(loop_metrics(loops_diagram(field.reshape(shape), conn)))
     return tree, metrics
-
-
-def _read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping a YAML file holds; errors name the file (and, for syntax, line and column)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such configuration file: {path}")
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a YAML configuration file")
-    try:
-        with path.open(encoding="utf-8") as stream:  # the stream's name goes into syntax errors
-            data = yaml.safe_load(stream) or {}
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not a text (UTF-8) YAML file: {exc}") from exc
-    except yaml.YAMLError as exc:
-        message = " ".join(str(exc).split())
-        raise ValueError(f"{path} is not valid YAML: {message}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
-    return data
 
 
 def _is_scalar(v: Any) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from saddles._files import atomic_write_text
+from saddles.files import atomic_write_text
 
 SECTIONS = ("Result", "Models", "Metrics", "Relations", "Configuration", "Run")
 PACKAGES = ("saddles", "numpy", "scipy", "torch", "numba", "matplotlib", "gudhi", "pynndescent")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from saddles._files import write_csv
+from saddles.files import write_csv
 
 #: Metrics the relations table correlates: TDA metrics against model and Hessian metrics;
 #: raw and scale-free (``_relative``: divided by the landscape's value range).

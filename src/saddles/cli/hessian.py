@@ -17,7 +17,6 @@ The command prints the eigenvalues and the trace with its standard error, and wr
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import typer
 
 from saddles.cli import app, friendly_errors
 from saddles.cli._options import Criterion, HvpMethod, TraceMethod, Which
+from saddles.files import write_json
 
 #: At most this many eigenpairs are printed; hessian.json holds them all.
 SHOWN_EIGENPAIRS = 10
@@ -146,7 +146,7 @@ def hessian(
         "figures": [str(f) for f in figures],
     }
     json_path = out / "hessian.json"
-    json_path.write_text(json.dumps(report, indent=1))
+    write_json(json_path, report, indent=1)  # atomic; NaN becomes null, so always valid JSON
 
     typer.echo(f"Hessian over {op.dim:,} parameters ({report['dtype']}, {op.hvp_method} HVPs)")
     typer.echo(f"{eig.which} eigenpairs from {eig.n_hvps} HVPs (Lanczos):")

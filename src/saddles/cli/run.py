@@ -42,9 +42,12 @@ def run(
     from rich.console import Console
 
     from saddles.cli import _loading
-    from saddles.pipeline import AnalysisConfig, _read_yaml, analyze, summarize, write_figures
+    from saddles.figures import write_figures
+    from saddles.files import read_yaml
+    from saddles.pipeline import AnalysisConfig, analyze
+    from saddles.summary import summarize
 
-    spec = _read_yaml(config_path)
+    spec = read_yaml(config_path)
     unknown = sorted(set(spec) - KEYS)
     if unknown:
         raise typer.BadParameter(f"unknown key(s) {unknown}; known: {sorted(KEYS)}",

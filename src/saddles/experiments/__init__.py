@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from saddles._files import atomic_write_text, to_jsonable
+from saddles.files import atomic_write_text, to_jsonable
 
 
 def save_checkpoint(

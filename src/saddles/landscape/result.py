@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from saddles._files import atomic_savez, atomic_write_text, to_jsonable
+from saddles.files import atomic_savez, atomic_write_text, to_jsonable
 
 LANDSCAPE_FORMAT = "saddles.landscape"
 LANDSCAPE_VERSION = 1

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saddles._files import atomic_savez, atomic_write_text
+from saddles.files import atomic_savez, atomic_write_text
 from saddles.landscape.plan import Plan
 from saddles.landscape.problem import Problem
 from saddles.landscape.result import Landscape, dumps

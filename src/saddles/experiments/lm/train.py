@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from saddles._files import atomic_write_text
 from saddles.data import Batch
 from saddles.experiments import load_checkpoint, save_checkpoint
 from saddles.experiments.lm.data import batches, fixed_eval_batch
 from saddles.experiments.lm.model import GPT, lm_loss
+from saddles.files import atomic_write_text
 
 # --- the schedule --------------------------------------------------------------------------
 

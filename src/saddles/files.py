@@ -1,4 +1,5 @@
-"""File helpers shared by every stage that writes results: atomic writes and JSON-safe values.
+"""File helpers shared by every stage that writes results: atomic writes, JSON that is always
+valid, CSV of rows, and YAML configurations read with errors that name the file.
 
 A result file is written to a temporary name in the same folder and renamed over the target,
 so an interrupted run never leaves a half-written file behind. Never imports torch.
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -74,3 +76,30 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
             )
     tmp.replace(path)
     return path
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    """Write ``obj`` as JSON, atomically; NaN and inf become ``null`` (valid JSON, which
+    ``json.dumps`` alone does not guarantee), numpy values their Python equivalents."""
+    text = json.dumps(to_jsonable(obj, nonfinite="null"), indent=indent, allow_nan=False)
+    return atomic_write_text(path, text)
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping a YAML file holds; errors name the file (and, for syntax, line and column)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such configuration file: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a YAML configuration file")
+    try:
+        with path.open(encoding="utf-8") as stream:  # the stream's name goes into syntax errors
+            data = yaml.safe_load(stream) or {}
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not a text (UTF-8) YAML file: {exc}") from exc
+    except yaml.YAMLError as exc:
+        message = " ".join(str(exc).split())
+        raise ValueError(f"{path} is not valid YAML: {message}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
