@@ -53,10 +53,17 @@ def test_unusable_files_give_one_line_naming_the_file(tmp_path, name, content, m
     assert "\n" not in str(caught.value)
 
 
+class Opaque:
+    """Not a tensor: torch.load(weights_only=True) must refuse to build it."""
+
+
 def test_objects_are_refused_never_unpickled(tmp_path):
     path = tmp_path / "obj.pt"
-    torch.save({"w": torch.ones(2), "f": collections.Counter("ab")}, path)
-    with pytest.raises(CheckpointError, match="refused"):
+    torch.save({"w": torch.ones(2), "f": Opaque()}, path)
+    with pytest.raises(CheckpointError, match=r"pickled \S*Opaque, refused"):
+        load_state_dict(path)
+    torch.save({"w": torch.ones(2), "f": collections.Counter("ab")}, path)  # allowed, not a tensor
+    with pytest.raises(CheckpointError, match="'f' is a Counter, not a tensor"):
         load_state_dict(path)
 
 

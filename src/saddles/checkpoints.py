@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 
 SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 WRAPPERS = ("state_dict", "model_state_dict", "model")
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # how torch names the object it refused
 
 
 class CheckpointError(ValueError):
@@ -36,6 +38,8 @@ class CheckpointError(ValueError):
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict stored in ``path`` (see the module docstring), on the CPU."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.stat().st_size == 0:
@@ -56,13 +60,15 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 warnings.simplefilter("ignore")  # torch's multi-line pickle/weights_only notes
                 state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            if "unsupported global" not in str(exc).lower():  # not a pickle of tensors at all
+            found = _GLOBAL.search(str(exc))
+            if not found:  # not a pickle of tensors at all
                 raise CheckpointError(
                     f"checkpoint {path} cannot be read by torch.load (not a saved state dict)"
                 ) from exc
             raise CheckpointError(
-                f"checkpoint {path} holds objects other than tensors and plain containers, "
-                "which are refused (never unpickled); save model.state_dict() instead"
+                f"checkpoint {path} holds a pickled {found.group(1)}, refused: only a plain "
+                "state dict (names to tensors) is read, since unpickling other objects could "
+                "run code; save model.state_dict(), or use .safetensors"
             ) from exc
         except (RuntimeError, OSError, ValueError, EOFError) as exc:
             raise CheckpointError(

@@ -129,27 +129,16 @@ def _first_line(text: str) -> str:
 
 
 def load_checkpoint(net, path: Path, hint: str) -> None:
-    """Load a state dict into ``net``; never unpickles arbitrary objects."""
-    import torch
+    """Load a state dict into ``net`` with :func:`saddles.checkpoints.load_into` (never
+    unpickles arbitrary objects); its one-line errors become bad-parameter errors."""
+    from saddles.checkpoints import CheckpointError, load_into
 
-    state = _read_file(path, hint, "a plain state dict (names to tensors)",
-                       "model.state_dict(), or use .safetensors")  # fmt: skip
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise typer.BadParameter(
-            f"{path} does not hold a state dict (a mapping of names to tensors); it holds a "
-            f"{type(state).__name__}",
-            param_hint=hint,
-        )
     try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        message = " ".join(str(exc).split())
-        raise typer.BadParameter(f"{path} does not match the model: {message}",
-                                 param_hint=hint) from exc  # fmt: skip
+        load_into(net, path)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(f"no such file: {path}", param_hint=hint) from exc
+    except CheckpointError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
 
 
 def load_data(path: Path, hint: str = "--data") -> tuple:
