@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -103,6 +104,7 @@ class RayPool(Pool):
         self.executor = executor
         options = {"num_cpus": executor.cpus_per_worker, "num_gpus": executor.gpus_per_worker}
         self.actor_class = ray.remote(**options)(Worker)
+        started = time.perf_counter()
         self.args = (setup, ray.put(payload), work, executor.cpus_per_worker)
         self.actors = [self.actor_class.remote(*self.args) for _ in range(n)]
         self.replaced = 0
@@ -111,6 +113,7 @@ class RayPool(Pool):
         except Exception as exc:
             self.close()
             raise UnitError(f"the Ray workers could not be set up: {one_line(exc)}") from exc
+        self.start_s = time.perf_counter() - started  # processes started, problem received
 
     @property
     def info(self) -> dict[str, Any]:
@@ -125,6 +128,7 @@ class RayPool(Pool):
             "hosts": sorted({d["host"] for d in self.described}),
             "max_retries": self.executor.max_retries,
             "workers_replaced": self.replaced,
+            "start_s": round(self.start_s, 3),
         }
 
     def run(self, units: Iterable[Any], on_result: Callable[[Any, Any], None]) -> None:

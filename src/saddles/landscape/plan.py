@@ -176,7 +176,7 @@ def compute_chunk(problem: Problem, task: ChunkTask) -> ChunkDone:
     an operator without a batching rule (vmap would loop over it). A failure of a batched
     chunk that is not a probe is a real error (e.g. out of memory) and propagates.
     """
-    c = torch.as_tensor(task.points, dtype=torch.float64).to(problem.device)
+    c = torch.tensor(task.points, dtype=torch.float64).to(problem.device)  # a writable copy
     if task.engine == "batched" and not task.probe:
         return ChunkDone(run_batched(problem, c), "batched")
     if task.engine == "batched":
