@@ -44,8 +44,19 @@ import torch
 
 from saddles.data import LossFn
 from saddles.directions import Directions
+from saddles.executors import Executor, make_executor
 from saddles.landscape.memory import PointCost, chunk_cap, cost_meter, parse_bytes
-from saddles.landscape.plan import ENGINES, Loop, Plan, console, describe, make_plan, say
+from saddles.landscape.plan import (
+    ENGINES,
+    Loop,
+    Plan,
+    compute_chunk,
+    console,
+    describe,
+    make_plan,
+    say,
+    worker_problem,
+)
 from saddles.landscape.problem import BadOutput, Problem, center_pass, setup
 from saddles.landscape.result import Landscape
 from saddles.landscape.rundir import RunDir
@@ -72,6 +83,10 @@ def evaluate(
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
+    executor: str | Executor | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
+    max_retries: int = 3,
 ) -> Landscape:
     """Evaluate the loss at ``theta_0 + sum_k c_k d_k`` for every point ``c`` of ``coords``.
 
@@ -99,6 +114,17 @@ def evaluate(
         run_dir: directory for resumable results (:mod:`saddles.landscape.rundir`).
         resume: continue the run found in ``run_dir`` (a finished one is loaded and returned).
         progress: show a progress bar with points per second and ETA; ``False`` is quiet.
+        executor: where the chunks run (:mod:`saddles.executors`): ``None`` or ``"local"``
+            in this process; ``"ray"`` on Ray actors, each holding a copy of the checked
+            problem (joins ``RAY_ADDRESS`` or an initialised Ray, else starts a loopback
+            cluster of ``workers`` CPUs for this call); or an
+            :class:`~saddles.executors.Executor`. The plan is made here, on the driver, and
+            each chunk is written to ``run_dir`` as it arrives, so the values are those of
+            the local loop with the same plan (and torch thread count), and a run started
+            on one executor resumes on another.
+        workers: Ray actors (default: one per CPU of the cluster).
+        gpus_per_worker: GPUs (or a fraction) each Ray actor reserves.
+        max_retries: how often a chunk may lose its Ray worker before the run fails.
     """
     started = time.perf_counter()
     if engine not in ENGINES:
@@ -110,6 +136,10 @@ def evaluate(
     ):
         raise ValueError(f"chunk_size must be a positive integer, not {chunk_size!r}")
     budget = parse_bytes(max_memory) if max_memory is not None else None
+    # Made here, so that a missing Ray fails at once; it starts workers only when opened.
+    ex, own_executor = make_executor(
+        executor, workers=workers, gpus_per_worker=gpus_per_worker, max_retries=max_retries
+    )
     coords = as_coordinates(coords)
     problem = setup(model, loss, criterion, metrics, data, directions, coords, device, dtype)
     out = console() if progress else None
@@ -143,11 +173,17 @@ def evaluate(
                 log.info(describe(plan))
             if run is not None:
                 run.save_plan(plan)
-        loop = Loop(problem, coords.points, results, run, out)
         try:
-            loop.run_plan(plan)
+            with ex.open(worker_problem, problem, compute_chunk) as pool:
+                loop = Loop(problem, coords.points, results, run, out, pool)
+                try:
+                    loop.run_plan(plan)
+                finally:
+                    loop.close()
+                executor_info = pool.info
         finally:
-            loop.close()
+            if own_executor:
+                ex.close()  # e.g. the local Ray cluster started for this call
     finally:
         state.restore(problem.model)
 
@@ -156,6 +192,7 @@ def evaluate(
         values[start:stop] = block
     n_bad = int((~np.isfinite(values[:, 0])).sum())
     info = provenance(problem, coords, train_mode, plan, loop, center, n_bad, cost)
+    info["executor"] = executor_info
     info["elapsed_s"] = time.perf_counter() - started
     names = problem.value_names
     landscape = Landscape(

@@ -126,16 +126,91 @@ def default_write_chunk(n: int) -> int:
     return int(min(256, max(1, -(-n // 100))))
 
 
-class Loop:
-    """Evaluates chunks in order, records results (and writes them), shows progress."""
+@dataclass(frozen=True)
+class ChunkTask:
+    """One unit of work: points ``[start, stop)`` and the engine to evaluate them with.
 
-    def __init__(self, problem: Problem, points: np.ndarray, results: dict, run, console):
+    ``probe`` marks the first batched chunk of a run: it checks that the model can be
+    vmapped (and, for ``"auto"``, that every operator has a batching rule), and falls back
+    to the sequential engine if not. The task carries its own points, so a worker needs
+    only the :class:`~saddles.landscape.problem.Problem`.
+    """
+
+    start: int
+    stop: int
+    points: np.ndarray  # (stop - start, k) float64
+    engine: str
+    requested: str
+    probe: bool = False
+
+    def __str__(self) -> str:
+        return f"chunk {self.start}-{self.stop}"
+
+
+@dataclass(frozen=True)
+class ChunkDone:
+    """A computed chunk: its values, the engine that made them, and any fallback."""
+
+    block: np.ndarray  # (stop - start, n_values) float64
+    engine: str
+    fallback: str | None = None  # why batching was abandoned on this chunk, if it was
+    warn: bool = False  # announce the fallback as an EngineFallbackWarning
+
+
+def worker_problem(problem: Problem) -> Problem:
+    """A worker's state: the problem as received, its parameter list bound to its own model.
+
+    In this process that is the problem itself; on a Ray worker it is the copy that came
+    through the object store, where ``params`` must be the tensors the copied model uses.
+    """
+    problem.params = [p for _, p in problem.model.named_parameters()]
+    return problem
+
+
+def compute_chunk(problem: Problem, task: ChunkTask) -> ChunkDone:
+    """Evaluate one chunk with its engine (runs on a worker; records nothing).
+
+    A probe that fails in the batched engine means the model cannot be vmapped: the chunk is
+    computed sequentially and the reason returned, so the driver switches the plan (and
+    warns). The same happens, without a warning, when an ``"auto"`` plan's first chunk meets
+    an operator without a batching rule (vmap would loop over it). A failure of a batched
+    chunk that is not a probe is a real error (e.g. out of memory) and propagates.
+    """
+    c = torch.tensor(task.points, dtype=torch.float64).to(problem.device)  # a writable copy
+    if task.engine == "batched" and not task.probe:
+        return ChunkDone(run_batched(problem, c), "batched")
+    if task.engine == "batched":
+        try:
+            if task.requested == "auto":
+                block, fast = has_batching_rules(problem, c)
+                if not fast:
+                    reason = "an operator has no vmap batching rule"
+                    return ChunkDone(run_sequential(problem, c), "sequential", reason)
+            else:
+                block = run_batched(problem, c)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            return ChunkDone(run_sequential(problem, c), "sequential", reason, warn=True)
+        return ChunkDone(block, "batched")
+    return ChunkDone(run_sequential(problem, c), "sequential")
+
+
+class Loop:
+    """Hands chunks to a pool of workers, records results (and writes them), shows progress.
+
+    The plan is the driver's: the first batched chunk of a run goes alone, as a probe, and
+    settles the engine; every later chunk is then independent, so a pool may compute them in
+    any order and on any worker, and each is recorded (and saved) as it arrives.
+    """
+
+    def __init__(self, problem: Problem, points: np.ndarray, results: dict, run, console, pool):
         self.problem = problem
-        self.points = torch.as_tensor(points, dtype=torch.float64)
+        self.points = np.asarray(points, dtype=np.float64)
         self.n = int(points.shape[0])
         self.results = results
         self.run = run
         self.console = console
+        self.pool = pool
         self.batched_ok = False
         self.chunk_engines: list[tuple[int, int, str]] = []
         done = sum(b - a for a, b in results)
@@ -149,51 +224,38 @@ class Loop:
 
     def run_plan(self, plan: Plan) -> None:
         """Evaluate every planned chunk not yet done, then any point no chunk covers."""
-        for start, stop in plan.chunks(self.n):
-            if (start, stop) not in self.results:
-                self.chunk(start, stop, plan)
+        todo = [(a, b) for a, b in plan.chunks(self.n) if (a, b) not in self.results]
+        if todo and plan.engine == "batched" and not self.batched_ok:
+            self.submit(todo[:1], plan, probe=True)  # settles the engine for the rest
+            todo = todo[1:]
+        self.submit(todo, plan)
         while (start := self.first_missing()) < self.n:  # e.g. a chunk file removed
             stop = start + 1
             while stop < self.n and stop - start < int(plan.chunk_size):
                 if any(a <= stop < b for a, b in self.results):
                     break
                 stop += 1
-            self.chunk(start, stop, plan)
+            probe = plan.engine == "batched" and not self.batched_ok
+            self.submit([(start, stop)], plan, probe=probe)
 
-    def chunk(self, start: int, stop: int, plan: Plan) -> None:
-        """Evaluate points ``[start, stop)`` with the plan's engine, and keep them.
+    def submit(self, spans: list[tuple[int, int]], plan: Plan, probe: bool = False) -> None:
+        """Run the chunks ``spans`` on the pool with the plan's engine, recording each."""
+        tasks = [
+            ChunkTask(a, b, self.points[a:b].copy(), plan.engine, plan.requested, probe)
+            for a, b in spans
+        ]
+        self.pool.run(tasks, lambda task, done: self.record(task, done, plan))
 
-        If the batched engine fails before it has succeeded once in this run, the model
-        cannot be vmapped: this is announced (:class:`EngineFallbackWarning`), and this chunk
-        and all later ones use the sequential engine; so does an "auto" plan whose first
-        chunk meets an operator without a batching rule (vmap would loop over it). A failure
-        after a success is a real error (e.g. out of memory) and propagates.
-        """
-        c = self.points[start:stop].to(self.problem.device)
-        engine = plan.engine
-        if engine == "batched":
-            try:
-                if plan.requested == "auto" and not self.batched_ok:
-                    block, fast = has_batching_rules(self.problem, c)
-                    if not fast:
-                        self.switch(plan, "an operator has no vmap batching rule", warn=False)
-                        engine = "sequential"
-                else:
-                    block = run_batched(self.problem, c)
-            except Exception as exc:
-                if self.batched_ok:
-                    raise
-                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-                self.switch(plan, reason, warn=True)
-                engine = "sequential"
-            else:
-                self.batched_ok = engine == "batched"
-        if engine == "sequential":
-            block = run_sequential(self.problem, c)
-        self.results[(start, stop)] = block
-        self.chunk_engines.append((start, stop, engine))
+    def record(self, task: ChunkTask, done: ChunkDone, plan: Plan) -> None:
+        """Keep a finished chunk: switch the plan if it fell back, save it, advance the bar."""
+        if done.fallback is not None:
+            self.switch(plan, done.fallback, warn=done.warn)
+        self.batched_ok = self.batched_ok or done.engine == "batched"
+        start, stop = task.start, task.stop
+        self.results[(start, stop)] = done.block
+        self.chunk_engines.append((start, stop, done.engine))
         if self.run is not None:
-            self.run.save_chunk(start, stop, block, engine)
+            self.run.save_chunk(start, stop, done.block, done.engine)
         if self.bar is not None:
             self.bar[0].advance(self.bar[1], stop - start)
 
@@ -205,7 +267,7 @@ class Loop:
             f"sequential engine. Reason: {reason}"
         )
         if warn:
-            warnings.warn(msg, EngineFallbackWarning, stacklevel=6)
+            warnings.warn(msg, EngineFallbackWarning, stacklevel=8)
         say(self.console, f"[yellow]{msg}[/yellow]" if warn else f"engine 'auto': {msg}")
         log.info(msg)
         if self.run is not None:

@@ -1,0 +1,105 @@
+"""The executor interface: open a pool of workers on a payload, then run units on it.
+
+A run has two steps, so that the payload travels to each worker once however many units
+follow::
+
+    with executor.open(setup, payload, work) as pool:   # state = setup(payload) per worker
+        pool.run(units, on_result)                      # on_result(unit, work(state, unit))
+        pool.run(more_units, on_result)                 # same workers, same state
+
+``on_result`` is called on the driver, one result at a time, in the order results arrive
+(input order for the local executor, completion order on Ray); the caller records them. A unit
+whose ``work`` raises stops the run with that error; a worker that dies is the executor's
+problem (retried elsewhere), never the caller's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+class UnitError(RuntimeError):
+    """A unit of work failed on a worker (its loss raised, or its worker kept dying).
+
+    The message is one line naming the unit; the original exception is the ``__cause__``.
+    """
+
+
+class Pool(ABC):
+    """Workers that hold ``setup(payload)`` and run units on it (see the module docstring)."""
+
+    @abstractmethod
+    def run(self, units: Iterable[Any], on_result: Callable[[Any, Any], None]) -> None:
+        """Run ``work(state, unit)`` for every unit; call ``on_result(unit, result)`` for each."""
+
+    @property
+    @abstractmethod
+    def info(self) -> dict[str, Any]:
+        """Provenance: the executor's name, number of workers, torch threads per worker..."""
+
+    def close(self) -> None:  # noqa: B027 (a hook: nothing to release by default)
+        """Release the workers (the cluster itself belongs to the executor)."""
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Executor(ABC):
+    """Where units run; :meth:`open` gives a :class:`Pool` of workers on one payload."""
+
+    name: str = "executor"
+
+    @abstractmethod
+    def open(
+        self, setup: Callable[[Any], Any], payload: Any, work: Callable[[Any, Any], Any]
+    ) -> Pool:
+        """Start workers, each holding ``setup(payload)``, ready to run ``work`` on units."""
+
+    def close(self) -> None:  # noqa: B027 (a hook: nothing to release by default)
+        """Release what the executor itself started (e.g. a local Ray cluster)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+EXECUTORS = (None, "local", "ray")
+
+
+def make_executor(
+    executor: str | Executor | None = None,
+    *,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
+    max_retries: int = 3,
+) -> tuple[Executor, bool]:
+    """The executor a name asks for, and whether the caller owns it (and must close it).
+
+    ``None`` or ``"local"``: in this process. ``"ray"``: a :class:`RayExecutor` with
+    ``workers`` actors (joining ``RAY_ADDRESS`` or an initialised Ray, else starting a
+    loopback cluster). An :class:`Executor` object is used as it is, and stays the caller's.
+    """
+    from saddles.executors.local import LocalExecutor
+    from saddles.executors.ray_pool import RayExecutor
+
+    if isinstance(executor, Executor):
+        if workers is not None or gpus_per_worker or max_retries != 3:
+            raise ValueError(
+                "workers, gpus_per_worker and max_retries configure executor='ray'; "
+                "give them to the Executor object instead"
+            )
+        return executor, False
+    if executor is None or executor == "local":
+        if workers not in (None, 1) or gpus_per_worker:
+            raise ValueError("workers and gpus_per_worker need executor='ray'")
+        return LocalExecutor(), True
+    if executor == "ray":
+        return RayExecutor(workers, gpus_per_worker=gpus_per_worker, max_retries=max_retries), True
+    raise ValueError(f"executor must be one of {EXECUTORS} or an Executor, not {executor!r}")

@@ -1,0 +1,39 @@
+"""The in-process executor: one worker, this process, units in input order.
+
+This is the loop the landscape sampler always had: the payload is used as it is (no copy),
+and each result is handed back as soon as it is computed, so a run directory sees the same
+chunks in the same order as before. Errors propagate unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from saddles.executors.base import Executor, Pool
+from saddles.executors.threads import torch_threads
+
+
+class LocalPool(Pool):
+    def __init__(self, state: Any, work: Callable[[Any, Any], Any]):
+        self.state = state
+        self.work = work
+
+    def run(self, units: Iterable[Any], on_result: Callable[[Any, Any], None]) -> None:
+        for unit in units:
+            on_result(unit, self.work(self.state, unit))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"name": "local", "workers": 1, "threads_per_worker": torch_threads()}
+
+
+class LocalExecutor(Executor):
+    """Runs every unit in this process, in order (the default)."""
+
+    name = "local"
+
+    def open(
+        self, setup: Callable[[Any], Any], payload: Any, work: Callable[[Any, Any], Any]
+    ) -> LocalPool:
+        return LocalPool(setup(payload), work)

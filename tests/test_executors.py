@@ -1,0 +1,344 @@
+"""Tests of saddles.executors: landscape chunks on a loopback Ray cluster of 2 workers give the
+local loop's values bit for bit, survive a killed worker and a killed driver, and fail clearly.
+
+One cluster serves the whole module (starting one takes seconds). The losses below are module
+functions so that Ray's workers import them from this file (the cluster's workers get this
+folder on their ``PYTHONPATH``); the driver subprocess imports them the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from models_for_tests import accuracy, small_cnn, tiny_mlp
+
+from saddles import directions as D
+from saddles import sampling as S
+from saddles.executors import UnitError, map_units
+from saddles.landscape import evaluate
+
+TESTS = Path(__file__).resolve().parent
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray")
+
+
+# --- losses and workloads (imported by the workers) ------------------------------------------
+
+
+def ce_loss(model, batch):
+    return F.cross_entropy(model(batch[0]), batch[1])
+
+
+def slow_ce_loss(model, batch):
+    """The cross-entropy, 50 ms a call: slow enough to kill a driver mid-run."""
+    time.sleep(0.05)
+    return F.cross_entropy(model(batch[0]), batch[1])
+
+
+def counted(count_file: str):
+    """Append one byte to ``count_file`` (any process): how often the loss ran in all."""
+    fd = os.open(count_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, b".")
+    os.close(fd)
+
+
+def worker_killing_loss(model, batch, marker: str, driver: int, count_file: str, after: int):
+    """The cross-entropy; the first worker to run it ``after`` times kills its own process,
+    once (``marker`` says it happened)."""
+    counted(count_file)
+    calls = worker_killing_loss.calls = getattr(worker_killing_loss, "calls", 0) + 1
+    if os.getpid() != driver and calls >= after:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            pass
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return ce_loss(model, batch)
+
+
+def always_killing_loss(model, batch, driver: int):
+    """Kills every worker that runs it (the driver's centre evaluation survives)."""
+    if os.getpid() != driver:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return ce_loss(model, batch)
+
+
+def raising_loss(model, batch, driver: int):
+    """Raises on a worker's third call."""
+    calls = raising_loss.calls = getattr(raising_loss, "calls", 0) + 1
+    if os.getpid() != driver and calls >= 3:
+        raise ValueError("boom on purpose")
+    return ce_loss(model, batch)
+
+
+def square(x):
+    if x == "bad":
+        raise KeyError("not a number")
+    return x * x
+
+
+def mlp_problem():
+    model, data = tiny_mlp()
+    return model, data, D.random_directions(model, 2, seed=1), S.grid(7, (-1, 1))
+
+
+def driver_run(run_dir: str) -> None:
+    """What the driver subprocess runs: a Ray landscape into ``run_dir`` (joins RAY_ADDRESS)."""
+    torch.set_num_threads(1)
+    model, data, dirs, coords = mlp_problem()
+    evaluate(
+        model,
+        slow_ce_loss,
+        data,
+        dirs,
+        coords,
+        engine="sequential",
+        chunk_size=4,
+        run_dir=run_dir,
+        executor="ray",
+        workers=2,
+        progress=False,
+    )
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The workers run one torch thread each; so does the local reference."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One loopback cluster of 2 CPUs for the module; its workers can import this file."""
+    from saddles.executors.cluster import Cluster
+
+    old_path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [old_path])])
+    temp = tempfile.mkdtemp(prefix="saddles-test-ray-")  # short: Ray puts sockets in it
+    handle = Cluster(num_cpus=2, temp_dir=temp).connect()
+    try:
+        yield handle
+    finally:
+        handle.close()
+        if old_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old_path
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+@needs_ray
+@pytest.mark.parametrize("engine", ["sequential", "batched", "auto"])
+def test_ray_gives_the_local_loops_values_bit_for_bit(cluster, engine):
+    model, data, dirs, coords = mlp_problem()
+    kw = dict(engine=engine, chunk_size=6, metrics={"acc": accuracy}, progress=False)
+    local = evaluate(model, ce_loss, data, dirs, coords, **kw)
+    distributed = evaluate(model, ce_loss, data, dirs, coords, executor="ray", workers=2, **kw)
+    np.testing.assert_array_equal(distributed.loss, local.loss)
+    np.testing.assert_array_equal(distributed.metrics["acc"], local.metrics["acc"])
+    assert distributed.info["engine"] == local.info["engine"]
+    assert distributed.info["chunk_engines"] == local.info["chunk_engines"]
+    ex = distributed.info["executor"]
+    assert ex["name"] == "ray" and ex["workers"] == 2 and ex["threads_per_worker"] == [1]
+    assert ex["cluster"] == "existing"  # the module's cluster is used and left running
+    assert local.info["executor"] == {"name": "local", "workers": 1, "threads_per_worker": 1}
+
+
+@needs_ray
+def test_auto_on_a_model_it_runs_sequentially_also_matches(cluster):
+    model, data = small_cnn()
+    dirs = D.random_directions(model, 2, seed=2)
+    kw = dict(engine="auto", chunk_size=4, progress=False)
+    local = evaluate(model, ce_loss, data, dirs, S.grid(3), **kw)
+    distributed = evaluate(model, ce_loss, data, dirs, S.grid(3), executor="ray", **kw)
+    np.testing.assert_array_equal(distributed.loss, local.loss)
+    assert distributed.info["executor"]["workers"] == 2  # default: every CPU of the cluster
+
+
+@needs_ray
+def test_a_killed_worker_is_replaced_and_nothing_is_lost(cluster, tmp_path):
+    model, data, dirs, coords = mlp_problem()
+    reference = evaluate(
+        model, ce_loss, data, dirs, coords, engine="sequential", chunk_size=4, progress=False
+    )
+    count = tmp_path / "calls"
+    loss = functools.partial(
+        worker_killing_loss,
+        marker=str(tmp_path / "killed"),
+        driver=os.getpid(),
+        count_file=str(count),
+        after=10,
+    )
+    land = evaluate(
+        model,
+        loss,
+        data,
+        dirs,
+        coords,
+        engine="sequential",
+        chunk_size=4,
+        run_dir=tmp_path / "run",
+        executor="ray",
+        workers=2,
+        progress=False,
+    )
+    assert (tmp_path / "killed").exists()
+    assert land.info["executor"]["workers_replaced"] == 1
+    np.testing.assert_array_equal(land.loss, reference.loss)
+    n_chunks = -(-coords.n_points // 4)
+    assert len(land.info["chunk_engines"]) == n_chunks  # every chunk recorded once
+    # Recomputed at most: the chunks queued on the dead worker (2 of 4 points).
+    calls = count.stat().st_size
+    assert 1 + coords.n_points < calls <= 1 + coords.n_points + 2 * 4
+
+
+@needs_ray
+def test_a_chunk_that_keeps_killing_workers_fails_after_max_retries(cluster):
+    model, data, dirs, coords = mlp_problem()
+    loss = functools.partial(always_killing_loss, driver=os.getpid())
+    with pytest.raises(UnitError, match=r"chunk \d+-\d+: its worker died 2 times \(max_retries=1"):
+        evaluate(
+            model,
+            loss,
+            data,
+            dirs,
+            coords,
+            engine="sequential",
+            chunk_size=25,
+            executor="ray",
+            workers=1,
+            max_retries=1,
+            progress=False,
+        )
+
+
+@needs_ray
+def test_a_loss_that_raises_fails_the_run_with_one_line_naming_the_chunk(cluster, tmp_path):
+    model, data, dirs, coords = mlp_problem()
+    loss = functools.partial(raising_loss, driver=os.getpid())
+    with pytest.raises(UnitError, match=r"^chunk \d+-\d+ failed: ValueError: boom on purpose$"):
+        evaluate(
+            model,
+            loss,
+            data,
+            dirs,
+            coords,
+            engine="sequential",
+            chunk_size=4,
+            run_dir=tmp_path / "run",
+            executor="ray",
+            workers=2,
+            progress=False,
+        )
+
+
+@needs_ray
+def test_map_units_keeps_input_order_locally_and_on_ray(cluster):
+    items = list(range(9))
+    assert map_units(square, items) == [i * i for i in items]
+    assert map_units(square, items, "ray", workers=2) == [i * i for i in items]
+    with pytest.raises(UnitError, match=r"^unit 2 failed: KeyError"):
+        map_units(square, [1, 2, "bad", 3], "ray", workers=2)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@needs_ray
+def test_a_killed_ray_driver_resumes_without_ray_bit_for_bit(cluster, tmp_path):
+    model, data, dirs, coords = mlp_problem()
+    reference = evaluate(
+        model, ce_loss, data, dirs, coords, engine="sequential", chunk_size=4, progress=False
+    )
+    run = tmp_path / "run"
+    code = f"from test_executors import driver_run; driver_run({str(run)!r})"
+    env = dict(os.environ, RAY_ADDRESS=cluster.address)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [env.get("PYTHONPATH")])])
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=TESTS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    chunks = run / "chunks"
+    deadline = time.monotonic() + 90
+    try:
+        while len(list(chunks.glob("*.npz"))) < 3:
+            assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the driver wrote no chunks in 90 s"
+            time.sleep(0.02)
+        below = descendants(driver.pid)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        if driver.poll() is None:
+            os.kill(driver.pid, signal.SIGKILL)
+            driver.wait()
+    for pid in below:  # nothing the driver started outlives it
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    on_disk = len(list(chunks.glob("*.npz")))
+    n_chunks = -(-coords.n_points // 4)
+    assert 3 <= on_disk < n_chunks
+    resumed = evaluate(
+        model, slow_ce_loss, data, dirs, coords, run_dir=run, resume=True, progress=False
+    )
+    np.testing.assert_array_equal(resumed.loss, reference.loss)
+    assert resumed.info["executor"]["name"] == "local"
+    assert len(resumed.info["chunk_engines"]) == n_chunks - on_disk  # only what was missing
+
+
+def test_without_ray_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails
+    model, data, dirs, coords = mlp_problem()
+    with pytest.raises(ImportError, match=r"needs Ray.*pip install 'saddles\[ray\]'"):
+        evaluate(model, ce_loss, data, dirs, coords, executor="ray", progress=False)
+    with pytest.raises(ImportError, match=r"saddles\[ray\]"):
+        map_units(square, [1, 2], "ray")
+
+
+def test_executor_arguments_are_checked():
+    model, data, dirs, coords = mlp_problem()
+    with pytest.raises(ValueError, match="executor must be one of"):
+        evaluate(model, ce_loss, data, dirs, coords, executor="dask", progress=False)
+    with pytest.raises(ValueError, match="need executor='ray'"):
+        evaluate(model, ce_loss, data, dirs, coords, workers=4, progress=False)
