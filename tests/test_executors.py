@@ -342,3 +342,34 @@ def test_executor_arguments_are_checked():
         evaluate(model, ce_loss, data, dirs, coords, executor="dask", progress=False)
     with pytest.raises(ValueError, match="need executor='ray'"):
         evaluate(model, ce_loss, data, dirs, coords, workers=4, progress=False)
+
+
+@needs_ray
+def test_the_cli_on_ray_gives_the_single_process_values(cluster, tmp_path):
+    """`saddles landscape --executor ray --workers 2` == the same command in one process."""
+    from typer.testing import CliRunner
+
+    from saddles.cli import app
+    from saddles.landscape import Landscape
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    (tmp_path / "factory.py").write_text(
+        "import torch\n\ndef make():\n    torch.manual_seed(0)\n    return torch.nn.Sequential("
+        "torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))\n"
+    )
+    torch.save(model.state_dict(), tmp_path / "ckpt.pt")
+    gen = torch.Generator().manual_seed(2)
+    torch.save((torch.randn(40, 4, generator=gen), torch.randint(0, 3, (40,), generator=gen)),
+               tmp_path / "data.pt")  # fmt: skip
+    common = ["landscape", "--model", f"{tmp_path / 'factory.py'}:make", "--checkpoint",
+              str(tmp_path / "ckpt.pt"), "--data", str(tmp_path / "data.pt"), "--criterion",
+              "cross_entropy", "--grid", "9", "--quiet"]  # fmt: skip
+    runner = CliRunner()
+    one = runner.invoke(app, [*common, "--out", str(tmp_path / "one")])
+    assert one.exit_code == 0, one.output
+    ray = runner.invoke(app, [*common, "--out", str(tmp_path / "ray"), "--executor", "ray",
+                              "--workers", "2"])  # fmt: skip
+    assert ray.exit_code == 0, ray.output
+    a, b = Landscape.load(tmp_path / "one"), Landscape.load(tmp_path / "ray")
+    np.testing.assert_array_equal(a.loss, b.loss)
+    assert b.info["executor"]["name"] == "ray" and b.info["executor"]["workers"] == 2

@@ -28,3 +28,9 @@ POLICIES = ("fixed", "hessian", "pca")
 
 #: Datasets of the ResNet experiment (:mod:`saddles.experiments.resnet`).
 DATASETS = ("cifar10", "digits")
+
+#: Landscape engines (:mod:`saddles.landscape.plan`, :mod:`saddles.landscape.engines`).
+ENGINES = ("auto", "sequential", "batched")
+
+#: Where units of work run (:mod:`saddles.executors`).
+EXECUTORS = ("local", "ray")

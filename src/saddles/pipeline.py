@@ -57,6 +57,8 @@ class AnalysisConfig:
     directions are deterministic: one plane). ``noise_points`` points of each landscape are
     re-evaluated in float64 for its noise floor (:mod:`saddles.landscape.noise`; 0: off), and
     ``n_minima_above_noise``/``n_saddles_above_noise`` count the features above it.
+    Execution: ``executor`` ("local" or "ray") and ``workers`` for the landscapes' chunks
+    (:mod:`saddles.executors`); the values do not depend on them.
     """
 
     directions: list[str] = field(default_factory=lambda: ["random", "hessian"])
@@ -83,6 +85,8 @@ class AnalysisConfig:
     device: str = "cpu"
     direction_seeds: int = 1
     noise_points: int = 32
+    executor: str = "local"
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         # Types first, so a YAML typo ("7" for 7, a bare string for a list) is named clearly.
@@ -130,6 +134,14 @@ class AnalysisConfig:
             not isinstance(self.chunk_size, int) or self.chunk_size < 1
         ):
             raise ValueError(f"chunk_size must be a positive integer, not {self.chunk_size!r}")
+        from saddles.names import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, not {self.executor!r}")
+        if self.workers is not None and (
+            not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1
+        ):
+            raise ValueError(f"workers must be a positive integer, not {self.workers!r}")
         bad = [d for d in self.directions if d not in DIRECTION_KINDS]
         if bad or not self.directions:
             raise ValueError(
@@ -319,6 +331,7 @@ def analyze(
                 model, loss, data, d, coords, engine=config.engine, chunk_size=config.chunk_size,
                 device=config.device, dtype=dtype, progress=progress,
                 run_dir=Path(run_dir) / where if run_dir else None, resume=True,
+                executor=config.executor, workers=config.workers,
             )  # fmt: skip
             noise = None
             if config.noise_points:

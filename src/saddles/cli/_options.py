@@ -17,8 +17,6 @@ from saddles.topology.graphs import CONNECTIVITIES
 from saddles.topology.mergetree import NAN_POLICIES
 from saddles.topology.representations import REPRESENTATIONS
 
-#: Copy of ``saddles.landscape.ENGINES`` (that package imports torch); a test keeps it equal.
-ENGINES = ("auto", "sequential", "batched")
 #: Copy of the names of ``saddles.experiments.lm.PRESETS`` (torch); a test keeps it equal.
 LM_PRESETS = ("small", "full")
 
@@ -33,7 +31,8 @@ Norm = choices("Norm", names.NORMS)
 Orthogonalize = choices("Orthogonalize", names.ORTHOGONALIZE)
 Method = choices("Method", METHODS)
 Region = choices("Region", REGIONS)
-Engine = choices("Engine", ENGINES)
+Engine = choices("Engine", names.ENGINES)
+ExecutorName = choices("ExecutorName", names.EXECUTORS)
 DType = choices("DType", names.FLOAT_DTYPES)
 Which = choices("Which", names.WHICH)
 TraceMethod = choices("TraceMethod", names.TRACE_METHODS)

@@ -30,7 +30,16 @@ from typing import Any
 import typer
 
 from saddles.cli import _loading, app, friendly_errors
-from saddles.cli._options import Criterion, DType, Engine, Method, Norm, Orthogonalize, Region
+from saddles.cli._options import (
+    Criterion,
+    DType,
+    Engine,
+    ExecutorName,
+    Method,
+    Norm,
+    Orthogonalize,
+    Region,
+)
 
 
 @app.command()
@@ -90,6 +99,14 @@ def landscape(
         "decided by counting operators and FLOPs, never by timing.",
     ),
     chunk_size: int | None = typer.Option(None, min=1, help="Points per batched call / chunk."),
+    executor: ExecutorName = typer.Option(
+        ExecutorName("local"),
+        help="Where chunks run: local (this process) or ray (joins RAY_ADDRESS, else starts a "
+        "loopback cluster of --workers). Values are bit-identical either way.",
+    ),
+    workers: int | None = typer.Option(None, min=1, help="Ray workers (default: one per CPU)."),
+    gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per Ray worker (fractions)."),
+    max_retries: int = typer.Option(3, min=0, help="Retries of a chunk whose Ray worker died."),
     max_memory: str | None = typer.Option(
         None, help="Memory budget of a batched chunk, e.g. 2GB (default: a quarter of the RAM)."
     ),
@@ -159,6 +176,10 @@ def landscape(
         metrics=metrics,
         engine=engine.value,
         chunk_size=chunk_size,
+        executor=executor.value,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        max_retries=max_retries,
         max_memory=max_memory,
         device=device,
         dtype=dtype.value if dtype else None,

@@ -19,6 +19,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from saddles.names import EXECUTORS
+
 
 class UnitError(RuntimeError):
     """A unit of work failed on a worker (its loss raised, or its worker kept dying).
@@ -68,9 +70,6 @@ class Executor(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-EXECUTORS = (None, "local", "ray")
 
 
 def make_executor(

@@ -20,9 +20,10 @@ The package imports torch, numpy and rich; it imports the topology package only 
 
 from saddles.landscape.evaluate import evaluate
 from saddles.landscape.memory import MAX_CHUNK, PointCost, parse_bytes
-from saddles.landscape.plan import ENGINES, EngineFallbackWarning, Plan
+from saddles.landscape.plan import EngineFallbackWarning, Plan
 from saddles.landscape.result import LANDSCAPE_FORMAT, LANDSCAPE_VERSION, Landscape
 from saddles.landscape.rundir import RUN_FORMAT_VERSION
+from saddles.names import ENGINES
 
 __all__ = [
     "ENGINES",

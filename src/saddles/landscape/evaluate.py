@@ -47,7 +47,6 @@ from saddles.directions import Directions
 from saddles.executors import Executor, make_executor
 from saddles.landscape.memory import PointCost, chunk_cap, cost_meter, parse_bytes
 from saddles.landscape.plan import (
-    ENGINES,
     Loop,
     Plan,
     compute_chunk,
@@ -60,6 +59,7 @@ from saddles.landscape.plan import (
 from saddles.landscape.problem import BadOutput, Problem, center_pass, setup
 from saddles.landscape.result import Landscape
 from saddles.landscape.rundir import RunDir
+from saddles.names import ENGINES
 from saddles.sampling import Coordinates, as_coordinates
 
 log = logging.getLogger("saddles")

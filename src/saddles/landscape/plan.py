@@ -35,7 +35,6 @@ from saddles.landscape.problem import Problem
 
 log = logging.getLogger("saddles")
 
-ENGINES = ("auto", "sequential", "batched")
 #: auto: batch when an evaluation's FLOPs per dispatched operator are below this, per device.
 BATCHING_PAYS_BELOW = {"cpu": 1e6, "cuda": 1e9}
 #: auto on CPU: largest power-of-two chunk whose working set stays within this many bytes.
