@@ -44,4 +44,4 @@ def test_lm_command_help_and_bad_policy(tmp_path):
     result = runner.invoke(app, ["experiment", "lm", "--help"])
     assert result.exit_code == 0 and "--preset" in result.output
     result = runner.invoke(app, ["experiment", "lm", "--out", str(tmp_path), "--preset", "huge"])
-    assert result.exit_code == 1 and "huge" in result.output
+    assert result.exit_code == 2 and "huge" in result.output  # bad input: exit 2
