@@ -373,3 +373,13 @@ def test_the_cli_on_ray_gives_the_single_process_values(cluster, tmp_path):
     a, b = Landscape.load(tmp_path / "one"), Landscape.load(tmp_path / "ray")
     np.testing.assert_array_equal(a.loss, b.loss)
     assert b.info["executor"]["name"] == "ray" and b.info["executor"]["workers"] == 2
+
+
+@needs_ray
+def test_ray_leaves_print_alone_so_numba_can_still_compile(cluster):
+    """Ray's driver can replace builtins.print; numba (pynndescent) then fails to compile."""
+    import builtins
+
+    model, data, dirs, coords = mlp_problem()
+    evaluate(model, ce_loss, data, dirs, coords, executor="ray", workers=2, progress=False)
+    assert builtins.print.__module__ == "builtins"

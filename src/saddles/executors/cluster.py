@@ -20,6 +20,7 @@ apply when ``RAY_ADDRESS`` names a loopback address (a cluster started on this m
 
 from __future__ import annotations
 
+import builtins
 import os
 import secrets
 import shutil
@@ -69,6 +70,10 @@ class Cluster:
         ray = self.ray
         if self.kind is not None:
             return self
+        # Ray's driver may replace builtins.print (for its tqdm bars); numba then cannot
+        # compile functions that print, e.g. pynndescent's. Keep print, restore it on close.
+        os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
+        self._print = builtins.print
         if ray.is_initialized():
             self.kind = "existing"
         elif os.environ.get("RAY_ADDRESS"):
@@ -98,6 +103,8 @@ class Cluster:
     def close(self) -> None:
         if self.kind in ("address", "local"):
             self.ray.shutdown()
+        if getattr(self, "_print", None) is not None:
+            builtins.print = self._print
         self.kind = None
         self._restore_env()
         if self._own_temp is not None:
