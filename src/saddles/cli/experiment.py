@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from saddles.cli import app, friendly_errors
-from saddles.cli._options import Dataset, Policy, Preset
+from saddles.cli._options import Dataset, ExecutorName, Policy, Preset
 
 experiment_app = typer.Typer(
     help="Run one of the paper's experiments: train, analyze, relate, report.",
@@ -61,13 +61,21 @@ def pinn(
     hessian: bool = typer.Option(True, help="Compute Hessian eigenvalues, trace and density."),
     threshold: float = typer.Option(0.01, help="Simplification threshold (fraction of range)."),
     threads: int = typer.Option(1, help="torch threads (1 is fastest for this small net)."),
+    seeds_per_model: int = typer.Option(
+        1, "--direction-seeds", min=1, help="Random planes per model (seed, seed+1, ...)."
+    ),
+    executor: ExecutorName = typer.Option(
+        ExecutorName("local"), help="Where landscape chunks run: local or ray (same values)."
+    ),
+    workers: int | None = typer.Option(None, min=1, help="Ray workers (default: one per CPU)."),
     quiet: bool = typer.Option(False, help="No progress display."),
 ) -> None:
     """PINNs for 1D convection (Krishnapriyan et al. 2021) for several beta."""
     from saddles.experiments.pinn import run_pinn_experiment
 
     config = _config(directions, representations, resolution, span, hessian, threshold, threads,
-                     seed=seed)  # fmt: skip
+                     seed=seed, direction_seeds=seeds_per_model, executor=executor.value,
+                     workers=workers)  # fmt: skip
     beta_values = _floats(betas, "--betas")
     paths = run_pinn_experiment(
         out, beta_values, config, n_f=n_f, seed=seed, max_iter=max_iter, progress=not quiet
@@ -95,12 +103,21 @@ def resnet(
     hessian: bool = typer.Option(True, help="Compute Hessian eigenvalues, trace and density."),
     threshold: float = typer.Option(0.01, help="Simplification threshold (fraction of range)."),
     threads: int | None = typer.Option(None, help="torch threads (default: torch's)."),
+    seeds_per_model: int = typer.Option(
+        1, "--direction-seeds", min=1, help="Random planes per model (seed, seed+1, ...)."
+    ),
+    executor: ExecutorName = typer.Option(
+        ExecutorName("local"), help="Where landscape chunks run: local or ray (same values)."
+    ),
+    workers: int | None = typer.Option(None, min=1, help="Ray workers (default: one per CPU)."),
     quiet: bool = typer.Option(False, help="No progress display."),
 ) -> None:
     """ResNet-20 with and without skip connections (He et al. 2016; Li et al. 2018)."""
     from saddles.experiments.resnet import run_resnet_experiment
 
-    config = _config(directions, representations, resolution, span, hessian, threshold, threads)
+    config = _config(directions, representations, resolution, span, hessian, threshold, threads,
+                     direction_seeds=seeds_per_model, executor=executor.value,
+                     workers=workers)  # fmt: skip
     if dataset.value == "cifar10" and data_dir is None:
         raise typer.BadParameter(
             "CIFAR-10 needs --data-dir (the folder with the standard cifar-10-batches-py "
