@@ -179,7 +179,9 @@ def test_run_hash_of_tuple_batches_is_unchanged_and_dict_hash_sees_keys():
 
 def test_causal_lm_loss_matches_cross_entropy_with_masks_and_labels():
     torch.manual_seed(0)
-    emb = torch.nn.Sequential(torch.nn.Embedding(11, 6), torch.nn.Linear(6, 11))
+    emb = torch.nn.Sequential(torch.nn.Embedding(11, 6), torch.nn.Linear(6, 11)).requires_grad_(
+        False
+    )
     ids = torch.randint(0, 11, (3, 5))
     logits = emb(ids)
     plain = F.cross_entropy(logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1))
@@ -228,3 +230,33 @@ def test_autocast_bf16_adds_noise_that_the_noise_floor_measures():
     assert floor_low > 10 * floor and floor_low >= 0.5 * gap
     with pytest.raises(ValueError, match="autocast must be"):
         evaluate(model, _dict_loss, batch, d, coords, autocast="int8", **kw)
+
+
+class _NoDoubleBackward(torch.autograd.Function):
+    """Stands in for a fused attention kernel: a backward without its own derivative."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.sin()
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "derivative for aten::_scaled_dot_product_efficient_attention_backward is not "
+                "implemented"
+            )
+        (x,) = ctx.saved_tensors
+        return grad * x.cos()
+
+
+def test_a_kernel_without_double_backward_names_eager_attention():
+    model = _mlp()
+
+    def loss(m, batch):
+        return _NoDoubleBackward.apply(m(batch["x"])).pow(2).mean()
+
+    op = HessianOperator(model, loss, _dict_batch(), check_determinism=False)
+    with pytest.raises(RuntimeError, match='attn_implementation="eager"'):
+        op.matvec(torch.ones(op.dim))
