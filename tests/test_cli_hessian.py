@@ -157,7 +157,7 @@ def test_bad_inputs_are_explained(files):
     tmp = files[0]
     torch.save({"0.weight": torch.zeros(6, 4), "evil": Opaque()}, tmp / "pickled.pt")
     torch.save({"0.weight": torch.zeros(2, 2)}, tmp / "wrong.pt")
-    torch.save({"x": torch.zeros(3)}, tmp / "dict_data.pt")  # a dict's values form the batch
+    torch.save({"x": torch.zeros(3)}, tmp / "dict_data.pt")  # a dict batch stays a dict
     torch.save(["not a tensor"], tmp / "list_data.pt")
     (tmp / "data.csv").write_text("1,2\n")
     mlp = f"--model {MODULE}:mlp"
@@ -171,7 +171,7 @@ def test_bad_inputs_are_explained(files):
         (f"{mlp} --checkpoint {tmp}/wrong.pt {data}", "does not match"),
         (f"{mlp} --checkpoint {tmp}/nope.pt {data}", "no such file"),
         (f"{mlp} --data {tmp}/data.csv", "unsupported data file"),
-        (f"{mlp} --data {tmp}/dict_data.pt", "needs batches of (inputs, targets)"),
+        (f"{mlp} --data {tmp}/dict_data.pt", "needs the keys ['inputs', 'targets']"),
         (f"{mlp} --data {tmp}/list_data.pt", "tuple/list/dict of tensors"),
         (f"{mlp} --criterion mse --loss {MODULE}:squared_error {data}", "not both"),
         (f"{mlp} --params 0.weight,bogus {data}", "unknown parameter"),

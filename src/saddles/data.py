@@ -3,97 +3,195 @@
 A *loss* is a callable ``loss(model, batch) -> scalar tensor``. That one form covers
 classifiers, PINNs (whose loss differentiates the output with respect to the inputs) and
 language models. A plain criterion such as ``torch.nn.CrossEntropyLoss()`` applied to
-``model(inputs)`` and ``targets`` is wrapped into that form by :func:`make_loss`.
+``model(inputs)`` and ``targets`` is wrapped into that form by :func:`make_loss`, and so is
+the built-in ``"causal_lm"`` (next-token cross-entropy, :func:`causal_lm_loss`).
 
-*Data* is one batch (a tensor, or a tuple/list of tensors) or an iterable of such batches
-(a ``DataLoader``). The loss over several batches is their average weighted by batch size
-(the size of a batch is the length of its first tensor's first dimension), so the result does
-not depend on how the data was split.
+*Data* is one batch or an iterable of batches (a ``DataLoader``). A *batch* reaches the loss as
+the user made it:
+
+- a tuple (or list, passed on as a tuple) of tensors, e.g. ``(inputs, targets)``;
+- a dict of tensors with string keys, e.g. ``{"input_ids": ..., "attention_mask": ...}`` as
+  tokenizers and Hugging Face datasets give them: it stays a dict, keys and order untouched;
+- a single tensor, which becomes the 1-tuple ``(tensor,)`` (so ``batch[0]`` is the tensor).
+
+The loss over several batches is their average weighted by batch size. The size of a batch is
+the first dimension of its first tensor (for a dict: of ``input_ids`` when it has that key,
+else of its first value), so the result does not depend on how the data was split.
 
 This module imports torch; the topology package never imports it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 
 from saddles.names import CRITERIA
 
-Batch = tuple[torch.Tensor, ...]
+Batch = tuple[torch.Tensor, ...] | dict[str, torch.Tensor]
 LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
+
+#: The label HF models and :func:`causal_lm_loss` ignore (``torch.nn.CrossEntropyLoss``'s).
+IGNORE_INDEX = -100
+
+
+def _as_batch(b: Any) -> Batch | None:
+    """``b`` as a batch (tensor -> 1-tuple, list -> tuple, dict of tensors kept), else None."""
+    if isinstance(b, torch.Tensor):
+        return (b,)
+    if isinstance(b, (tuple, list)) and b and all(isinstance(t, torch.Tensor) for t in b):
+        return tuple(b)
+    if isinstance(b, Mapping) and b and all(isinstance(t, torch.Tensor) for t in b.values()):
+        bad = [k for k in b if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"a dict batch needs string keys, not {bad[0]!r}")
+        return dict(b)
+    return None
 
 
 def as_batches(data: Any) -> list[Batch]:
-    """Normalize ``data`` into a list of batches, each a tuple of tensors.
+    """Normalize ``data`` into a list of batches (see the module docstring for their forms).
 
-    A tensor is one batch of one tensor; a tuple or list whose items are all tensors is one
-    batch; any other iterable is a sequence of batches. Raises ``ValueError`` on empty data.
+    A tensor, a tuple/list whose items are all tensors, or a dict of tensors is one batch; any
+    other iterable is a sequence of batches (a list of dicts is several dict batches). Raises
+    ``TypeError`` on something else and ``ValueError`` on empty data.
     """
-    if isinstance(data, torch.Tensor):
-        batches = [(data,)]
-    elif (
-        isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data)
-    ):
-        batches = [tuple(data)]
-    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes)):
+    one = _as_batch(data) if not isinstance(data, (str, bytes)) else None
+    if one is not None:
+        batches = [one]
+    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes, Mapping)):
         batches = []
         for i, b in enumerate(data):
-            if isinstance(b, torch.Tensor):
-                batches.append((b,))
-            elif isinstance(b, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in b):
-                batches.append(tuple(b))
-            else:
+            batch = _as_batch(b)
+            if batch is None:
                 raise TypeError(
-                    f"batch {i} of the data is a {type(b).__name__}; expected a tensor or a "
-                    "tuple of tensors"
+                    f"batch {i} of the data is a {type(b).__name__}; expected a tensor, a "
+                    "tuple of tensors or a dict of tensors"
                 )
+            batches.append(batch)
     else:
         raise TypeError(
-            f"data must be a tensor, a tuple of tensors, or an iterable of batches, "
-            f"not {type(data).__name__}"
+            "data must be a tensor, a tuple of tensors, a dict of tensors, or an iterable of "
+            f"batches, not {type(data).__name__}"
         )
-    if not batches or any(len(b) == 0 for b in batches):
+    if not batches:
         raise ValueError("the data is empty: give at least one batch with at least one tensor")
     for i, b in enumerate(batches):
-        if b[0].ndim == 0 or b[0].shape[0] == 0:
-            raise ValueError(
-                f"batch {i} has no samples (first tensor has shape {tuple(b[0].shape)})"
-            )
+        first = _first_tensor(b)
+        if first.ndim == 0 or first.shape[0] == 0:
+            raise ValueError(f"batch {i} has no samples (first tensor has shape "
+                             f"{tuple(first.shape)})")  # fmt: skip
     return batches
 
 
+def tensors_of(batch: Batch) -> list[torch.Tensor]:
+    """The tensors of a batch, in its own order (a dict's values in key order)."""
+    return list(batch.values()) if isinstance(batch, Mapping) else list(batch)
+
+
+def map_batch(batch: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+    """A batch of the same form (tuple or dict, same keys) with ``fn`` applied to each tensor."""
+    if isinstance(batch, Mapping):
+        return {k: fn(t) for k, t in batch.items()}
+    return tuple(fn(t) for t in batch)
+
+
+def _first_tensor(batch: Batch) -> torch.Tensor:
+    if isinstance(batch, Mapping):
+        return batch["input_ids"] if "input_ids" in batch else next(iter(batch.values()))
+    return batch[0]
+
+
 def batch_size(batch: Batch) -> int:
-    """Number of samples in a batch: the first dimension of its first tensor."""
-    return int(batch[0].shape[0])
+    """Number of samples in a batch: the first dimension of its first tensor (for a dict, of
+    ``input_ids`` when present, else of its first value)."""
+    return int(_first_tensor(batch).shape[0])
+
+
+def n_tokens(batch: Batch) -> int:
+    """Tokens in a batch: samples x sequence length of its first tensor (samples for 1-D)."""
+    first = _first_tensor(batch)
+    return int(first.shape[0]) * (int(first.shape[1]) if first.ndim >= 2 else 1)
+
+
+def cap_tokens(batches: list[Batch], eval_tokens: int | None) -> list[Batch]:
+    """The first ``eval_tokens`` tokens of the data, in whole sequences (samples).
+
+    Batches are kept in order until the budget is reached; the batch that crosses it is cut
+    at a sequence boundary (every tensor of the batch along its first dimension), so a
+    sequence is never split. ``None``: the data as it is. A budget smaller than one sequence
+    is an error naming the sequence length.
+    """
+    if eval_tokens is None:
+        return batches
+    if not isinstance(eval_tokens, int) or isinstance(eval_tokens, bool) or eval_tokens < 1:
+        raise ValueError(f"eval_tokens must be a positive integer, not {eval_tokens!r}")
+    out, left = [], eval_tokens
+    for b in batches:
+        per_sample = n_tokens(b) // batch_size(b)
+        keep = min(batch_size(b), left // per_sample)
+        if keep == 0:
+            break
+        out.append(b if keep == batch_size(b) else map_batch(b, lambda t, k=keep: t[:k]))
+        left -= keep * per_sample
+    if not out:
+        raise ValueError(
+            f"eval_tokens={eval_tokens} is less than one sequence "
+            f"({n_tokens(batches[0]) // batch_size(batches[0])} tokens)"
+        )
+    return out
+
+
+# --- losses ----------------------------------------------------------------------------------
 
 
 def make_loss(
-    loss: LossFn | None = None, criterion: Callable[..., torch.Tensor] | str | None = None
+    loss: LossFn | None = None,
+    criterion: Callable[..., torch.Tensor] | str | None = None,
+    *,
+    inputs_key: str | None = None,
+    targets_key: str | None = None,
 ) -> LossFn:
     """Return a ``loss(model, batch)`` callable from exactly one of ``loss`` or ``criterion``.
 
-    With ``criterion``, a batch is ``(inputs, targets)`` and the loss is
+    With ``criterion``, a tuple batch is ``(inputs, targets)`` and the loss is
     ``criterion(model(inputs), targets)``; ``criterion`` is a callable such as
     ``torch.nn.CrossEntropyLoss()`` or a name from :data:`CRITERIA` (``"cross_entropy"``,
-    ``"mse"``: torch's functional losses of those names, averaged over the batch).
+    ``"mse"``: torch's functional losses of those names, averaged over the batch;
+    ``"causal_lm"``: :func:`causal_lm_loss`, which reads its own keys). A dict batch is never
+    reordered: its inputs and targets are the entries named ``inputs_key`` and ``targets_key``
+    (default ``"inputs"`` and ``"targets"``), and a dict without them is an error naming its
+    keys.
     """
     if (loss is None) == (criterion is None):
         raise ValueError("give exactly one of `loss` (loss(model, batch)) or `criterion`")
-    if isinstance(criterion, str):
-        if criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {CRITERIA}, not {criterion!r}")
-        label, criterion = criterion, _CRITERIA[criterion]
-    elif criterion is not None:
-        label = getattr(criterion, "__qualname__", None) or repr(criterion)
     if loss is not None:
         if not callable(loss):
             raise TypeError("`loss` must be callable as loss(model, batch)")
         return loss
+    if criterion == "causal_lm":
+        return causal_lm_loss
+    if isinstance(criterion, str):
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, not {criterion!r}")
+        label, criterion = criterion, _CRITERIA[criterion]
+    else:
+        label = getattr(criterion, "__qualname__", None) or repr(criterion)
+    keys = (inputs_key or "inputs", targets_key or "targets")
 
     def criterion_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        if isinstance(batch, Mapping):
+            missing = [k for k in keys if k not in batch]
+            if missing:
+                raise ValueError(
+                    f"a criterion on a dict batch needs the keys {list(keys)}; this batch has "
+                    f"{sorted(batch)} (name them with --inputs-key/--targets-key, YAML "
+                    "inputs_key/targets_key)"
+                )
+            return criterion(model(batch[keys[0]]), batch[keys[1]])
         if len(batch) < 2:
             raise ValueError(
                 "a criterion needs batches of (inputs, targets); this batch has "
@@ -101,13 +199,105 @@ def make_loss(
             )
         return criterion(model(batch[0]), batch[1])
 
-    # The criterion in the name, so that a run directory's record of its loss tells them apart.
-    criterion_loss.__qualname__ = f"make_loss(criterion={label})"
+    # The criterion (and keys) in the name, so that a run directory's record of its loss
+    # tells them apart.
+    named = f", keys={list(keys)}" if inputs_key or targets_key else ""
+    criterion_loss.__qualname__ = f"make_loss(criterion={label}{named})"
     return criterion_loss
 
 
 _CRITERIA = {"cross_entropy": torch.nn.functional.cross_entropy,
               "mse": torch.nn.functional.mse_loss}  # fmt: skip
+
+
+def causal_lm_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Mean next-token cross-entropy, as Hugging Face's causal LMs compute it.
+
+    ``batch`` is a dict with ``input_ids`` (``(B, T)`` integers) and optionally
+    ``attention_mask`` (0 = padding) and ``labels`` (default: ``input_ids``; ``-100`` is
+    ignored), or a tensor / 1-tuple of ``input_ids``. The logits at position ``t`` predict the
+    label at ``t + 1`` (the shift HF applies); padded and ``-100`` positions are left out of
+    the mean. The model is called as ``model(input_ids=..., attention_mask=...)`` when its
+    ``forward`` takes ``input_ids`` (HF models), else ``model(input_ids)``, and may return
+    logits ``(B, T, V)``, a tuple starting with them, or an object/dict with ``.logits``.
+
+    The mean is written with ``log_softmax`` and ``gather`` (no data-dependent indexing), so it
+    runs under ``torch.vmap`` and double backward wherever the model does. Token ids at or past
+    the model's vocabulary (``get_input_embeddings()``) are refused before the forward pass.
+    """
+    if isinstance(batch, Mapping):
+        if "input_ids" not in batch:
+            raise ValueError(
+                f"the causal_lm criterion needs a dict batch with 'input_ids' (and optionally "
+                f"'attention_mask', 'labels'); this batch has {sorted(batch)}"
+            )
+        ids, mask, labels = batch["input_ids"], batch.get("attention_mask"), batch.get("labels")
+    elif len(batch) == 1:
+        ids, mask, labels = batch[0], None, None
+    else:
+        raise ValueError(
+            f"the causal_lm criterion takes a dict batch (input_ids, attention_mask, labels) or "
+            f"one tensor of token ids; this batch is a tuple of {len(batch)} tensors"
+        )
+    if ids.ndim != 2 or ids.is_floating_point() or ids.shape[1] < 2:
+        raise ValueError(f"input_ids must be (batch, sequence >= 2) integers, not "
+                         f"{ids.dtype} {tuple(ids.shape)}")  # fmt: skip
+    check_token_ids(model, ids)
+    if _takes_input_ids(model):
+        kwargs = {"input_ids": ids} if mask is None else {"input_ids": ids, "attention_mask": mask}
+        out = model(**kwargs)
+    else:
+        out = model(ids)
+    logits = _logits(out)
+    targets = (ids if labels is None else labels)[:, 1:]
+    if mask is not None:
+        targets = targets.masked_fill(mask[:, 1:] == 0, IGNORE_INDEX)
+    valid = targets != IGNORE_INDEX
+    logits = logits[:, :-1]
+    logp = torch.log_softmax(logits.float() if logits.dtype in _LOW else logits, dim=-1)
+    picked = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return -(picked * valid).sum() / valid.sum().clamp_min(1)
+
+
+_LOW = (torch.float16, torch.bfloat16)  # logits averaged in float32, as HF does
+
+
+def check_token_ids(model: torch.nn.Module, ids: torch.Tensor) -> None:
+    """Refuse token ids outside ``[0, vocabulary)`` of the model's input embedding, by value."""
+    get = getattr(model, "get_input_embeddings", None)
+    emb = get() if callable(get) else None
+    vocab = getattr(emb, "num_embeddings", None)
+    if vocab is None:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if high >= vocab or low < 0:
+        raise ValueError(
+            f"token ids range from {low} to {high}, but the model's vocabulary has {vocab} "
+            f"entries (ids 0 to {vocab - 1}); the data was tokenized for another model"
+        )
+
+
+def _takes_input_ids(model: torch.nn.Module) -> bool:
+    try:
+        return "input_ids" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _logits(out: Any) -> torch.Tensor:
+    """Logits from a model's output: a tensor, a tuple starting with them, or ``.logits``."""
+    if isinstance(out, torch.Tensor):
+        logits = out
+    else:
+        logits = getattr(out, "logits", None)
+        if logits is None and isinstance(out, Mapping):
+            logits = out.get("logits")
+        if logits is None and isinstance(out, (tuple, list)) and out:
+            logits = out[0]
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 3:
+        raise TypeError(f"the model returned {type(out).__name__}, not logits (batch, sequence, "
+                        "vocabulary) for the causal_lm criterion")  # fmt: skip
+    return logits
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device | None:
@@ -142,15 +332,14 @@ def batch_weights(batches: list[Batch]) -> list[float]:
     return [s / total for s in sizes]
 
 
-def move_batches(batches: list[Batch], device: torch.device | str, dtype: torch.dtype | None):
-    """Move batches to a device; floating tensors are cast to ``dtype`` when it is given."""
-    out = []
-    for b in batches:
-        moved = []
-        for t in b:
-            t = t.to(device)
-            if dtype is not None and t.is_floating_point():
-                t = t.to(dtype)
-            moved.append(t)
-        out.append(tuple(moved))
-    return out
+def move_batches(
+    batches: list[Batch], device: torch.device | str, dtype: torch.dtype | None
+) -> list[Batch]:
+    """Move batches to a device, keeping their form (tuple or dict); floating tensors are cast
+    to ``dtype`` when it is given (integer token ids and masks are not)."""
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        t = t.to(device)
+        return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+    return [map_batch(b, move) for b in batches]

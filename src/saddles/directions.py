@@ -42,6 +42,13 @@ their trained values. ``False`` keeps them and normalizes each such tensor as on
 ``"filter"`` and ``"layer"``) or as part of the whole (``"model"``). Note that Li et al.'s code
 without ``biasbn`` instead sets those directions *equal to the weights*; we do not copy that.
 
+Parameter subsets
+-----------------
+Every source of directions takes ``params``, a spec of :mod:`saddles.params` (name globs,
+``exclude_1d``, module types): the entries of parameters outside the selection are zero, so a
+landscape moves the selected parameters only, and ``"model"`` normalization takes its norms
+over them. The selection's counts are recorded in ``info["params"]``.
+
 Orthogonalization
 -----------------
 Li et al. do not orthogonalize: two random high-dimensional vectors are nearly orthogonal
@@ -70,6 +77,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from saddles import params as params_mod
 from saddles.names import NORMS, ORTHOGONALIZE
 
 MAX_RANDOM_DIRECTIONS = 10
@@ -153,23 +161,26 @@ def normalize(
     weights: Sequence[torch.Tensor],
     norm: str = "filter",
     ignore_1d: bool = True,
+    keep: Sequence[bool] | None = None,
 ) -> Direction:
     """Rescale ``direction`` relative to ``weights`` (Li et al. 2018, section 4).
 
     ``norm`` is ``"filter"``, ``"layer"``, ``"model"`` or ``"none"`` and ``ignore_1d`` zeroes
     the directions of parameters with at most one dimension; the module docstring says exactly
-    what each does. Returns new tensors in the direction's dtype and device; the inputs are not
-    modified.
+    what each does. ``keep`` (one flag per parameter, from a parameter selection) zeroes the
+    parameters flagged False and leaves them out of ``"model"``'s norms. Returns new tensors in
+    the direction's dtype and device; the inputs are not modified.
     """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
     direction, weights = list(direction), list(weights)
     _check_like(direction, weights, what="direction")
+    keep = [True] * len(direction) if keep is None else list(keep)
     out = []
-    for d, w in zip(direction, weights, strict=True):
+    for d, w, kept in zip(direction, weights, keep, strict=True):
         w = w.detach().to(dtype=d.dtype, device=d.device)
         d = d.detach().clone()
-        if d.dim() <= 1 and ignore_1d:
+        if (d.dim() <= 1 and ignore_1d) or not kept:
             d.zero_()
         elif norm == "filter" and d.dim() >= 2:
             d_norms = d.reshape(d.shape[0], -1).norm(dim=1)
@@ -181,7 +192,9 @@ def normalize(
         out.append(d)
     if norm == "model":
         kept = [
-            (d, w) for d, w in zip(out, weights, strict=True) if not (d.dim() <= 1 and ignore_1d)
+            (d, w)
+            for d, w, k in zip(out, weights, keep, strict=True)
+            if k and not (d.dim() <= 1 and ignore_1d)
         ]
         if not kept:
             return out
@@ -243,6 +256,7 @@ def random_directions(
     norm: str = "filter",
     ignore_1d: bool = True,
     orthogonalize: str = "none",
+    params: Mapping[str, Any] | None = None,
 ) -> Directions:
     """``n`` (1 to 10) Gaussian random directions, normalized as Li et al. 2018.
 
@@ -251,19 +265,21 @@ def random_directions(
     device and in any precision. ``norm`` and ``ignore_1d``: see :func:`normalize`.
     ``orthogonalize``: ``"none"`` (default, as Li et al.), ``"orthonormal"`` (Gram-Schmidt to a
     unit-norm orthogonal basis; the filter-wise scale is lost) or ``"orthogonal"`` (Gram-Schmidt
-    keeping each direction's normalized length).
+    keeping each direction's normalized length). ``params``: a parameter selection
+    (:mod:`saddles.params`); the entries outside it are zero.
     """
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_RANDOM_DIRECTIONS:
         raise ValueError(f"n must be an integer from 1 to {MAX_RANDOM_DIRECTIONS}, not {n!r}")
     if orthogonalize not in ORTHOGONALIZE:
         raise ValueError(f"orthogonalize must be one of {ORTHOGONALIZE}, not {orthogonalize!r}")
     names, weights = parameters(model)
+    keep, selection = _selection(model, params)
     weights64 = [w.detach().to("cpu", torch.float64) for w in weights]
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     dirs = []
     for _ in range(n):
         d = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in weights64]
-        dirs.append(normalize(d, weights64, norm=norm, ignore_1d=ignore_1d))
+        dirs.append(normalize(d, weights64, norm=norm, ignore_1d=ignore_1d, keep=keep))
     if orthogonalize != "none":
         dirs = orthonormalize(dirs, keep_norms=orthogonalize == "orthogonal")
     tensors = [
@@ -278,11 +294,17 @@ def random_directions(
         "ignore_1d": bool(ignore_1d),
         "orthogonalize": orthogonalize,
         "n_params": sum(w.numel() for w in weights),
+        **selection,
     }
     return Directions(tensors, names, info)
 
 
-def interpolation(model: torch.nn.Module, targets: Any | Sequence[Any]) -> Directions:
+def interpolation(
+    model: torch.nn.Module,
+    targets: Any | Sequence[Any],
+    *,
+    params: Mapping[str, Any] | None = None,
+) -> Directions:
     """Directions from the model's weights to one or more other checkpoints.
 
     ``d_j = theta_j - theta``, so coordinate 0 is the model and coordinate 1 along axis ``j`` is
@@ -290,9 +312,11 @@ def interpolation(model: torch.nn.Module, targets: Any | Sequence[Any]) -> Direc
     two, as in mode-connectivity studies). A target is a module, a state dict (extra entries
     such as buffers are ignored) or a list of parameter tensors. Only parameters move: BatchNorm
     running statistics stay those of ``model``. Use :func:`orthonormalize` on the result for a
-    Euclidean frame.
+    Euclidean frame. With ``params`` (:mod:`saddles.params`) only the selected parameters
+    move: coordinate 1 is then the model with those parameters taken from the target.
     """
     names, weights = parameters(model)
+    keep, selection = _selection(model, params)
     if isinstance(targets, (torch.nn.Module, Mapping)) or _is_tensor_list(targets, weights):
         targets = [targets]
     targets = list(targets)
@@ -301,11 +325,13 @@ def interpolation(model: torch.nn.Module, targets: Any | Sequence[Any]) -> Direc
     tensors = []
     for j, target in enumerate(targets):
         theta = _weights_of(target, names, weights, what=f"target {j}")
-        tensors.append([(t - w).detach() for t, w in zip(theta, weights, strict=True)])
+        diff = [(t - w).detach() for t, w in zip(theta, weights, strict=True)]
+        tensors.append(_zero_outside(diff, keep))
     info = {
         "kind": "interpolation",
         "n": len(tensors),
         "n_params": sum(w.numel() for w in weights),
+        **selection,
     }
     return Directions(tensors, names, info)
 
@@ -316,6 +342,7 @@ def trajectory_pca(
     n: int = 2,
     *,
     ignore_1d: bool = True,
+    params: Mapping[str, Any] | None = None,
 ) -> Directions:
     """Principal directions of an optimization trajectory (Li et al. 2018, section 7).
 
@@ -326,9 +353,11 @@ def trajectory_pca(
     component's largest-magnitude entry is positive). ``info`` records
     ``explained_variance_ratio`` and ``trajectory``: each checkpoint's coordinates
     ``<theta_i - theta, d_k>`` in the plane, for drawing the path on the landscape (``model``
-    is the origin).
+    is the origin). ``params`` (:mod:`saddles.params`) restricts the trajectory to the
+    selected parameters, like ``ignore_1d``.
     """
     names, weights = parameters(model)
+    keep, selection = _selection(model, params)
     checkpoints = list(checkpoints)
     if len(checkpoints) < 2:
         raise ValueError("trajectory_pca needs at least two checkpoints")
@@ -337,7 +366,8 @@ def trajectory_pca(
             f"n must be an integer from 1 to min(#checkpoints, 10) = "
             f"{min(len(checkpoints), 10)}, not {n!r}"
         )
-    mask = [not (ignore_1d and w.dim() <= 1) for w in weights]
+    keep = keep or [True] * len(weights)
+    mask = [k and not (ignore_1d and w.dim() <= 1) for w, k in zip(weights, keep, strict=True)]
     rows = []
     for i, ckpt in enumerate(checkpoints):
         theta = _weights_of(ckpt, names, weights, what=f"checkpoint {i}")
@@ -367,6 +397,7 @@ def trajectory_pca(
         "explained_variance_ratio": [float(r) for r in ratio],
         "trajectory": coords.tolist(),
         "n_params": sum(w.numel() for w in weights),
+        **selection,
     }
     return Directions([[t.detach() for t in d] for d in tensors], names, info)
 
@@ -378,6 +409,7 @@ def from_tensors(
     norm: str = "none",
     ignore_1d: bool = False,
     info: dict[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Directions:
     """Wrap given directions (e.g. Hessian eigenvectors) after checking them against ``model``.
 
@@ -385,9 +417,11 @@ def from_tensors(
     tensors), a list of such lists, a list of flat vectors, or a ``(k, n_params)`` matrix
     (tensor or numpy array). Shapes are checked parameter by parameter and a mismatch names the
     parameter. ``norm``/``ignore_1d`` optionally apply :func:`normalize` (off by default: an
-    eigenvector is usually wanted as it is). The tensors take the parameters' dtype and device.
+    eigenvector is usually wanted as it is). ``params`` (:mod:`saddles.params`) zeroes the
+    entries outside the selection. The tensors take the parameters' dtype and device.
     """
     names, weights = parameters(model)
+    keep, selection = _selection(model, params)
     given_info: dict[str, Any] = {}
     if isinstance(directions, Directions):
         given_info = dict(directions.info)
@@ -399,19 +433,40 @@ def from_tensors(
         directions = directions.tensors
     tensors = _as_direction_lists(directions, weights, names)
     if norm != "none" or ignore_1d:
-        tensors = [normalize(d, weights, norm=norm, ignore_1d=ignore_1d) for d in tensors]
+        tensors = [
+            normalize(d, weights, norm=norm, ignore_1d=ignore_1d, keep=keep) for d in tensors
+        ]
+    tensors = [_zero_outside(d, keep) for d in tensors]
     tensors = [
         [t.detach().to(dtype=w.dtype, device=w.device) for t, w in zip(d, weights, strict=True)]
         for d in tensors
     ]
     record = {"kind": "given", **given_info, **(info or {})}
-    record.update({"n": len(tensors), "n_params": sum(w.numel() for w in weights)})
+    record.update({"n": len(tensors), "n_params": sum(w.numel() for w in weights), **selection})
     if norm != "none" or ignore_1d:
         record.update({"norm": norm, "ignore_1d": bool(ignore_1d)})
     return Directions(tensors, names, record)
 
 
 # --- internals ---------------------------------------------------------------------------------
+
+
+def _selection(
+    model: torch.nn.Module, params: Mapping[str, Any] | None
+) -> tuple[list[bool] | None, dict[str, Any]]:
+    """Per-parameter keep flags (None: all) and the info entry of a parameter selection."""
+    if not params_mod.check_spec(params):
+        return None, {}
+    chosen = params_mod.select(model, params)
+    keep = [n in chosen for n, _ in model.named_parameters()]
+    return keep, {"params": chosen.info()}
+
+
+def _zero_outside(direction: Direction, keep: list[bool] | None) -> Direction:
+    """The direction with the entries of unselected parameters set to zero."""
+    if keep is None:
+        return direction
+    return [t if k else torch.zeros_like(t) for t, k in zip(direction, keep, strict=True)]
 
 
 def _short(names: Sequence[str], n: int = 4) -> str:

@@ -6,8 +6,9 @@ from those modules, which import torch, so that the command line can offer them 
 without importing torch (``saddles topology`` never does).
 """
 
-#: Loss criteria on ``(inputs, targets)`` batches (:func:`saddles.data.make_loss`).
-CRITERIA = ("cross_entropy", "mse")
+#: Loss criteria on ``(inputs, targets)`` batches, and next-token cross-entropy on token
+#: batches, ``causal_lm`` (:func:`saddles.data.make_loss`).
+CRITERIA = ("cross_entropy", "mse", "causal_lm")
 
 #: Direction normalizations and Gram-Schmidt variants (:mod:`saddles.directions`).
 NORMS = ("filter", "layer", "model", "none")
@@ -34,3 +35,6 @@ ENGINES = ("auto", "sequential", "batched")
 
 #: Where units of work run (:mod:`saddles.executors`).
 EXECUTORS = ("local", "ray")
+
+#: Mixed-precision forwards under ``torch.autocast`` (:func:`saddles.landscape.evaluate`).
+AUTOCAST = ("bf16", "fp16")

@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from saddles.files import atomic_savez, atomic_write_text, read_yaml, write_csv, write_json
-from saddles.names import FLOAT_DTYPES
+from saddles.names import AUTOCAST, FLOAT_DTYPES
 from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
 from saddles.topology.representations import REPRESENTATIONS
 
@@ -59,6 +59,12 @@ class AnalysisConfig:
     ``n_minima_above_noise``/``n_saddles_above_noise`` count the features above it.
     Execution: ``executor`` ("local" or "ray") and ``workers`` for the landscapes' chunks
     (:mod:`saddles.executors`); the values do not depend on them.
+    Parameters: ``params``, a spec of :mod:`saddles.params` (``include``/``exclude`` name
+    globs, ``exclude_1d``, ``types``) or None for all: directions move only the selected
+    parameters and the Hessian is taken over them. At LM scale: ``autocast`` ("bf16"/"fp16")
+    runs the landscapes' forwards under ``torch.autocast`` (adds rounding noise, which the
+    float64 noise floor measures), and ``eval_tokens`` evaluates each point on the data's
+    first N tokens only (whole sequences; the Hessian uses all the data).
     """
 
     directions: list[str] = field(default_factory=lambda: ["random", "hessian"])
@@ -87,6 +93,9 @@ class AnalysisConfig:
     noise_points: int = 32
     executor: str = "local"
     workers: int | None = None
+    params: dict[str, Any] | None = None
+    autocast: str | None = None
+    eval_tokens: int | None = None
 
     def __post_init__(self) -> None:
         # Types first, so a YAML typo ("7" for 7, a bare string for a list) is named clearly.
@@ -171,6 +180,17 @@ class AnalysisConfig:
             self.hessian_top_k = self.n_directions
         if self.dtype not in FLOAT_DTYPES:
             raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, not {self.dtype!r}")
+        from saddles.params import check_spec
+
+        self.params = check_spec(self.params) or None
+        if self.autocast is not None and self.autocast not in AUTOCAST:
+            raise ValueError(f"autocast must be null or one of {AUTOCAST}, not {self.autocast!r}")
+        if self.eval_tokens is not None and (
+            not isinstance(self.eval_tokens, int)
+            or isinstance(self.eval_tokens, bool)
+            or self.eval_tokens < 1
+        ):
+            raise ValueError(f"eval_tokens must be a positive integer, not {self.eval_tokens!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AnalysisConfig:
@@ -319,6 +339,12 @@ def analyze(
 
     landscapes, topology, trees, ensembles = {}, {}, {}, {}
     coords = make_coordinates(config)
+    if config.eval_tokens is not None:  # the landscapes and their noise floors see the same data
+        from saddles.data import as_batches, cap_tokens
+
+        land_data = cap_tokens(as_batches(data), config.eval_tokens)
+    else:
+        land_data = data
     for kind in config.directions:
         ensembles[kind] = []
         seeds = seed_list(config) if kind == "random" else [None]
@@ -328,15 +354,17 @@ def analyze(
             tag = where.removeprefix("landscape-")
             t0 = time.perf_counter()
             land = evaluate(
-                model, loss, data, d, coords, engine=config.engine, chunk_size=config.chunk_size,
-                device=config.device, dtype=dtype, progress=progress,
-                run_dir=Path(run_dir) / where if run_dir else None, resume=True,
-                executor=config.executor, workers=config.workers,
+                model, loss, land_data, d, coords, engine=config.engine,
+                chunk_size=config.chunk_size, device=config.device, dtype=dtype,
+                progress=progress, run_dir=Path(run_dir) / where if run_dir else None,
+                resume=True, executor=config.executor, workers=config.workers,
+                params=config.params, autocast=config.autocast, eval_tokens=config.eval_tokens,
             )  # fmt: skip
             noise = None
             if config.noise_points:
-                noise = noise_floor(model, loss, data, d, land, n_points=config.noise_points,
-                                    seed=config.seed, device=config.device)  # fmt: skip
+                noise = noise_floor(model, loss, land_data, d, land,
+                                    n_points=config.noise_points, seed=config.seed,
+                                    device=config.device)  # fmt: skip
                 land.info["noise"] = noise
             timings[f"landscape_{tag}_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -375,13 +403,13 @@ def plane_directions(model, kind: str, config: AnalysisConfig, seed, given, eig)
     """The directions of one plane: random (seeded), given, or the top Hessian eigenvectors."""
     from saddles import directions as dirs
 
-    norm, ignore_1d = config.norm, config.ignore_1d
+    norm, ignore_1d, spec = config.norm, config.ignore_1d, config.params
     if kind == "random":
         return dirs.random_directions(model, config.n_directions, seed=seed, norm=norm,
-                                      ignore_1d=ignore_1d)  # fmt: skip
+                                      ignore_1d=ignore_1d, params=spec)  # fmt: skip
     if kind == "given":
         d = dirs.from_tensors(model, given, norm=norm, ignore_1d=ignore_1d,
-                              info={"kind": "given"})  # fmt: skip
+                              info={"kind": "given"}, params=spec)  # fmt: skip
         if len(d) != config.n_directions:
             raise ValueError(f"{len(d)} given directions, but n_directions is "
                              f"{config.n_directions}")  # fmt: skip
@@ -389,7 +417,8 @@ def plane_directions(model, kind: str, config: AnalysisConfig, seed, given, eig)
     k = config.n_directions
     return dirs.from_tensors(model, eig.eigenvectors[:k], norm=norm, ignore_1d=ignore_1d,
                              info={"kind": "hessian",
-                                   "eigenvalues": eig.eigenvalues[:k].tolist()})  # fmt: skip
+                                   "eigenvalues": eig.eigenvalues[:k].tolist()},
+                             params=spec)  # fmt: skip
 
 
 def make_coordinates(config: AnalysisConfig):
@@ -407,7 +436,8 @@ def hessian_metrics(model, loss, data, config: AnalysisConfig, dtype):
     """Top eigenpairs, trace and density of the loss Hessian: ``(scalars, density, eigenpairs)``."""
     from saddles.hessian import HessianOperator, spectral_density, top_eigen, trace
 
-    op = HessianOperator(model, loss, data, dtype=dtype, device=config.device)
+    op = HessianOperator(model, loss, data, dtype=dtype, device=config.device,
+                         params=config.params or "all")  # fmt: skip
     eig = top_eigen(op, k=min(config.hessian_top_k, op.dim), seed=config.seed)
     tr = trace(op, "hutch++", n_matvecs=min(config.trace_matvecs, 3 * op.dim), seed=config.seed)
     dens = spectral_density(op, n_lanczos=min(config.density_lanczos, op.dim),
@@ -423,6 +453,7 @@ def hessian_metrics(model, loss, data, config: AnalysisConfig, dtype):
         "density_mean": dens.moment(1),
         "density_second_moment": dens.moment(2),
         "n_params": int(op.dim),
+        "n_param_tensors": int(op.params_info["n_tensors"]),
     }
     return scalars, dens, eig
 

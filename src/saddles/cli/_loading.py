@@ -10,11 +10,7 @@ with status 2 (see :mod:`saddles.cli`). torch is imported inside the functions.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 import re
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,62 +22,39 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 def import_object(spec: str, hint: str) -> Any:
     """Import ``module:attribute`` or ``file.py:attribute``; the working directory is importable."""
-    module_name, sep, attr = str(spec).partition(":")
-    if not sep or not module_name or not attr:
-        raise typer.BadParameter(f"expected module:function, got {spec!r}", param_hint=hint)
+    from saddles.models import ModelLoadError
+    from saddles.models import import_object as library_import
+
     try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            if os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(module_name)
-    except typer.BadParameter:
-        raise
-    except Exception as exc:  # ImportError, or whatever the module raises while it runs
-        raise typer.BadParameter(
-            f"cannot import {module_name!r}: {type(exc).__name__}: {exc}", param_hint=hint
-        ) from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError as exc:
-        raise typer.BadParameter(f"{module_name!r} has no {attr!r}", param_hint=hint) from exc
+        return library_import(spec)
+    except ModelLoadError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
 
 
 def build_model(spec: str, hint: str = "--model"):
-    """Call the factory ``spec`` names; its errors are reported as the option's."""
-    import torch
+    """The model ``spec`` names (:func:`saddles.models.load_model`): ``hf:PATH``, a local
+    Hugging Face folder, or a factory ``module:function``; its errors are the option's."""
+    from saddles.models import ModelLoadError
+    from saddles.models import load_model as library_load
 
-    factory = import_object(spec, hint)
-    if not callable(factory):
-        raise typer.BadParameter(f"{spec} is not callable", param_hint=hint)
     try:
-        net = factory()
-    except Exception as exc:
-        raise typer.BadParameter(
-            f"{spec}() raised {type(exc).__name__}: {exc}", param_hint=hint
-        ) from exc
-    if not isinstance(net, torch.nn.Module):
-        raise typer.BadParameter(
-            f"{spec}() returned a {type(net).__name__}, not a torch.nn.Module", param_hint=hint
-        )
-    return net
+        return library_load(spec)
+    except (ModelLoadError, ImportError) as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
 
 
 def load_model(spec: str, checkpoint: Path | None, hint: str = "--model",
                checkpoint_hint: str = "--checkpoint"):  # fmt: skip
-    """The factory's model with the checkpoint's weights; without a checkpoint, one line on
-    stderr says that the factory's (random) initialization is what gets analysed."""
+    """The model with the checkpoint's weights; without a checkpoint, a factory's model gets
+    one line on stderr saying that its (random) initialization is what gets analysed (an
+    ``hf:`` folder holds its own weights)."""
+    from saddles.models import HF_PREFIX
+
     net = build_model(spec, hint)
     if checkpoint is None:
-        typer.echo(
-            f"warning: no {checkpoint_hint}: analysing {spec}()'s random initialization", err=True
-        )
+        if not str(spec).startswith(HF_PREFIX):
+            typer.echo(f"warning: no {checkpoint_hint}: analysing {spec}()'s random "
+                       "initialization", err=True)  # fmt: skip
     else:
         load_checkpoint(net, checkpoint, checkpoint_hint)
     return net
@@ -141,60 +114,109 @@ def load_checkpoint(net, path: Path, hint: str) -> None:
         raise typer.BadParameter(str(exc), param_hint=hint) from exc
 
 
-def load_data(path: Path, hint: str = "--data") -> tuple:
-    """One batch (a tuple of tensors) from a .pt or .npz file."""
+DATA_SUFFIXES = (".pt", ".pth", ".safetensors", ".npy", ".npz")
+
+
+def load_data(path: Path, hint: str = "--data") -> Any:
+    """The data in ``path``, as stored: one batch or a list of batches (:mod:`saddles.data`).
+
+    - ``.pt``/``.pth`` (``torch.load(weights_only=True)``): a tensor, a tuple/list of tensors
+      or a dict of tensors (one batch, a dict kept with its keys), or a list of such batches
+      (a list of dicts, a list of tuples);
+    - ``.safetensors``: its named tensors, one dict batch;
+    - ``.npy``: one array (token ids, say), one batch;
+    - ``.npz``: one dict batch when it holds ``input_ids`` (a token file), else a tuple of its
+      arrays in file order (``np.savez(f, x, y)``: inputs, targets).
+    """
     import numpy as np
     import torch
 
+    from saddles.data import as_batches
+
     if not path.is_file():
         raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
-    if path.suffix == ".npz":
+    if path.suffix not in DATA_SUFFIXES:
+        raise typer.BadParameter(f"unsupported data file {path.name!r}: use "
+                                 f"{', '.join(DATA_SUFFIXES)}", param_hint=hint)  # fmt: skip
+    if path.suffix in (".npy", ".npz"):
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = [npz[k] for k in npz.files]
+            if path.suffix == ".npy":
+                arrays = {"": np.load(path, allow_pickle=False)}
+            else:
+                with np.load(path, allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
         except Exception as exc:
             raise typer.BadParameter(
                 f"cannot read {path}: {_first_line(str(exc))}", param_hint=hint
             ) from exc
         if not arrays:
             raise typer.BadParameter(f"{path} holds no arrays", param_hint=hint)
-        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
-    if path.suffix not in (".pt", ".pth"):
-        raise typer.BadParameter(
-            f"unsupported data file {path.name!r}: use .pt/.pth or .npz", param_hint=hint
-        )
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in arrays.items()}
+        if path.suffix == ".npy":
+            return tensors[""]
+        return tensors if "input_ids" in tensors else tuple(tensors.values())
     obj = _read_file(
         path,
         hint,
-        "a tensor (or a tuple/list/dict of tensors)",
-        "torch tensors (torch.from_numpy(array)), or use .npz",
+        "tensors (a tensor, a tuple/list/dict of tensors, or a list of such batches)",
+        "torch tensors (torch.from_numpy(array)), or use .safetensors or .npz",
     )
-    if isinstance(obj, dict):
-        obj = list(obj.values())
-    if isinstance(obj, torch.Tensor):
-        return (obj,)
-    if isinstance(obj, (tuple, list)) and obj and all(isinstance(t, torch.Tensor) for t in obj):
-        return tuple(obj)
-    raise typer.BadParameter(
-        f"{path} must hold a tensor or a tuple/list/dict of tensors, not {type(obj).__name__}",
-        param_hint=hint,
-    )
+    try:
+        as_batches(obj)
+    except (TypeError, ValueError) as exc:
+        raise typer.BadParameter(
+            f"{path} must hold a tensor, a tuple/list/dict of tensors, or a list of such "
+            f"batches: {exc}",
+            param_hint=hint,
+        ) from exc
+    return obj
 
 
-def split_batches(batch: tuple, size: int) -> list[tuple]:
-    """Split one batch along the first dimension into batches of ``size`` samples."""
+def split_batches(data: Any, size: int) -> list:
+    """Split every batch along the first dimension into batches of ``size`` samples (a dict
+    batch into dicts with the same keys)."""
+    from saddles.data import as_batches, batch_size, map_batch
+
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise typer.BadParameter(f"the batch size must be a positive integer, not {size!r}",
                                  param_hint="batch_size")  # fmt: skip
-    n = batch[0].shape[0]
-    return [tuple(t[i : i + size] for t in batch) for i in range(0, n, size)]
+    out = []
+    for batch in as_batches(data):
+        for i in range(0, batch_size(batch), size):
+            out.append(map_batch(batch, lambda t, i=i: t[i : i + size]))
+    return out
+
+
+def param_spec(include: list[str], exclude: list[str], exclude_1d: bool,
+               types: list[str], hint: str = "--params-include") -> dict | None:  # fmt: skip
+    """The ``--params-*`` options as a :mod:`saddles.params` spec (None: every parameter)."""
+    from saddles.params import check_spec
+
+    spec = {"include": include or None, "exclude": exclude or None,
+            "exclude_1d": bool(exclude_1d), "types": types or None}  # fmt: skip
+    try:
+        return check_spec(spec) or None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
+
+
+def check_params(net, spec: dict | None, hint: str = "--params-include"):
+    """The selection ``spec`` makes in ``net`` (:func:`saddles.params.select`), or exit 2."""
+    from saddles.params import select
+
+    try:
+        return select(net, spec)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
 
 
 def build_loss(criterion: str | None, loss: str | None, *, loss_hint: str = "--loss",
-               criterion_hint: str = "--criterion"):  # fmt: skip
+               criterion_hint: str = "--criterion", inputs_key: str | None = None,
+               targets_key: str | None = None):  # fmt: skip
     """The ``loss(model, batch)`` of every command: a criterion name (``cross_entropy``, the
-    default, or ``mse``; :func:`saddles.data.make_loss`) or a function named as
-    ``module:function``. Returns the loss and its label for reports."""
+    default, ``mse`` or ``causal_lm``; :func:`saddles.data.make_loss`, which takes a dict
+    batch's ``inputs_key``/``targets_key``) or a function named as ``module:function``.
+    Returns the loss and its label for reports."""
     from saddles.data import make_loss
 
     if loss is not None and criterion is not None:
@@ -204,7 +226,8 @@ def build_loss(criterion: str | None, loss: str | None, *, loss_hint: str = "--l
     if loss is None:
         name = criterion or "cross_entropy"
         try:
-            return make_loss(criterion=name), name
+            fn = make_loss(criterion=name, inputs_key=inputs_key, targets_key=targets_key)
+            return fn, name
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint=criterion_hint) from exc
     fn = import_object(loss, loss_hint)
@@ -244,6 +267,22 @@ def check_loss(net, loss, data, hint: str = "--data") -> None:
             + (f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else ""),
             param_hint=hint,
         )
+
+
+def check_tokens(net, data, hint: str = "--data") -> None:
+    """Token ids of every batch (a dict's ``input_ids``; a 1-tuple for ``causal_lm``) within
+    the model's vocabulary, checked before anything is computed
+    (:func:`saddles.data.check_token_ids`)."""
+    from saddles.data import as_batches, check_token_ids
+
+    for i, batch in enumerate(as_batches(data)):
+        ids = batch.get("input_ids") if isinstance(batch, dict) else None
+        if ids is None or ids.is_floating_point():
+            continue
+        try:
+            check_token_ids(net, ids)
+        except ValueError as exc:
+            raise typer.BadParameter(f"batch {i}: {exc}", param_hint=hint) from exc
 
 
 def check_device(device: str | None, hint: str = "--device"):

@@ -20,6 +20,15 @@ from saddles.topology.representations import REPRESENTATIONS
 #: Copy of the names of ``saddles.experiments.lm.PRESETS`` (torch); a test keeps it equal.
 LM_PRESETS = ("small", "full")
 
+#: Help texts of the parameter-selection options, shared by `landscape` and `hessian`.
+PARAMS_HELP = {
+    "include": "Only parameters whose name matches this glob, e.g. 'gpt_neox.layers.3.*' "
+    "(repeatable; saddles.params).",
+    "exclude": "Leave out parameters whose name matches this glob, e.g. '*norm*' (repeatable).",
+    "exclude_1d": "Leave out parameters with at most one dimension (biases, norm scales).",
+    "type": "Only parameters of modules of this class, e.g. Linear (repeatable).",
+}
+
 
 def choices(name: str, values) -> type[Enum]:
     """A str enum whose members are ``values``, each named and valued by itself."""
@@ -27,6 +36,7 @@ def choices(name: str, values) -> type[Enum]:
 
 
 Criterion = choices("Criterion", names.CRITERIA)
+Autocast = choices("Autocast", names.AUTOCAST)
 Norm = choices("Norm", names.NORMS)
 Orthogonalize = choices("Orthogonalize", names.ORTHOGONALIZE)
 Method = choices("Method", METHODS)

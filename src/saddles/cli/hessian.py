@@ -2,14 +2,18 @@
 
 The model, checkpoint, data and loss are given as for `saddles landscape`:
 
-- ``--model module:function`` (or ``path/to/file.py:function``): a factory called with no
-  arguments that returns the ``torch.nn.Module``;
+- ``--model hf:PATH`` (a local Hugging Face folder) or ``module:function`` (or
+  ``path/to/file.py:function``): a factory called with no arguments;
 - ``--checkpoint``: a state dict, loaded without unpickling arbitrary objects
   (``torch.load(..., weights_only=True)``, or a ``.safetensors`` file);
-- ``--data``: a ``.pt`` file holding a tensor or a tuple/list of tensors (``weights_only=True``),
-  or an ``.npz`` whose arrays, in file order, form the batch;
-- ``--criterion cross_entropy|mse`` (applied to ``model(inputs)`` and ``targets``), or
-  ``--loss module:function`` naming a ``loss(model, batch) -> scalar`` function.
+- ``--data``: ``.pt`` (a tensor, tuple, dict or list of batches), ``.safetensors``, ``.npy``
+  or ``.npz``, batches passed to the loss as stored (see `saddles landscape`);
+- ``--criterion cross_entropy|mse|causal_lm`` (with ``--inputs-key/--targets-key`` for dict
+  batches), or ``--loss module:function`` naming a ``loss(model, batch) -> scalar`` function.
+
+The Hessian is taken over the parameters ``--params-include/--params-exclude GLOB``,
+``--params-exclude-1d`` and ``--params-type CLASS`` select (:mod:`saddles.params`), or the
+older ``--params all|weights|name,name``.
 
 The command prints the eigenvalues and the trace with its standard error, and writes
 ``hessian.json`` and the density figures into ``--out``. torch is imported inside the command.
@@ -24,7 +28,7 @@ from typing import Any
 import typer
 
 from saddles.cli import app, friendly_errors
-from saddles.cli._options import Criterion, HvpMethod, TraceMethod, Which
+from saddles.cli._options import PARAMS_HELP, Criterion, HvpMethod, TraceMethod, Which
 from saddles.files import write_json
 
 #: At most this many eigenpairs are printed; hessian.json holds them all.
@@ -34,18 +38,32 @@ SHOWN_EIGENPAIRS = 10
 @app.command()
 @friendly_errors
 def hessian(
-    model: str = typer.Option(..., help="Model factory as module:function (called with no args)."),
-    data: Path = typer.Option(..., help="Data: .pt (tensor or tuple of tensors) or .npz."),
+    model: str = typer.Option(
+        ..., help="hf:PATH (a local Hugging Face folder) or a factory module:function."
+    ),
+    data: Path = typer.Option(
+        ..., help="Data: .pt (tensor, tuple, dict or list of batches), .safetensors, .npy, .npz."
+    ),
     checkpoint: Path | None = typer.Option(None, help="State dict: .pt/.pth or .safetensors."),
     criterion: Criterion | None = typer.Option(
-        None, help="Loss on (inputs, targets): cross_entropy (the default) or mse."
+        None,
+        help="cross_entropy (the default) or mse on (inputs, targets); causal_lm: next-token "
+        "cross-entropy on input_ids.",
     ),
+    inputs_key: str | None = typer.Option(None, help="A dict batch's inputs (default inputs)."),
+    targets_key: str | None = typer.Option(None, help="A dict batch's targets (default targets)."),
     loss: str | None = typer.Option(
         None, help="Instead of --criterion: a loss(model, batch) function as module:function."
     ),
     params: str = typer.Option(
         "all", help="Parameters: 'all', 'weights' (dim >= 2), or comma-separated names."
     ),
+    params_include: list[str] = typer.Option([], help=PARAMS_HELP["include"]),
+    params_exclude: list[str] = typer.Option([], help=PARAMS_HELP["exclude"]),
+    params_exclude_1d: bool = typer.Option(
+        False, "--params-exclude-1d", help=PARAMS_HELP["exclude_1d"]
+    ),
+    params_type: list[str] = typer.Option([], help=PARAMS_HELP["type"]),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Number of eigenvalues."),
     which: Which = typer.Option(
         Which("LA"), help="LA: largest, SA: smallest (negative curvature), LM: largest magnitude."
@@ -80,15 +98,25 @@ def hessian(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    loss_fn, loss_label = _loading.build_loss(criterion and criterion.value, loss)
+    loss_fn, loss_label = _loading.build_loss(criterion and criterion.value, loss,
+                                              inputs_key=inputs_key,
+                                              targets_key=targets_key)  # fmt: skip
     _loading.check_device(device)
     _loading.check_out_dir(out)
+    spec = _loading.param_spec(params_include, params_exclude, params_exclude_1d, params_type)
+    if spec and params != "all":
+        raise typer.BadParameter("give --params or the --params-* globs, not both",
+                                 param_hint="--params")  # fmt: skip
     net = _loading.load_model(model, checkpoint)
     batch = _loading.load_data(data)
     batches = _loading.split_batches(batch, batch_size) if batch_size else batch
+    _loading.check_tokens(net, batches)
     _loading.check_loss(net, loss_fn, batches)
     net = net.to(device)
     param_filter: Any = params if params in ("all", "weights") else params.split(",")
+    if spec:
+        _loading.check_params(net, spec)
+        param_filter = spec
 
     start = time.perf_counter()
     op = HessianOperator(net, loss_fn, batches, params=param_filter,
@@ -113,6 +141,7 @@ def hessian(
         "data": str(data),
         "loss": loss_label,
         "dim": op.dim,
+        "params": op.params_info,
         "parameters": list(op.names),
         "dtype": str(op.dtype).replace("torch.", ""),
         "train_mode": train,
@@ -148,7 +177,11 @@ def hessian(
     json_path = out / "hessian.json"
     write_json(json_path, report, indent=1)  # atomic; NaN becomes null, so always valid JSON
 
-    typer.echo(f"Hessian over {op.dim:,} parameters ({report['dtype']}, {op.hvp_method} HVPs)")
+    info = op.params_info
+    typer.echo(
+        f"Hessian over {op.dim:,} parameters ({info['n_tensors']} of {info['n_tensors_total']} "
+        f"tensors; {report['dtype']}, {op.hvp_method} HVPs)"
+    )
     typer.echo(f"{eig.which} eigenpairs from {eig.n_hvps} HVPs (Lanczos):")
     typer.echo(f"{'i':>3}  {'eigenvalue':>14}  {'||Hv - lv||':>11}")
     pairs = list(zip(eig.eigenvalues, eig.residual_norms, eig.converged, strict=True))

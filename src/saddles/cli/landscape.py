@@ -2,17 +2,26 @@
 
 The model, checkpoint, data and loss are given as for `saddles hessian`:
 
-- ``--model module:function`` (or ``path/to/file.py:function``): a factory called with no
-  arguments that returns the ``torch.nn.Module``;
+- ``--model hf:PATH``: a local Hugging Face folder (``save_pretrained``; never downloaded,
+  eager attention), or ``module:function`` (or ``path/to/file.py:function``): a factory called
+  with no arguments that returns the ``torch.nn.Module``;
 - ``--checkpoint``: a state dict, loaded without unpickling arbitrary objects
   (``torch.load(..., weights_only=True)``, or a ``.safetensors`` file); the weights it holds are
   the landscape's centre;
-- ``--data``: a ``.pt`` file holding a tensor, a tuple/list of tensors or a dict of tensors (in
-  stored order), loaded with ``weights_only=True``, or an ``.npz`` whose arrays, in file order,
-  form the batch; ``--batch-size`` splits it;
-- ``--criterion cross_entropy|mse`` (applied to ``model(inputs)`` and ``targets``), or
-  ``--loss module:function`` naming a ``loss(model, batch) -> scalar`` function; ``--metric
-  name=module:function`` adds per-point values such as accuracy.
+- ``--data``: a ``.pt`` file (``weights_only=True``) holding a tensor, a tuple/list of tensors,
+  a dict of tensors (passed to the loss as a dict, keys kept) or a list of such batches; a
+  ``.safetensors`` file (one dict batch); an ``.npy`` array; an ``.npz`` (a dict batch when it
+  holds ``input_ids``, else its arrays in file order); ``--batch-size`` splits it;
+- ``--criterion cross_entropy|mse`` (applied to ``model(inputs)`` and ``targets``: a dict
+  batch's ``--inputs-key``/``--targets-key``, default ``inputs``/``targets``) or ``causal_lm``
+  (next-token cross-entropy on ``input_ids``), or ``--loss module:function`` naming a
+  ``loss(model, batch) -> scalar`` function; ``--metric name=module:function`` adds per-point
+  values such as accuracy.
+
+``--params-include/--params-exclude GLOB`` (repeatable), ``--params-exclude-1d`` and
+``--params-type CLASS`` select the parameters the directions move (:mod:`saddles.params`);
+``--autocast bf16|fp16`` and ``--eval-tokens N`` trade precision and data for speed at LM
+scale.
 
 Directions are random (``--directions``, ``--seed``, ``--norm``, ``--keep-1d``,
 ``--orthogonalize``; Li et al. 2018) or point to other checkpoints (``--to``, repeated).
@@ -31,6 +40,8 @@ import typer
 
 from saddles.cli import _loading, app, friendly_errors
 from saddles.cli._options import (
+    PARAMS_HELP,
+    Autocast,
     Criterion,
     DType,
     Engine,
@@ -45,12 +56,20 @@ from saddles.cli._options import (
 @app.command()
 @friendly_errors
 def landscape(
-    model: str = typer.Option(..., help="Model factory as module:function (called with no args)."),
-    data: Path = typer.Option(..., help="Data: .pt (tensor, tuple or dict of tensors) or .npz."),
+    model: str = typer.Option(
+        ..., help="hf:PATH (a local Hugging Face folder) or a factory module:function."
+    ),
+    data: Path = typer.Option(
+        ..., help="Data: .pt (tensor, tuple, dict or list of batches), .safetensors, .npy, .npz."
+    ),
     checkpoint: Path | None = typer.Option(None, help="State dict: .pt/.pth or .safetensors."),
     criterion: Criterion | None = typer.Option(
-        None, help="Loss on (inputs, targets): cross_entropy (the default) or mse."
+        None,
+        help="cross_entropy (the default) or mse on (inputs, targets); causal_lm: next-token "
+        "cross-entropy on input_ids.",
     ),
+    inputs_key: str | None = typer.Option(None, help="A dict batch's inputs (default inputs)."),
+    targets_key: str | None = typer.Option(None, help="A dict batch's targets (default targets)."),
     loss: str | None = typer.Option(
         None, help="Instead of --criterion: a loss(model, batch) function as module:function."
     ),
@@ -68,6 +87,12 @@ def landscape(
     keep_1d: bool = typer.Option(
         False, "--keep-1d", help="Also move biases and norm-layer parameters (zeroed by default)."
     ),
+    params_include: list[str] = typer.Option([], help=PARAMS_HELP["include"]),
+    params_exclude: list[str] = typer.Option([], help=PARAMS_HELP["exclude"]),
+    params_exclude_1d: bool = typer.Option(
+        False, "--params-exclude-1d", help=PARAMS_HELP["exclude_1d"]
+    ),
+    params_type: list[str] = typer.Option([], help=PARAMS_HELP["type"]),
     orthogonalize: Orthogonalize = typer.Option(
         Orthogonalize("none"), help="Gram-Schmidt the directions (orthonormal: unit length)."
     ),
@@ -112,6 +137,12 @@ def landscape(
     ),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
     dtype: DType | None = typer.Option(None, help="Evaluation precision (default: the model's)."),
+    autocast: Autocast | None = typer.Option(
+        None, help="Forwards under torch.autocast (faster at LM scale, adds rounding noise)."
+    ),
+    eval_tokens: int | None = typer.Option(
+        None, min=1, help="Evaluate only the data's first N tokens (whole sequences) per point."
+    ),
     train: bool = typer.Option(False, "--train", help="Evaluate in train mode (default: eval)."),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     out: Path = typer.Option(Path("runs/landscape"), help="Run directory."),
@@ -128,13 +159,17 @@ def landscape(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    loss_fn, _ = _loading.build_loss(criterion and criterion.value, loss)
+    loss_fn, _ = _loading.build_loss(criterion and criterion.value, loss, inputs_key=inputs_key,
+                                     targets_key=targets_key)  # fmt: skip
     metrics = _metrics(metric)
     _loading.check_device(device)
     _loading.check_out_dir(out)
+    spec = _loading.param_spec(params_include, params_exclude, params_exclude_1d, params_type)
     net = _loading.load_model(model, checkpoint)
+    selection = _loading.check_params(net, spec)
     batch = _loading.load_data(data)
     batches = _loading.split_batches(batch, batch_size) if batch_size else batch
+    _loading.check_tokens(net, batches)
     _loading.check_loss(net, loss_fn, batches)
 
     if to:
@@ -143,7 +178,7 @@ def landscape(
             target = _loading.build_model(model)
             _loading.load_checkpoint(target, path, "--to")
             targets.append(target)
-        dirs = dirs_mod.interpolation(net, targets)
+        dirs = dirs_mod.interpolation(net, targets, params=spec)
     else:
         dirs = dirs_mod.random_directions(
             net,
@@ -152,6 +187,7 @@ def landscape(
             norm=norm.value,
             ignore_1d=not keep_1d,
             orthogonalize=orthogonalize.value,
+            params=spec,
         )
     ranges = [_parse_range(r) for r in range_]
     ranges_arg = ranges[0] if len(ranges) == 1 else ranges
@@ -183,6 +219,9 @@ def landscape(
         max_memory=max_memory,
         device=device,
         dtype=dtype.value if dtype else None,
+        autocast=autocast.value if autocast else None,
+        eval_tokens=eval_tokens,
+        params=spec,
         train_mode=train,
         run_dir=out,
         resume=resume,
@@ -199,6 +238,8 @@ def landscape(
     finite = result.loss[np.isfinite(result.loss)]
     low = f"{finite.min():.6g}" if finite.size else "nan"
     high = f"{finite.max():.6g}" if finite.size else "nan"
+    if spec:
+        typer.echo(f"parameters moved: {selection.describe()}")
     typer.echo(f"centre loss {info['center_loss']:.6g}; loss from {low} to {high}")
     if result.n_nonfinite:
         typer.echo(f"{result.n_nonfinite} point(s) gave a non-finite loss (kept as NaN/inf)")

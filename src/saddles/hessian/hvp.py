@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
+from saddles import params as params_mod
 from saddles.data import (
     Batch,
     LossFn,
@@ -35,7 +36,7 @@ from saddles.hessian.operator import SymmetricOperator
 from saddles.hessian.random_vectors import gaussian, generator
 from saddles.names import HVP_METHODS
 
-ParamFilter = str | Callable[[str], bool] | Sequence[str]
+ParamFilter = str | Callable[[str], bool] | Sequence[str] | Mapping[str, Any]
 
 
 class NondeterministicHessianError(RuntimeError):
@@ -50,21 +51,24 @@ class NondeterministicHessianError(RuntimeError):
 def select_parameters(model: torch.nn.Module, params: ParamFilter = "all") -> list[str]:
     """Names of the parameters the Hessian is taken over, in ``model.named_parameters()`` order.
 
-    ``params`` is ``"all"`` (every parameter that requires grad), ``"weights"`` (those of them
-    with ``dim >= 2``: matrices and kernels, no biases or norm scales), a predicate
-    ``f(name) -> bool`` over parameters that require grad, or an explicit list of names (which
-    may include frozen parameters).
+    ``params`` is a spec of :mod:`saddles.params` (a mapping: ``include``/``exclude`` name
+    globs, ``exclude_1d``, ``types``; the same selection landscapes use), ``"all"`` (every
+    parameter that requires grad), ``"weights"`` (those of them with ``dim >= 2``: matrices
+    and kernels, no biases or norm scales), a predicate ``f(name) -> bool`` over parameters
+    that require grad, or an explicit list of names (which may include frozen parameters).
     """
     named = list(model.named_parameters())
+    if isinstance(params, Mapping):
+        return list(params_mod.select(model, params).names)
     if isinstance(params, str):
-        if params == "all":
-            names = [n for n, p in named if p.requires_grad]
-        elif params == "weights":
-            names = [n for n, p in named if p.requires_grad and p.ndim >= 2]
+        if params in ("all", "weights"):
+            chosen = params_mod.select(model, {"exclude_1d": params == "weights"}).names
+            grad = {n for n, p in named if p.requires_grad}
+            names = [n for n in chosen if n in grad]
         else:
             raise ValueError(
-                f"unknown parameter filter {params!r}: use 'all', 'weights', a predicate "
-                "f(name) -> bool, or a list of parameter names"
+                f"unknown parameter filter {params!r}: use 'all', 'weights', a spec mapping "
+                "(include/exclude globs), a predicate f(name) -> bool, or a list of names"
             )
     elif callable(params):
         names = [n for n, p in named if p.requires_grad and params(n)]
@@ -107,13 +111,17 @@ class _LossModule(torch.nn.Module):
         self.model = model
         self.loss = loss
 
-    def forward(self, *batch: torch.Tensor) -> torch.Tensor:
-        return self.loss(self.model, tuple(batch))
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.loss(self.model, batch)  # a tuple or a dict, as the data holds it
+
+
+#: What torch's error names when a fused attention kernel lacks a (double) backward.
+_FUSED_ATTENTION = "_scaled_dot_product"
 
 
 def _reiterable(data: Any) -> bool:
     """True for data that can be iterated again to get a fresh pass (a DataLoader, say)."""
-    if isinstance(data, (torch.Tensor, tuple, list)):
+    if isinstance(data, (torch.Tensor, tuple, list, Mapping)):
         return False
     try:
         return iter(data) is not data
@@ -229,6 +237,18 @@ class HessianOperator(SymmetricOperator):
         self.shapes = tuple(tuple(named[n].shape) for n in self.names)
         self.numels = tuple(int(named[n].numel()) for n in self.names)
         self.dim = int(sum(self.numels))
+        #: The selection's counts, as every run records them (see :mod:`saddles.params`).
+        self.params_info = {
+            "spec": params_mod.check_spec(params)
+            if isinstance(params, Mapping)
+            else params
+            if isinstance(params, str)
+            else "custom",
+            "n_tensors": len(self.names),
+            "n_scalars": self.dim,
+            "n_tensors_total": len(named),
+            "n_scalars_total": int(sum(p.numel() for p in named.values())),
+        }
         self._param_meta = [(n, p.shape, p.dtype, p.device) for n, p in named.items()]
 
         def snapshot(t: torch.Tensor) -> torch.Tensor:
@@ -292,7 +312,7 @@ class HessianOperator(SymmetricOperator):
         return tensors
 
     def _loss(self, theta: torch.Tensor, batch: Batch) -> torch.Tensor:
-        out = functional_call(self._module, self._tensors(theta), batch)
+        out = functional_call(self._module, self._tensors(theta), (batch,))
         if not isinstance(out, torch.Tensor) or out.numel() != 1:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"loss(model, batch) must return a scalar tensor, got {got}")
@@ -415,9 +435,19 @@ class HessianOperator(SymmetricOperator):
     def _product(
         self, V: torch.Tensor, batches: list[Batch], method: str, cached: bool
     ) -> torch.Tensor:
-        if method == "forward":
-            return self._hvp_forward(V, batches)
-        return self._hvp_reverse(V, batches, cached=cached)
+        try:
+            if method == "forward":
+                return self._hvp_forward(V, batches)
+            return self._hvp_reverse(V, batches, cached=cached)
+        except RuntimeError as exc:
+            if _FUSED_ATTENTION in str(exc) or "flash_attention" in str(exc):
+                raise RuntimeError(
+                    "the model's attention kernel (scaled_dot_product_attention, fused) has no "
+                    "double backward, so Hessian-vector products fail; load the model with "
+                    'attn_implementation="eager" (saddles.models.load_model and --model hf:... '
+                    "do)"
+                ) from exc
+            raise
 
     def _apply(self, V: torch.Tensor) -> torch.Tensor:
         if V.shape[1] > 1 and self.batched is None:  # hvp="fastest" only

@@ -16,6 +16,12 @@ Both return ``(B, n_values)`` float64 arrays, combined over batches by
 :func:`saddles.landscape.problem.weighted_sum`. They agree to rounding, not bit for bit:
 vmap's batched kernels round differently from the single-point ones. Each is deterministic
 for a given chunk, so a run's values are a function of its plan (recorded with the results).
+
+Only the parameters some direction moves are written or swapped (``Problem.moving``): with a
+parameter selection (:mod:`saddles.params`) the others keep the model's own tensors, so a
+language model's embedding matrix is neither rewritten per point nor copied per vmapped point.
+A batch is passed to the loss as it is, a tuple or a dict (vmap's ``in_dims=None`` leaves the
+whole pytree unbatched).
 """
 
 from __future__ import annotations
@@ -34,15 +40,17 @@ NO_BATCHING_RULE = ".*performance drop because we have not yet implemented the b
 
 def run_sequential(problem: Problem, c: torch.Tensor) -> np.ndarray:
     """Reference engine: write each point's weights into the model, evaluate, next point."""
-    flat = [p.view(1, -1) for p in problem.params]
-    rows = [w0.unsqueeze(0) for w0 in problem.center]
+    moving = problem.moving
+    flat = [problem.params[j].view(1, -1) for j in moving]
+    rows = [problem.center[j].unsqueeze(0) for j in moving]
+    bases = [problem.basis[j] for j in moving]
     c = c.to(problem.basis[0].dtype)
     per_batch: list[list[torch.Tensor]] = [[] for _ in problem.batches]  # 0-d values
     with torch.enable_grad():
         for i in range(c.shape[0]):
             point = c[i : i + 1]
             with torch.no_grad():
-                for out, w0, basis in zip(flat, rows, problem.basis, strict=True):
+                for out, w0, basis in zip(flat, rows, bases, strict=True):
                     torch.addmm(w0, point, basis, out=out)
             for b, batch in enumerate(problem.batches):
                 per_batch[b].extend(values_of(problem, problem.model, batch))
@@ -73,9 +81,7 @@ def run_batched(problem: Problem, c: torch.Tensor, quiet: bool = True) -> np.nda
     for them once, on the first chunk, with :func:`has_batching_rules`)."""
     call = _Call(problem)
     with torch.no_grad():
-        stacked = {
-            f"model.{n}": t for n, t in zip(problem.names, perturbed(problem, c), strict=True)
-        }
+        stacked = {f"model.{n}": t for n, t in perturbed(problem, c).items()}
 
     def one_point(params: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
         return torch.func.functional_call(call, params, (batch,))

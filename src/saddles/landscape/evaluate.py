@@ -87,6 +87,9 @@ def evaluate(
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
     max_retries: int = 3,
+    params: Mapping[str, Any] | None = None,
+    autocast: str | None = None,
+    eval_tokens: int | None = None,
 ) -> Landscape:
     """Evaluate the loss at ``theta_0 + sum_k c_k d_k`` for every point ``c`` of ``coords``.
 
@@ -125,6 +128,18 @@ def evaluate(
         workers: Ray actors (default: one per CPU of the cluster).
         gpus_per_worker: GPUs (or a fraction) each Ray actor reserves.
         max_retries: how often a chunk may lose its Ray worker before the run fails.
+        params: a parameter selection (:mod:`saddles.params`): the directions' entries outside
+            it are set to zero, so only the selected parameters move (and only they are
+            written or swapped per point); its counts go into ``info["params"]``.
+        autocast: ``"bf16"`` or ``"fp16"`` runs every forward under ``torch.autocast`` of the
+            device (bf16 works on CPUs too): faster and smaller at LM scale, but it rounds
+            the matrix products to 8 (bf16) or 11 (fp16) significant bits, which adds noise
+            to every value. Recorded in ``info["autocast"]``; the noise floor
+            (:mod:`saddles.landscape.noise`) compares with float64 without autocast, so it
+            measures that noise too. Float64 tensors are never autocast.
+        eval_tokens: a token budget per point: only the data's first ``eval_tokens`` tokens
+            are evaluated, in whole sequences (:func:`saddles.data.cap_tokens`); recorded in
+            ``info["data"]``.
     """
     started = time.perf_counter()
     if engine not in ENGINES:
@@ -141,7 +156,8 @@ def evaluate(
         executor, workers=workers, gpus_per_worker=gpus_per_worker, max_retries=max_retries
     )
     coords = as_coordinates(coords)
-    problem = setup(model, loss, criterion, metrics, data, directions, coords, device, dtype)
+    problem = setup(model, loss, criterion, metrics, data, directions, coords, device, dtype,
+                    params=params, autocast=autocast, eval_tokens=eval_tokens)  # fmt: skip
     out = console() if progress else None
 
     state = ModelState.capture(problem.model)
@@ -229,6 +245,13 @@ def center_values(problem: Problem, measure: bool) -> tuple[np.ndarray, PointCos
         return center_pass(problem), None
 
 
+def _all_params(problem: Problem) -> dict[str, Any]:
+    """The ``info["params"]`` of a landscape without a parameter selection."""
+    n = len(problem.center)
+    return {"spec": {}, "n_tensors": n, "n_scalars": problem.n_params, "n_tensors_total": n,
+            "n_scalars_total": problem.n_params}  # fmt: skip
+
+
 @dataclass
 class ModelState:
     """What a run must leave exactly as it found it: parameters, buffers, flags, modes."""
@@ -281,7 +304,17 @@ def provenance(
         "model": {"class": type(problem.model).__qualname__, "n_params": problem.n_params},
         "directions": problem.directions_info,
         "coordinates": dict(coords.info),
-        "data": {"n_batches": len(problem.batches), "n_samples": int(problem.n_samples)},
+        "data": {
+            "n_batches": len(problem.batches),
+            "n_samples": int(problem.n_samples),
+            **(
+                {"eval_tokens": problem.eval_tokens, "n_tokens": int(problem.n_tokens)}
+                if problem.eval_tokens is not None
+                else {}
+            ),
+        },
+        "params": problem.directions_info.get("params", _all_params(problem)),
+        "autocast": problem.autocast,
         "loss": problem.ids,
         "value_names": problem.value_names,
         "engine": plan.engine,

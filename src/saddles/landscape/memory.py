@@ -29,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
+from saddles.data import tensors_of
 from saddles.landscape.problem import Problem
 
 MAX_CHUNK = 1024  # largest batched chunk the memory rule will pick
@@ -121,7 +122,7 @@ class _PeakMemory(TorchDispatchMode):
         self.live = 0
         self.peak = 0
         existing = [*problem.params, *problem.center, *problem.model.buffers()]
-        existing += [t for b in problem.batches for t in b]
+        existing += [t for b in problem.batches for t in tensors_of(b)]  # tuples or dicts
         self.seen = {t.untyped_storage().data_ptr() for t in existing}
 
     def _free(self, key: int, nbytes: int) -> None:

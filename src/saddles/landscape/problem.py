@@ -12,6 +12,7 @@ engine differs from another only in how the forward passes are computed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import re
@@ -28,10 +29,13 @@ from saddles.data import (
     as_batches,
     batch_size,
     batch_weights,
+    cap_tokens,
     make_loss,
     move_batches,
+    n_tokens,
 )
 from saddles.directions import Directions, from_tensors, parameters
+from saddles.names import AUTOCAST
 from saddles.sampling import Coordinates
 
 DTYPES = {
@@ -42,6 +46,7 @@ DTYPES = {
     "double": torch.float64,
     "float": torch.float32,
 }
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class BadOutput(ValueError):
@@ -66,6 +71,10 @@ class Problem:
     device: torch.device
     dtype: torch.dtype
     n_samples: int
+    moving: list[int]  # indices of the parameters some direction moves (the others stay put)
+    autocast: str | None = None  # "bf16"/"fp16": forwards under torch.autocast
+    eval_tokens: int | None = None  # the token budget the batches were cut to
+    n_tokens: int = 0  # tokens evaluated per point
 
     @property
     def n_values(self) -> int:
@@ -86,8 +95,20 @@ def setup(
     coords: Coordinates,
     device: str | torch.device | None,
     dtype: str | torch.dtype | None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    autocast: str | None = None,
+    eval_tokens: int | None = None,
 ) -> Problem:
-    """Check every input and gather what the engines need, on the evaluation device/dtype."""
+    """Check every input and gather what the engines need, on the evaluation device/dtype.
+
+    ``params`` (:mod:`saddles.params`) zeroes the directions outside the selection;
+    ``eval_tokens`` cuts the data to its first tokens (:func:`saddles.data.cap_tokens`);
+    ``autocast`` is checked here and applied by :func:`values_of`.
+    """
+    spec, params = params, None  # `params` names the model's tensors below
+    if autocast is not None and autocast not in AUTOCAST:
+        raise ValueError(f"autocast must be None or one of {AUTOCAST}, not {autocast!r}")
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
     names, params = parameters(model)
@@ -123,12 +144,12 @@ def setup(
 
     if data is None:
         raise ValueError("no data: give a tensor, a tuple of tensors or an iterable of batches")
-    batches = as_batches(data)
+    batches = cap_tokens(as_batches(data), eval_tokens)
     n_samples = sum(batch_size(b) for b in batches)
     weights = batch_weights(batches)
     batches = move_batches(batches, device, dtype)
 
-    dirs = from_tensors(work, directions)
+    dirs = from_tensors(work, directions, params=spec)
     if coords.dims != len(dirs):
         raise ValueError(
             f"coordinates have {coords.dims} column(s) but there are {len(dirs)} direction(s); "
@@ -144,6 +165,7 @@ def setup(
             raise ValueError(f"the model's parameter {name!r} holds NaN or inf values")
         if not bool(torch.isfinite(b).all()):
             raise ValueError(f"a direction holds NaN or inf values in parameter {name!r}")
+    moving = [j for j, b in enumerate(basis) if bool(b.any())]
     return Problem(
         model=work,
         names=names,
@@ -159,28 +181,45 @@ def setup(
         device=device,
         dtype=dtype,
         n_samples=n_samples,
+        moving=moving,
+        autocast=autocast,
+        eval_tokens=eval_tokens,
+        n_tokens=sum(n_tokens(b) for b in batches),
     )
 
 
-def perturbed(problem: Problem, c: torch.Tensor) -> list[torch.Tensor]:
-    """Parameters at points ``c`` (``(B, k)``): one ``(B, *shape)`` tensor per parameter."""
-    out = []
-    for w0, basis, p in zip(problem.center, problem.basis, problem.params, strict=True):
+def perturbed(problem: Problem, c: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Parameters at points ``c`` (``(B, k)``): ``{name: (B, *shape) tensor}`` for each moving
+    parameter (those with a zero direction keep the model's own tensor)."""
+    out = {}
+    for j in problem.moving:
+        w0, basis, p = problem.center[j], problem.basis[j], problem.params[j]
         flat = torch.addmm(w0.unsqueeze(0), c.to(basis.dtype), basis)
-        out.append(flat.reshape((c.shape[0],) + tuple(p.shape)))
+        out[problem.names[j]] = flat.reshape((c.shape[0],) + tuple(p.shape))
     return out
+
+
+def precision(problem: Problem) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` of the problem's device and ``autocast`` dtype, or a no-op."""
+    if problem.autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(problem.device.type, dtype=AUTOCAST_DTYPES[problem.autocast])
 
 
 def values_of(problem: Problem, model: torch.nn.Module, batch: Batch) -> list[torch.Tensor]:
     """Loss and metrics of one batch, each checked to be a scalar tensor (detached)."""
     vals = []
     for name, fn in zip(problem.value_names, problem.fns, strict=True):
-        v = fn(model, batch)
+        with precision(problem):
+            v = fn(model, batch)
         if not isinstance(v, torch.Tensor) or v.numel() != 1:
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise BadOutput(f"{name} must return a scalar tensor, got {shape}")
-        vals.append(v.detach().reshape(()))
+        vals.append(v.detach().reshape(()).float() if v.dtype in _LOW else v.detach().reshape(()))
     return vals
+
+
+_LOW = (torch.float16, torch.bfloat16)
 
 
 def weighted_sum(problem: Problem, per_batch: list[np.ndarray]) -> np.ndarray:

@@ -151,11 +151,16 @@ def config_parts(problem: Problem, coords: Coordinates, train_mode: bool) -> dic
         hash_tensor(dirs, b)
     data = hashlib.sha256()
     for batch in problem.batches:
-        for t in batch:
-            hash_tensor(data, t)
+        if isinstance(batch, dict):  # by sorted key and value; tuple batches hash as before
+            for key in sorted(batch):
+                data.update(f"key:{key}".encode())
+                hash_tensor(data, batch[key])
+        else:
+            for t in batch:
+                hash_tensor(data, t)
     pts = hashlib.sha256(np.ascontiguousarray(coords.points).tobytes())
     pts.update(str(coords.points.shape).encode())
-    return {
+    parts = {
         "model": model.hexdigest(),
         "directions": dirs.hexdigest(),
         "coordinates": pts.hexdigest(),
@@ -165,6 +170,9 @@ def config_parts(problem: Problem, coords: Coordinates, train_mode: bool) -> dic
         "device": problem.device.type,
         "train_mode": str(bool(train_mode)),
     }
+    if getattr(problem, "autocast", None):  # only when set: older runs keep their hash
+        parts["autocast"] = problem.autocast
+    return parts
 
 
 def hash_tensor(h, t: torch.Tensor) -> None:

@@ -83,9 +83,13 @@ def load_hf_causal_lm(
     """Load a ``transformers`` causal LM saved with ``save_pretrained`` in ``local_dir`` and
     wrap it in :class:`HFCausalLMAdapter` (eval mode, no KV cache).
 
-    Local files only (``local_files_only=True``: nothing is downloaded) and safetensors weights
-    only (``use_safetensors=True``: pickled ``.bin`` weights are refused).
+    The loading is :func:`saddles.models.load_hf_model`'s: local files only (nothing is
+    downloaded), safetensors weights only, eager attention (for double backward and vmap),
+    weights checked against the config's architecture. Its errors are ``FileNotFoundError``
+    for a missing or empty folder and :class:`~saddles.models.ModelLoadError` otherwise.
     """
+    from saddles.models import load_hf_model
+
     local_dir = Path(local_dir)
     if not local_dir.is_dir():
         raise FileNotFoundError(f"{local_dir} is not a directory (only local models are loaded)")
@@ -93,17 +97,6 @@ def load_hf_causal_lm(
         raise FileNotFoundError(f"{local_dir} is empty: save a model there with save_pretrained")
     if not (local_dir / "config.json").is_file():
         raise FileNotFoundError(f"{local_dir} has no config.json (not a save_pretrained folder)")
-    try:
-        from transformers import AutoModelForCausalLM
-    except ImportError as exc:
-        raise ImportError(
-            "loading Hugging Face models needs the `transformers` package "
-            "(pip install transformers)"
-        ) from exc
-    model = AutoModelForCausalLM.from_pretrained(
-        str(local_dir), local_files_only=True, use_safetensors=True
-    )
-    if getattr(model, "config", None) is not None and hasattr(model.config, "use_cache"):
-        model.config.use_cache = False
-    model.to(device=device, dtype=dtype)
+    model = load_hf_model(local_dir, dtype=dtype)
+    model.to(device=device)
     return HFCausalLMAdapter(model.eval()).eval()
