@@ -197,10 +197,10 @@ def test_hugging_face_folders_are_found_and_loaded(tmp_path):
     ("extra", "setup", "words"),
     [
         ("colour: red\n", None, ["unknown key", "colour"]),
-        ("steps: [5, 99]\n", None, ["steps", "99"]),
+        ("steps: [5, 99]\n", None, ["steps: no checkpoint at step(s) [99]"]),
         ("policy: pcb\n", None, ["policy", "pcb"]),
-        ("", "empty", ["no checkpoints"]),
-        ("", "duplicate", ["several checkpoints claim", "5"]),
+        ("", "empty", ["checkpoints: no checkpoints"]),
+        ("", "duplicate", ["checkpoints: several checkpoints claim step(s) [5]"]),
         ("", "directions", ["directions", "policy"]),
     ],
 )

@@ -91,11 +91,13 @@ def dynamics(
 
     base = config_path.parent
     try:
-        ckpts = select_steps(discover_checkpoints(base / str(spec["checkpoints"])),
-                             spec.get("steps"))  # fmt: skip
+        found = discover_checkpoints(base / str(spec["checkpoints"]))
     except (ValueError, FileNotFoundError) as exc:
-        hint = "steps" if "step(s) [" in str(exc) or "steps must" in str(exc) else "checkpoints"
-        raise typer.BadParameter(str(exc), param_hint=hint) from exc
+        raise typer.BadParameter(str(exc), param_hint="checkpoints") from exc
+    try:
+        ckpts = select_steps(found, spec.get("steps"))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="steps") from exc
     model_spec = model_path(str(spec["model"]), base)
     template = _loading.build_model(model_spec, "model")
     data = _loading.load_data(base / str(spec["data"]), "data")
