@@ -1,14 +1,30 @@
 """Topology and curvature over a training run: one analysis per checkpoint, incrementally.
 
-:func:`discover_checkpoints` finds a run's checkpoints (``.safetensors`` or ``.pt`` state
-dicts) and orders them by training step, read from a JSON sidecar (``<name>.json`` with a
-``step`` key, and optionally ``tokens``, ``train_loss``, ``val_loss``) or else from the last
-integer in the file name. :func:`analyze_checkpoints` runs :func:`saddles.pipeline.analyze` on
-each checkpoint and writes one row per checkpoint to ``dynamics.csv``: step, tokens, losses,
-every topology metric per subspace and representation (columns ``<subspace>.<representation>
-.<metric>``), and the Hessian's top eigenvalues and trace. Finished checkpoints are recorded
-in ``<out>/<checkpoint>/row.json``; a rerun analyzes only checkpoints without one (new ones),
-and refuses a directory analyzed under another configuration.
+:func:`discover_checkpoints` finds a run's checkpoints and orders them by training step. A
+checkpoint is a state-dict file (``.safetensors``, ``.pt``, ``.pth``) or a Hugging Face
+folder (``model.safetensors``, a sharded ``model.safetensors.index.json``, or
+``pytorch_model.bin`` inside; e.g. one folder per revision). The step comes from a JSON sidecar
+(``<name>.json`` beside it, with a ``step`` key and optionally ``tokens``, ``train_loss``,
+``val_loss``), from a Trainer's ``trainer_state.json`` (``global_step``) inside a folder, or
+from the name: ``step1000``, ``step_001000``, ``checkpoint-1000``, ``ckpt-5`` (else the last
+integer in the name). :func:`select_steps` keeps some of them.
+
+:func:`analyze_checkpoints` runs :func:`saddles.pipeline.analyze` on each checkpoint and writes
+``dynamics.csv``, in one of two layouts: ``"wide"`` (one row per checkpoint: step, tokens,
+losses, the main topology metrics per subspace and representation in columns
+``<subspace>.<representation>.<metric>``, the Hessian's top eigenvalues and trace) or
+``"long"`` (one row per checkpoint x subspace x direction seed x representation with
+``step``, ``subspace`` and every metric of :meth:`saddles.pipeline.Analysis.rows`, the same
+columns as a ``saddles run`` ``metrics.csv``). Finished checkpoints are recorded in
+``<out>/<checkpoint>/row.json``; a rerun analyzes only checkpoints without one (new ones), and
+refuses a directory analyzed under another configuration. ``<out>/config.yaml`` records the
+policy and each subspace's configuration. :func:`dynamics_report` draws every metric against
+the step into ``report.html``.
+
+Weights of a Hugging Face folder are loaded into the model that the factory builds (one
+architecture for the whole run), by :func:`load_state`: key names may differ by a wrapper's
+prefix (``model.``), and tied weights the folder leaves out (``lm_head.weight`` tied to the
+embedding) are restored through the tie.
 
 Direction policies (recorded in every row):
 
@@ -38,11 +54,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from saddles.files import atomic_write_text, to_jsonable
 from saddles.names import POLICIES
 from saddles.pipeline import AnalysisConfig, analyze, write_csv
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
+#: Weight files of a Hugging Face checkpoint folder, in order of preference.
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+              "pytorch_model.bin.index.json")  # fmt: skip
+LAYOUTS = ("wide", "long")
+_STEP = re.compile(r"(?:step|checkpoint|ckpt|iter|revision)[_-]?(\d+)", re.IGNORECASE)
 #: Per-representation topology metrics copied into the dynamics table.
 ROW_METRICS = (
     "n_minima",
@@ -59,7 +82,8 @@ ROW_METRICS = (
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A state-dict file, its training step, and whatever its sidecar says (tokens, losses)."""
+    """A state-dict file or Hugging Face folder, its training step, and whatever its sidecar
+    says (tokens, losses)."""
 
     path: Path
     step: int
@@ -67,53 +91,203 @@ class Checkpoint:
 
     @property
     def name(self) -> str:
-        return self.path.stem
+        return self.path.name if self.path.is_dir() else self.path.stem
+
+    @property
+    def is_folder(self) -> bool:
+        return self.path.is_dir()
 
 
 def discover_checkpoints(directory: str | Path) -> list[Checkpoint]:
-    """Checkpoints in ``directory``, ordered by step (see the module docstring)."""
+    """Checkpoints in ``directory``, ordered by step (see the module docstring); folders that
+    hold no weights are skipped. Refuses (``ValueError``) two checkpoints with one step."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"no checkpoint directory at {directory}")
     found = []
     for path in sorted(directory.iterdir()):
-        if path.suffix not in CHECKPOINT_SUFFIXES or not path.is_file():
+        if path.is_dir():
+            if not any((path / w).is_file() for w in HF_WEIGHTS):
+                continue
+        elif path.suffix not in CHECKPOINT_SUFFIXES or not path.is_file():
             continue
-        sidecar = path.with_suffix(".json")
-        info: dict[str, Any] = {}
-        if sidecar.exists():
-            try:
-                info = json.loads(sidecar.read_text())
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"sidecar {sidecar} is not valid JSON: {exc}") from exc
-        if "step" in info:
-            step = int(info["step"])
-        else:
-            numbers = re.findall(r"\d+", path.stem)
-            if not numbers:
-                raise ValueError(
-                    f"cannot tell the training step of {path.name}: put it in the name "
-                    f"(e.g. step_000100{path.suffix}) or in a sidecar {sidecar.name} with 'step'"
-                )
-            step = int(numbers[-1])
-        found.append(Checkpoint(path, step, info))
+        found.append(Checkpoint(path, *_step_and_info(path)))
     if not found:
-        raise FileNotFoundError(f"no checkpoints ({', '.join(CHECKPOINT_SUFFIXES)}) in {directory}")
+        raise FileNotFoundError(
+            f"no checkpoints ({', '.join(CHECKPOINT_SUFFIXES)} files, or folders with "
+            f"{HF_WEIGHTS[0]}) in {directory}"
+        )
     found.sort(key=lambda c: c.step)
     steps = [c.step for c in found]
     dupes = sorted({s for s in steps if steps.count(s) > 1})
     if dupes:
-        raise ValueError(f"several checkpoints claim step(s) {dupes} in {directory}")
+        names = [c.path.name for c in found if c.step in dupes]
+        raise ValueError(f"several checkpoints claim step(s) {dupes} in {directory}: {names}")
     return found
 
 
+def _step_and_info(path: Path) -> tuple[int, dict[str, Any]]:
+    """The step of one checkpoint and its sidecar's contents."""
+    sidecar = path.with_name(path.name + ".json") if path.is_dir() else path.with_suffix(".json")
+    info: dict[str, Any] = {}
+    if sidecar.exists():
+        try:
+            info = json.loads(sidecar.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"sidecar {sidecar} is not valid JSON: {exc}") from exc
+        if not isinstance(info, dict):
+            raise ValueError(f"sidecar {sidecar} must hold a JSON object, not {info!r}")
+    if "step" in info:
+        return _int_step(info["step"], sidecar), info
+    state = path / "trainer_state.json" if path.is_dir() else None
+    if state is not None and state.is_file():
+        try:
+            step = json.loads(state.read_text()).get("global_step")
+        except (json.JSONDecodeError, AttributeError):
+            step = None
+        if step is not None:
+            return _int_step(step, state), info
+    name = path.name if path.is_dir() else path.stem
+    numbers = _STEP.findall(name) or re.findall(r"\d+", name)
+    if not numbers:
+        raise ValueError(
+            f"cannot tell the training step of {path.name}: put it in the name "
+            f"(e.g. step_000100{path.suffix}) or in a sidecar {sidecar.name} with 'step'"
+        )
+    return int(numbers[-1]), info
+
+
+def _int_step(value: Any, where: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ValueError(f"{where}: the step must be an integer, not {value!r}")
+    return int(value)
+
+
+def select_steps(checkpoints: list[Checkpoint], steps: list[int] | None) -> list[Checkpoint]:
+    """The checkpoints at ``steps`` (all of them for None); a step no checkpoint has is
+    refused by name, with the steps there are."""
+    if steps is None:
+        return checkpoints
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        steps = [steps]
+    bad = [s for s in steps if isinstance(s, bool) or not isinstance(s, int)]
+    if bad or not steps:
+        raise ValueError(f"steps must be a non-empty list of integers, not {steps!r}")
+    have = {c.step: c for c in checkpoints}
+    missing = [s for s in steps if s not in have]
+    if missing:
+        shown = sorted(have)
+        more = f" ... ({len(shown)} in all)" if len(shown) > 12 else ""
+        raise ValueError(f"no checkpoint at step(s) {missing}; the steps are "
+                         f"{shown[:12]}{more}")  # fmt: skip
+    return [have[s] for s in sorted(set(steps))]
+
+
 def load_state(model, checkpoint: Checkpoint | str | Path):
-    """Load a checkpoint's state dict into ``model`` (:func:`saddles.checkpoints.load_into`:
-    safetensors, or ``torch.load`` with ``weights_only=True``, never arbitrary objects)."""
+    """Load a checkpoint into ``model`` and return it: a file through
+    :func:`saddles.checkpoints.load_into` (safetensors, or ``torch.load`` with
+    ``weights_only=True``, never arbitrary objects); a Hugging Face folder's weight file(s)
+    through :func:`saddles.checkpoints.load_state_dict`, matched to the model's names (a
+    wrapper's prefix, tied weights; see the module docstring)."""
     from saddles.checkpoints import load_into
 
     path = checkpoint.path if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
-    return load_into(model, path)
+    if not path.is_dir():
+        return load_into(model, path)
+    return _load_folder(model, path)
+
+
+def _load_folder(model, folder: Path):
+    from saddles.checkpoints import CheckpointError, load_state_dict
+
+    files = []
+    for name in HF_WEIGHTS:
+        if (folder / name).is_file():
+            if name.endswith(".index.json"):
+                try:
+                    shards = json.loads((folder / name).read_text())["weight_map"].values()
+                except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+                    raise CheckpointError(f"{folder / name} is not a shard index") from exc
+                files = [folder / f for f in dict.fromkeys(shards)]
+            else:
+                files = [folder / name]
+            break
+    if not files:
+        raise CheckpointError(f"checkpoint folder {folder} holds none of {HF_WEIGHTS}")
+    loaded: dict[str, Any] = {}
+    for f in files:
+        loaded.update(load_state_dict(f))
+    own = model.state_dict()
+    state = _match_names(loaded, own, folder)
+    shapes = [k for k in state if tuple(own[k].shape) != tuple(state[k].shape)]
+    if shapes:
+        k = shapes[0]
+        raise CheckpointError(
+            f"checkpoint {folder} does not match the model: {k!r} has shape "
+            f"{tuple(state[k].shape)} in the folder and {tuple(own[k].shape)} in the model"
+        )
+    state = {k: v.to(device=own[k].device, dtype=own[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=False)  # every entry is present or tied (checked)
+    return model
+
+
+def _match_names(loaded: dict, own: dict, folder: Path) -> dict:
+    """``loaded`` renamed to the model's entries: as is, or with one prefix added (a wrapper
+    such as ``model.``); entries the folder lacks must be tied to one it has."""
+    from saddles.checkpoints import CheckpointError
+
+    ptr = {k: v.data_ptr() for k, v in own.items() if v.numel()}
+    best = None
+    for prefix in ["", *sorted({k.split(".")[0] + "." for k in own if "." in k})]:
+        mapped = {prefix + k: v for k, v in loaded.items()}
+        unexpected = sorted(set(mapped) - set(own))
+        missing = sorted(set(own) - set(mapped))
+        if unexpected:
+            continue
+        present = {ptr.get(k) for k in mapped}
+        untied = [m for m in missing if ptr.get(m) is None or ptr[m] not in present]
+        if not untied:
+            return mapped
+        best = best or (missing, untied)
+    if best is None:
+        extra = sorted(set(loaded) - set(own))[:4]
+        raise CheckpointError(f"checkpoint {folder} does not match the model: unexpected "
+                              f"entries such as {extra}")  # fmt: skip
+    raise CheckpointError(f"checkpoint {folder} does not match the model: missing "
+                          f"{best[1][:4]}")  # fmt: skip
+
+
+def configs_from_dict(values: dict[str, Any]) -> dict[str, AnalysisConfig]:
+    """``{label: AnalysisConfig}`` from an ``analysis:`` mapping: AnalysisConfig fields, and
+    optionally ``subspaces: {label: {fields}}``, each subspace the base fields overridden by
+    its own. Without subspaces, one labelled ``<n_directions>d``. Directions come from the
+    policy, so ``directions`` is refused."""
+    if not isinstance(values, dict):
+        raise ValueError(f"the analysis settings must be a mapping, not {values!r}")
+    base = dict(values)
+    subspaces = base.pop("subspaces", None)
+    own_fields = subspaces.items() if isinstance(subspaces, dict) else []
+    parts = [("analysis", base), *((f"subspaces.{k}", v) for k, v in own_fields)]
+    for where, fields_ in parts:
+        if isinstance(fields_, dict) and "directions" in fields_:
+            raise ValueError(
+                f"{where}: `directions` is set by the policy (fixed: random, hessian: "
+                "hessian, pca: the trajectory's principal directions)"
+            )
+    if subspaces is None:
+        cfg = AnalysisConfig.from_dict(base)
+        return {f"{cfg.n_directions}d": cfg}
+    if not isinstance(subspaces, dict) or not subspaces:
+        raise ValueError(f"subspaces must map labels to settings, not {subspaces!r}")
+    out = {}
+    for label, own in subspaces.items():
+        if not isinstance(own, dict):
+            raise ValueError(f"subspaces.{label} must be a mapping of settings, not {own!r}")
+        try:
+            out[str(label)] = AnalysisConfig.from_dict({**base, **own})
+        except ValueError as exc:
+            raise ValueError(f"subspaces.{label}: {exc}") from exc
+    return out
 
 
 def analyze_checkpoints(
@@ -128,16 +302,21 @@ def analyze_checkpoints(
     run_name: str = "run",
     extra: dict[str, Any] | None = None,
     progress: bool = True,
+    layout: str = "wide",
 ) -> list[dict[str, Any]]:
     """Analyze every checkpoint not yet analyzed in ``out_dir``; return all rows by step.
 
     ``configs``: one :class:`AnalysisConfig` or ``{label: config}`` for several subspaces;
     the Hessian (top eigenvalues, trace, density) is computed once per checkpoint, in the
-    first subspace whose config asks for it. ``extra`` is copied into every row (e.g. the
-    model size). Each row is written to ``dynamics.csv`` as soon as its checkpoint is done.
+    first subspace whose config asks for it (in the ``"long"`` layout its numbers are copied
+    into every subspace's rows). ``extra`` is copied into every row (e.g. the model size).
+    ``layout``: ``"wide"`` or ``"long"`` rows (see the module docstring). The table is
+    rewritten to ``dynamics.csv`` as soon as each checkpoint is done.
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     if isinstance(configs, AnalysisConfig):
         configs = {f"{configs.n_directions}d": configs}
     configs = {label: with_policy(cfg, policy) for label, cfg in configs.items()}
@@ -151,6 +330,8 @@ def analyze_checkpoints(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = _fingerprint(configs, policy)
+    settings = {"policy": policy, "subspaces": {k: c.to_dict() for k, c in configs.items()}}
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
     given = None
     if policy == "pca":
         given = _pca_directions(model_factory, ckpts, configs)
@@ -158,14 +339,19 @@ def analyze_checkpoints(
         # is stale, and is recomputed rather than mixed with fresh ones.
         trajectory = [(c.name, c.step) for c in ckpts]
         fingerprint = _fingerprint(configs, policy, trajectory)
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def table() -> list[dict[str, Any]]:
+        return sorted(rows, key=lambda r: r["step"])  # stable: long rows keep their order
+
     for ck in ckpts:
         ck_dir = out_dir / ck.name
         done = ck_dir / "row.json"
         if done.exists():
-            record = json.loads(done.read_text())
-            if record.get("fingerprint") == fingerprint:
-                rows.append(record["row"])
+            record = _floats(json.loads(done.read_text()))
+            fresh = record.get("fingerprint") == fingerprint
+            if fresh and (layout == "wide" or "rows" in record):
+                rows.extend([record["row"]] if layout == "wide" else record["rows"])
                 continue
             if record.get("config_fingerprint") != _fingerprint(configs, policy):
                 raise ValueError(
@@ -187,6 +373,8 @@ def analyze_checkpoints(
                 row[key] = ck.info[key]
         hessian_done = False
         eigenpairs = None
+        long_rows: list[dict[str, Any]] = []
+        head = dict(row)
         for label, cfg in configs.items():
             cfg = replace(cfg, hessian=cfg.hessian and not hessian_done)
             analysis = analyze(
@@ -201,6 +389,10 @@ def analyze_checkpoints(
                 eigenpairs=eigenpairs,
             )
             eigenpairs = eigenpairs or analysis.eigenpairs
+            n_params = next((land.info.get("model", {}).get("n_params")
+                             for land in analysis.landscapes.values()), None)  # fmt: skip
+            for r in analysis.rows():
+                long_rows.append({**head, "subspace": label, **r, "n_params": n_params})
             for kind, reps in analysis.topology.items():
                 for rep, metrics in reps.items():
                     prefix = (
@@ -220,18 +412,137 @@ def analyze_checkpoints(
                 row["top_eigenvalues"] = analysis.hessian["top_eigenvalues"]
                 hessian_done = True
         row["seconds"] = round(time.perf_counter() - t0, 2)
+        curvature = {k: v for r in long_rows for k, v in r.items() if k.startswith("hessian_")}
+        long_rows = [{**r, **curvature, "seconds": row["seconds"]} for r in long_rows]
         ck_dir.mkdir(parents=True, exist_ok=True)
         record = {
             "fingerprint": fingerprint,
             "config_fingerprint": _fingerprint(configs, policy),
             "row": row,
+            "rows": long_rows,
         }
-        atomic_write_text(done, json.dumps(to_jsonable(record)))
-        rows.append(row)
-        write_csv(out_dir / "dynamics.csv", sorted(rows, key=lambda r: r["step"]))
-    rows.sort(key=lambda r: r["step"])
+        # Through JSON either way, so a fresh row equals the same row read back on a rerun.
+        record = _floats(json.loads(json.dumps(to_jsonable(record, nonfinite="string"))))
+        atomic_write_text(done, json.dumps(to_jsonable(record, nonfinite="string")))
+        rows.extend([record["row"]] if layout == "wide" else record["rows"])
+        write_csv(out_dir / "dynamics.csv", table())
+    rows = table()
     write_csv(out_dir / "dynamics.csv", rows)
     return rows
+
+
+#: Metrics drawn against the step by :func:`dynamics_report` (those present in the rows).
+REPORT_METRICS = (
+    "n_minima", "n_saddles", "n_saddles_above_noise", "average_persistence",
+    "average_persistence_relative", "persistence_entropy", "n_loops", "hessian_top_eigenvalue",
+    "hessian_trace", "train_loss", "val_loss",
+)  # fmt: skip
+#: Columns of the report's table (dynamics.csv has every column).
+REPORT_COLUMNS = ("step", "checkpoint", "subspace", "direction", "representation",
+                  "direction_seed", "n_minima", "n_saddles", "average_persistence",
+                  "persistence_entropy", "hessian_top_eigenvalue", "hessian_trace")  # fmt: skip
+
+
+def dynamics_report(
+    rows: list[dict[str, Any]],
+    out_dir: str | Path,
+    *,
+    title: str = "saddles dynamics",
+    config: dict[str, Any] | None = None,
+    info: dict[str, Any] | None = None,
+    n_boot: int = 500,
+) -> Path:
+    """Write ``report.html`` (and one PNG per metric under ``figures/``) for ``"long"`` rows.
+
+    Each metric of :data:`REPORT_METRICS` is drawn against the step, one line per subspace x
+    direction kind x representation (the mean over direction seeds; per-checkpoint numbers
+    such as the Hessian's, one line); a table gives each line's trend
+    (:func:`saddles.relations.trend`: Spearman's rho against the step and the slope per
+    e-fold of steps, with bootstrap intervals), then the rows themselves.
+    """
+    import html
+
+    import numpy as np
+
+    from saddles import plots
+    from saddles.relations import trend
+    from saddles.report import CSS, figures_and_table
+
+    out_dir = Path(out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    per_checkpoint = ("hessian_", "train_loss", "val_loss", "tokens")
+    figures, trends = {}, []
+    for metric in REPORT_METRICS:
+        if not any(_finite(r.get(metric)) for r in rows):
+            continue
+        whole = metric.startswith(per_checkpoint)
+        groups: dict[tuple[str, int], list[float]] = {}
+        for r in rows:
+            series = "checkpoint" if whole else (
+                f"{r.get('subspace', '')} {r.get('direction', '')} {r.get('representation', '')}"
+            ).strip()  # fmt: skip
+            if _finite(r.get(metric)):
+                groups.setdefault((series, int(r["step"])), []).append(float(r[metric]))
+        points = [{"series": k[0], "step": k[1], metric: float(np.mean(v))}
+                  for k, v in groups.items()]  # fmt: skip
+        fig = plots.dynamics_figure(points, metric, group_key="series",
+                                    title=f"{metric} during training")  # fmt: skip
+        figures[f"{metric} against the step (mean over direction seeds)"] = plots.save(
+            fig, out_dir / "figures" / f"dynamics-{metric}.png"
+        )
+        for series in dict.fromkeys(p["series"] for p in points):
+            sub = sorted((p for p in points if p["series"] == series), key=lambda p: p["step"])
+            t = trend([p["step"] for p in sub], [p[metric] for p in sub], n_boot=n_boot)
+            trends.append({"metric": metric, "series": series, "n": t.n,
+                           "spearman": t.spearman, "spearman_ci_low": t.spearman_ci[0],
+                           "spearman_ci_high": t.spearman_ci[1],
+                           "slope_per_log_step": t.slope_per_log_step,
+                           "slope_ci_low": t.slope_ci[0], "slope_ci_high": t.slope_ci[1],
+                           "note": t.note})  # fmt: skip
+    steps = sorted({int(r["step"]) for r in rows})
+    columns = [c for c in REPORT_COLUMNS if any(c in r for r in rows)]
+    trend_cols = ["metric", "series", "n", "spearman", "spearman_ci_low", "spearman_ci_high",
+                  "slope_per_log_step", "slope_ci_low", "slope_ci_high", "note"]  # fmt: skip
+    e = html.escape
+    meta = {"checkpoints": len(steps), "steps": f"{steps[0]} .. {steps[-1]}" if steps else "",
+            **(info or {})}  # fmt: skip
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+        f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>",
+        "<table>"
+        + "".join(
+            f"<tr><td class='t'>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in meta.items()
+        )
+        + "</table>",  # fmt: skip
+        "<h2>Metrics against the training step</h2>",
+        figures_and_table(figures, trends, trend_cols),
+        "<p class='note'>Trend: Spearman's rho of each line against the step and the "
+        "least-squares slope per e-fold of steps (step 0 dropped), with 95% bootstrap "
+        "intervals (NaN below 4 checkpoints).</p>",
+        "<h2>Every row</h2>",
+        figures_and_table({}, rows, columns),
+        "<p class='note'>dynamics.csv has every column.</p>",
+    ]
+    if config:
+        parts.append(f"<h2>Configuration</h2><pre>{e(yaml.safe_dump(config))}</pre>")
+    parts.append("</body></html>")
+    return atomic_write_text(out_dir / "report.html", "\n".join(parts))
+
+
+def _finite(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and v == v and abs(v) != float("inf"))  # fmt: skip
+
+
+def _floats(obj: Any) -> Any:
+    """``"nan"``, ``"inf"`` and ``"-inf"`` (how row.json stores them) back to floats."""
+    if isinstance(obj, dict):
+        return {k: _floats(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_floats(v) for v in obj]
+    if obj in ("nan", "inf", "-inf"):
+        return float(obj)
+    return obj
 
 
 def _first(directions, n: int):

@@ -87,6 +87,8 @@ from saddles.cli import topology  # noqa: E402,F401
 from saddles.cli import run  # noqa: E402,F401
 from saddles.cli import landscape  # noqa: E402,F401
 from saddles.cli import hessian  # noqa: E402,F401
+from saddles.cli import dynamics  # noqa: E402,F401
+from saddles.cli import compare  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,0 +1,150 @@
+"""Cost of one checkpoint of a ~10M-parameter language model: landscape grid and Hessian.
+
+Builds a GPT-NeoX-style causal LM from a ``transformers.GPTNeoXConfig`` (eager attention;
+hidden 256, 8 layers, 4 heads, vocabulary 8192 by default: about 10.5M parameters, printed),
+and on one random token batch (2 x 32 tokens by default) measures, each in a fresh subprocess:
+
+- ``forward``: one plain forward pass and loss (the reference);
+- ``landscape``: the loss on a ``--resolution``-squared grid (21 x 21 by default) spanned by
+  two filter-normalized random directions (:func:`saddles.landscape.evaluate`, engine chosen
+  by its auto rule);
+- ``hessian``: the top 5 Hessian eigenvalues (:class:`saddles.hessian.HessianOperator` and
+  :func:`saddles.hessian.top_eigen`).
+
+Memory is each subprocess's peak resident set size (``resource.getrusage``) minus that of a
+baseline subprocess that imports torch, builds the model and the batch and stops: the
+measurement's own extra memory. Seconds exclude that set-up. The torch thread count is
+printed (``--threads``; torch's default otherwise).
+
+Usage: python benchmarks/lm_scale.py [--quick] [--resolution N] [--batch B] [--seq T]
+``--quick``: a 7 x 7 grid and the top 2 eigenvalues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+KINDS = ("baseline", "forward", "landscape", "hessian")
+
+
+def build(args):
+    """The model (eval mode) and one batch of random tokens ``(tokens,)``."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    config = GPTNeoXConfig(
+        vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers,
+        num_attention_heads=args.heads, intermediate_size=4 * args.hidden,
+        max_position_embeddings=max(256, args.seq), attn_implementation="eager",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(config).eval()
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=gen)
+    return model, (tokens,)
+
+
+def causal_lm_loss(model, batch):
+    """Mean next-token cross-entropy of a Hugging Face causal LM on ``(tokens,)``."""
+    import torch.nn.functional as F
+
+    tokens = batch[0]
+    logits = model(input_ids=tokens[:, :-1]).logits
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+
+
+def measure(kind: str, args) -> dict:
+    """Run one measurement in this process; seconds and peak RSS (KiB)."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, batch = build(args)
+    n_params = sum(p.numel() for p in model.parameters())
+    out = {"kind": kind, "n_params": n_params, "threads": torch.get_num_threads()}
+    t0 = time.perf_counter()
+    if kind == "forward":
+        with torch.no_grad():
+            out["loss"] = float(causal_lm_loss(model, batch))
+    elif kind == "landscape":
+        from saddles.directions import random_directions
+        from saddles.landscape import evaluate
+        from saddles.sampling import grid
+
+        d = random_directions(model, 2, seed=0, norm="filter")
+        land = evaluate(model, causal_lm_loss, batch, d, grid(args.resolution, (-1.0, 1.0), dims=2),
+                        progress=False)  # fmt: skip
+        out["engine"] = land.info.get("engine")
+        out["points"] = args.resolution**2
+    elif kind == "hessian":
+        from saddles.hessian import HessianOperator, top_eigen
+
+        op = HessianOperator(model, causal_lm_loss, batch)
+        eig = top_eigen(op, k=args.top_k, seed=0)
+        out["eigenvalues"] = [round(float(v), 4) for v in eig.eigenvalues]
+        out["hvps"] = int(eig.n_hvps)
+    out["seconds"] = time.perf_counter() - t0
+    out["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="7x7 grid, top 2 eigenvalues")
+    parser.add_argument("--resolution", type=int, default=None, help="grid points per axis")
+    parser.add_argument("--top-k", type=int, default=None, help="Hessian eigenvalues")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--batch", type=int, default=2, help="sequences in the batch")
+    parser.add_argument("--seq", type=int, default=32, help="tokens per sequence")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.resolution = args.resolution or (7 if args.quick else 21)
+    args.top_k = args.top_k or (2 if args.quick else 5)
+    if args.measure:
+        print(json.dumps(measure(args.measure, args)))
+        return
+    passed = sys.argv[1:]
+    results = {}
+    for kind in KINDS:
+        cmd = [sys.executable, __file__, *passed, "--resolution", str(args.resolution),
+               "--top-k", str(args.top_k), "--measure", kind]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"{kind} failed:\n{done.stderr[-3000:]}")
+        results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+    base = results["baseline"]
+    print(f"GPT-NeoX-style LM: hidden {args.hidden}, {args.layers} layers, {args.heads} heads, "
+          f"vocab {args.vocab}: {base['n_params']:,} parameters; batch {args.batch} x "
+          f"{args.seq} tokens; torch threads {base['threads']}")  # fmt: skip
+    print(f"baseline (import torch, build model and batch): peak RSS "
+          f"{base['peak_rss_kib'] / 1024:.0f} MiB\n")  # fmt: skip
+    print(f"{'measurement':<34}{'seconds':>9}{'s/point':>9}{'extra peak MiB':>16}{'x forward':>11}")
+    fwd = results["forward"]
+    fwd_mem = max(fwd["peak_rss_kib"] - base["peak_rss_kib"], 1)
+    for kind, label in (("forward", "forward pass + loss"),
+                        ("landscape", f"landscape {args.resolution}x{args.resolution} grid"),
+                        ("hessian", f"Hessian top-{args.top_k} eigenvalues")):  # fmt: skip
+        r = results[kind]
+        extra = r["peak_rss_kib"] - base["peak_rss_kib"]
+        per = r["seconds"] / r["points"] if "points" in r else float("nan")
+        print(f"{label:<34}{r['seconds']:>9.2f}{per:>9.3f}{extra / 1024:>16.1f}"
+              f"{extra / fwd_mem:>11.1f}")  # fmt: skip
+    land, hess = results["landscape"], results["hessian"]
+    total = land["seconds"] + hess["seconds"]
+    print(
+        f"\nseconds per checkpoint (landscape + Hessian): {total:.1f}; landscape engine "
+        f"{land['engine']}; Hessian {hess['hvps']} HVPs, eigenvalues {hess['eigenvalues']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,447 @@
+"""Relating finished runs: metrics of several analyzed models against a per-run quantity.
+
+A run is a folder written by ``saddles run`` (``metrics.csv``, with each model's
+``config.yaml`` in ``<name>/`` or beside it), by ``saddles dynamics`` or
+:func:`saddles.dynamics.analyze_checkpoints` (``dynamics.csv`` and ``config.yaml``; the last
+checkpoint is used unless a step is chosen; both layouts are read), or an experiment's output
+(``metrics.csv`` of several models: one run per model). :func:`load_runs` reads them into
+:class:`Run` records; every row gets a ``subspace`` label (``<n_directions>d`` for a single
+analysis, the dynamics' own labels otherwise), so series match across kinds of run.
+
+:func:`run_value` finds a per-run quantity: a column of a ``--meta`` table (keyed by the run's
+name), the parameter count ``n_params`` (a row's ``n_params`` or ``hessian_n_params``, else the
+landscape's ``landscape.json``), a column constant over the run's rows (``loss``, ``step``),
+or a value of its analysis configuration. :func:`compare_runs` correlates every metric with
+it per subspace x direction kind x representation (:func:`saddles.summary.relations`: over
+seed ensembles with the two-level bootstrap, else :func:`saddles.relations.correlate`), adjusts
+every p-value by Holm over the whole table, and fits power laws of metrics against model size
+(:func:`saddles.relations.fit_power_law`). :func:`setting_warnings` names the landscape
+settings in which the runs differ: their metrics are then not comparable.
+:func:`write_comparison` writes ``compare.csv``, ``power_laws.csv`` and ``report.html``.
+
+numpy, csv and YAML only; never imports torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from saddles.files import atomic_write_text, write_csv
+
+#: Settings whose difference makes two runs' landscape metrics incomparable.
+LANDSCAPE_SETTINGS = ("resolution", "span", "norm", "sampling", "n_points", "n_directions",
+                      "params", "direction_seeds", "seed", "dtype")  # fmt: skip
+#: Settings that default to "absent" (every parameter) when a configuration lacks them.
+OPTIONAL_SETTINGS = ("params",)
+#: Metrics fitted against model size by default.
+FIT_METRICS = ("n_saddles", "average_persistence", "average_persistence_relative",
+               "hessian_top_eigenvalue", "hessian_trace")  # fmt: skip
+ALPHA = 0.05
+
+
+@dataclass
+class Run:
+    """One analyzed model: its rows (one per subspace x direction seed x direction kind x
+    representation), its configuration per subspace, where it came from."""
+
+    name: str
+    path: Path
+    kind: str  # "run" or "dynamics"
+    rows: list[dict[str, Any]]
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    step: int | None = None
+
+    @property
+    def subspaces(self) -> list[str]:
+        return list(dict.fromkeys(r["subspace"] for r in self.rows))
+
+
+def load_runs(paths: list[str | Path], step: int | None = None) -> list[Run]:
+    """The runs in ``paths`` (see the module docstring); ``step`` picks a dynamics run's
+    checkpoint (default: its last). Refuses a folder that holds no results, a step a dynamics
+    run lacks, and two runs with one name."""
+    runs: list[Run] = []
+    for p in paths:
+        runs.extend(load_run(p, step))
+    names = [r.name for r in runs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"several runs are named {dupes}; give folders with distinct names")
+    if not runs:
+        raise ValueError("no runs to compare")
+    return runs
+
+
+def load_run(path: str | Path, step: int | None = None) -> list[Run]:
+    """The run(s) of one folder: one per model of a ``metrics.csv``, or the dynamics run."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no run folder at {path}")
+    if (path / "dynamics.csv").is_file():
+        return [_dynamics_run(path, step)]
+    if not (path / "metrics.csv").is_file():
+        raise FileNotFoundError(f"{path} holds neither metrics.csv (saddles run) nor "
+                                "dynamics.csv (saddles dynamics)")  # fmt: skip
+    rows = read_table(path / "metrics.csv")
+    models = list(dict.fromkeys(r.get("model") for r in rows))
+    out = []
+    for model in models:
+        own = [dict(r) for r in rows if r.get("model") == model]
+        config = _read_config(path / str(model) / "config.yaml") or (
+            _read_config(path / "config.yaml") if len(models) == 1 else {}
+        )
+        label = f"{config.get('n_directions', 2)}d"
+        for r in own:
+            r.setdefault("subspace", label)
+        name = path.name if len(models) == 1 else f"{path.name}/{model}"
+        run = Run(name, path, "run", own, {label: config})
+        _fill_n_params(run, [path / str(model), path])
+        out.append(run)
+    return out
+
+
+def _dynamics_run(path: Path, step: int | None) -> Run:
+    rows = read_table(path / "dynamics.csv")
+    if not rows:
+        raise ValueError(f"{path / 'dynamics.csv'} holds no rows")
+    config = _read_config(path / "config.yaml")
+    settings = config.get("subspaces", {}) if isinstance(config.get("subspaces"), dict) else {}
+    if "representation" not in rows[0]:
+        rows = _long_rows(rows)
+    steps = sorted({int(r["step"]) for r in rows})
+    chosen = steps[-1] if step is None else step
+    if chosen not in steps:
+        raise ValueError(f"{path.name} has no checkpoint at step {chosen}; its steps are {steps}")
+    own = [r for r in rows if int(r["step"]) == chosen]
+    for r in own:
+        r.setdefault("direction", {"hessian": "hessian", "pca": "given"}.get(r.get("policy"),
+                                                                            "random"))  # fmt: skip
+    run = Run(path.name, path, "dynamics", own, settings, chosen)
+    ck = own[0].get("checkpoint")
+    _fill_n_params(run, [path / str(ck) / s for s in run.subspaces] if ck else [])
+    return run
+
+
+def _long_rows(wide: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the ``"wide"`` dynamics layout (``<subspace>.<representation>.<metric>`` or
+    ``<subspace>.<kind>.<representation>.<metric>`` columns) in the long layout."""
+    out = []
+    for row in wide:
+        plain = {k: v for k, v in row.items() if "." not in k}
+        curvature = {f"hessian_{k}": v for k, v in plain.items()
+                     if k in ("top_eigenvalue", "trace", "trace_stderr")}  # fmt: skip
+        series: dict[tuple, dict[str, Any]] = {}
+        for key, value in row.items():
+            parts = key.split(".")
+            if len(parts) == 3:
+                sub, rep, metric = parts
+                kind = None
+            elif len(parts) == 4:
+                sub, kind, rep, metric = parts
+            else:
+                continue
+            entry = series.setdefault((sub, kind, rep), {**plain, **curvature, "subspace": sub,
+                                                         "representation": rep,
+                                                         "direction_seed": ""})  # fmt: skip
+            if kind is not None:
+                entry["direction"] = kind
+            entry[metric] = value
+        out.extend(series.values())
+    return out
+
+
+def _fill_n_params(run: Run, folders: list[Path]) -> None:
+    """Give every row ``n_params``: its own, ``hessian_n_params``, or a landscape's info."""
+    value = next((_number(r.get(k)) for r in run.rows for k in ("n_params", "hessian_n_params")
+                  if math.isfinite(_number(r.get(k)))), math.nan)  # fmt: skip
+    if not math.isfinite(value):
+        for folder in folders:
+            for info in sorted(folder.glob("landscape-*/landscape.json")):
+                try:
+                    found = json.loads(info.read_text())["info"]["model"]["n_params"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+                value = _number(found)
+                break
+            if math.isfinite(value):
+                break
+    if math.isfinite(value):
+        for r in run.rows:
+            r["n_params"] = int(value)
+
+
+def read_table(path: str | Path) -> list[dict[str, Any]]:
+    """A CSV file's rows, numbers parsed (``""`` stays ``""``; JSON lists stay text)."""
+    with open(path, newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def read_meta(path: str | Path) -> dict[str, dict[str, Any]]:
+    """A ``--meta`` table: ``{run name: {column: value}}``, keyed by its first column."""
+    rows = read_table(path)
+    if not rows:
+        raise ValueError(f"{path} holds no rows")
+    key = next(iter(rows[0]))
+    return {str(r[key]): r for r in rows}
+
+
+def run_value(run: Run, key: str, meta: dict[str, dict[str, Any]] | None = None) -> Any:
+    """The run's value of ``key`` (see the module docstring for where it is looked up);
+    ``LookupError`` naming the places when none has it."""
+    if meta is not None:
+        entry = meta.get(run.name) or meta.get(run.path.name)
+        if entry is not None and key in entry:
+            return entry[key]
+    values = {_hashable(r.get(key)) for r in run.rows if key in r}
+    if len(values) == 1:
+        return run.rows[0][key]
+    if len(values) > 1:
+        raise ValueError(f"{key} is not one value per run: {run.name} has {len(values)}")
+    configured = {_hashable(cfg[key]) for cfg in run.settings.values() if key in cfg}
+    if len(configured) == 1:
+        return next(cfg[key] for cfg in run.settings.values() if key in cfg)
+    where = "its rows, its configuration" + (" or the meta table" if meta is not None else "")
+    raise LookupError(f"run {run.name} has no value of {key!r} in {where}")
+
+
+def setting_warnings(runs: list[Run]) -> list[str]:
+    """One line per landscape setting (:data:`LANDSCAPE_SETTINGS`) in which the runs'
+    configurations differ, per subspace, naming the values: such metrics are not comparable."""
+    lines = []
+    labels = list(dict.fromkeys(s for r in runs for s in r.settings))
+    for label in labels:
+        have = [r for r in runs if label in r.settings]
+        for key in LANDSCAPE_SETTINGS:
+            values = {}
+            for r in have:
+                cfg = r.settings[label]
+                if key in cfg or key in OPTIONAL_SETTINGS:
+                    values[r.name] = cfg.get(key)
+            if len({_hashable(v) for v in values.values()}) > 1:
+                shown = ", ".join(f"{n}={v}" for n, v in values.items())
+                where = f" ({label} subspace)" if len(labels) > 1 else ""
+                lines.append(f"runs analyzed with different {key}{where}: {shown}; their "
+                             "metrics are not comparable")  # fmt: skip
+    return lines
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare_runs` found: the relations table, the power-law fits, the
+    warnings, and the rows it used (one per run x subspace x seed x kind x representation)."""
+
+    by: str
+    relations: list[dict[str, Any]]
+    power_laws: list[dict[str, Any]]
+    warnings: list[str]
+    rows: list[dict[str, Any]]
+    runs: list[str]
+
+
+def compare_runs(
+    runs: list[Run],
+    by: str = "n_params",
+    *,
+    meta: dict[str, dict[str, Any]] | None = None,
+    metrics: list[str] | None = None,
+    fit: list[str] | None = None,
+    n_boot: int = 1000,
+    n_perm: int = 2000,
+) -> Comparison:
+    """Relate every metric to ``by`` across ``runs`` (see the module docstring).
+
+    ``metrics``: the metrics correlated (default: the TDA and curvature metrics of
+    :mod:`saddles.summary` that the rows have); ``fit``: the metrics fitted against the
+    parameter count (default :data:`FIT_METRICS`; fits need ``n_params`` of at least two
+    distinct sizes; the offset ``c`` is fitted from four). Rows' ``model`` is the run's name.
+    """
+    from saddles.relations import adjust_pvalues
+    from saddles.summary import CURVATURE_METRICS, TDA_METRICS, relations
+
+    if len(runs) < 2:
+        raise ValueError(f"comparing needs at least two runs, got {len(runs)}")
+    rows = []
+    for run in runs:
+        value = run_value(run, by, meta)
+        if not math.isfinite(_number(value)):
+            raise ValueError(f"{by} must be a number to correlate with; run {run.name} has "
+                             f"{value!r}")  # fmt: skip
+        sizes = {"n_params": run.rows[0]["n_params"]} if "n_params" in run.rows[0] else {}
+        for r in run.rows:
+            rows.append({**r, **sizes, "model": run.name, "run": run.name, by: value})
+    chosen = metrics or [m for m in (*TDA_METRICS, *CURVATURE_METRICS) if m != by
+                         and any(math.isfinite(_number(r.get(m))) for r in rows)]  # fmt: skip
+    if metrics:
+        absent = [m for m in metrics if not any(m in r for r in rows)]
+        if absent:
+            raise ValueError(f"no run has metric(s) {absent}")
+    table: list[dict[str, Any]] = []
+    for sub in dict.fromkeys(r["subspace"] for r in rows):
+        own = [r for r in rows if r["subspace"] == sub]
+        for r in relations(own, [m for m in chosen if m != by], [by], n_boot=n_boot,
+                           n_perm=n_perm):  # fmt: skip
+            table.append({"subspace": sub, **r})
+    for method in ("spearman", "pearson"):  # Holm over the whole table, every subspace
+        adjusted = adjust_pvalues(np.array([r[f"{method}_p"] for r in table], dtype=float))
+        for r, p in zip(table, adjusted, strict=True):
+            r[f"{method}_p_holm"] = float(p)
+    for r in table:
+        lo, hi = r["spearman_ci_low"], r["spearman_ci_high"]
+        excludes = bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+        r["significant"] = bool(r["spearman_p_holm"] < ALPHA and excludes)
+    laws = power_laws(rows, list(fit or FIT_METRICS), n_boot=n_boot)
+    return Comparison(by, table, laws, setting_warnings(runs), rows, [r.name for r in runs])
+
+
+def power_laws(rows: list[dict[str, Any]], metrics: list[str], n_boot: int = 1000) -> list[dict]:
+    """Per subspace x direction kind x representation and metric, L(N) = a N^-alpha (+ c) of
+    the per-run mean over seeds against ``n_params``; a fit that cannot be made is a row with
+    NaN and a note saying why."""
+    from saddles.relations import fit_power_law
+
+    out = []
+    series = dict.fromkeys((r["subspace"], r["direction"], r["representation"]) for r in rows)
+    for sub, kind, rep in series:
+        own = [r for r in rows if (r["subspace"], r["direction"], r["representation"]) ==
+               (sub, kind, rep)]  # fmt: skip
+        for metric in metrics:
+            per_run: dict[str, tuple[float, list[float]]] = {}
+            for r in own:
+                n, v = _number(r.get("n_params")), _number(r.get(metric))
+                if math.isfinite(n) and math.isfinite(v):
+                    per_run.setdefault(r["run"], (n, []))[1].append(v)
+            if not per_run:
+                continue
+            n = np.array([p[0] for p in per_run.values()])
+            y = np.array([float(np.mean(p[1])) for p in per_run.values()])
+            row: dict[str, Any] = {"subspace": sub, "direction": kind, "representation": rep,
+                                   "metric": metric, "n": len(n)}  # fmt: skip
+            offset = len(np.unique(n)) >= 4
+            try:
+                f = fit_power_law(n, y, offset=offset, n_boot=n_boot)
+            except (ValueError, RuntimeError) as exc:
+                row.update({"a": math.nan, "alpha": math.nan, "c": math.nan, "note": str(exc)})
+            else:
+                row.update({"a": f.a, "a_ci_low": f.a_ci[0], "a_ci_high": f.a_ci[1],
+                            "alpha": f.alpha, "alpha_ci_low": f.alpha_ci[0],
+                            "alpha_ci_high": f.alpha_ci[1], "c": f.c, "c_ci_low": f.c_ci[0],
+                            "c_ci_high": f.c_ci[1],
+                            "rms_residual": float(np.sqrt(np.mean(f.residuals**2))),
+                            "note": "; ".join(x for x in (
+                                "" if offset else "c fixed at 0 (fewer than 4 sizes)",
+                                f.note) if x)})  # fmt: skip
+            row["sizes"] = json.dumps([int(v) for v in n])
+            out.append(row)
+    return out
+
+
+def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -> dict[str, Path]:
+    """``compare.csv`` (the relations), ``power_laws.csv``, ``runs.csv`` (the rows used),
+    figures of the headline metrics against ``by``, and ``report.html``."""
+    import html
+
+    from saddles import plots
+    from saddles.report import CSS, figures_and_table
+
+    out_dir = Path(out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    paths = {"compare": write_csv(out_dir / "compare.csv", result.relations),
+             "power_laws": write_csv(out_dir / "power_laws.csv", result.power_laws),
+             "runs": write_csv(out_dir / "runs.csv", result.rows)}  # fmt: skip
+    figures = {}
+    shown = [m for m in ("n_minima", "n_saddles", "average_persistence",
+                         "average_persistence_relative", "persistence_entropy",
+                         *FIT_METRICS[3:]) if any(m in r for r in result.rows)]  # fmt: skip
+    numeric = all(math.isfinite(_number(r.get(result.by))) for r in result.rows)
+    for sub, kind, rep in dict.fromkeys((r["subspace"], r["direction"], r["representation"])
+                                        for r in result.rows):  # fmt: skip
+        own = [
+            r
+            for r in result.rows
+            if (r["subspace"], r["direction"], r["representation"]) == (sub, kind, rep)
+        ]
+        fig = plots.relation_figure(own, result.by, shown, categorical=not numeric,
+                                    title=f"{sub} {kind} {rep}: against {result.by}")  # fmt: skip
+        if numeric and result.by == "n_params":
+            for ax in fig.axes:
+                ax.set_xscale("log")
+        key = f"{sub}-{kind}-{rep}"
+        figures[f"{sub}, {kind} directions, {rep}"] = plots.save(
+            fig, out_dir / "figures" / f"against-{key}.png"
+        )
+    e = html.escape
+    cols = ["subspace", "direction", "representation", "x", "y", "n", "n_seeds", "spearman",
+            "spearman_ci_low", "spearman_ci_high", "spearman_p", "spearman_p_holm", "pearson",
+            "pearson_p", "significant", "interval", "note"]  # fmt: skip
+    law_cols = ["subspace", "direction", "representation", "metric", "n", "a", "alpha",
+                "alpha_ci_low", "alpha_ci_high", "c", "rms_residual", "sizes", "note"]  # fmt: skip
+    hits = [r for r in result.relations if r["significant"]]
+    warn = "".join(f"<p class='note'><b>warning:</b> {e(w)}</p>" for w in result.warnings)
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+        f"<style>{CSS}</style></head><body><h1>{e(title or 'saddles compare')}</h1>",
+        f"<p class='result'>{len(result.runs)} runs ({e(', '.join(result.runs))}) related to "
+        f"<b>{e(result.by)}</b>: {len(result.relations)} relations, {len(hits)} with a "
+        "Holm-adjusted p below 0.05 and a 95% interval that excludes 0.</p>",
+        warn,
+        "<h2>Relations</h2><p class='note'>Spearman's rho and Pearson's r over runs with 95% "
+        "bootstrap intervals (over runs, and over direction seeds within runs where a run "
+        "has several) and permutation p-values; <code>spearman_p_holm</code> is adjusted "
+        "over the whole table. compare.csv has every column.</p>",
+        figures_and_table(figures, result.relations, cols),
+        "<h2>Power laws against the parameter count</h2><p class='note'>L(N) = a N^-alpha + c "
+        "of each run's mean over seeds (c fitted from four distinct sizes).</p>",
+        figures_and_table({}, result.power_laws, law_cols),
+        "</body></html>",
+    ]
+    paths["report"] = atomic_write_text(out_dir / "report.html", "\n".join(parts))
+    return paths
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _parse(text: str | None) -> Any:
+    if text is None or text == "":
+        return "" if text == "" else None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text in ("True", "False"):
+        return text == "True"
+    return text
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool):
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan

@@ -1,0 +1,210 @@
+"""`saddles compare`: finished runs of MLPs of three widths related to their parameter count;
+the numbers are those of `relations.correlate` on the rows; differing settings are named."""
+
+from __future__ import annotations
+
+import csv
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from saddles.cli import app
+from saddles.compare import compare_runs, load_runs, setting_warnings
+from saddles.dynamics import analyze_checkpoints
+from saddles.pipeline import AnalysisConfig
+from saddles.relations import correlate
+
+runner = CliRunner()
+
+FACTORY = """
+import torch
+
+def _mlp(width):
+    torch.manual_seed(width)
+    return torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.Tanh(),
+                               torch.nn.Linear(width, 3))
+
+def make_w4():
+    return _mlp(4)
+
+def make_w8():
+    return _mlp(8)
+
+def make_w16():
+    return _mlp(16)
+"""
+N_PARAMS = {4: 4 * 4 + 4 + 4 * 3 + 3, 8: 8 * 4 + 8 + 8 * 3 + 3, 16: 16 * 4 + 16 + 16 * 3 + 3}
+
+
+def make_runs(tmp_path, widths=(4, 8, 16), resolution=None):
+    """One `saddles run` folder per width (random initializations, no Hessian)."""
+    (tmp_path / "nets.py").write_text(FACTORY)
+    torch.manual_seed(0)
+    torch.save((torch.randn(32, 4), torch.randint(0, 3, (32,))), tmp_path / "batch.pt")
+    dirs = []
+    for w in widths:
+        res = (resolution or {}).get(w, 7)
+        text = textwrap.dedent(f"""
+            name: w{w}
+            model: nets.py:make_w{w}
+            data: batch.pt
+            criterion: cross_entropy
+            out: runs/w{w}
+            analysis:
+              directions: [random]
+              resolution: {res}
+              representations: [grid-full, knn]
+              hessian: false
+              noise_points: 0
+        """)
+        (tmp_path / f"w{w}.yaml").write_text(text)
+        result = runner.invoke(app, ["run", str(tmp_path / f"w{w}.yaml"), "--quiet"])
+        assert result.exit_code == 0, result.output
+        dirs.append(tmp_path / "runs" / f"w{w}")
+    return dirs
+
+
+def read(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_compare_relates_runs_to_their_size_like_correlate(tmp_path):
+    dirs = make_runs(tmp_path)
+    out = tmp_path / "cmp"
+    args = ["compare", *map(str, dirs), "--out", str(out), "--n-boot", "200", "--n-perm", "50"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr
+    table = read(out / "compare.csv")
+    assert {r["y"] for r in table} == {"n_params"} and {r["subspace"] for r in table} == {"2d"}
+    assert (out / "report.html").exists() and (out / "power_laws.csv").exists()
+    row = next(r for r in table if r["x"] == "average_persistence"
+               and r["representation"] == "grid-full")  # fmt: skip
+    per_run = [read(d / f"w{w}" / "metrics.csv") for d, w in zip(dirs, (4, 8, 16), strict=True)]
+    x = [float(next(r for r in rows if r["representation"] == "grid-full")
+                    ["average_persistence"]) for rows in per_run]  # fmt: skip
+    y = [N_PARAMS[w] for w in (4, 8, 16)]
+    direct = correlate(np.array(x), np.array(y, dtype=float), "average_persistence",
+                       "n_params", n_boot=200, n_perm=50)  # fmt: skip
+    assert float(row["spearman"]) == direct.spearman
+    assert float(row["pearson"]) == direct.pearson
+    assert float(row["spearman_p"]) == direct.spearman_p and int(row["n"]) == 3
+    # Holm over the whole table.
+    from saddles.relations import adjust_pvalues
+
+    p = np.array([float(r["spearman_p"]) for r in table])
+    holm = adjust_pvalues(p)
+    got = np.array([float(r["spearman_p_holm"]) for r in table])
+    assert np.allclose(got[np.isfinite(holm)], holm[np.isfinite(holm)])
+    laws = read(out / "power_laws.csv")
+    fit = next(r for r in laws if r["metric"] == "average_persistence"
+               and r["representation"] == "grid-full")  # fmt: skip
+    assert fit["sizes"] == str(sorted(y)) and "c fixed at 0" in fit["note"]
+
+
+def test_differing_settings_warn_by_name_and_value(tmp_path):
+    dirs = make_runs(tmp_path, resolution={16: 9})
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            *map(str, dirs),
+            "--out",
+            str(tmp_path / "c"),
+            "--n-boot",
+            "0",
+            "--n-perm",
+            "10",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, result.stderr
+    assert "resolution" in warnings[0] and "w4=7" in warnings[0] and "w16=9" in warnings[0]
+    runs = load_runs(dirs)
+    assert setting_warnings(runs) == [warnings[0].removeprefix("warning: ")]
+
+
+def test_keys_from_a_meta_table_and_the_configuration(tmp_path):
+    dirs = make_runs(tmp_path)
+    meta = tmp_path / "meta.csv"
+    meta.write_text("run,flops\nw4,10\nw8,30\nw16,20\n")
+    result = runner.invoke(app, ["compare", *map(str, dirs), "--by", "flops", "--meta",
+                                 str(meta), "--out", str(tmp_path / "m"), "--n-boot", "0",
+                                 "--n-perm", "10", "--metric", "n_minima"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = read(tmp_path / "m" / "compare.csv")
+    assert {(r["x"], r["y"]) for r in table} == {("n_minima", "flops")}
+    runs = load_runs(dirs)
+    assert compare_runs(runs, "resolution", n_boot=0, n_perm=10).by == "resolution"
+    for by, word in (("nothing_here", "no value"), ("representation", "one value")):
+        result = runner.invoke(app, ["compare", *map(str, dirs), "--by", by,
+                                     "--out", str(tmp_path / "x")])  # fmt: skip
+        assert result.exit_code == 2 and word in result.stderr, result.stderr
+    result = runner.invoke(app, ["compare", str(tmp_path / "nowhere"), str(dirs[0])])
+    assert result.exit_code == 2 and "no run folder" in result.stderr
+
+
+def make_dynamics(tmp_path, width, steps=(0, 4, 9), layout="long"):
+    torch.manual_seed(width)
+    net = torch.nn.Sequential(torch.nn.Linear(3, width), torch.nn.Tanh(), torch.nn.Linear(width, 1))
+    ckdir = tmp_path / f"ck{width}"
+    ckdir.mkdir(parents=True)
+    for s in steps:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.mul_(0.9)
+        torch.save(net.state_dict(), ckdir / f"step{s}.pt")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 3, generator=g)
+    data = (x, torch.sin(x[:, :1]))
+
+    def mse(model, batch):
+        return ((model(batch[0]) - batch[1]) ** 2).mean()
+
+    def factory():
+        return torch.nn.Sequential(torch.nn.Linear(3, width), torch.nn.Tanh(),
+                                   torch.nn.Linear(width, 1))  # fmt: skip
+
+    cfg = AnalysisConfig(resolution=7, representations=["grid-full"], hessian=False,
+                         noise_points=0)  # fmt: skip
+    out = tmp_path / f"dyn{width}{layout}"
+    analyze_checkpoints(factory, ckdir, mse, data, cfg, out, layout=layout, progress=False)
+    return out
+
+
+def test_dynamics_runs_use_their_last_step_or_the_one_chosen(tmp_path):
+    dirs = [make_dynamics(tmp_path, w) for w in (3, 5, 9)]
+    runs = load_runs(dirs)
+    assert {r.step for r in runs} == {9} and runs[0].rows[0]["n_params"] == 3 * 3 + 3 + 3 + 1
+    assert {r.step for r in load_runs(dirs, step=4)} == {4}
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            *map(str, dirs),
+            "--step",
+            "4",
+            "--out",
+            str(tmp_path / "c"),
+            "--n-boot",
+            "0",
+            "--n-perm",
+            "10",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert {r["subspace"] for r in read(tmp_path / "c" / "compare.csv")} == {"2d"}
+    result = runner.invoke(app, ["compare", *map(str, dirs), "--step", "5"])
+    assert result.exit_code == 2 and "no checkpoint at step 5" in result.stderr
+    with pytest.raises(ValueError, match="at least two runs"):
+        compare_runs(runs[:1])
+    # The wide layout (one row per checkpoint, as the experiments write it) reads the same.
+    (wide,) = load_runs([make_dynamics(tmp_path / "w", 3, steps=(0, 4), layout="wide")])
+    assert wide.step == 4 and [r["representation"] for r in wide.rows] == ["grid-full"]
+    assert wide.rows[0]["subspace"] == "2d" and wide.rows[0]["direction"] == "random"
+    assert wide.rows[0]["n_saddles"] >= 0 and wide.rows[0]["n_params"] == 16
