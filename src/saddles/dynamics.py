@@ -194,7 +194,29 @@ def load_state(model, checkpoint: Checkpoint | str | Path):
     path = checkpoint.path if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
     if not path.is_dir():
         return load_into(model, path)
+    if (path / "config.json").is_file() and hasattr(model, "config"):
+        return _load_revision(model, path)
     return _load_folder(model, path)
+
+
+def _load_revision(model, folder: Path):
+    """A Hugging Face revision of the model's own architecture, read by transformers itself
+    (:func:`saddles.models.load_hf_model`), so that its renamings of stored keys (e.g. a
+    GPT-NeoX ``embed_out`` saved under its old name) and its ties apply; then copied in."""
+    from saddles.checkpoints import CheckpointError
+    from saddles.models import load_hf_model
+
+    state = load_hf_model(folder).state_dict()
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        what = (f"missing {missing[:4]}" if missing else f"unexpected {unexpected[:4]}"
+                if unexpected else f"{shapes[0]!r} has another shape")  # fmt: skip
+        raise CheckpointError(f"checkpoint {folder} does not match the model: {what}")
+    model.load_state_dict({k: v.to(device=own[k].device, dtype=own[k].dtype)
+                           for k, v in state.items()})  # fmt: skip
+    return model
 
 
 def _load_folder(model, folder: Path):
