@@ -46,6 +46,7 @@ from saddles.cli import topology  # noqa: E402,F401
 from saddles.cli import run  # noqa: E402,F401
 from saddles.cli import landscape  # noqa: E402,F401
 from saddles.cli import hessian  # noqa: E402,F401
+from saddles.cli import export  # noqa: E402,F401
 
 
 def main() -> None:
