@@ -160,6 +160,10 @@ def landscape(
         torch.set_num_threads(threads)
     if loss is not None and criterion is not None:
         raise typer.BadParameter("give --loss or --criterion, not both", param_hint="--loss")
+    if not resume and (out / "config.json").exists():  # the library would reuse a finished run
+        typer.echo(f"error: {out} already holds a run; pass --resume to continue it (or load "
+                   "it if finished), or choose another --out", err=True)  # fmt: skip
+        raise typer.Exit(code=2)
     net = build_model(model)
     if checkpoint is not None:
         load_checkpoint(net, checkpoint, "--checkpoint")
