@@ -286,5 +286,7 @@ def _print_table(metrics: dict, what: str = "topology") -> None:
         if key == "field":
             continue
         text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        if isinstance(value, list) and len(value) > 8:  # e.g. basin_sizes: --json has them all
+            text = f"{str(value[:8])[:-1]}, ... ({len(value)} in all)]"
         table.add_row(key, text)
     Console().print(table)
