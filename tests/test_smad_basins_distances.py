@@ -24,8 +24,7 @@ from saddles.topology.graphs import grid_edges
 from saddles.topology.metrics import minimum_saddle_edges
 
 # f = 0 1 2 5 3 4 on a path. Sweep: v0 is born, v1 and v2 join it, v4 is born, v5 joins v4,
-# v3 (5) merges {v0, v1, v2} with {v4, v5}: the tree is v0 -> v3 <- v4, v3 -> v5? no: v3 is
-# swept last of its component only if nothing is higher; v5 = 4 < 5, so v3 is the top.
+# and v3 (5, the highest value) merges {v0, v1, v2} with {v4, v5}: v3 is the saddle and the top.
 #
 #        v3 (5)            edges (minimum, saddle): (v0, v3): 5 - 0 = 5,  (v4, v3): 5 - 3 = 2
 #       /      \           basins: v0 -> {v0, v1, v2} = 3 points, v4 -> {v4, v5} = 2 points
