@@ -46,15 +46,15 @@ def test_table_threshold_and_plots(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "n_minima_simplified" in result.output
-    assert (out / "persistence.png").stat().st_size > 1000
-    assert (out / "merge_tree.png").stat().st_size > 1000
+    assert (out / "noise-persistence.png").stat().st_size > 1000
+    assert (out / "noise-merge-tree.png").stat().st_size > 1000
 
 
 def test_2d_plot_includes_the_field(tmp_path):
     out = tmp_path / "figs"
     result = runner.invoke(app, ["topology", str(himmelblau_file(tmp_path)), "--plot", str(out)])
     assert result.exit_code == 0, result.output
-    assert (out / "field.png").exists()
+    assert (out / "himmelblau-field.png").exists()
 
 
 def test_npz_with_loss_key_and_high_dimensional_field(tmp_path):

@@ -9,6 +9,7 @@ merge trees for plotting) that writes itself to a run directory:
     run_dir/landscape-<kind>/  the landscape of each direction kind (resumable, see landscape.py)
     run_dir/metrics.json       every number, nested
     run_dir/metrics.csv        one row per direction kind x representation
+    run_dir/pairs-<kind>-<representation>.npz   the persistence pairs of each merge tree
     run_dir/figures/*.png      contour, surface, merge tree, persistence diagram, density
 
 Orchestration lives here and in the experiments; every stage is a plain call into its module.
@@ -249,10 +250,24 @@ class Analysis:
     ensembles: dict[str, list[dict[str, Any]]] | None = None
 
     def __repr__(self) -> str:
-        kinds = ", ".join(self.topology)
+        kinds = ", ".join(self.topology) or "none"
+        reps = ", ".join(self.config.representations)
+        top = self.hessian.get("top_eigenvalue")
+        curvature = f", top Hessian eigenvalue {top:.4g}" if top is not None else ""
         seeds = self.config.direction_seeds
-        n_reps = len(self.config.representations)
-        return f"Analysis({self.name!r}: {kinds} x {n_reps} representations, {seeds} seed(s))"
+        return (f"Analysis({self.name!r}: {kinds} directions x {reps}, {seeds} seed(s), "
+                f"{len(self.rows())} rows{curvature})")  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        """The metrics table and the first 2-D landscape's contour, for notebooks."""
+        from saddles.report import TABLE_COLUMNS, _table
+
+        rows = self.rows()
+        wanted = [*TABLE_COLUMNS, "smad", "largest_basin_share"]
+        columns = [c for c in wanted if any(c in r for r in rows)]
+        image = _contour_png(self)
+        img = f"<img src='data:image/png;base64,{image}' style='max-width:420px'/>" if image else ""
+        return f"<div><b>{_escape(repr(self))}</b>{_table(rows, columns)}{img}</div>"
 
     def rows(self) -> list[dict[str, Any]]:
         """Flat rows, one per direction seed x direction kind x representation, for tables and
@@ -292,6 +307,10 @@ class Analysis:
         from saddles.summary import seed_summary
 
         write_csv(run_dir / "summary.csv", seed_summary(rows))
+        for kind, trees in self.trees.items():
+            coords = self.landscapes[kind].coords if kind in self.landscapes else None
+            for rep, tree in trees.items():
+                save_pairs(run_dir / f"pairs-{kind}-{rep}.npz", tree, coords)
         if self.density is not None:
             d = self.density
             arrays = {"grid": d.grid, "density": d.density, "nodes": d.nodes, "weights": d.weights}
@@ -478,6 +497,59 @@ def landscape_topology(landscape, representation: str, config: AnalysisConfig):
             field = np.where(np.isfinite(values), values, np.nanmax(values[np.isfinite(values)]))
             metrics.update(loop_metrics(loops_diagram(field.reshape(shape), conn)))
     return tree, metrics
+
+
+# --- files and notebooks ------------------------------------------------------------------
+
+
+def save_pairs(path: str | Path, tree, coords: np.ndarray | None = None) -> Path:
+    """The persistence pairs of ``tree`` as an ``.npz`` of the columns of
+    :func:`saddles.topology.persistence_pairs` (with the points' coordinates when given)."""
+    from saddles.files import atomic_savez
+    from saddles.topology import persistence_pairs
+
+    return atomic_savez(path, persistence_pairs(tree, coords=coords))
+
+
+def _contour_png(analysis: Analysis) -> str | None:
+    """A base64 PNG of the first 2-D landscape's contour, drawn with matplotlib's object API
+    (``Figure`` and its Agg canvas: no pyplot state, no backend switch); None without one."""
+    import base64
+    import io
+
+    from matplotlib.figure import Figure
+
+    from saddles.topology import simplify
+
+    for kind, land in analysis.landscapes.items():
+        if land.shape is None or len(land.shape) != 2:
+            continue
+        field = land.grid()
+        grid = land.coords.reshape(*land.shape, 2)
+        fig = Figure(figsize=(4.5, 3.6))
+        ax = fig.add_subplot()
+        cs = ax.contourf(grid[..., 0], grid[..., 1], np.where(np.isfinite(field), field, np.nan),
+                         levels=30, cmap="viridis")  # fmt: skip
+        fig.colorbar(cs, ax=ax, label="loss")
+        tree = analysis.trees.get(kind, {}).get(analysis.config.representations[0])
+        if tree is not None:  # the critical points write_figures marks
+            threshold = analysis.config.threshold
+            tree = simplify(tree, threshold, relative=True) if threshold else tree
+            for verts, style in ((tree.minima, dict(marker="o", color="white")),
+                                 (tree.saddles, dict(marker="X", color="red"))):  # fmt: skip
+                pts = land.coords[verts]
+                ax.scatter(pts[:, 0], pts[:, 1], s=30, edgecolor="k", linewidths=0.6, **style)
+        ax.set(xlabel="direction 1", ylabel="direction 2", title=f"{analysis.name}, {kind}")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        return base64.b64encode(buf.getvalue()).decode("ascii")
+    return None
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
 
 
 def _is_scalar(v: Any) -> bool:

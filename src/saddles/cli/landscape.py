@@ -159,6 +159,10 @@ def landscape(
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if not resume and (out / "config.json").exists():  # the library would reuse a finished run
+        typer.echo(f"error: {out} already holds a run; pass --resume to continue it (or load "
+                   "it if finished), or choose another --out", err=True)  # fmt: skip
+        raise typer.Exit(code=2)
     loss_fn, _ = _loading.build_loss(criterion and criterion.value, loss, inputs_key=inputs_key,
                                      targets_key=targets_key)  # fmt: skip
     metrics = _metrics(metric)

@@ -48,6 +48,16 @@ def topology(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     plot: Path | None = typer.Option(None, help="Write figures (PNG) into this directory."),
+    pairs: bool = typer.Option(
+        False, "--pairs", help="Also list the persistence pairs (values, vertices, coordinates)."
+    ),
+    vs: Path | None = typer.Option(
+        None,
+        "--vs",
+        metavar="OTHER",
+        help="Another field: bottleneck and Wasserstein distances "
+        "between the two diagrams (unsimplified), raw and range-normalized.",
+    ),
 ) -> None:
     """Merge tree and 0-dimensional persistence of FIELD's sublevel sets, with metrics."""
     from saddles.topology import compute_metrics
@@ -86,15 +96,89 @@ def topology(
         graph = f"{name} (scattered points in {points.shape[1]}D)"
     metrics = {"field": str(field_path), "shape": list(field.shape), "representation": name,
                "connectivity": graph, **metrics}  # fmt: skip
-    figures = _plots(field, tree, plot, threshold, relative) if plot else []
+    coords = points if points is not None else _grid_coords(field_path, field)
+    if vs is not None:
+        metrics["vs"] = _distances(tree, vs, representation, connectivity, k, nan_policy)
+    table = _pairs(tree, coords, field.shape) if pairs else None
+    figures = _plots(field, tree, plot, threshold, relative, field_path, coords) if plot else []
     if as_json:
         metrics["figures"] = [str(f) for f in figures]
+        if table is not None:
+            metrics["pairs"] = table
         clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
         typer.echo(json.dumps(clean, indent=2))
         return
-    _print_table(metrics)
+    _print_table({k: v for k, v in metrics.items() if k != "vs"})
+    if vs is not None:
+        _print_table({"field": f"{field_path} vs {vs}", **metrics["vs"]}, "distances")
+    if table is not None:
+        _print_pairs(table)
     for f in figures:
         typer.echo(f"figure: {f}")
+
+
+def _grid_coords(path: Path, field):
+    """The grid's coordinates, ``(n, ndim)`` in C order, when the file stores them (a landscape
+    ``.npz``); else None (grid indices)."""
+    import numpy as np
+
+    if path.suffix != ".npz":
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        coords = data["coords"] if "coords" in data.files else None
+    if coords is None or coords.ndim != 2 or coords.shape != (field.size, field.ndim):
+        return None
+    return coords.astype(np.float64)
+
+
+def _distances(tree, other: Path, representation, connectivity, k, nan_policy) -> dict:
+    """Distances between ``tree``'s diagram and that of OTHER, built the same way."""
+    from saddles.topology import diagram_distances
+    from saddles.topology.representations import representation_name, representation_tree
+
+    field, points = _load_field(other)
+    if representation is not None:
+        name = representation.value
+    elif points is None:
+        name = representation_name(connectivity.value, grid=True)
+    else:
+        name = "knn"
+    try:
+        shape = field.shape if points is None else None
+        tree_b = representation_tree(name, field, coords=points, shape=shape, k=k,
+                                     nan_policy=nan_policy.value)  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--vs") from exc
+    return {"field": str(other), "representation": name, **diagram_distances(tree, tree_b)}
+
+
+def _pairs(tree, coords, shape) -> list[dict]:
+    """The persistence pairs as JSON-ready rows (see ``saddles.topology.persistence_pairs``)."""
+    from saddles.topology import persistence_pairs
+
+    table = persistence_pairs(tree, coords=coords, shape=None if coords is not None else shape)
+    rows = []
+    for i in range(len(table["pair_id"])):
+        row = {key: value[i].tolist() for key, value in table.items()}
+        rows.append(row)
+    return rows
+
+
+PAIR_ENDS = ("birth_coords", "death_coords")
+
+
+def _print_pairs(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} persistence pairs (essential ones end at the maximum)")
+    for column in ("pair", "birth", "death", "persistence", "essential", "birth at", "death at"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        where = [", ".join(f"{c:.4g}" for c in r.get(key, [])) for key in PAIR_ENDS]
+        values = [f"{r[key]:.6g}" for key in ("birth", "death", "persistence")]
+        table.add_row(str(r["pair_id"]), *values, "yes" if r["essential"] else "", *where)
+    Console().print(table)
 
 
 def _load_field(path: Path):
@@ -127,34 +211,61 @@ def _load_field(path: Path):
     return data, points
 
 
-def _plots(field, tree, out_dir: Path, threshold, relative) -> list[Path]:
+def _plots(field, tree, out_dir: Path, threshold, relative, source: Path, coords) -> list[Path]:
+    """Figures named after the input (``<stem>-persistence.png``, ...), so that two inputs
+    share a folder; a 2-D field drawn over its stored coordinates when the file has them."""
     from saddles import plots
     from saddles.topology import simplify
 
+    stem = source.stem
     shown = simplify(tree, threshold, relative) if threshold is not None else tree
-    files = [plots.save(plots.persistence_diagram_figure(tree), out_dir / "persistence.png")]
+    figure = _readable_ticks(plots.persistence_diagram_figure(tree))
+    files = [plots.save(figure, out_dir / f"{stem}-persistence.png")]
     if len(shown.nodes) > 5000:
         typer.echo(
             f"the merge tree has {len(shown.nodes)} nodes; drawing its simplification that "
             "keeps the 1% most persistent part of the value range (use --threshold to choose)"
         )
         shown = simplify(tree, 0.01, relative=True)
-    files.append(plots.save(plots.merge_tree_figure(shown), out_dir / "merge_tree.png"))
+    figure = _readable_ticks(plots.merge_tree_figure(shown))
+    files.append(plots.save(figure, out_dir / f"{stem}-merge-tree.png"))
     if field.ndim == 2:
-        files.append(plots.save(plots.field_figure(field, shown), out_dir / "field.png"))
+        if coords is not None:  # field[i, j] at (direction 1 = axis0[i], direction 2 = axis1[j])
+            grid = coords.reshape(*field.shape, 2)
+            extent = (grid[0, 0, 0], grid[-1, 0, 0], grid[0, 0, 1], grid[0, -1, 1])
+            figure = plots.field_figure(field, shown, tuple(map(float, extent)), indexing="ij")
+        else:  # a bare array: an image, x = column index, y = row index
+            figure = plots.field_figure(field, shown)
+            figure.axes[0].set(xlabel="column index", ylabel="row index")
+        figure = _readable_ticks(figure)
+        files.append(plots.save(figure, out_dir / f"{stem}-field.png"))
     return files
 
 
-def _print_table(metrics: dict) -> None:
+def _readable_ticks(fig):
+    """Tick labels with at most 4 significant digits and no offset text (1.235e+06, not
+    an axis of 1.2345672 with a 1e6 in the corner)."""
+    from matplotlib.ticker import FuncFormatter
+
+    short = FuncFormatter(lambda v, _: f"{v:.4g}")
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(short)
+    return fig
+
+
+def _print_table(metrics: dict, what: str = "topology") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"topology of {metrics['field']}", show_header=True)
+    table = Table(title=f"{what} of {metrics['field']}", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
         if key == "field":
             continue
         text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        if isinstance(value, list) and len(value) > 8:  # e.g. basin_sizes: --json has them all
+            text = f"{str(value[:8])[:-1]}, ... ({len(value)} in all)]"
         table.add_row(key, text)
     Console().print(table)

@@ -7,13 +7,15 @@ determines the values (model weights and buffers, directions, coordinates, data,
 metrics, dtype, device type, mode) and the :class:`~saddles.landscape.plan.Plan`. A run
 restarted with ``resume=True`` and the same configuration skips the chunks on disk and
 computes the rest with the same plan, so its values are bit-identical to an uninterrupted
-run; a different configuration is refused, naming what differs.
+run; a different configuration is refused, naming what differs. A finished run of the same
+configuration is returned as stored even without ``resume``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from saddles.sampling import Coordinates
 
 RUN_FORMAT_VERSION = 1
 
+log = logging.getLogger(__name__)
+
 
 class RunDir:
     """A resumable run directory (see the module docstring)."""
@@ -42,7 +46,12 @@ class RunDir:
     def open(
         cls, path, problem: Problem, coords: Coordinates, train_mode: bool, resume: bool
     ) -> RunDir:
-        """Start a run in ``path``, or reopen the one there (``resume``, same configuration)."""
+        """Start a run in ``path``, or reopen the one there (``resume``, same configuration).
+
+        A *finished* run of the same configuration is reopened without ``resume`` too, so
+        rerunning a notebook cell returns the stored landscape instead of failing; an
+        unfinished or different run there is still refused without ``resume``.
+        """
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise NotADirectoryError(f"run directory {path} is a file; name a directory")
@@ -60,12 +69,15 @@ class RunDir:
         cfg_file = path / "config.json"
         if cfg_file.exists():
             stored = json.loads(cfg_file.read_text())
-            if not resume:
+            same = stored.get("config_hash") == digest
+            if not resume and not (same and cls(path, stored, None).finished()):
                 raise FileExistsError(
                     f"{path} already holds a run; pass resume=True (CLI: --resume) to continue "
                     "it, or choose another directory"
                 )
-            if stored.get("config_hash") != digest:
+            if not resume:  # a finished run of this configuration: evaluate returns it
+                log.info("the run in %s is finished with this configuration; reusing it", path)
+            if not same:
                 old = stored.get("parts", {})
                 differ = [k for k in parts if old.get(k) != parts[k]] or ["format"]
                 raise ValueError(

@@ -2,7 +2,7 @@
 
 ``graphs`` builds neighbour graphs, ``representations`` names them (the one place every path
 turns a representation name into a graph and a merge tree), ``mergetree``, ``persistence`` and
-``metrics`` do the rest.
+``metrics`` do the rest; ``distances`` compares two diagrams.
 
 This package never imports torch, so the ``saddles topology`` command starts fast.
 
@@ -14,6 +14,11 @@ This package never imports torch, so the ``saddles topology`` command starts fas
     4
 """
 
+from saddles.topology.distances import (
+    bottleneck_distance,
+    diagram_distances,
+    wasserstein_distance,
+)
 from saddles.topology.graphs import (
     CONNECTIVITIES,
     delaunay_edges,
@@ -24,11 +29,19 @@ from saddles.topology.graphs import (
     resolve_knn_method,
 )
 from saddles.topology.mergetree import MergeTree, merge_tree, merge_tree_grid, simplify
-from saddles.topology.metrics import NOISE_MULTIPLE, compute_metrics, noise_metrics
+from saddles.topology.metrics import (
+    NOISE_MULTIPLE,
+    basin_sizes,
+    compute_metrics,
+    noise_metrics,
+    smad,
+    smad_normalized,
+)
 from saddles.topology.persistence import (
     loop_metrics,
     loops_diagram,
     persistence_diagram,
+    persistence_pairs,
     ttk_diagram,
 )
 from saddles.topology.representations import (
@@ -43,11 +56,14 @@ __all__ = [
     "CONNECTIVITIES",
     "MergeTree",
     "REPRESENTATIONS",
+    "basin_sizes",
+    "bottleneck_distance",
     "compute_metrics",
     "noise_metrics",
     "NOISE_MULTIPLE",
     "default_k",
     "delaunay_edges",
+    "diagram_distances",
     "gabriel_edges",
     "grid_edges",
     "grid_offsets",
@@ -57,10 +73,14 @@ __all__ = [
     "merge_tree",
     "merge_tree_grid",
     "persistence_diagram",
+    "persistence_pairs",
     "representation_edges",
     "representation_name",
     "representation_tree",
     "resolve_knn_method",
     "simplify",
+    "smad",
+    "smad_normalized",
     "ttk_diagram",
+    "wasserstein_distance",
 ]

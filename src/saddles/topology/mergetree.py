@@ -52,6 +52,10 @@ class MergeTree:
         nodes: vertex ids of the tree's nodes (minima, saddles and each component's top).
         parent: for each entry of ``nodes``, the vertex id of its parent node, -1 for a root.
         n_nonfinite: how many values were NaN or inf (only non-zero with ``nan_policy="max"``).
+        sizes: for each entry of ``nodes``, how many vertices the node's sublevel component
+            holds just before it joins its parent node (for a root: its whole component). For
+            a minimum below a saddle this is the minimum's *basin* in the merge tree: the leaf
+            arc's segment, TTK's arc segmentation. ``None`` on trees built by hand.
     """
 
     values: np.ndarray
@@ -62,6 +66,16 @@ class MergeTree:
     nodes: np.ndarray
     parent: np.ndarray
     n_nonfinite: int = 0
+    sizes: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        finite = self.values[np.isfinite(self.values)]
+        span = f", values {finite.min():.4g}..{finite.max():.4g}" if finite.size else ""
+        return (
+            f"MergeTree({self.n_vertices} vertices, {len(self.minima)} minima, "
+            f"{len(self.saddles)} saddles, {len(self.pairs)} finite pairs, "
+            f"{self.n_components} component(s){span})"
+        )
 
     @property
     def n_vertices(self) -> int:
@@ -161,12 +175,16 @@ def simplify(tree: MergeTree, threshold: float, relative: bool = False) -> Merge
     # Re-link each kept node to its nearest kept ancestor by pointer jumping.
     node_pos = np.full(tree.n_vertices, -1, dtype=np.int64)
     node_pos[tree.nodes] = np.arange(len(tree.nodes))
+    # ``below`` follows along: the last node on the path under that ancestor, whose size is
+    # the kept node's sublevel component just before it joins its new parent.
     up = tree.parent.copy()
+    below = np.arange(len(tree.nodes))
     while True:
         pending = (up >= 0) & ~kept[np.maximum(up, 0)]
         if not pending.any():
             break
-        up[pending] = tree.parent[node_pos[up[pending]]]
+        below[pending] = node_pos[up[pending]]
+        up[pending] = tree.parent[below[pending]]
     node_keep = kept[tree.nodes]
     minima = np.unique(np.concatenate([pairs[:, 0], tree.essential[:, 0]]))
     return MergeTree(
@@ -178,6 +196,7 @@ def simplify(tree: MergeTree, threshold: float, relative: bool = False) -> Merge
         nodes=tree.nodes[node_keep],
         parent=up[node_keep],
         n_nonfinite=tree.n_nonfinite,
+        sizes=None if tree.sizes is None else tree.sizes[below[node_keep]],
     )
 
 
@@ -296,6 +315,8 @@ def _sweep(order, indptr, indices, shape, offsets, is_grid):
     top = np.empty(n, np.int64)  # at a root: the component's highest tree node so far
     last = np.empty(n, np.int64)  # at a root: the component's last swept vertex
     node_parent = np.full(n, -2, np.int64)  # -2: not a node; -1: node without parent yet
+    size = np.empty(n, np.int64)  # at a root: vertices in its component so far
+    node_size = np.zeros(n, np.int64)  # at a node: its component's size when it joins its parent
     pair_birth = np.empty(n, np.int64)
     pair_death = np.empty(n, np.int64)
     n_pairs = 0
@@ -353,18 +374,23 @@ def _sweep(order, indptr, indices, shape, offsets, is_grid):
             top[v] = v
             last[v] = v
             node_parent[v] = -1
+            size[v] = 1
         elif n_roots == 1:  # a regular vertex joins its component
             uf[v] = roots[0]
             last[roots[0]] = v
+            size[roots[0]] += 1
         else:  # a saddle: the eldest branch survives, the others die here
             elder = roots[0]
             for j in range(1, n_roots):
                 if birth_rank[roots[j]] < birth_rank[elder]:
                     elder = roots[j]
             node_parent[v] = -1
+            merged = 1
             for j in range(n_roots):
                 r = roots[j]
                 node_parent[top[r]] = v
+                node_size[top[r]] = size[r]
+                merged += size[r]
                 if r != elder:
                     pair_birth[n_pairs] = order[birth_rank[r]]
                     pair_death[n_pairs] = v
@@ -373,6 +399,7 @@ def _sweep(order, indptr, indices, shape, offsets, is_grid):
             uf[v] = elder
             top[elder] = v
             last[elder] = v
+            size[elder] = merged
 
     # One essential class per component; its top node is linked under the highest vertex.
     n_comp = 0
@@ -387,14 +414,16 @@ def _sweep(order, indptr, indices, shape, offsets, is_grid):
             if top[v] != hi:
                 node_parent[top[v]] = hi
                 node_parent[hi] = -1
+                node_size[top[v]] = size[v] - 1  # all but the top vertex, swept last
+            node_size[hi] = size[v]
             essential[c, 0] = order[birth_rank[v]]
             essential[c, 1] = hi
             c += 1
-    return pair_birth[:n_pairs], pair_death[:n_pairs], essential, node_parent
+    return pair_birth[:n_pairs], pair_death[:n_pairs], essential, node_parent, node_size
 
 
 def _assemble(vals: np.ndarray, result, n_bad: int) -> MergeTree:
-    pair_birth, pair_death, essential, node_parent = result
+    pair_birth, pair_death, essential, node_parent, node_size = result
     nodes = np.flatnonzero(node_parent > -2)
     pairs = np.stack([pair_birth, pair_death], axis=1)
     return MergeTree(
@@ -406,4 +435,5 @@ def _assemble(vals: np.ndarray, result, n_bad: int) -> MergeTree:
         nodes=nodes,
         parent=node_parent[nodes],
         n_nonfinite=n_bad,
+        sizes=node_size[nodes],
     )

@@ -41,6 +41,44 @@ def ttk_diagram(tree: MergeTree, drop_zero: bool = False) -> np.ndarray:
     return np.concatenate([finite, ess])
 
 
+def persistence_pairs(
+    tree: MergeTree, coords: np.ndarray | None = None, shape: tuple[int, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """Every pair of :func:`ttk_diagram` as columns: what is written to ``pairs-*.npz`` and
+    listed by ``saddles topology --pairs``.
+
+    Rows: the finite pairs in the order of ``tree.pairs``, then one row per component for its
+    essential class, paired as TTK pairs it with the component's maximum (``essential`` is
+    True there; the standard convention's death would be +inf). Columns: ``pair_id`` (the row),
+    ``birth_vertex``/``death_vertex`` (vertex ids), ``birth``/``death`` (values),
+    ``persistence``, ``essential``, and, given ``coords`` (``(n, k)``, one row per vertex,
+    e.g. a landscape's coordinates) or a grid ``shape`` (grid indices in C order),
+    ``birth_coords``/``death_coords`` as ``(p, k)`` arrays.
+    """
+    birth_v = np.concatenate([tree.pairs[:, 0], tree.essential[:, 0]]).astype(np.int64)
+    death_v = np.concatenate([tree.pairs[:, 1], tree.essential[:, 1]]).astype(np.int64)
+    out = {
+        "pair_id": np.arange(len(birth_v), dtype=np.int64),
+        "birth_vertex": birth_v,
+        "death_vertex": death_v,
+        "birth": tree.values[birth_v],
+        "death": tree.values[death_v],
+        "persistence": tree.values[death_v] - tree.values[birth_v],
+        "essential": np.arange(len(birth_v)) >= len(tree.pairs),
+    }
+    if coords is not None:
+        coords = np.asarray(coords, dtype=np.float64)
+        if coords.ndim != 2 or len(coords) != tree.n_vertices:
+            raise ValueError(f"coords must be ({tree.n_vertices}, k), not {coords.shape}")
+        out["birth_coords"], out["death_coords"] = coords[birth_v], coords[death_v]
+    elif shape is not None:
+        if int(np.prod(shape)) != tree.n_vertices:
+            raise ValueError(f"shape {tuple(shape)} does not hold {tree.n_vertices} vertices")
+        for key, verts in (("birth_coords", birth_v), ("death_coords", death_v)):
+            out[key] = np.stack(np.unravel_index(verts, tuple(shape)), axis=1).astype(np.int64)
+    return out
+
+
 #: The connectivity of the complement: for 2D grids, H1 of sublevel sets under one
 #: connectivity is H0 of superlevel sets under the other (digital topology's (4, 8) pairing;
 #: Kong & Rosenfeld 1989), and the Freudenthal triangulation is its own complement.
