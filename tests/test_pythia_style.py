@@ -80,6 +80,24 @@ def test_one_command_gives_the_table_and_the_report(runs):
     assert (runs / "out-small" / "report.html").stat().st_size > 1000
 
 
+def test_diagram_distances_to_the_previous_and_last_checkpoint_equal_gudhi(runs):
+    import gudhi
+    import numpy as np
+
+    rows = sorted(read(runs / "out-small" / "dynamics.csv"), key=lambda r: int(r["step"]))
+    assert np.isnan(float(rows[0]["bottleneck_to_previous"]))
+    assert float(rows[-1]["bottleneck_to_last"]) == pytest.approx(0.0, abs=1e-12)
+
+    def diagram(r):
+        path = runs / "out-small" / r["checkpoint"] / r["subspace"] / "pairs-random-grid-full.npz"
+        with np.load(path) as z:
+            return np.stack([z["birth"], z["death"]], axis=1)
+
+    expected = gudhi.bottleneck_distance(diagram(rows[1]), diagram(rows[0]))
+    assert float(rows[1]["bottleneck_to_previous"]) == pytest.approx(expected, rel=1e-9)
+    assert float(rows[0]["bottleneck_to_last_normalized"]) >= 0
+
+
 def test_saddles_run_on_one_revision_agrees_with_its_row(runs):
     (runs / "one.yaml").write_text(
         "name: one\nmodel: hf:small/step10\ndata: tokens.pt\ncriterion: causal_lm\n"

@@ -449,8 +449,58 @@ def analyze_checkpoints(
         rows.extend([record["row"]] if layout == "wide" else record["rows"])
         write_csv(out_dir / "dynamics.csv", table())
     rows = table()
+    if layout == "long":
+        add_diagram_distances(rows, out_dir)
     write_csv(out_dir / "dynamics.csv", rows)
     return rows
+
+
+def add_diagram_distances(rows: list[dict[str, Any]], out_dir: str | Path) -> None:
+    """Bottleneck distances of each checkpoint's persistence diagram to the previous
+    checkpoint's and to the last one's, raw and range-normalized, as columns of the long rows
+    (``bottleneck_to_previous``, ``bottleneck_to_last``, ``..._normalized``).
+
+    Diagrams are read from the ``pairs-<kind>-<representation>.npz`` each checkpoint's
+    analysis wrote (TTK's diagram: essential classes paired with the maximum), per subspace,
+    direction kind and representation; rows of other direction seeds than the first get NaN
+    (only the first plane's pairs are saved). Distances: :mod:`saddles.topology.distances`
+    (gudhi's bottleneck distance); normalized maps each diagram by its own landscape's
+    ``(v - min) / (max - min)``.
+    """
+    import numpy as np
+
+    from saddles.topology.distances import bottleneck_distance
+
+    out_dir = Path(out_dir)
+    series: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (r.get("subspace"), r.get("direction"), r.get("representation"))
+        series.setdefault(key, []).append(r)
+    names = ("bottleneck_to_previous", "bottleneck_to_last")
+    for (subspace, kind, rep), members in series.items():
+        first_seed = min((m.get("direction_seed") for m in members
+                          if m.get("direction_seed") not in ("", None)), default="")  # fmt: skip
+        diagrams = []
+        for m in members:
+            path = out_dir / str(m["checkpoint"]) / str(subspace) / f"pairs-{kind}-{rep}.npz"
+            wanted = m.get("direction_seed") in ("", None, first_seed)
+            if wanted and path.is_file():
+                with np.load(path, allow_pickle=False) as z:
+                    raw = np.stack([z["birth"], z["death"]], axis=1)
+                low, high = float(m["value_min"]), float(m["value_max"])
+                span = high - low
+                norm = (raw - low) / span if span > 0 else np.zeros_like(raw)
+                diagrams.append((m, raw, norm))
+            else:
+                for n in names:
+                    m[n] = m[f"{n}_normalized"] = float("nan")
+        for i, (m, raw, norm) in enumerate(diagrams):
+            for name, j in zip(names, (i - 1, len(diagrams) - 1), strict=True):
+                if j < 0:
+                    m[name] = m[f"{name}_normalized"] = float("nan")
+                    continue
+                m[name] = bottleneck_distance(raw, diagrams[j][1])
+                m[f"{name}_normalized"] = bottleneck_distance(norm, diagrams[j][2])
 
 
 #: Metrics drawn against the step by :func:`dynamics_report` (those present in the rows).
