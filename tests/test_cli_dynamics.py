@@ -109,7 +109,12 @@ def test_dynamics_writes_the_table_and_report_and_reruns_only_new(tmp_path, monk
     assert result.exit_code == 0, result.output
     again = read(out / "dynamics.csv")
     assert len(calls) == 4 and calls[-1] == "tiny@40"
-    assert again[:6] == rows and [int(r["step"]) for r in again[6:]] == [40, 40]
+
+    # (the distance to the last checkpoint's diagram moves with the last checkpoint)
+    def fixed(rs):
+        return [{k: v for k, v in r.items() if not k.startswith("bottleneck_to_last")} for r in rs]
+
+    assert fixed(again[:6]) == fixed(rows) and [int(r["step"]) for r in again[6:]] == [40, 40]
     # steps: selects; several subspaces get their own rows.
     sub = """
     analysis:
