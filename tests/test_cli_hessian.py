@@ -107,7 +107,7 @@ def test_hessian_command_matches_exact_hessian(files):
     assert all(report["eigen"]["converged"])
     density = report["density"]
     assert np.trapezoid(density["density"], density["grid"]) == pytest.approx(1.0, abs=1e-9)
-    for name in ("density.png", "density_histogram.png"):
+    for name in ("density.png", "density_histogram.png", "eigenvalues.png"):
         png = (tmp / "out" / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert f"{evals[-1]:.6g}" in out and "trace =" in out

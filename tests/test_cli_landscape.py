@@ -171,3 +171,20 @@ def test_importing_the_command_does_not_import_torch():
     code = "import sys, saddles.cli.landscape; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_plot_draws_the_landscape_over_its_coordinates(files):
+    tmp, _, _ = files
+    args = ["--model", f"{tmp / 'factory.py'}:make", "--checkpoint", tmp / "ckpt.pt",
+            "--data", tmp / "data.pt", "--quiet", "--engine", "sequential"]  # fmt: skip
+    two = _run(*args, "--grid", "9", "--out", tmp / "two", "--plot", tmp / "figs")
+    assert two.exit_code == 0, two.output
+    assert (tmp / "figs" / "two-contour.png").stat().st_size > 1000
+    assert (tmp / "figs" / "two-surface.png").exists()
+    one = _run(*args, "--directions", "1", "--grid", "11", "--out", tmp / "one", "--plot",
+               tmp / "figs")  # fmt: skip
+    assert one.exit_code == 0, one.output
+    assert (tmp / "figs" / "one-curve.png").exists() and "figures:" in one.text
+    (tmp / "afile").write_text("x")
+    bad = _run(*args, "--grid", "5", "--out", tmp / "three", "--plot", tmp / "afile")
+    assert bad.exit_code == 2 and "--plot" in bad.text

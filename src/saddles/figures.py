@@ -63,3 +63,39 @@ def write_figures(analysis, fig_dir: str | Path) -> dict[str, Path]:
         fig = plot_density(analysis.density, title=f"{analysis.name}: Hessian eigenvalue density")
         out["Hessian eigenvalue density"] = plots.save(fig, fig_dir / "hessian-density.png")
     return out
+
+
+def landscape_figures(
+    landscape, fig_dir: str | Path, stem: str = "landscape", threshold: float | None = 0.01
+) -> dict[str, Path]:
+    """PNG figures of one landscape: a curve for a 1-D grid; contour and surface for a 2-D
+    grid (a log colour scale when the values span decades); the minima and saddles of the
+    8-connected merge tree, simplified at ``threshold`` of the value range, marked on them.
+    Axes carry the stored coordinates. Scattered and 3-D+ landscapes get no picture here
+    (``saddles export`` writes them for ParaView). Returns ``{label: path}``."""
+    import numpy as np
+
+    from saddles import plots
+    from saddles.topology import simplify
+
+    fig_dir = Path(fig_dir)
+    out: dict[str, Path] = {}
+    if landscape.shape is None or len(landscape.shape) > 2:
+        return out
+    tree, _ = landscape.topology("full")
+    shown = simplify(tree, threshold, relative=True) if threshold else tree
+    marks = f"simplified at {threshold:g} of the range" if threshold else "raw"
+    if len(landscape.shape) == 1:
+        xs = landscape.coords[:, 0]
+        fig = plots.curve_figure(xs, landscape.loss, shown, title=stem, marks=marks)
+        out[f"{stem}: curve ({marks})"] = plots.save(fig, fig_dir / f"{stem}-curve.png")
+        return out
+    field = landscape.grid()
+    axis0, axis1 = (np.unique(landscape.coords[:, i]) for i in (0, 1))
+    extent = (axis0[0], axis0[-1], axis1[0], axis1[-1])
+    log = plots.spans_decades(field)
+    fig = plots.field_figure(field, shown, extent, stem, log=log, indexing="ij", marks=marks)
+    out[f"{stem}: contour ({marks})"] = plots.save(fig, fig_dir / f"{stem}-contour.png")
+    fig = plots.surface_figure(field, shown, extent, stem, indexing="ij", marks=marks)
+    out[f"{stem}: surface ({marks})"] = plots.save(fig, fig_dir / f"{stem}-surface.png")
+    return out

@@ -99,3 +99,29 @@ def plot_density_histogram(
     ax.set_title(title or f"Hessian eigenvalue histogram ({nodes.shape[0]} SLQ run(s))")
     _save(fig, path)
     return fig
+
+
+def plot_eigenvalues(
+    eigenvalues,
+    residuals=None,
+    *,
+    path: str | Path | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The computed eigenvalues by index, with their residual norms as error bars (Lanczos'
+    bound on how far each Ritz value can be from an eigenvalue); a log axis when they are all
+    positive and span decades."""
+    values = np.asarray(eigenvalues, dtype=float)
+    fig, ax = _figure(ax)
+    err = None if residuals is None else np.abs(np.asarray(residuals, dtype=float))
+    ax.errorbar(np.arange(1, len(values) + 1), values, yerr=err, marker="o", ls="none",
+                capsize=3)  # fmt: skip
+    if len(values) and values.min() > 0 and values.max() / values.min() > 1e3:
+        ax.set_yscale("log")
+    ax.set_xlabel("index")
+    ax.set_ylabel("eigenvalue")
+    ax.set_title(title or f"top {len(values)} Hessian eigenvalues (error bar: residual)")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+    return fig

@@ -251,6 +251,41 @@ def ensemble_figure(
     return fig
 
 
+def curve_figure(
+    xs: np.ndarray, values: np.ndarray, tree: MergeTree | None = None, title: str = "",
+    xlabel: str = "direction 1", marks: str = "",
+) -> Figure:  # fmt: skip
+    """A 1-D landscape (a line or an interpolation) as a curve, with the tree's minima and
+    saddles marked (``marks`` as in :func:`field_figure`)."""
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
+    ax.plot(xs, values, color="C0", lw=1.4)
+    if tree is not None:
+        styles = (("minima", tree.minima, dict(marker="o", color="white")),
+                  ("saddles", tree.saddles, dict(marker="X", color="red")))  # fmt: skip
+        for label, verts, style in styles:
+            if len(verts):
+                ax.scatter(xs[verts], values[verts], s=30, edgecolor="k", zorder=3,
+                           label=_mark_label(len(verts), label, marks), **style)  # fmt: skip
+        ax.legend(fontsize=8)
+    ax.set(xlabel=xlabel, ylabel="loss", title=title or "loss along the line")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def spans_decades(values: np.ndarray, decades: float = 3.0) -> bool:
+    """Whether positive values span more than ``decades`` orders of magnitude above their
+    minimum (then a log colour scale shows the structure near the minimum)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return False
+    rise = v.max() - v.min()
+    floor = np.quantile(v - v.min(), 0.05)
+    return bool(rise > 0 and floor > 0 and rise / floor > 10**decades)
+
+
 def _mark_label(count: int, label: str, marks: str) -> str:
     return f"{count} {label}" + (f" ({marks})" if marks else "")
 

@@ -88,13 +88,16 @@ def hessian(
     seed: int = typer.Option(0, help="Seed of every random start vector."),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     out: Path = typer.Option(Path("runs/hessian"), help="Directory for hessian.json and figures."),
+    plot: Path | None = typer.Option(
+        None, help="Folder for the figures (density, histogram, eigenvalues); default --out."
+    ),
 ) -> None:
     """Top eigenvalues, trace (+- standard error) and eigenvalue density of the loss Hessian."""
     import torch
 
     from saddles.cli import _loading
     from saddles.hessian import HessianOperator
-    from saddles.hessian_plots import plot_density, plot_density_histogram
+    from saddles.hessian_plots import plot_density, plot_density_histogram, plot_eigenvalues
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -103,6 +106,8 @@ def hessian(
                                               targets_key=targets_key)  # fmt: skip
     _loading.check_device(device)
     _loading.check_out_dir(out)
+    if plot is not None:
+        _loading.check_out_dir(plot, "--plot")
     spec = _loading.param_spec(params_include, params_exclude, params_exclude_1d, params_type)
     if spec and params != "all":
         raise typer.BadParameter("give --params or the --params-* globs, not both",
@@ -132,9 +137,13 @@ def hessian(
     seconds = time.perf_counter() - start
 
     out.mkdir(parents=True, exist_ok=True)
-    figures = [out / "density.png", out / "density_histogram.png"]
+    fig_dir = plot or out
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    figures = [fig_dir / "density.png", fig_dir / "density_histogram.png",
+               fig_dir / "eigenvalues.png"]  # fmt: skip
     plot_density(sd, path=figures[0])
     plot_density_histogram(sd, path=figures[1])
+    plot_eigenvalues(eig.eigenvalues, eig.residual_norms, path=figures[2])
     report = {
         "model": model,
         "checkpoint": None if checkpoint is None else str(checkpoint),
@@ -193,4 +202,4 @@ def hessian(
         typer.echo(f"  ... {len(pairs) - SHOWN_EIGENPAIRS} more in {out / 'hessian.json'}"
                    + (f" ({unconverged} not converged)" if unconverged else ""))  # fmt: skip
     typer.echo(f"trace = {tr.value:.6g} +- {tr.stderr:.2g} ({tr.method}, {tr.n_matvecs} HVPs)")
-    typer.echo(f"wrote {json_path}, {figures[0]}, {figures[1]}")
+    typer.echo(f"wrote {json_path}, " + ", ".join(str(f) for f in figures))

@@ -146,6 +146,9 @@ def landscape(
     train: bool = typer.Option(False, "--train", help="Evaluate in train mode (default: eval)."),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     out: Path = typer.Option(Path("runs/landscape"), help="Run directory."),
+    plot: Path | None = typer.Option(
+        None, help="Folder for figures: a curve (1-D), contour and surface (2-D grids)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
 ) -> None:
@@ -168,6 +171,8 @@ def landscape(
     metrics = _metrics(metric)
     _loading.check_device(device)
     _loading.check_out_dir(out)
+    if plot is not None:
+        _loading.check_out_dir(plot, "--plot")
     spec = _loading.param_spec(params_include, params_exclude, params_exclude_1d, params_type)
     net = _loading.load_model(model, checkpoint)
     selection = _loading.check_params(net, spec)
@@ -248,6 +253,15 @@ def landscape(
     if result.n_nonfinite:
         typer.echo(f"{result.n_nonfinite} point(s) gave a non-finite loss (kept as NaN/inf)")
     typer.echo(f"wrote {out / 'landscape.npz'} and {out / 'landscape.json'}")
+    if plot is not None:
+        from saddles.figures import landscape_figures
+
+        pictures = landscape_figures(result, plot, stem=out.name or "landscape")
+        if pictures:
+            typer.echo("figures: " + ", ".join(str(p) for p in pictures.values()))
+        else:
+            typer.echo("no figure for a scattered or 3-D+ landscape; `saddles export` writes "
+                       "it for ParaView")  # fmt: skip
 
 
 # --- parsing options ------------------------------------------------------------------------
