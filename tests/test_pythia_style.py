@@ -130,3 +130,22 @@ def test_compare_relates_the_two_sizes(runs):
     table = read(runs / "cmp" / "compare.csv")
     assert table and {r["y"] for r in table} == {"n_params"}
     assert all(r["n"] == "2" for r in table)  # two runs: numbers, and a note for the interval
+
+
+def test_compare_draws_the_pairwise_distances_equal_to_gudhi(runs):
+    import gudhi
+    import numpy as np
+
+    result = runner.invoke(app, ["compare", str(runs / "out-small"), str(runs / "out-large"),
+                                 "--out", str(runs / "cmp2")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = read(runs / "cmp2" / "distances.csv")
+    assert (runs / "cmp2" / "figures" / "distances.png").exists()
+
+    def diagram(name):
+        (ck,) = [p for p in (runs / f"out-{name}").iterdir() if p.name == "step100"]
+        with np.load(ck / "2d" / "pairs-random-grid-full.npz") as z:
+            return np.stack([z["birth"], z["death"]], axis=1)
+
+    expected = gudhi.bottleneck_distance(diagram("small"), diagram("large"))
+    assert float(row["bottleneck"]) == pytest.approx(expected, rel=1e-9)

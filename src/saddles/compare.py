@@ -244,6 +244,7 @@ class Comparison:
     warnings: list[str]
     rows: list[dict[str, Any]]
     runs: list[str]
+    loaded: list[Run] = field(default_factory=list, repr=False)  # the runs themselves
 
 
 def compare_runs(
@@ -298,7 +299,8 @@ def compare_runs(
         excludes = bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
         r["significant"] = bool(r["spearman_p_holm"] < ALPHA and excludes)
     laws = power_laws(rows, list(fit or FIT_METRICS), n_boot=n_boot)
-    return Comparison(by, table, laws, setting_warnings(runs), rows, [r.name for r in runs])
+    return Comparison(by, table, laws, setting_warnings(runs), rows, [r.name for r in runs],
+                      runs)  # fmt: skip
 
 
 def power_laws(rows: list[dict[str, Any]], metrics: list[str], n_boot: int = 1000) -> list[dict]:
@@ -343,6 +345,54 @@ def power_laws(rows: list[dict[str, Any]], metrics: list[str], n_boot: int = 100
     return out
 
 
+def pairs_file(run: Run, direction: str, representation: str, subspace: str) -> Path | None:
+    """Where a run's saved persistence pairs of one plane are (``pairs-<kind>-<rep>.npz``,
+    written by every analysis), or None: for ``saddles run`` in the model's folder, for
+    ``saddles dynamics`` in the compared checkpoint's subspace folder."""
+    name = f"pairs-{direction}-{representation}.npz"
+    if run.kind == "dynamics":
+        ck = run.rows[0].get("checkpoint")
+        candidates = [run.path / str(ck) / subspace / name] if ck else []
+    else:
+        model = run.rows[0].get("model")
+        candidates = [run.path / str(model) / name, run.path / name]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def distance_matrix(
+    runs: list[Run], direction: str, representation: str, subspace: str
+) -> dict[str, Any]:
+    """Pairwise bottleneck distances between the runs' persistence diagrams of one plane
+    (the first direction seed's), raw and range-normalized (each diagram mapped by its own
+    ``(v - min) / (max - min)``); :func:`saddles.topology.distances.bottleneck_distance`.
+    Runs without saved pairs are left out (and named in ``missing``)."""
+    import numpy as np
+
+    from saddles.topology.distances import bottleneck_distance
+
+    names, raw, norm, missing = [], [], [], []
+    for run in runs:
+        path = pairs_file(run, direction, representation, subspace)
+        if path is None:
+            missing.append(run.name)
+            continue
+        with np.load(path, allow_pickle=False) as z:
+            d = np.stack([z["birth"], z["death"]], axis=1)
+        low, high = float(d.min(initial=np.inf)), float(d.max(initial=-np.inf))
+        span = high - low
+        names.append(run.name)
+        raw.append(d)
+        norm.append((d - low) / span if span > 0 else np.zeros_like(d))
+    n = len(names)
+    out = {"names": names, "missing": missing, "bottleneck": np.zeros((n, n)),
+           "bottleneck_normalized": np.zeros((n, n))}  # fmt: skip
+    for i in range(n):
+        for j in range(i + 1, n):
+            for key, ds in (("bottleneck", raw), ("bottleneck_normalized", norm)):
+                out[key][i, j] = out[key][j, i] = bottleneck_distance(ds[i], ds[j])
+    return out
+
+
 def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -> dict[str, Path]:
     """``compare.csv`` (the relations), ``power_laws.csv``, ``runs.csv`` (the rows used),
     figures of the headline metrics against ``by``, and ``report.html``."""
@@ -376,6 +426,28 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
         key = f"{sub}-{kind}-{rep}"
         figures[f"{sub}, {kind} directions, {rep}"] = plots.save(
             fig, out_dir / "figures" / f"against-{key}.png"
+        )
+    first = result.rows[0]
+    matrix = distance_matrix(result.loaded, first["direction"], first["representation"],
+                             first["subspace"])  # fmt: skip
+    distance_rows = []
+    if len(matrix["names"]) >= 2:
+        names = matrix["names"]
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                if i < j:
+                    distance_rows.append({"run_a": a, "run_b": b,
+                                          "bottleneck": matrix["bottleneck"][i, j],
+                                          "bottleneck_normalized":
+                                          matrix["bottleneck_normalized"][i, j]})  # fmt: skip
+        paths["distances"] = write_csv(out_dir / "distances.csv", distance_rows)
+        fig = plots.distance_matrix_figure(
+            matrix["bottleneck_normalized"], names,
+            title=f"bottleneck distance, range-normalized ({first['subspace']} "
+            f"{first['direction']} {first['representation']})",
+        )  # fmt: skip
+        figures["pairwise distances between the runs' diagrams"] = plots.save(
+            fig, out_dir / "figures" / "distances.png"
         )
     e = html.escape
     cols = ["subspace", "direction", "representation", "x", "y", "n", "n_seeds", "spearman",

@@ -274,6 +274,27 @@ def curve_figure(
     return fig
 
 
+def distance_matrix_figure(matrix: np.ndarray, names: list[str], title: str = "") -> Figure:
+    """A symmetric matrix of distances between named items (runs, checkpoints) as a heat map
+    with the values written in the cells."""
+    m = np.asarray(matrix, dtype=float)
+    size = 1.2 + 0.55 * len(names)
+    fig = Figure(figsize=(size + 1.5, size))
+    ax = fig.subplots()
+    im = ax.imshow(m, cmap="magma_r")
+    fig.colorbar(im, ax=ax, label="distance")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    if len(names) <= 12:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{m[i, j]:.3g}", ha="center", va="center", fontsize=7,
+                        color="white" if m[i, j] > 0.6 * np.nanmax(m) else "black")  # fmt: skip
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def spans_decades(values: np.ndarray, decades: float = 3.0) -> bool:
     """Whether positive values span more than ``decades`` orders of magnitude above their
     minimum (then a log colour scale shows the structure near the minimum)."""
