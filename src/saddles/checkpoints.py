@@ -21,7 +21,7 @@ import os
 import pickle
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import torch
@@ -94,25 +94,36 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_into(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
     """Load the state dict in ``path`` into ``model`` in place, exactly; returns ``model``."""
-    loaded = load_state_dict(path)
+    return copy_state(model, load_state_dict(path), path)
+
+
+def copy_state(
+    model: torch.nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str | os.PathLike,
+    tied: Collection[str] = (),
+) -> torch.nn.Module:
+    """Copy ``state`` into ``model`` in place, exactly: every entry of the model present
+    (except the ``tied`` ones, restored through the tensor they share), none unexpected, every
+    shape equal, each tensor moved to its entry's device and dtype. Errors name ``source``."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(loaded))
-    unexpected = sorted(set(loaded) - set(own))
+    missing = sorted(set(own) - set(state) - set(tied))
+    unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint {path} does not match the model: missing {_names(missing)}, "
+            f"checkpoint {source} does not match the model: missing {_names(missing)}, "
             f"unexpected {_names(unexpected)}"
         )
-    shapes = [k for k in own if tuple(own[k].shape) != tuple(loaded[k].shape)]
+    shapes = [k for k in state if tuple(own[k].shape) != tuple(state[k].shape)]
     if shapes:
         k = shapes[0]
         raise CheckpointError(
-            f"checkpoint {path} does not match the model: {k!r} has shape "
-            f"{tuple(loaded[k].shape)} in the file and {tuple(own[k].shape)} in the model"
+            f"checkpoint {source} does not match the model: {k!r} has shape "
+            f"{tuple(state[k].shape)} in the file and {tuple(own[k].shape)} in the model"
             + (f" ({len(shapes) - 1} more)" if len(shapes) > 1 else "")
         )
-    state = {k: v.to(device=own[k].device, dtype=own[k].dtype) for k, v in loaded.items()}
-    model.load_state_dict(state, strict=True)
+    moved = {k: v.to(device=own[k].device, dtype=own[k].dtype) for k, v in state.items()}
+    model.load_state_dict(moved, strict=not tied)
     return model
 
 

@@ -93,10 +93,6 @@ class Checkpoint:
     def name(self) -> str:
         return self.path.name if self.path.is_dir() else self.path.stem
 
-    @property
-    def is_folder(self) -> bool:
-        return self.path.is_dir()
-
 
 def discover_checkpoints(directory: str | Path) -> list[Checkpoint]:
     """Checkpoints in ``directory``, ordered by step (see the module docstring); folders that
@@ -203,24 +199,14 @@ def _load_revision(model, folder: Path):
     """A Hugging Face revision of the model's own architecture, read by transformers itself
     (:func:`saddles.models.load_hf_model`), so that its renamings of stored keys (e.g. a
     GPT-NeoX ``embed_out`` saved under its old name) and its ties apply; then copied in."""
-    from saddles.checkpoints import CheckpointError
+    from saddles.checkpoints import copy_state
     from saddles.models import load_hf_model
 
-    state = load_hf_model(folder).state_dict()
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
-    if missing or unexpected or shapes:
-        what = (f"missing {missing[:4]}" if missing else f"unexpected {unexpected[:4]}"
-                if unexpected else f"{shapes[0]!r} has another shape")  # fmt: skip
-        raise CheckpointError(f"checkpoint {folder} does not match the model: {what}")
-    model.load_state_dict({k: v.to(device=own[k].device, dtype=own[k].dtype)
-                           for k, v in state.items()})  # fmt: skip
-    return model
+    return copy_state(model, load_hf_model(folder).state_dict(), folder)
 
 
 def _load_folder(model, folder: Path):
-    from saddles.checkpoints import CheckpointError, load_state_dict
+    from saddles.checkpoints import CheckpointError, copy_state, load_state_dict
 
     files = []
     for name in HF_WEIGHTS:
@@ -241,16 +227,7 @@ def _load_folder(model, folder: Path):
         loaded.update(load_state_dict(f))
     own = model.state_dict()
     state = _match_names(loaded, own, folder)
-    shapes = [k for k in state if tuple(own[k].shape) != tuple(state[k].shape)]
-    if shapes:
-        k = shapes[0]
-        raise CheckpointError(
-            f"checkpoint {folder} does not match the model: {k!r} has shape "
-            f"{tuple(state[k].shape)} in the folder and {tuple(own[k].shape)} in the model"
-        )
-    state = {k: v.to(device=own[k].device, dtype=own[k].dtype) for k, v in state.items()}
-    model.load_state_dict(state, strict=False)  # every entry is present or tied (checked)
-    return model
+    return copy_state(model, state, folder, tied=set(own) - set(state))  # ties checked
 
 
 def _match_names(loaded: dict, own: dict, folder: Path) -> dict:

@@ -56,7 +56,7 @@ from saddles.landscape.plan import (
     say,
     worker_problem,
 )
-from saddles.landscape.problem import BadOutput, Problem, center_pass, setup
+from saddles.landscape.problem import Problem, center_pass, setup
 from saddles.landscape.result import Landscape
 from saddles.landscape.rundir import RunDir
 from saddles.names import ENGINES
@@ -229,7 +229,8 @@ def center_values(problem: Problem, measure: bool) -> tuple[np.ndarray, PointCos
     """Loss and metrics of the unperturbed model and, with ``measure``, what a point costs.
 
     This first evaluation fails early, with a clear message, on a broken loss; measuring
-    costs no extra forward.
+    costs no extra forward. If the metered pass fails, it is repeated unmetered: a broken
+    loss raises its own error there, and a meter that failed only loses its counts.
     """
     if not measure:
         return center_pass(problem), None
@@ -238,9 +239,7 @@ def center_values(problem: Problem, measure: bool) -> tuple[np.ndarray, PointCos
         with meter:
             values = center_pass(problem)
         return values, meter.cost
-    except (BadOutput, RuntimeError) as exc:
-        if isinstance(exc, BadOutput) or "unperturbed model" in str(exc):
-            raise
+    except Exception as exc:
         log.info("could not measure what a point costs (%s)", exc)
         return center_pass(problem), None
 
