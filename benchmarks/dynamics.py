@@ -32,7 +32,7 @@ from saddles.experiments.lm import (
     run_lm_training,
     train_val_split,
 )
-from saddles.pipeline import analyze
+from saddles.runs.analyze import analyze
 
 
 def main() -> None:

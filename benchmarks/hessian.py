@@ -47,8 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from saddles.data import make_loss
 from saddles.hessian import HessianOperator, lanczos, power_iteration, top_eigen, trace
+from saddles.io.data import make_loss
 
 try:  # optional baseline; the package's __init__ shadows its `hessian` module with the class
     import pyhessian

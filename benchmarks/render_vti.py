@@ -132,7 +132,7 @@ def demo_vti(folder: Path) -> Path:
     import numpy as np
 
     from saddles.analytic import himmelblau
-    from saddles.export import export_arrays
+    from saddles.report.export import export_arrays
 
     axis = np.linspace(-5, 5, 121)
     a0, a1 = np.meshgrid(axis, axis, indexing="ij")  # field[i, j] at (x = a1, y = a0)

@@ -1,4 +1,4 @@
-"""saddles.checkpoints: one safe loader and saver, read back by safetensors and torch."""
+"""saddles.io.checkpoints: one safe loader and saver, read back by safetensors and torch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from saddles.checkpoints import CheckpointError, load_into, load_state_dict, save_state_dict
+from saddles.io.checkpoints import CheckpointError, load_into, load_state_dict, save_state_dict
 
 
 def net(seed=0):

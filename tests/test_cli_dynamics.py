@@ -11,9 +11,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import saddles.dynamics as dyn
-from saddles.checkpoints import save_state_dict
+import saddles.runs.series as dyn
 from saddles.cli import app
+from saddles.io.checkpoints import save_state_dict
 
 runner = CliRunner()
 

@@ -276,12 +276,12 @@ def test_run_without_checkpoint_warns_once(files):
 
 
 def test_run_failure_while_computing_exits_1(files, monkeypatch):
-    import saddles.pipeline
+    import saddles.runs.analyze
 
     def boom(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(saddles.pipeline, "analyze", boom)
+    monkeypatch.setattr(saddles.runs.analyze, "analyze", boom)
     refused(invoke("run", config(files), "--quiet"), "out of memory", code=1)
 
 

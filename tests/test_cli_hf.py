@@ -111,7 +111,7 @@ def test_hessian_restricted_to_one_block_matches_torch_func(lm, one_thread):
                                     "gpt_neox.layers.1.attention.dense.bias"]  # fmt: skip
     assert report["dim"] == 72 and report["params"]["n_tensors"] == 2
 
-    from saddles.data import causal_lm_loss
+    from saddles.io.data import causal_lm_loss
 
     model = _hf(tmp / "neox").double().eval()
     named = {n: p.detach() for n, p in model.named_parameters()}

@@ -12,10 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 from saddles.cli import app
-from saddles.compare import compare_runs, load_runs, setting_warnings
-from saddles.dynamics import analyze_checkpoints
-from saddles.pipeline import AnalysisConfig
-from saddles.relations import correlate
+from saddles.runs.analyze import AnalysisConfig
+from saddles.runs.compare import compare_runs, load_runs, setting_warnings
+from saddles.runs.relate import correlate
+from saddles.runs.series import analyze_checkpoints
 
 runner = CliRunner()
 
@@ -94,7 +94,7 @@ def test_compare_relates_runs_to_their_size_like_correlate(tmp_path):
     assert float(row["pearson"]) == direct.pearson
     assert float(row["spearman_p"]) == direct.spearman_p and int(row["n"]) == 3
     # Holm over the whole table.
-    from saddles.relations import adjust_pvalues
+    from saddles.runs.relate import adjust_pvalues
 
     p = np.array([float(r["spearman_p"]) for r in table])
     holm = adjust_pvalues(p)

@@ -1,4 +1,4 @@
-"""saddles.dynamics: checkpoint discovery and incremental analysis."""
+"""saddles.runs.series: checkpoint discovery and incremental analysis."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-import saddles.dynamics as dyn
-from saddles.dynamics import analyze_checkpoints, discover_checkpoints
+import saddles.runs.series as dyn
 from saddles.experiments import save_checkpoint
-from saddles.pipeline import AnalysisConfig
+from saddles.runs.analyze import AnalysisConfig
+from saddles.runs.series import analyze_checkpoints, discover_checkpoints
 
 
 def make_net():
@@ -163,7 +163,7 @@ def test_hessian_is_solved_once_per_checkpoint(tmp_path, monkeypatch):
     ckdir = tmp_path / "ckpts"
     ckdir.mkdir()
     write_run(ckdir, [0, 10])
-    import saddles.pipeline as pipe
+    import saddles.runs.analyze as pipe
 
     calls = count_calls(monkeypatch, pipe, "hessian_metrics")
     configs = {

@@ -1,4 +1,4 @@
-"""saddles.export and `saddles export`: every file read back with vtk's own XML readers."""
+"""saddles.report.export and `saddles export`: every file read back with vtk's own XML readers."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from vtkmodules.vtkIOXML import (
 )
 
 from saddles.cli import app
-from saddles.export import export_arrays, grid_geometry
+from saddles.report.export import export_arrays, grid_geometry
 from saddles.topology import merge_tree_grid, persistence_pairs, representation_edges
 
 runner = CliRunner()

@@ -17,7 +17,6 @@ import pytest
 import scipy.sparse.linalg
 import torch
 
-from saddles.data import make_loss
 from saddles.hessian import (
     DenseOperator,
     HessianOperator,
@@ -29,6 +28,7 @@ from saddles.hessian import (
     top_eigen,
     trace,
 )
+from saddles.io.data import make_loss
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -676,7 +676,7 @@ def test_bad_inputs_get_clear_messages():
 
 
 def test_density_figures(tmp_path):
-    from saddles.hessian_plots import plot_density, plot_density_histogram
+    from saddles.report.hessian_plots import plot_density, plot_density_histogram
 
     rng = np.random.default_rng(4)
     U, _ = np.linalg.qr(rng.standard_normal((40, 40)))

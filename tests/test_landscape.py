@@ -29,7 +29,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from saddles import directions as D
 from saddles import sampling as S
-from saddles.data import as_batches
+from saddles.io.data import as_batches
 from saddles.landscape import EngineFallbackWarning, Landscape, evaluate, parse_bytes
 
 torch.set_num_threads(1)

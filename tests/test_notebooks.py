@@ -9,7 +9,7 @@ import torch
 from saddles import directions as D
 from saddles import sampling as S
 from saddles.landscape import evaluate
-from saddles.pipeline import AnalysisConfig, analyze
+from saddles.runs.analyze import AnalysisConfig, analyze
 
 
 def tiny():

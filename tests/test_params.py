@@ -1,4 +1,4 @@
-"""Parameter selections (saddles.params), dict batches and the LM-scale options of evaluate."""
+"""Parameter selections (saddles.io.params), dict batches and the LM-scale options of evaluate."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from saddles import data as data_mod
 from saddles import directions, params, sampling
 from saddles.hessian import HessianOperator, select_parameters
+from saddles.io import data as data_mod
 from saddles.landscape import evaluate
 from saddles.landscape.noise import noise_floor
 from saddles.landscape.problem import setup

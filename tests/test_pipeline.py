@@ -1,4 +1,5 @@
-"""saddles.pipeline and saddles.report: one model through every stage, and the report."""
+"""saddles.runs.analyze and saddles.report.analysis: one model through every stage, and the
+report."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from saddles.pipeline import REPRESENTATIONS, AnalysisConfig, analyze, summarize, write_figures
+from saddles.report.figures import write_figures
+from saddles.runs.analyze import AnalysisConfig, analyze
+from saddles.runs.summary import summarize
 from saddles.topology import compute_metrics, merge_tree_grid
+from saddles.topology.representations import REPRESENTATIONS
 
 
 class Quadratic(torch.nn.Module):

@@ -1,4 +1,4 @@
-"""saddles.relations: correlations with CIs and p-values, and power-law fits."""
+"""saddles.runs.relate: correlations with CIs and p-values, and power-law fits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from saddles.relations import correlate, fit_power_law, relations_table
+from saddles.runs.relate import correlate, fit_power_law, relations_table
 
 
 def test_perfectly_monotone_pair():
@@ -133,7 +133,7 @@ def test_power_law_exact_fit_has_no_interval():
 
 
 def test_trend_detects_a_fall_over_log_steps():
-    from saddles.relations import trend
+    from saddles.runs.relate import trend
 
     steps = np.array([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000])
     rng = np.random.default_rng(0)
@@ -144,7 +144,7 @@ def test_trend_detects_a_fall_over_log_steps():
 
 
 def test_trend_input_checks_and_dropped_points():
-    from saddles.relations import trend
+    from saddles.runs.relate import trend
 
     with pytest.raises(ValueError, match=r"steps and values .* \(3,\) and \(2,\)"):
         trend([1, 2, 3], [1.0, 2.0])
@@ -156,7 +156,7 @@ def test_trend_input_checks_and_dropped_points():
 
 
 def test_change_points_find_a_planted_turn():
-    from saddles.relations import change_points
+    from saddles.runs.relate import change_points
 
     x = np.arange(30, dtype=float)
     y = np.where(x < 12, 2.0 * x, 24.0 - 1.5 * (x - 12))
@@ -169,7 +169,7 @@ def test_change_points_find_a_planted_turn():
 
 
 def test_loo_errors_prefer_the_predictive_feature():
-    from saddles.relations import loo_errors
+    from saddles.runs.relate import loo_errors
 
     rng = np.random.default_rng(0)
     good = rng.normal(size=12)
@@ -190,7 +190,7 @@ def _kinked(at: float, seed: int, noise: float = 0.05) -> tuple[np.ndarray, np.n
 
 
 def test_change_points_find_a_kink_between_samples():
-    from saddles.relations import change_points
+    from saddles.runs.relate import change_points
 
     x, y = _kinked(6.2, seed=0, noise=0.0)
     exact = change_points(x, y)
@@ -205,7 +205,7 @@ def test_change_points_find_a_kink_between_samples():
 
 
 def test_change_points_straight_lines_have_no_breaks():
-    from saddles.relations import change_points
+    from saddles.runs.relate import change_points
 
     x = np.arange(13, dtype=float)
     assert change_points(x, 2 * x - 1).breaks == []
@@ -218,7 +218,7 @@ def test_change_points_straight_lines_have_no_breaks():
 
 
 def test_change_points_refuse_bad_input():
-    from saddles.relations import change_points
+    from saddles.runs.relate import change_points
 
     x = np.arange(13, dtype=float)
     with pytest.raises(ValueError, match="y must be finite: NaN at index 4"):
@@ -238,7 +238,7 @@ def test_change_points_refuse_bad_input():
 
 
 def test_loo_errors_refuse_bad_input():
-    from saddles.relations import loo_errors
+    from saddles.runs.relate import loo_errors
 
     with pytest.raises(ValueError, match="features has 5 rows but target has 4 values"):
         loo_errors([1.0, 2, 3, 4, 5], [1.0, 2, 3, 4])
@@ -289,7 +289,7 @@ def _holm_statsmodels(p: np.ndarray) -> np.ndarray:
 
 
 def test_adjust_pvalues_matches_the_procedures():
-    from saddles.relations import adjust_pvalues
+    from saddles.runs.relate import adjust_pvalues
 
     rng = np.random.default_rng(3)
     for trial in range(30):
@@ -311,7 +311,7 @@ def test_adjust_pvalues_matches_the_procedures():
 
 
 def test_adjust_pvalues_nan_shape_and_bad_input():
-    from saddles.relations import adjust_pvalues
+    from saddles.runs.relate import adjust_pvalues
 
     p = np.array([[0.01, np.nan], [0.04, 0.03]])
     holm = adjust_pvalues(p, "holm")
@@ -330,7 +330,7 @@ def test_adjust_pvalues_nan_shape_and_bad_input():
 
 
 def test_bootstrap_ci_matches_scipy_and_refuses_nothing_quietly():
-    from saddles.relations import bootstrap_ci
+    from saddles.runs.relate import bootstrap_ci
 
     v = np.random.default_rng(5).normal(2.0, 1.0, size=40)
     for stat in (np.mean, np.median):
@@ -355,7 +355,7 @@ def test_bootstrap_ci_matches_scipy_and_refuses_nothing_quietly():
 
 
 def test_correlate_ensemble_estimate_and_p_are_those_of_the_per_model_means():
-    from saddles.relations import correlate_ensemble
+    from saddles.runs.relate import correlate_ensemble
 
     rng = np.random.default_rng(7)
     x = np.array([0.1, 0.4, 0.5, 0.9, 1.3, 2.0])
@@ -376,7 +376,7 @@ def test_correlate_ensemble_estimate_and_p_are_those_of_the_per_model_means():
 
 @pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")  # one-model resamples
 def test_correlate_ensemble_two_level_bootstrap_matches_exact_enumeration():
-    from saddles.relations import correlate_ensemble
+    from saddles.runs.relate import correlate_ensemble
 
     # 4 models x 2 seeds: every two-level resample (4^4 model draws, each drawn model's 2
     # seeds redrawn: 16^4 equally likely outcomes) enumerated.
@@ -392,7 +392,7 @@ def test_correlate_ensemble_two_level_bootstrap_matches_exact_enumeration():
 
 
 def test_correlate_ensemble_carries_seed_spread_into_the_interval():
-    from saddles.relations import correlate_ensemble
+    from saddles.runs.relate import correlate_ensemble
 
     x = np.arange(8.0)
     spread = [[v - 3, v, v + 3] for v in x]  # per-model means exactly x
@@ -407,7 +407,7 @@ def test_correlate_ensemble_carries_seed_spread_into_the_interval():
 
 
 def test_correlate_ensemble_small_n_and_bad_input():
-    from saddles.relations import correlate_ensemble
+    from saddles.runs.relate import correlate_ensemble
 
     three = correlate_ensemble([1, 2, 3], [[1, 2], [2, 3], [4, 4]])
     assert three.estimate == pytest.approx(1) and math.isnan(three.ci[0])

@@ -14,8 +14,8 @@ from saddles import directions as D
 from saddles import sampling as S
 from saddles.landscape import evaluate
 from saddles.landscape.noise import noise_floor, sample_points
-from saddles.pipeline import AnalysisConfig, analyze
-from saddles.summary import relations, seed_summary
+from saddles.runs.analyze import AnalysisConfig, analyze
+from saddles.runs.summary import relations, seed_summary
 from saddles.topology import compute_metrics, merge_tree, merge_tree_grid, noise_metrics
 
 torch.set_num_threads(1)

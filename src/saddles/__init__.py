@@ -7,11 +7,19 @@ commands that need no model never import torch. Each stage lives in its own modu
 - ``saddles.sampling``, ``saddles.landscape``: coordinates and loss evaluation (stage 2)
 - ``saddles.topology``: graphs, merge trees, persistence, metrics (stages 3-5; no torch)
 - ``saddles.hessian``: curvature (stage 5)
-- ``saddles.pipeline``, ``saddles.relations``, ``saddles.dynamics``, ``saddles.report``:
-  orchestration, statistics across models and checkpoints, the HTML report (stage 6)
+- ``saddles.io``: what comes in (data files and batches, models, checkpoints, parameters)
+- ``saddles.runs``: orchestration (one analysis, a checkpoint series), summaries and relations
+- ``saddles.report``: what goes out (figures, HTML pages, VTK files)
+
+Modules of the 0.1 layout (``saddles.pipeline``, ``saddles.dynamics``, ...) stay importable for
+one release and warn (:mod:`saddles._moved`).
 """
 
 from importlib import import_module
+
+from saddles import _moved
+
+_moved.install()
 
 __version__ = "0.1.0"
 
@@ -33,11 +41,11 @@ _EXPORTS = {
     "top_eigen": "saddles.hessian",
     "trace": "saddles.hessian",
     "spectral_density": "saddles.hessian",
-    "AnalysisConfig": "saddles.pipeline",
-    "analyze": "saddles.pipeline",
-    "correlate": "saddles.relations",
-    "fit_power_law": "saddles.relations",
-    "analyze_checkpoints": "saddles.dynamics",
+    "AnalysisConfig": "saddles.runs.config",
+    "analyze": "saddles.runs.analyze",
+    "correlate": "saddles.runs.relate",
+    "fit_power_law": "saddles.runs.relate",
+    "analyze_checkpoints": "saddles.runs.series",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -44,7 +44,7 @@ without ``biasbn`` instead sets those directions *equal to the weights*; we do n
 
 Parameter subsets
 -----------------
-Every source of directions takes ``params``, a spec of :mod:`saddles.params` (name globs,
+Every source of directions takes ``params``, a spec of :mod:`saddles.io.params` (name globs,
 ``exclude_1d``, module types): the entries of parameters outside the selection are zero, so a
 landscape moves the selected parameters only, and ``"model"`` normalization takes its norms
 over them. The selection's counts are recorded in ``info["params"]``.
@@ -77,7 +77,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saddles import params as params_mod
+from saddles.io import params as params_mod
 from saddles.names import NORMS, ORTHOGONALIZE
 
 MAX_RANDOM_DIRECTIONS = 10
@@ -266,7 +266,7 @@ def random_directions(
     ``orthogonalize``: ``"none"`` (default, as Li et al.), ``"orthonormal"`` (Gram-Schmidt to a
     unit-norm orthogonal basis; the filter-wise scale is lost) or ``"orthogonal"`` (Gram-Schmidt
     keeping each direction's normalized length). ``params``: a parameter selection
-    (:mod:`saddles.params`); the entries outside it are zero.
+    (:mod:`saddles.io.params`); the entries outside it are zero.
     """
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_RANDOM_DIRECTIONS:
         raise ValueError(f"n must be an integer from 1 to {MAX_RANDOM_DIRECTIONS}, not {n!r}")
@@ -312,7 +312,7 @@ def interpolation(
     two, as in mode-connectivity studies). A target is a module, a state dict (extra entries
     such as buffers are ignored) or a list of parameter tensors. Only parameters move: BatchNorm
     running statistics stay those of ``model``. Use :func:`orthonormalize` on the result for a
-    Euclidean frame. With ``params`` (:mod:`saddles.params`) only the selected parameters
+    Euclidean frame. With ``params`` (:mod:`saddles.io.params`) only the selected parameters
     move: coordinate 1 is then the model with those parameters taken from the target.
     """
     names, weights = parameters(model)
@@ -353,7 +353,7 @@ def trajectory_pca(
     component's largest-magnitude entry is positive). ``info`` records
     ``explained_variance_ratio`` and ``trajectory``: each checkpoint's coordinates
     ``<theta_i - theta, d_k>`` in the plane, for drawing the path on the landscape (``model``
-    is the origin). ``params`` (:mod:`saddles.params`) restricts the trajectory to the
+    is the origin). ``params`` (:mod:`saddles.io.params`) restricts the trajectory to the
     selected parameters, like ``ignore_1d``.
     """
     names, weights = parameters(model)
@@ -417,7 +417,7 @@ def from_tensors(
     tensors), a list of such lists, a list of flat vectors, or a ``(k, n_params)`` matrix
     (tensor or numpy array). Shapes are checked parameter by parameter and a mismatch names the
     parameter. ``norm``/``ignore_1d`` optionally apply :func:`normalize` (off by default: an
-    eigenvector is usually wanted as it is). ``params`` (:mod:`saddles.params`) zeroes the
+    eigenvector is usually wanted as it is). ``params`` (:mod:`saddles.io.params`) zeroes the
     entries outside the selection. The tensors take the parameters' dtype and device.
     """
     names, weights = parameters(model)

@@ -24,7 +24,7 @@ HVP_METHODS = ("auto", "reverse", "forward", "fastest")
 #: Evaluation precisions of the pipeline (:class:`saddles.pipeline.AnalysisConfig`).
 FLOAT_DTYPES = ("float32", "float64")
 
-#: Direction policies over a training run (:mod:`saddles.dynamics`).
+#: Direction policies over a training run (:mod:`saddles.runs.series`).
 POLICIES = ("fixed", "hessian", "pca")
 
 #: Datasets of the ResNet experiment (:mod:`saddles.experiments.resnet`).

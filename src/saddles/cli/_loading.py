@@ -22,8 +22,8 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 def import_object(spec: str, hint: str) -> Any:
     """Import ``module:attribute`` or ``file.py:attribute``; the working directory is importable."""
-    from saddles.models import ModelLoadError
-    from saddles.models import import_object as library_import
+    from saddles.io.models import ModelLoadError
+    from saddles.io.models import import_object as library_import
 
     try:
         return library_import(spec)
@@ -34,8 +34,8 @@ def import_object(spec: str, hint: str) -> Any:
 def build_model(spec: str, hint: str = "--model"):
     """The model ``spec`` names (:func:`saddles.models.load_model`): ``hf:PATH``, a local
     Hugging Face folder, or a factory ``module:function``; its errors are the option's."""
-    from saddles.models import ModelLoadError
-    from saddles.models import load_model as library_load
+    from saddles.io.models import ModelLoadError
+    from saddles.io.models import load_model as library_load
 
     try:
         return library_load(spec)
@@ -48,7 +48,7 @@ def load_model(spec: str, checkpoint: Path | None, hint: str = "--model",
     """The model with the checkpoint's weights; without a checkpoint, a factory's model gets
     one line on stderr saying that its (random) initialization is what gets analysed (an
     ``hf:`` folder holds its own weights)."""
-    from saddles.models import HF_PREFIX
+    from saddles.io.models import HF_PREFIX
 
     net = build_model(spec, hint)
     if checkpoint is None:
@@ -104,7 +104,7 @@ def _first_line(text: str) -> str:
 def load_checkpoint(net, path: Path, hint: str) -> None:
     """Load a state dict into ``net`` with :func:`saddles.checkpoints.load_into` (never
     unpickles arbitrary objects); its one-line errors become bad-parameter errors."""
-    from saddles.checkpoints import CheckpointError, load_into
+    from saddles.io.checkpoints import CheckpointError, load_into
 
     try:
         load_into(net, path)
@@ -118,7 +118,7 @@ DATA_SUFFIXES = (".pt", ".pth", ".safetensors", ".npy", ".npz")
 
 
 def load_data(path: Path, hint: str = "--data") -> Any:
-    """The data in ``path``, as stored: one batch or a list of batches (:mod:`saddles.data`).
+    """The data in ``path``, as stored: one batch or a list of batches (:mod:`saddles.io.data`).
 
     - ``.pt``/``.pth`` (``torch.load(weights_only=True)``): a tensor, a tuple/list of tensors
       or a dict of tensors (one batch, a dict kept with its keys), or a list of such batches
@@ -131,7 +131,7 @@ def load_data(path: Path, hint: str = "--data") -> Any:
     import numpy as np
     import torch
 
-    from saddles.data import as_batches
+    from saddles.io.data import as_batches
 
     if not path.is_file():
         raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
@@ -175,7 +175,7 @@ def load_data(path: Path, hint: str = "--data") -> Any:
 def split_batches(data: Any, size: int) -> list:
     """Split every batch along the first dimension into batches of ``size`` samples (a dict
     batch into dicts with the same keys)."""
-    from saddles.data import as_batches, batch_size, map_batch
+    from saddles.io.data import as_batches, batch_size, map_batch
 
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise typer.BadParameter(f"the batch size must be a positive integer, not {size!r}",
@@ -189,8 +189,8 @@ def split_batches(data: Any, size: int) -> list:
 
 def param_spec(include: list[str], exclude: list[str], exclude_1d: bool,
                types: list[str], hint: str = "--params-include") -> dict | None:  # fmt: skip
-    """The ``--params-*`` options as a :mod:`saddles.params` spec (None: every parameter)."""
-    from saddles.params import check_spec
+    """The ``--params-*`` options as a :mod:`saddles.io.params` spec (None: every parameter)."""
+    from saddles.io.params import check_spec
 
     spec = {"include": include or None, "exclude": exclude or None,
             "exclude_1d": bool(exclude_1d), "types": types or None}  # fmt: skip
@@ -202,7 +202,7 @@ def param_spec(include: list[str], exclude: list[str], exclude_1d: bool,
 
 def check_params(net, spec: dict | None, hint: str = "--params-include"):
     """The selection ``spec`` makes in ``net`` (:func:`saddles.params.select`), or exit 2."""
-    from saddles.params import select
+    from saddles.io.params import select
 
     try:
         return select(net, spec)
@@ -217,7 +217,7 @@ def build_loss(criterion: str | None, loss: str | None, *, loss_hint: str = "--l
     default, ``mse`` or ``causal_lm``; :func:`saddles.data.make_loss`, which takes a dict
     batch's ``inputs_key``/``targets_key``) or a function named as ``module:function``.
     Returns the loss and its label for reports."""
-    from saddles.data import make_loss
+    from saddles.io.data import make_loss
 
     if loss is not None and criterion is not None:
         raise typer.BadParameter(
@@ -242,7 +242,7 @@ def check_loss(net, loss, data, hint: str = "--data") -> None:
     put in eval mode for this (no batch-norm statistics change) and back."""
     import torch
 
-    from saddles.data import as_batches
+    from saddles.io.data import as_batches
 
     try:
         first = as_batches(data)[0]
@@ -273,7 +273,7 @@ def check_tokens(net, data, hint: str = "--data") -> None:
     """Token ids of every batch (a dict's ``input_ids``; a 1-tuple for ``causal_lm``) within
     the model's vocabulary, checked before anything is computed
     (:func:`saddles.data.check_token_ids`)."""
-    from saddles.data import as_batches, check_token_ids
+    from saddles.io.data import as_batches, check_token_ids
 
     for i, batch in enumerate(as_batches(data)):
         ids = batch.get("input_ids") if isinstance(batch, dict) else None
@@ -287,7 +287,7 @@ def check_tokens(net, data, hint: str = "--data") -> None:
 
 def check_device(device: str | None, hint: str = "--device"):
     """``device`` as a ``torch.device``, refused by name when unknown or unavailable."""
-    from saddles.data import resolve_device
+    from saddles.io.data import resolve_device
 
     try:
         return resolve_device(device)

@@ -23,7 +23,7 @@ LM_PRESETS = ("small", "full")
 #: Help texts of the parameter-selection options, shared by `landscape` and `hessian`.
 PARAMS_HELP = {
     "include": "Only parameters whose name matches this glob, e.g. 'gpt_neox.layers.3.*' "
-    "(repeatable; saddles.params).",
+    "(repeatable; saddles.io.params).",
     "exclude": "Leave out parameters whose name matches this glob, e.g. '*norm*' (repeatable).",
     "exclude_1d": "Leave out parameters with at most one dimension (biases, norm scales).",
     "type": "Only parameters of modules of this class, e.g. Linear (repeatable).",

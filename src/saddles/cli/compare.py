@@ -1,5 +1,6 @@
 """`saddles compare RUN_DIR...`: relate finished runs to a per-run quantity (model size, a
-configuration value, a column of a metadata table); a thin layer over :mod:`saddles.compare`."""
+configuration value, a column of a metadata table); a thin layer over
+:mod:`saddles.runs.compare`."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def compare(
     table), fit power laws against the parameter count, and write compare.csv,
     power_laws.csv and report.html. Warns when the runs' landscape settings differ."""
     from saddles.cli import _loading
-    from saddles.compare import compare_runs, load_runs, read_meta, write_comparison
+    from saddles.report.compare import write_comparison
+    from saddles.runs.compare import compare_runs, load_runs, read_meta
 
     table = None
     if meta is not None:

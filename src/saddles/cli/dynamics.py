@@ -11,7 +11,7 @@
     batch_size: 256                     # optional: split the data into batches
     policy: fixed                       # fixed (default), hessian or pca
     out: runs/my-run                    # dynamics.csv, report.html, one folder per checkpoint
-    analysis:                           # any AnalysisConfig field (saddles.pipeline) ...
+    analysis:                           # any AnalysisConfig field (saddles.runs.analyze) ...
       resolution: 21
       hessian_top_k: 5
       subspaces:                        # ... and optionally several subspaces, each
@@ -57,16 +57,16 @@ def dynamics(
 
     from saddles.cli import _loading
     from saddles.cli.run import _relative_to
-    from saddles.dynamics import (
+    from saddles.files import read_yaml
+    from saddles.names import POLICIES
+    from saddles.report.dynamics import dynamics_report
+    from saddles.runs.series import (
         analyze_checkpoints,
         configs_from_dict,
         discover_checkpoints,
-        dynamics_report,
         load_state,
         select_steps,
     )
-    from saddles.files import read_yaml
-    from saddles.names import POLICIES
 
     spec = read_yaml(config_path)
     unknown = sorted(set(spec) - KEYS)

@@ -31,7 +31,7 @@ def _config(directions: str, representations: str, resolution: int, span: float,
             hessian: bool, threshold: float, threads: int | None, **extra):  # fmt: skip
     import torch
 
-    from saddles.pipeline import AnalysisConfig
+    from saddles.runs.analyze import AnalysisConfig
 
     if threads:
         torch.set_num_threads(threads)

@@ -3,7 +3,7 @@
 SOURCE is a landscape ``.npz`` with its ``.json`` sidecar (``Landscape.save``), a landscape
 run directory (``landscape.npz`` inside), a pipeline run directory (``landscape-<kind>/``
 inside, each exported), or a field ``.npy``/``.npz`` as ``saddles topology`` reads it. What
-is written is :mod:`saddles.export`'s job. Never imports torch: landscape files are read with
+is written is :mod:`saddles.report.export`'s job. Never imports torch: landscape files are read with
 numpy and json.
 """
 
@@ -41,7 +41,7 @@ def export(
     relative: bool = typer.Option(False, help="Read --threshold as a fraction of the value range."),
 ) -> None:
     """Write SOURCE as VTK XML files (ParaView, TTK) with its critical points."""
-    from saddles.export import export_arrays
+    from saddles.report.export import export_arrays
 
     try:
         import vtkmodules  # noqa: F401

@@ -12,7 +12,7 @@ The model, checkpoint, data and loss are given as for `saddles landscape`:
   batches), or ``--loss module:function`` naming a ``loss(model, batch) -> scalar`` function.
 
 The Hessian is taken over the parameters ``--params-include/--params-exclude GLOB``,
-``--params-exclude-1d`` and ``--params-type CLASS`` select (:mod:`saddles.params`), or the
+``--params-exclude-1d`` and ``--params-type CLASS`` select (:mod:`saddles.io.params`), or the
 older ``--params all|weights|name,name``.
 
 The command prints the eigenvalues and the trace with its standard error, and writes
@@ -97,7 +97,7 @@ def hessian(
 
     from saddles.cli import _loading
     from saddles.hessian import HessianOperator
-    from saddles.hessian_plots import plot_density, plot_density_histogram, plot_eigenvalues
+    from saddles.report.hessian_plots import plot_density, plot_density_histogram, plot_eigenvalues
 
     if threads is not None:
         torch.set_num_threads(threads)

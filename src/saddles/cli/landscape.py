@@ -19,7 +19,7 @@ The model, checkpoint, data and loss are given as for `saddles hessian`:
   values such as accuracy.
 
 ``--params-include/--params-exclude GLOB`` (repeatable), ``--params-exclude-1d`` and
-``--params-type CLASS`` select the parameters the directions move (:mod:`saddles.params`);
+``--params-type CLASS`` select the parameters the directions move (:mod:`saddles.io.params`);
 ``--autocast bf16|fp16`` and ``--eval-tokens N`` trade precision and data for speed at LM
 scale.
 
@@ -254,7 +254,7 @@ def landscape(
         typer.echo(f"{result.n_nonfinite} point(s) gave a non-finite loss (kept as NaN/inf)")
     typer.echo(f"wrote {out / 'landscape.npz'} and {out / 'landscape.json'}")
     if plot is not None:
-        from saddles.figures import landscape_figures
+        from saddles.report.figures import landscape_figures
 
         pictures = landscape_figures(result, plot, stem=out.name or "landscape")
         if pictures:

@@ -12,10 +12,10 @@
     targets_key: targets
     batch_size: 256                     # optional: split the data into batches
     params:                             # optional: the parameters moved and differentiated
-      include: ["gpt_neox.layers.3.*"]  #   (saddles.params; same as analysis: params:)
+      include: ["gpt_neox.layers.3.*"]  #   (saddles.io.params; same as analysis: params:)
       exclude_1d: true
     out: runs/my-model                  # the run directory
-    analysis:                           # any AnalysisConfig field (saddles.pipeline)
+    analysis:                           # any AnalysisConfig field (saddles.runs.analyze)
       resolution: 41
       representations: [grid-full, knn]
 
@@ -50,10 +50,10 @@ def run(
     from rich.console import Console
 
     from saddles.cli import _loading
-    from saddles.figures import write_figures
     from saddles.files import read_yaml
-    from saddles.pipeline import AnalysisConfig, analyze
-    from saddles.summary import summarize
+    from saddles.report.figures import write_figures
+    from saddles.runs.analyze import AnalysisConfig, analyze
+    from saddles.runs.summary import summarize
 
     spec = read_yaml(config_path)
     unknown = sorted(set(spec) - KEYS)

@@ -214,7 +214,7 @@ def _load_field(path: Path):
 def _plots(field, tree, out_dir: Path, threshold, relative, source: Path, coords) -> list[Path]:
     """Figures named after the input (``<stem>-persistence.png``, ...), so that two inputs
     share a folder; a 2-D field drawn over its stored coordinates when the file has them."""
-    from saddles import plots
+    from saddles.report import plots
     from saddles.topology import simplify
 
     stem = source.stem

@@ -5,7 +5,7 @@
 - :mod:`saddles.experiments.resnet`: ResNet-20 for CIFAR (He et al. 2016) with and without skip
   connections (Li et al. 2018), CIFAR-10 and an offline digits substitute.
 
-Both save and load weights as safetensors (never pickle) through :mod:`saddles.checkpoints`.
+Both save and load weights as safetensors (never pickle) through :mod:`saddles.io.checkpoints`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def save_checkpoint(
 
     ``metadata`` (strings only, a safetensors rule) is stored in the file's header.
     """
-    from saddles.checkpoints import save_state_dict
+    from saddles.io.checkpoints import save_state_dict
 
     return save_state_dict(path, model.state_dict(), metadata)
 
@@ -33,7 +33,7 @@ def save_checkpoint(
 def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
     """Load a file written by :func:`save_checkpoint` into ``model`` (in place), exactly:
     missing or unexpected entries are an error; tensors move to each entry's device/dtype."""
-    from saddles.checkpoints import load_into
+    from saddles.io.checkpoints import load_into
 
     return load_into(model, path)
 

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from saddles.data import Batch, LossFn
 from saddles.experiments import load_checkpoint, save_checkpoint
+from saddles.io.data import Batch, LossFn
 
 __all__ = [
     "BATCH_LAYOUT",
@@ -332,9 +332,11 @@ def run_pinn_experiment(
     """
     from rich.console import Console
 
-    from saddles import plots
     from saddles.experiments import trained_model
-    from saddles.pipeline import AnalysisConfig, analyze, summarize, write_figures
+    from saddles.report import plots
+    from saddles.report.figures import write_figures
+    from saddles.runs.analyze import AnalysisConfig, analyze
+    from saddles.runs.summary import summarize
 
     config = config or AnalysisConfig()
     out_dir = Path(out_dir)

@@ -16,7 +16,7 @@
   :func:`accuracy`.
 
 A batch is a tuple ``(images, labels)``: float32 ``(n, C, 32, 32)`` and int64 ``(n,)``, the
-loss-protocol layout of :mod:`saddles.data` (``classification_loss`` is the loss in that form).
+loss-protocol layout of :mod:`saddles.io.data` (``classification_loss`` is the loss in that form).
 This module owns the ResNet experiment's models, data and training; the analysis of the trained
 models belongs to the pipeline.
 """
@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from saddles.data import Batch, as_batches
 from saddles.experiments import load_checkpoint, save_checkpoint
+from saddles.io.data import Batch, as_batches
 from saddles.names import DATASETS
 
 __all__ = [
@@ -506,7 +506,9 @@ def run_resnet_experiment(
     from rich.console import Console
 
     from saddles.experiments import trained_model
-    from saddles.pipeline import AnalysisConfig, analyze, summarize, write_figures
+    from saddles.report.figures import write_figures
+    from saddles.runs.analyze import AnalysisConfig, analyze
+    from saddles.runs.summary import summarize
 
     config = config or AnalysisConfig()
     out_dir = Path(out_dir)

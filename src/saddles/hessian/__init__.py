@@ -20,7 +20,7 @@ One module per idea; this package re-exports their public names:
 Results cross the package boundary as numpy arrays in small dataclasses; eigenvectors are also
 given as lists of parameter-shaped tensors (zeros outside the parameter filter), ready to be used
 as landscape directions. This package imports torch; the topology package must not import it.
-Figures of a density live in :mod:`saddles.hessian_plots`.
+Figures of a density live in :mod:`saddles.report.hessian_plots`.
 """
 
 from __future__ import annotations

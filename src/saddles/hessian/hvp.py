@@ -9,7 +9,7 @@ Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 1994
 It also owns the checks that make "the Hessian" well defined: the determinism check
 (:class:`NondeterministicHessianError`) and the agreement of the two HVP backends.
 
-Imports the operator protocol, the seeded vectors and :mod:`saddles.data`; must not import the
+Imports the operator protocol, the seeded vectors and :mod:`saddles.io.data`; must not import the
 algorithms (they run on any operator, this one included).
 """
 
@@ -23,8 +23,10 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from saddles import params as params_mod
-from saddles.data import (
+from saddles.hessian.operator import SymmetricOperator
+from saddles.hessian.random_vectors import gaussian, generator
+from saddles.io import params as params_mod
+from saddles.io.data import (
     Batch,
     LossFn,
     as_batches,
@@ -32,8 +34,6 @@ from saddles.data import (
     move_batches,
     resolve_device,
 )
-from saddles.hessian.operator import SymmetricOperator
-from saddles.hessian.random_vectors import gaussian, generator
 from saddles.names import HVP_METHODS
 
 ParamFilter = str | Callable[[str], bool] | Sequence[str] | Mapping[str, Any]
@@ -51,7 +51,7 @@ class NondeterministicHessianError(RuntimeError):
 def select_parameters(model: torch.nn.Module, params: ParamFilter = "all") -> list[str]:
     """Names of the parameters the Hessian is taken over, in ``model.named_parameters()`` order.
 
-    ``params`` is a spec of :mod:`saddles.params` (a mapping: ``include``/``exclude`` name
+    ``params`` is a spec of :mod:`saddles.io.params` (a mapping: ``include``/``exclude`` name
     globs, ``exclude_1d``, ``types``; the same selection landscapes use), ``"all"`` (every
     parameter that requires grad), ``"weights"`` (those of them with ``dim >= 2``: matrices
     and kernels, no biases or norm scales), a predicate ``f(name) -> bool`` over parameters
@@ -146,7 +146,8 @@ def _relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
 class HessianOperator(SymmetricOperator):
     """The Hessian of the batch-weighted average loss over a subset of parameters.
 
-    ``loss(model, batch) -> scalar`` and ``data`` follow :mod:`saddles.data` (wrap a criterion with
+    ``loss(model, batch) -> scalar`` and ``data`` follow :mod:`saddles.io.data` (wrap a criterion
+    with
     :func:`saddles.data.make_loss`). The Hessian is taken at the parameters the model holds when the
     operator is built (a snapshot: later changes to the model do not affect it), over the
     parameters chosen by ``params`` (see :func:`select_parameters`); the others, and the buffers,
@@ -237,7 +238,7 @@ class HessianOperator(SymmetricOperator):
         self.shapes = tuple(tuple(named[n].shape) for n in self.names)
         self.numels = tuple(int(named[n].numel()) for n in self.names)
         self.dim = int(sum(self.numels))
-        #: The selection's counts, as every run records them (see :mod:`saddles.params`).
+        #: The selection's counts, as every run records them (see :mod:`saddles.io.params`).
         self.params_info = {
             "spec": params_mod.check_spec(params)
             if isinstance(params, Mapping)

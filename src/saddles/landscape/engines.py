@@ -18,7 +18,7 @@ vmap's batched kernels round differently from the single-point ones. Each is det
 for a given chunk, so a run's values are a function of its plan (recorded with the results).
 
 Only the parameters some direction moves are written or swapped (``Problem.moving``): with a
-parameter selection (:mod:`saddles.params`) the others keep the model's own tensors, so a
+parameter selection (:mod:`saddles.io.params`) the others keep the model's own tensors, so a
 language model's embedding matrix is neither rewritten per point nor copied per vmapped point.
 A batch is passed to the loss as it is, a tuple or a dict (vmap's ``in_dims=None`` leaves the
 whole pytree unbatched).
@@ -31,7 +31,7 @@ import warnings
 import numpy as np
 import torch
 
-from saddles.data import Batch
+from saddles.io.data import Batch
 from saddles.landscape.problem import Problem, perturbed, values_of, weighted_sum
 
 #: The warning vmap gives for operators without a batching rule (run in a slow loop instead).

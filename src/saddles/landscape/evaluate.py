@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from saddles.data import LossFn
 from saddles.directions import Directions
 from saddles.executors import Executor, make_executor
+from saddles.io.data import LossFn
 from saddles.landscape.memory import PointCost, chunk_cap, cost_meter, parse_bytes
 from saddles.landscape.plan import (
     Loop,
@@ -128,7 +128,7 @@ def evaluate(
         workers: Ray actors (default: one per CPU of the cluster).
         gpus_per_worker: GPUs (or a fraction) each Ray actor reserves.
         max_retries: how often a chunk may lose its Ray worker before the run fails.
-        params: a parameter selection (:mod:`saddles.params`): the directions' entries outside
+        params: a parameter selection (:mod:`saddles.io.params`): the directions' entries outside
             it are set to zero, so only the selected parameters move (and only they are
             written or swapped per point); its counts go into ``info["params"]``.
         autocast: ``"bf16"`` or ``"fp16"`` runs every forward under ``torch.autocast`` of the

@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from saddles.data import tensors_of
+from saddles.io.data import tensors_of
 from saddles.landscape.problem import Problem
 
 MAX_CHUNK = 1024  # largest batched chunk the memory rule will pick

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saddles.data import as_batches, batch_weights
+from saddles.io.data import as_batches, batch_weights
 from saddles.landscape.evaluate import evaluate
 from saddles.landscape.result import Landscape
 

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from saddles.data import (
+from saddles.directions import Directions, from_tensors, parameters
+from saddles.io.data import (
     Batch,
     LossFn,
     as_batches,
@@ -34,7 +35,6 @@ from saddles.data import (
     move_batches,
     n_tokens,
 )
-from saddles.directions import Directions, from_tensors, parameters
 from saddles.names import AUTOCAST
 from saddles.sampling import Coordinates
 
@@ -102,7 +102,7 @@ def setup(
 ) -> Problem:
     """Check every input and gather what the engines need, on the evaluation device/dtype.
 
-    ``params`` (:mod:`saddles.params`) zeroes the directions outside the selection;
+    ``params`` (:mod:`saddles.io.params`) zeroes the directions outside the selection;
     ``eval_tokens`` cuts the data to its first tokens (:func:`saddles.data.cap_tokens`);
     ``autocast`` is checked here and applied by :func:`values_of`.
     """

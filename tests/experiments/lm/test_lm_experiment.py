@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from saddles.cli import app
 from saddles.experiments.lm import run_lm_experiment
-from saddles.pipeline import AnalysisConfig
+from saddles.runs.analyze import AnalysisConfig
 
 
 def test_lm_experiment_tiny(tmp_path):

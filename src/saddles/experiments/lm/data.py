@@ -7,7 +7,7 @@
   the same batches in the same order, and a resumed run sees what an uninterrupted one would;
   a batch is ``(x, y)``, int64 ``(B, T)``, with ``y`` the text shifted by one.
 
-Owns the data only: imports numpy, torch and :mod:`saddles.data`, nothing of the model,
+Owns the data only: imports numpy, torch and :mod:`saddles.io.data`, nothing of the model,
 training or experiment modules.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from saddles.data import Batch
+from saddles.io.data import Batch
 
 
 def char_corpus() -> tuple[str, str]:

@@ -111,7 +111,7 @@ def run_lm_training(
 def default_lm_configs(seed: int = 0) -> dict[str, Any]:
     """A 2D grid (image representations, Hessian metrics) and a 4D Sobol sample with a kNN
     graph, per checkpoint: sized for a CPU."""
-    from saddles.pipeline import AnalysisConfig
+    from saddles.runs.analyze import AnalysisConfig
 
     return {
         "2d": AnalysisConfig(resolution=21, representations=["grid-full", "grid-ttk"],
@@ -140,11 +140,11 @@ def run_lm_experiment(
     Landscapes use one fixed batch of ``eval_batch_size`` training windows for every checkpoint
     and size. Returns the paths written.
     """
-    from saddles import plots
-    from saddles.dynamics import analyze_checkpoints, with_policy
-    from saddles.pipeline import write_csv
-    from saddles.relations import fit_power_law, relations_table
-    from saddles.report import write_report
+    from saddles.report import plots
+    from saddles.report.analysis import write_report
+    from saddles.runs.analyze import write_csv
+    from saddles.runs.relate import fit_power_law, relations_table
+    from saddles.runs.series import analyze_checkpoints, with_policy
 
     started = time.perf_counter()
     out_dir = Path(out_dir)

@@ -88,7 +88,7 @@ def load_hf_causal_lm(
     weights checked against the config's architecture. Its errors are ``FileNotFoundError``
     for a missing or empty folder and :class:`~saddles.models.ModelLoadError` otherwise.
     """
-    from saddles.models import load_hf_model
+    from saddles.io.models import load_hf_model
 
     local_dir = Path(local_dir)
     if not local_dir.is_dir():

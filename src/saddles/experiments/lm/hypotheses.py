@@ -14,9 +14,9 @@ The questions asked of a multi-size run (one row per checkpoint and size, from
 With few sizes these are descriptions, not tests: nothing here declares a hypothesis true or
 false.
 
-Owns the hypotheses only: imports numpy, :mod:`saddles.relations` (the statistics) and
-:mod:`saddles.report` (its HTML pieces); no torch of its own, nothing of the model, training or
-experiment modules of this package.
+Owns the hypotheses only: imports numpy, :mod:`saddles.runs.relate` (the statistics) and
+:mod:`saddles.report.html` (its HTML pieces); no torch of its own, nothing of the model,
+training or experiment modules of this package.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from saddles.report import figures_and_table
+from saddles.report.html import figures_and_table
 
 
 def hypothesis_table(
@@ -49,7 +49,7 @@ def hypothesis_table(
     ``metric`` in H4. Each entry is ``{hypothesis, quantity, value, ci_low, ci_high, n, note}``;
     nothing here declares a hypothesis true or false.
     """
-    from saddles.relations import change_points, correlate, fit_power_law, loo_errors, trend
+    from saddles.runs.relate import change_points, correlate, fit_power_law, loo_errors, trend
 
     sizes = sorted({r[size_key] for r in rows})
     by_size = {

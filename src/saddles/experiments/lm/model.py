@@ -8,7 +8,7 @@ GELU MLP, a final LayerNorm and an *untied* linear head without bias. Untied, be
 head makes two state-dict entries share storage, which safetensors refuses to save, and makes
 every tool that swaps parameters in by name (``functional_call``, direction vectors) handle the
 alias. :func:`lm_loss` is mean next-token cross-entropy in the ``loss(model, batch)`` protocol
-of :mod:`saddles.data`, with a batch ``(x, y)`` of int64 tensors ``(B, T)``.
+of :mod:`saddles.io.data`, with a batch ``(x, y)`` of int64 tensors ``(B, T)``.
 
 Attention is written out by hand: ``q @ k^T / sqrt(d)``, ``masked_fill`` under a registered
 (non-persistent) causal-mask buffer, ``softmax``, ``@ v``; it does *not* call
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from saddles.data import Batch
 from saddles.experiments.lm.hf import HFCausalLMAdapter
+from saddles.io.data import Batch
 
 
 @dataclass(frozen=True)

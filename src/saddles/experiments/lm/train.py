@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from saddles.data import Batch
 from saddles.experiments import load_checkpoint, save_checkpoint
 from saddles.experiments.lm.data import batches, fixed_eval_batch
 from saddles.experiments.lm.model import GPT, lm_loss
 from saddles.files import atomic_write_text
+from saddles.io.data import Batch
 
 # --- the schedule --------------------------------------------------------------------------
 
@@ -88,7 +88,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
-    from saddles.checkpoints import save_state_dict
+    from saddles.io.checkpoints import save_state_dict
 
     save_state_dict(path, tensors, metadata)
 

@@ -1,7 +1,7 @@
 """The figures of one analysis: contour, surface, merge tree, persistence diagram, density.
 
 Labels say which critical points are marked (all, or those left after simplification at the
-configured share of the value range). Built with :mod:`saddles.plots`; never imports torch.
+configured share of the value range). Built with :mod:`saddles.report.plots`; never imports torch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def write_figures(analysis, fig_dir: str | Path) -> dict[str, Path]:
     minima and saddles, the merge tree, and the persistence diagram of the first
     representation; then the Hessian density.
     """
-    from saddles import plots
+    from saddles.report import plots
     from saddles.topology import simplify
 
     fig_dir = Path(fig_dir)
@@ -58,7 +58,7 @@ def write_figures(analysis, fig_dir: str | Path) -> dict[str, Path]:
             fig_dir / f"{kind}-persistence.png",
         )
     if analysis.density is not None:
-        from saddles.hessian_plots import plot_density
+        from saddles.report.hessian_plots import plot_density
 
         fig = plot_density(analysis.density, title=f"{analysis.name}: Hessian eigenvalue density")
         out["Hessian eigenvalue density"] = plots.save(fig, fig_dir / "hessian-density.png")
@@ -75,7 +75,7 @@ def landscape_figures(
     (``saddles export`` writes them for ParaView). Returns ``{label: path}``."""
     import numpy as np
 
-    from saddles import plots
+    from saddles.report import plots
     from saddles.topology import simplify
 
     fig_dir = Path(fig_dir)

@@ -260,12 +260,12 @@ def compare_runs(
     """Relate every metric to ``by`` across ``runs`` (see the module docstring).
 
     ``metrics``: the metrics correlated (default: the TDA and curvature metrics of
-    :mod:`saddles.summary` that the rows have); ``fit``: the metrics fitted against the
+    :mod:`saddles.runs.summary` that the rows have); ``fit``: the metrics fitted against the
     parameter count (default :data:`FIT_METRICS`; fits need ``n_params`` of at least two
     distinct sizes; the offset ``c`` is fitted from four). Rows' ``model`` is the run's name.
     """
-    from saddles.relations import adjust_pvalues
-    from saddles.summary import CURVATURE_METRICS, TDA_METRICS, relations
+    from saddles.runs.relate import adjust_pvalues
+    from saddles.runs.summary import CURVATURE_METRICS, TDA_METRICS, relations
 
     if len(runs) < 2:
         raise ValueError(f"comparing needs at least two runs, got {len(runs)}")
@@ -307,7 +307,7 @@ def power_laws(rows: list[dict[str, Any]], metrics: list[str], n_boot: int = 100
     """Per subspace x direction kind x representation and metric, L(N) = a N^-alpha (+ c) of
     the per-run mean over seeds against ``n_params``; a fit that cannot be made is a row with
     NaN and a note saying why."""
-    from saddles.relations import fit_power_law
+    from saddles.runs.relate import fit_power_law
 
     out = []
     series = dict.fromkeys((r["subspace"], r["direction"], r["representation"]) for r in rows)
@@ -391,91 +391,6 @@ def distance_matrix(
             for key, ds in (("bottleneck", raw), ("bottleneck_normalized", norm)):
                 out[key][i, j] = out[key][j, i] = bottleneck_distance(ds[i], ds[j])
     return out
-
-
-def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -> dict[str, Path]:
-    """``compare.csv`` (the relations), ``power_laws.csv``, ``runs.csv`` (the rows used),
-    figures of the headline metrics against ``by``, and ``report.html``."""
-    import html
-
-    from saddles import plots
-    from saddles.report import CSS, figures_and_table
-
-    out_dir = Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    paths = {"compare": write_csv(out_dir / "compare.csv", result.relations),
-             "power_laws": write_csv(out_dir / "power_laws.csv", result.power_laws),
-             "runs": write_csv(out_dir / "runs.csv", result.rows)}  # fmt: skip
-    figures = {}
-    shown = [m for m in ("n_minima", "n_saddles", "average_persistence",
-                         "average_persistence_relative", "persistence_entropy",
-                         *FIT_METRICS[3:]) if any(m in r for r in result.rows)]  # fmt: skip
-    numeric = all(math.isfinite(_number(r.get(result.by))) for r in result.rows)
-    for sub, kind, rep in dict.fromkeys((r["subspace"], r["direction"], r["representation"])
-                                        for r in result.rows):  # fmt: skip
-        own = [
-            r
-            for r in result.rows
-            if (r["subspace"], r["direction"], r["representation"]) == (sub, kind, rep)
-        ]
-        fig = plots.relation_figure(own, result.by, shown, categorical=not numeric,
-                                    title=f"{sub} {kind} {rep}: against {result.by}")  # fmt: skip
-        if numeric and result.by == "n_params":
-            for ax in fig.axes:
-                ax.set_xscale("log")
-        key = f"{sub}-{kind}-{rep}"
-        figures[f"{sub}, {kind} directions, {rep}"] = plots.save(
-            fig, out_dir / "figures" / f"against-{key}.png"
-        )
-    first = result.rows[0]
-    matrix = distance_matrix(result.loaded, first["direction"], first["representation"],
-                             first["subspace"])  # fmt: skip
-    distance_rows = []
-    if len(matrix["names"]) >= 2:
-        names = matrix["names"]
-        for i, a in enumerate(names):
-            for j, b in enumerate(names):
-                if i < j:
-                    distance_rows.append({"run_a": a, "run_b": b,
-                                          "bottleneck": matrix["bottleneck"][i, j],
-                                          "bottleneck_normalized":
-                                          matrix["bottleneck_normalized"][i, j]})  # fmt: skip
-        paths["distances"] = write_csv(out_dir / "distances.csv", distance_rows)
-        fig = plots.distance_matrix_figure(
-            matrix["bottleneck_normalized"], names,
-            title=f"bottleneck distance, range-normalized ({first['subspace']} "
-            f"{first['direction']} {first['representation']})",
-        )  # fmt: skip
-        figures["pairwise distances between the runs' diagrams"] = plots.save(
-            fig, out_dir / "figures" / "distances.png"
-        )
-    e = html.escape
-    cols = ["subspace", "direction", "representation", "x", "y", "n", "n_seeds", "spearman",
-            "spearman_ci_low", "spearman_ci_high", "spearman_p", "spearman_p_holm", "pearson",
-            "pearson_p", "significant", "interval", "note"]  # fmt: skip
-    law_cols = ["subspace", "direction", "representation", "metric", "n", "a", "alpha",
-                "alpha_ci_low", "alpha_ci_high", "c", "rms_residual", "sizes", "note"]  # fmt: skip
-    hits = [r for r in result.relations if r["significant"]]
-    warn = "".join(f"<p class='note'><b>warning:</b> {e(w)}</p>" for w in result.warnings)
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-        f"<style>{CSS}</style></head><body><h1>{e(title or 'saddles compare')}</h1>",
-        f"<p class='result'>{len(result.runs)} runs ({e(', '.join(result.runs))}) related to "
-        f"<b>{e(result.by)}</b>: {len(result.relations)} relations, {len(hits)} with a "
-        "Holm-adjusted p below 0.05 and a 95% interval that excludes 0.</p>",
-        warn,
-        "<h2>Relations</h2><p class='note'>Spearman's rho and Pearson's r over runs with 95% "
-        "bootstrap intervals (over runs, and over direction seeds within runs where a run "
-        "has several) and permutation p-values; <code>spearman_p_holm</code> is adjusted "
-        "over the whole table. compare.csv has every column.</p>",
-        figures_and_table(figures, result.relations, cols),
-        "<h2>Power laws against the parameter count</h2><p class='note'>L(N) = a N^-alpha + c "
-        "of each run's mean over seeds (c fitted from four distinct sizes).</p>",
-        figures_and_table({}, result.power_laws, law_cols),
-        "</body></html>",
-    ]
-    paths["report"] = atomic_write_text(out_dir / "report.html", "\n".join(parts))
-    return paths
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -40,7 +40,7 @@ ALPHA = 0.05
 def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[str, Any]]:
     """One row per model x direction kind x representation, each numeric metric summarized
     over the direction seeds (see the module docstring); ``n_seeds`` counts them."""
-    from saddles.relations import bootstrap_ci
+    from saddles.runs.relate import bootstrap_ci
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
@@ -77,7 +77,7 @@ def relations(
     ``spearman_p_holm``/``pearson_p_holm`` (Holm 1979 over the whole table) and
     ``significant``.
     """
-    from saddles.relations import adjust_pvalues, correlate, correlate_ensemble
+    from saddles.runs.relate import adjust_pvalues, correlate, correlate_ensemble
 
     out: list[dict[str, Any]] = []
     pairs = sorted({(r["direction"], r["representation"]) for r in rows},
@@ -140,8 +140,8 @@ def summarize(
     """Across models: the combined ``metrics.csv`` (one row per seed), ``summary.csv`` (over
     seeds), ``relations.csv`` (every TDA metric against ``x_key``, ``y_metrics`` and the
     Hessian metrics), the headline and relation figures, and ``report.html``."""
-    from saddles import plots
-    from saddles.report import write_report
+    from saddles.report import plots
+    from saddles.report.analysis import write_report
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
