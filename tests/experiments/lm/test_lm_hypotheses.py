@@ -44,7 +44,8 @@ def test_hypothesis_table_names_a_missing_early_step():
 
 
 def test_the_old_dynamics_name_warns_and_gives_the_same_table():
-    from saddles.runs import series as dynamics
+    import saddles.dynamics as dynamics
+
     rows = [
         {"n_params": s, "step": t, "saddles": float(s + t), "persistence": 1.0, "val_loss": 1.0}
         for s in (1, 2, 3)
