@@ -101,9 +101,6 @@ def hessian(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    loss_fn, loss_label = _loading.build_loss(criterion and criterion.value, loss,
-                                              inputs_key=inputs_key,
-                                              targets_key=targets_key)  # fmt: skip
     _loading.check_device(device)
     _loading.check_out_dir(out)
     if plot is not None:
@@ -112,16 +109,13 @@ def hessian(
     if spec and params != "all":
         raise typer.BadParameter("give --params or the --params-* globs, not both",
                                  param_hint="--params")  # fmt: skip
-    net = _loading.load_model(model, checkpoint)
-    batch = _loading.load_data(data)
-    batches = _loading.split_batches(batch, batch_size) if batch_size else batch
-    _loading.check_tokens(net, batches)
-    _loading.check_loss(net, loss_fn, batches)
-    net = net.to(device)
-    param_filter: Any = params if params in ("all", "weights") else params.split(",")
-    if spec:
-        _loading.check_params(net, spec)
-        param_filter = spec
+    problem = _loading.load_problem(
+        model=model, checkpoint=checkpoint, data=data, criterion=criterion and criterion.value,
+        loss=loss, inputs_key=inputs_key, targets_key=targets_key, batch_size=batch_size,
+        params_spec=spec,
+    )  # fmt: skip
+    net, loss_fn, batches = problem.model.to(device), problem.loss, problem.data
+    param_filter: Any = spec or (params if params in ("all", "weights") else params.split(","))
 
     start = time.perf_counter()
     op = HessianOperator(net, loss_fn, batches, params=param_filter,
@@ -148,7 +142,7 @@ def hessian(
         "model": model,
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "data": str(data),
-        "loss": loss_label,
+        "loss": problem.loss_label,
         "dim": op.dim,
         "params": op.params_info,
         "parameters": list(op.names),

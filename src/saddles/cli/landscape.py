@@ -166,20 +166,18 @@ def landscape(
         typer.echo(f"error: {out} already holds a run; pass --resume to continue it (or load "
                    "it if finished), or choose another --out", err=True)  # fmt: skip
         raise typer.Exit(code=2)
-    loss_fn, _ = _loading.build_loss(criterion and criterion.value, loss, inputs_key=inputs_key,
-                                     targets_key=targets_key)  # fmt: skip
     metrics = _metrics(metric)
     _loading.check_device(device)
     _loading.check_out_dir(out)
     if plot is not None:
         _loading.check_out_dir(plot, "--plot")
     spec = _loading.param_spec(params_include, params_exclude, params_exclude_1d, params_type)
-    net = _loading.load_model(model, checkpoint)
-    selection = _loading.check_params(net, spec)
-    batch = _loading.load_data(data)
-    batches = _loading.split_batches(batch, batch_size) if batch_size else batch
-    _loading.check_tokens(net, batches)
-    _loading.check_loss(net, loss_fn, batches)
+    problem = _loading.load_problem(
+        model=model, checkpoint=checkpoint, data=data, criterion=criterion and criterion.value,
+        loss=loss, inputs_key=inputs_key, targets_key=targets_key, batch_size=batch_size,
+        params_spec=spec,
+    )  # fmt: skip
+    net, loss_fn, batches, selection = problem.model, problem.loss, problem.data, problem.selection
 
     if to:
         targets = []
