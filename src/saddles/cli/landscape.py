@@ -226,13 +226,9 @@ def landscape(
     )  # fmt: skip
     net, loss_fn, batches, selection = problem.model, problem.loss, problem.data, problem.selection
 
-    if to:
-        targets = []
-        for path in to:
-            target = _loading.build_model(model)
-            _loading.load_checkpoint(target, path, "--to")
-            targets.append(target)
-        dirs = dirs_mod.interpolation(net, targets, params=spec)
+    if to:  # each checkpoint loaded into a copy of the model, stored names matched
+        with _loading.option("--to"):
+            dirs = dirs_mod.interpolation(net, to, params=spec)
     else:
         dirs = dirs_mod.random_directions(
             net,
