@@ -366,12 +366,20 @@ def causal_lm_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         out = model(**kwargs)
     else:
         out = model(ids)
-    logits = _logits(out)
     targets = (ids if labels is None else labels)[:, 1:]
     if mask is not None:
         targets = targets.masked_fill(mask[:, 1:] == 0, IGNORE_INDEX)
+    return next_token_loss(_logits(out)[:, :-1], targets)
+
+
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` ``(B, T, V)`` against ``targets`` ``(B, T)`` (already
+    shifted: ``targets[:, t]`` is the token after position ``t``), positions whose target is
+    ``IGNORE_INDEX`` left out; the one next-token loss of saddles (:func:`causal_lm_loss`, the
+    language-model experiment's ``lm_loss``). Low-precision logits are averaged in float32, as
+    Hugging Face does; ``log_softmax`` and ``gather`` (no data-dependent indexing) keep it
+    working under ``torch.vmap`` and double backward."""
     valid = targets != IGNORE_INDEX
-    logits = logits[:, :-1]
     logp = torch.log_softmax(logits.float() if logits.dtype in _LOW else logits, dim=-1)
     picked = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
     return -(picked * valid).sum() / valid.sum().clamp_min(1)
