@@ -96,7 +96,7 @@ def test_check_loss_and_tokens_refuse_what_cannot_be_used(files):
 def test_load_problem_returns_the_checked_pieces(files):
     tmp, x, y = files
     problem = load_problem("iofactory:mlp", tmp / "data.pt", batch_size=4,
-                           params_spec={"exclude_1d": True})  # fmt: skip
+                           params={"exclude_1d": True})  # fmt: skip
     assert [data.batch_size(b) for b in problem.data] == [4, 4, 2]
     assert problem.loss_label == "cross_entropy"
     assert sorted(problem.selection.names) == ["0.weight", "2.weight"]
@@ -114,7 +114,7 @@ def test_load_problem_returns_the_checked_pieces(files):
         ({"loss": "iofactory:vector_loss"}, "data", "scalar"),
         ({"loss": "iofactory:mlp", "criterion": "mse"}, "loss", "not both"),
         ({"criterion": "hinge"}, "criterion", "hinge"),
-        ({"params_spec": {"include": ["nothing.*"]}}, "params", "nothing"),
+        ({"params": {"include": ["nothing.*"]}}, "params", "nothing"),
         ({"batch_size": 0}, "batch_size", "positive"),
     ],
 )

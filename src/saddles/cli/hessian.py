@@ -158,7 +158,7 @@ def hessian(
     problem = _loading.load_problem(
         model=model, checkpoint=checkpoint, data=data, criterion=criterion and criterion.value,
         loss=loss, inputs_key=inputs_key, targets_key=targets_key, batch_size=batch_size,
-        params_spec=spec,
+        params=spec,
     )  # fmt: skip
     net, loss_fn, batches = problem.model.to(device), problem.loss, problem.data
     param_filter: Any = spec or (params if params in ("all", "weights") else params.split(","))

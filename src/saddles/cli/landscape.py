@@ -222,7 +222,7 @@ def landscape(
     problem = _loading.load_problem(
         model=model, checkpoint=checkpoint, data=data, criterion=criterion and criterion.value,
         loss=loss, inputs_key=inputs_key, targets_key=targets_key, batch_size=batch_size,
-        params_spec=spec,
+        params=spec,
     )  # fmt: skip
     net, loss_fn, batches, selection = problem.model, problem.loss, problem.data, problem.selection
 

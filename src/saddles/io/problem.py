@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from saddles.io import data as data_mod
-from saddles.io import models, params
+from saddles.io import models
+from saddles.io import params as params_mod
 
 
 class InputError(ValueError):
@@ -45,7 +46,7 @@ class Problem:
     loss: data_mod.LossFn
     data: Any
     loss_label: str
-    selection: params.Selection | None = None
+    selection: params_mod.Selection | None = None
 
 
 def build_loss(
@@ -88,7 +89,7 @@ def load_problem(
     inputs_key: str | None = None,
     targets_key: str | None = None,
     batch_size: int | None = None,
-    params_spec: dict | None = None,
+    params: dict | None = None,
 ) -> Problem:
     """Load and check a model, its loss and its data, in that order, before anything is
     computed.
@@ -97,13 +98,13 @@ def load_problem(
     module; ``checkpoint``: a state-dict file or Hugging Face folder loaded into it
     (:func:`saddles.io.checkpoints.load_into`); ``data``: a file (:func:`saddles.io.data.read_data`)
     or batches, split into ``batch_size`` samples when given; ``criterion`` or ``loss`` as in
-    :func:`build_loss`; ``params_spec``: a :mod:`saddles.io.params` selection, checked against
+    :func:`build_loss`; ``params``: a :mod:`saddles.io.params` spec, checked against
     the model. Then the token ids are checked against the vocabulary and the loss is
     evaluated once on the first batch. Raises :class:`InputError` naming the argument.
     """
     fn, label = build_loss(criterion, loss, inputs_key=inputs_key, targets_key=targets_key)
     try:
-        spec = params.check_spec(params_spec) or None
+        spec = params_mod.check_spec(params) or None
     except ValueError as exc:
         raise InputError("params", str(exc)) from exc
     if batch_size is not None and (
@@ -116,7 +117,7 @@ def load_problem(
     selection = None
     if spec:
         try:
-            selection = params.select(net, spec)
+            selection = params_mod.select(net, spec)
         except ValueError as exc:
             raise InputError("params", str(exc)) from exc
     if isinstance(data, (str, os.PathLike)):
