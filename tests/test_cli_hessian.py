@@ -181,3 +181,35 @@ def test_bad_inputs_are_explained(files):
         result, out = run(command)
         assert result.exit_code != 0, command
         assert message in plain(out), (command, out)
+
+
+def test_progress_and_the_record_an_analysis_builds_its_metrics_from(files):
+    """Each stage is announced on stderr (not with --quiet); the defaults are AnalysisConfig's,
+    and hessian.json is the record whose columns an analysis's Hessian metrics are."""
+    from saddles.io.data import make_loss
+    from saddles.runs.analyze import hessian_metrics, hessian_scalars
+    from saddles.runs.config import AnalysisConfig
+
+    tmp, model, x, y, _ = files
+    common = f"--model {MODULE}:mlp --checkpoint {tmp}/ckpt.pt --data {tmp}/data.pt"
+    result = CliRunner().invoke(app, ["hessian", *shlex.split(f"{common} --out {tmp}/a")])
+    assert result.exit_code == 0, result.output
+    for stage in ("top eigenpairs", "trace", "density"):
+        assert f"{stage}: started" in result.stderr
+        assert re.search(rf"{stage}: done in [\d.]+ s, \d+ HVPs", result.stderr), result.stderr
+    assert "started" not in result.stdout
+    quiet = CliRunner().invoke(app, ["hessian", *shlex.split(f"{common} --out {tmp}/b -q")])
+    assert quiet.exit_code == 0 and "started" not in quiet.stderr
+    report = json.loads((tmp / "a" / "hessian.json").read_text())
+    config = AnalysisConfig(directions=["random"])
+    assert len(report["eigen"]["eigenvalues"]) == config.hessian_top_k
+    assert report["trace"]["n_matvecs"] <= config.trace_matvecs
+    assert report["density"]["n_lanczos"] == min(config.density_lanczos, report["dim"])
+    # the analysis computes the same numbers from the same builder (3 * dim caps its matvecs)
+    scalars, _, _ = hessian_metrics(model, make_loss(criterion="cross_entropy"), (x, y),
+                                    config, torch.float32)  # fmt: skip
+    from_file = hessian_scalars(report)
+    assert set(from_file) == set(scalars)
+    np.testing.assert_allclose(from_file["top_eigenvalues"], scalars["top_eigenvalues"],
+                               rtol=1e-5)  # fmt: skip
+    assert from_file["n_params"] == scalars["n_params"] == report["dim"]

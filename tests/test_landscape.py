@@ -451,3 +451,36 @@ def test_a_real_landscape_goes_through_topology():
     tree, metrics = land.topology("faces")
     assert metrics["n_vertices"] == 81 and metrics["n_minima"] >= 1
     assert metrics["value_min"] == pytest.approx(land.loss.min())
+
+
+def test_import_and_load_leave_torch_out(tmp_path):
+    """Reading a landscape (``saddles export``, reports) never imports torch."""
+    import subprocess
+    import sys
+
+    points = np.stack(np.meshgrid(np.linspace(-1, 1, 3), np.linspace(-1, 1, 4)), -1)
+    land = Landscape(points.reshape(-1, 2), np.arange(12.0), {}, (4, 3), {"seed": 1})
+    land.save(tmp_path / "l")
+    code = (
+        "import sys\n"
+        "import saddles.landscape\n"
+        "from saddles.landscape import Landscape\n"
+        f"land = Landscape.load({str(tmp_path / 'l')!r})\n"
+        "assert land.shape == (4, 3) and land.info == {'seed': 1}, land\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "from saddles.landscape import evaluate\n"
+        "assert callable(evaluate) and 'torch' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_evaluate_submodule_does_not_hide_the_function():
+    import importlib
+
+    importlib.import_module("saddles.landscape.evaluate")
+    importlib.import_module("saddles.landscape.noise")
+    from saddles.landscape import evaluate as function
+
+    assert callable(function) and function.__module__ == "saddles.landscape.evaluate"
