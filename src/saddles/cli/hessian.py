@@ -96,7 +96,7 @@ def hessian(
     import torch
 
     from saddles.cli import _loading
-    from saddles.hessian import HessianOperator
+    from saddles.hessian import HessianOperator, spectral_density, top_eigen, trace
     from saddles.hessian_plots import plot_density, plot_density_histogram, plot_eigenvalues
 
     if threads is not None:
@@ -130,10 +130,10 @@ def hessian(
     if top_k > op.dim:
         typer.echo(f"note: --top-k {top_k} is more than the {op.dim} parameters; computing all "
                    f"{op.dim} eigenvalues", err=True)  # fmt: skip
-    eig = op.top_eigen(min(top_k, op.dim), which=which.value, tol=tol, seed=seed)
+    eig = top_eigen(op, min(top_k, op.dim), which=which.value, tol=tol, seed=seed)
     exact = trace_method.value == "exact"
-    tr = op.trace(trace_method.value, None if exact else trace_matvecs, seed=seed)
-    sd = op.spectral_density(n_lanczos, n_runs, sigma=sigma, seed=seed)
+    tr = trace(op, trace_method.value, None if exact else trace_matvecs, seed=seed)
+    sd = spectral_density(op, n_lanczos, n_runs, sigma=sigma, seed=seed)
     seconds = time.perf_counter() - start
 
     out.mkdir(parents=True, exist_ok=True)
