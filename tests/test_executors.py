@@ -383,3 +383,47 @@ def test_ray_leaves_print_alone_so_numba_can_still_compile(cluster):
     model, data, dirs, coords = mlp_problem()
     evaluate(model, ce_loss, data, dirs, coords, executor="ray", workers=2, progress=False)
     assert builtins.print.__module__ == "builtins"
+
+
+def test_the_registry_knows_the_names_the_command_line_offers():
+    """Every name in saddles.names.EXECUTORS is registered by its module, and nothing else is
+    built in; base.py looks them up and never imports the implementations."""
+    import ast
+
+    from saddles.executors import base, registry
+    from saddles.names import EXECUTORS
+
+    assert tuple(registry.BUILTIN) == EXECUTORS
+    assert registry.registered()[: len(EXECUTORS)] == EXECUTORS
+    for name in EXECUTORS:
+        assert registry.lookup(name) is not None, name
+    tree = ast.parse(Path(base.__file__).read_text(encoding="utf-8"))
+    imported = {
+        alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not any(m.split(".")[-1] in ("local", "ray_pool", "ray") for m in imported), imported
+
+
+def test_a_registered_executor_is_found_by_name(monkeypatch):
+    from saddles.executors import registry
+    from saddles.executors.base import make_executor
+    from saddles.executors.local import LocalExecutor
+
+    class Mine(LocalExecutor):
+        name = "mine"
+
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    registry.register("mine")(lambda **kw: Mine())
+    ex, owned = make_executor("mine")
+    assert isinstance(ex, Mine) and owned
+    assert "mine" in registry.registered()
+    assert map_units(square, [1, 2, 3], "mine") == [1, 4, 9]
+
+    def another(**kw):
+        return LocalExecutor()
+
+    with pytest.raises(ValueError, match=r"already registered"):
+        registry.register("mine")(another)

@@ -15,6 +15,10 @@ Faults:
 - a unit whose ``work`` raises fails the run at once with a one-line
   :class:`~saddles.executors.base.UnitError` naming the unit (``str(unit)``); the remote
   traceback is kept in the exception's cause.
+
+Registers itself as ``"ray"`` in :mod:`saddles.executors.registry`. Importing this module does
+not import Ray (a :class:`RayExecutor` does, when made); it must not import
+:mod:`~saddles.executors.local`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from saddles.executors import registry
 from saddles.executors.base import Executor, Pool, UnitError
 from saddles.executors.cluster import Cluster, import_ray
 from saddles.executors.threads import set_torch_threads, torch_threads
@@ -94,6 +99,14 @@ class RayExecutor(Executor):
 
     def close(self) -> None:
         self.cluster.close()
+
+
+@registry.register("ray")
+def make_ray(
+    *, workers: int | None = None, gpus_per_worker: float = 0.0, max_retries: int = 3
+) -> RayExecutor:
+    """The ``"ray"`` entry of the registry (see :class:`RayExecutor`)."""
+    return RayExecutor(workers, gpus_per_worker=gpus_per_worker, max_retries=max_retries)
 
 
 class RayPool(Pool):
