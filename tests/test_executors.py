@@ -1,7 +1,8 @@
 """Tests of saddles.executors: landscape chunks on a loopback Ray cluster of 2 workers give the
 local loop's values bit for bit, survive a killed worker and a killed driver, and fail clearly.
 
-One cluster serves the whole module (starting one takes seconds). The losses below are module
+One cluster serves the whole module (starting one takes seconds; the ``cluster`` fixture is in
+conftest.py). The losses below are module
 functions so that Ray's workers import them from this file (the cluster's workers get this
 folder on their ``PYTHONPATH``); the driver subprocess imports them the same way.
 """
@@ -11,11 +12,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -124,26 +123,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """One loopback cluster of 2 CPUs for the module; its workers can import this file."""
-    from saddles.executors.cluster import Cluster
-
-    old_path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [old_path])])
-    temp = tempfile.mkdtemp(prefix="saddles-test-ray-")  # short: Ray puts sockets in it
-    handle = Cluster(num_cpus=2, temp_dir=temp).connect()
-    try:
-        yield handle
-    finally:
-        handle.close()
-        if old_path is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old_path
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 # --- tests -------------------------------------------------------------------------------------

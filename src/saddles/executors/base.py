@@ -9,8 +9,10 @@ follow::
 
 ``on_result`` is called on the driver, one result at a time, in the order results arrive
 (input order for the local executor, completion order on Ray); the caller records them. A unit
-whose ``work`` raises stops the run with that error; a worker that dies is the executor's
-problem (retried elsewhere), never the caller's.
+whose ``work`` raises stops the run with one :class:`UnitError` naming the unit (the original
+exception is its ``__cause__``), on every executor; a worker that dies is the executor's
+problem (retried elsewhere), never the caller's. ``tests/test_contracts.py`` checks every
+registered executor against this.
 
 Owns the interface (:class:`Executor`, :class:`Pool`), :class:`UnitError` and
 :func:`make_executor`, which looks a name up in :mod:`saddles.executors.registry`. This module
@@ -106,3 +108,14 @@ def make_executor(
             f"executor must be one of {registry.registered()} or an Executor, not {executor!r}"
         )
     return factory(workers=workers, gpus_per_worker=gpus_per_worker, max_retries=max_retries), True
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def unit_failed(unit: Any, exc: BaseException) -> UnitError:
+    """The one-line :class:`UnitError` for a unit whose ``work`` raised ``exc``."""
+    return UnitError(f"{unit} failed: {one_line(exc)}")

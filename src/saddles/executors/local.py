@@ -2,7 +2,10 @@
 
 This is the loop the landscape sampler always had: the payload is used as it is (no copy),
 and each result is handed back as soon as it is computed, so a run directory sees the same
-chunks in the same order as before. Errors propagate unchanged.
+chunks in the same order as before. A unit whose ``work`` raises stops the run with one
+:class:`~saddles.executors.base.UnitError` naming the unit, the original exception as its
+cause, as on every executor (``KeyboardInterrupt`` and other non-``Exception`` errors pass
+through unchanged).
 
 Registers itself as ``"local"`` in :mod:`saddles.executors.registry`. Imports only
 :mod:`~saddles.executors.base`, the registry and the thread helper; never Ray.
@@ -14,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from saddles.executors import registry
-from saddles.executors.base import Executor, Pool
+from saddles.executors.base import Executor, Pool, unit_failed
 from saddles.executors.threads import torch_threads
 
 
@@ -25,7 +28,11 @@ class LocalPool(Pool):
 
     def run(self, units: Iterable[Any], on_result: Callable[[Any, Any], None]) -> None:
         for unit in units:
-            on_result(unit, self.work(self.state, unit))
+            try:
+                result = self.work(self.state, unit)
+            except Exception as exc:
+                raise unit_failed(unit, exc) from exc
+            on_result(unit, result)
 
     @property
     def info(self) -> dict[str, Any]:

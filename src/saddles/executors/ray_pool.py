@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from saddles.executors import registry
-from saddles.executors.base import Executor, Pool, UnitError
+from saddles.executors.base import Executor, Pool, UnitError, one_line, unit_failed
 from saddles.executors.cluster import Cluster, import_ray
 from saddles.executors.threads import set_torch_threads, torch_threads
 
@@ -174,7 +174,7 @@ class RayPool(Pool):
                 continue
             except ray.exceptions.RayTaskError as exc:
                 cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-                raise UnitError(f"{unit} failed: {one_line(cause)}") from cause
+                raise unit_failed(unit, cause) from cause
             on_result(unit, result)
 
     def replace(self, dead: Any) -> Any:
@@ -189,9 +189,3 @@ class RayPool(Pool):
         for actor in self.actors:
             self.ray.kill(actor, no_restart=True)
         self.actors = []
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` (at most 300 characters)."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
