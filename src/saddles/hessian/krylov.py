@@ -91,6 +91,11 @@ class LanczosDecomposition:
     def n_steps(self) -> int:
         return len(self.alphas)
 
+    @property
+    def n_hvps(self) -> int:
+        """The products spent: one per step."""
+        return self.n_steps
+
     def ritz(self, steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ritz values (ascending) and T's eigenvectors after ``steps`` steps (default: all).
 

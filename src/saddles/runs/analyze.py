@@ -302,6 +302,8 @@ def compute_hessian(
     ``weights``, ``grid``, ``density``); each section also has its ``seconds``.
     ``progress(text)``, when given, is told when each stage starts and ends (seconds, HVPs).
     """
+    from saddles.hessian import spectral_density, top_eigen, trace
+
     stages: dict[str, float] = {}
 
     def stage(name: str, run):
@@ -314,10 +316,10 @@ def compute_hessian(
             progress(f"{name}: done in {stages[name]:.1f} s, {op.n_hvps - hvps} HVPs")
         return result
 
-    eig = stage("top eigenpairs", lambda: op.top_eigen(top_k, which=which, tol=tol, seed=seed))
+    eig = stage("top eigenpairs", lambda: top_eigen(op, top_k, which=which, tol=tol, seed=seed))
     matvecs = None if trace_method == "exact" else trace_matvecs
-    tr = stage("trace", lambda: op.trace(trace_method, matvecs, seed=seed))
-    dens = stage("density", lambda: op.spectral_density(n_lanczos, n_runs, sigma=sigma, seed=seed))
+    tr = stage("trace", lambda: trace(op, trace_method, matvecs, seed=seed))
+    dens = stage("density", lambda: spectral_density(op, n_lanczos, n_runs, sigma=sigma, seed=seed))
     record = {
         "dim": int(op.dim),
         "params": op.params_info,
