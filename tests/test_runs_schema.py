@@ -4,12 +4,16 @@ outlive a new field, interrupted checkpoints that resume, and RunSpec (one YAML 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import saddles.runs.analyze as pipe
@@ -21,6 +25,7 @@ from saddles.runs.config import (
     identity_fields,
     setting,
 )
+from saddles.runs.schema import RunSpec, SpecError
 from saddles.runs.series import analyze_checkpoints
 from tests.test_dynamics import count_calls, data, make_net, mse, small, write_run
 
@@ -212,3 +217,114 @@ def test_a_run_says_where_it_is_and_what_each_checkpoint_gave(tmp_path, capsys):
              if line.startswith(("checkpoint ", "step "))]  # fmt: skip
     assert [line.split(":")[0] for line in lines] == ["checkpoint 4 of 4 (step 12)",
                                                       "step 12 done"]  # fmt: skip
+
+
+# --- RunSpec: one schema for saddles run and saddles dynamics ---------------------------------
+
+RUN_KEYS = {"model": "netdef.py:make_net", "data": "batch.pt", "criterion": "cross_entropy"}
+
+
+def spec_error(values, command, base="/base"):
+    with pytest.raises(SpecError) as info:
+        RunSpec.from_dict(values, base, command)
+    return f"{info.value.key}: {info.value.message}"
+
+
+def test_run_spec_resolves_paths_against_the_yaml_folder(tmp_path):
+    third = {"n_directions": 3, "sampling": "sobol", "representations": ["knn"]}
+    values = {**RUN_KEYS, "checkpoints": "ckpts", "loss": "losses.py:mine", "out": "/abs/out",
+              "inputs_key": "x", "targets_key": "y", "batch_size": 8, "steps": 5,
+              "params": {"exclude": ["b*"]}, "policy": "pca",
+              "analysis": {"subspaces": {"2d": {}, "3d": third}}}  # fmt: skip
+    del values["criterion"]
+    spec = RunSpec.from_dict(values, tmp_path, "dynamics")
+    assert spec.model == f"{tmp_path / 'netdef.py'}:make_net"
+    assert spec.loss == f"{tmp_path / 'losses.py'}:mine"
+    assert spec.data == tmp_path / "batch.pt" and spec.checkpoints == tmp_path / "ckpts"
+    assert str(spec.out) == "/abs/out" and spec.steps == [5] and spec.policy == "pca"
+    assert spec.name == "ckpts" and (spec.inputs_key, spec.targets_key) == ("x", "y")
+    assert list(spec.configs) == ["2d", "3d"]
+    assert all(c.params == {"exclude": ["b*"]} for c in spec.configs.values())
+    assert spec.identity()["policy"] == "pca" and spec.identity()["batch_size"] == 8
+    hf = RunSpec.from_dict({**RUN_KEYS, "model": "hf:revs/step0"}, tmp_path, "run")
+    assert hf.model == f"hf:{tmp_path / 'revs' / 'step0'}" and hf.name == "step0"
+    assert hf.out == tmp_path / "runs" / "step0" and hf.checkpoint is None
+    plain = RunSpec.from_dict({**RUN_KEYS, "model": "pkg.nets:make"}, tmp_path, "run")
+    assert plain.model == "pkg.nets:make" and plain.name == "make"
+
+
+@pytest.mark.parametrize(
+    ("values", "command", "words"),
+    [
+        ({**RUN_KEYS, "checkpoints": "c"}, "run", ["checkpoints:", "saddles dynamics"]),
+        ({**RUN_KEYS, "checkpoint": "w.pt"}, "dynamics", ["checkpoint:", "checkpoints:"]),
+        ({**RUN_KEYS, "policy": "pca"}, "run", ["policy:", "saddles dynamics"]),
+        ({**RUN_KEYS, "colour": "red"}, "run", ["unknown key(s) ['colour']", "'targets_key'"]),
+        (RUN_KEYS, "dynamics", ["must say `checkpoints:`"]),
+        ({**RUN_KEYS, "loss": "l.py:f"}, "run", ["exactly one of `criterion:` or `loss:`"]),
+        ({**RUN_KEYS, "criterion": "hinge"}, "run", ["criterion:", "hinge"]),
+        ({**RUN_KEYS, "batch_size": 0}, "run", ["batch_size: must be a positive integer"]),
+        ({**RUN_KEYS, "inputs_key": 3}, "run", ["inputs_key: must be a string"]),
+        ({**RUN_KEYS, "checkpoints": "c", "steps": ["x"]}, "dynamics", ["steps:"]),
+        ({**RUN_KEYS, "checkpoints": "c", "policy": "pcb"}, "dynamics", ["policy:", "pcb"]),
+        ({**RUN_KEYS, "params": {}, "analysis": {"params": {}}}, "run", ["params:", "not both"]),
+        ({**RUN_KEYS, "analysis": {"resolutoin": 5}}, "run", ["analysis:", "resolutoin"]),
+        ({**RUN_KEYS, "analysis": {"directions": ["given"]}}, "run", ["analysis:", "given"]),
+        ({**RUN_KEYS, "analysis": {"subspaces": {"2d": {}}}}, "run", ["saddles dynamics"]),
+        ({**RUN_KEYS, "checkpoints": "c", "analysis": {"directions": ["random"]}}, "dynamics",
+         ["analysis:", "policy"]),
+    ],
+)  # fmt: skip
+def test_run_spec_refuses_with_one_line_naming_the_key(values, command, words):
+    message = spec_error(values, command)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def readme_yaml_blocks():
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    return re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_every_yaml_block_of_the_readme_is_a_valid_run_spec(tmp_path):
+    blocks = readme_yaml_blocks()
+    assert blocks
+    for block in blocks:
+        values = yaml.safe_load(block)
+        command = "dynamics" if "checkpoints" in values else "run"
+        spec = RunSpec.from_dict(values, tmp_path, command)
+        for key in ("params", "inputs_key", "targets_key", "batch_size"):
+            if key in values and key != "params":
+                assert getattr(spec, key) == values[key]
+        if "params" in values:
+            assert all(c.params for c in spec.configs.values())
+
+
+def test_the_readme_dynamics_example_runs(tmp_path):
+    """The README's `saddles dynamics` file as written, on a tiny Pythia-style suite (the
+    analysis settings made small: the keys at the top are what is checked)."""
+    pytest.importorskip("transformers")
+    from typer.testing import CliRunner
+
+    from saddles.cli import app
+    from tests.test_pythia_style import VOCAB, suite
+
+    block = next(b for b in readme_yaml_blocks() if "checkpoints:" in b)
+    suite(tmp_path / "pythia-70m", 8, steps=(0, 1000, 8000, 64000))
+    ids = torch.randint(0, VOCAB, (4, 8), generator=torch.Generator().manual_seed(0))
+    torch.save({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, tmp_path / "tokens.pt")
+    values = yaml.safe_load(block)
+    values["analysis"] = {"resolution": 5, "noise_points": 0, "hessian": False,
+                          "subspaces": {"2d": {}, "4d": {"n_directions": 4, "sampling": "sobol",
+                                                         "n_points": 32,
+                                                         "representations": ["knn"]}}}  # fmt: skip
+    (tmp_path / "dynamics.yaml").write_text(yaml.safe_dump(values))
+    result = CliRunner().invoke(app, ["dynamics", str(tmp_path / "dynamics.yaml"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "runs" / "pythia-70m" / "dynamics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({int(r["step"]) for r in rows}) == [1000, 8000, 64000]
+    assert {r["subspace"] for r in rows} == {"2d", "4d"}
+    stored = yaml.safe_load((tmp_path / "runs" / "pythia-70m" / "run.yaml").read_text())
+    assert stored["analysis"]["2d"]["params"] == {"exclude": ["*embed*", "*layernorm*"]}
