@@ -170,11 +170,9 @@ class RunSpec:
         for key in ("checkpoint", "checkpoints"):
             if getattr(self, key) is not None:
                 out[key] = str(getattr(self, key))
-        for key in ("steps", "criterion", "loss", "inputs_key", "targets_key", "batch_size"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        if self.command == "dynamics":
-            out["policy"] = self.policy
+        if self.steps is not None:
+            out["steps"] = self.steps
+        out.update({k: v for k, v in self.identity().items() if k != "schema_version"})
         out["analysis"] = {k: c.to_dict() for k, c in self.configs.items()}
         return out
 
