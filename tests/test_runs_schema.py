@@ -144,7 +144,10 @@ def test_a_folder_of_the_previous_release_is_read_and_extended(tmp_path, monkeyp
         analyze_checkpoints(make_net, ckdir, mse, data(), cfg, out, progress=False)
 
 
-def test_an_interrupted_checkpoint_resumes_its_landscapes_and_hessian(tmp_path, monkeypatch):
+@pytest.mark.parametrize("policy", ["fixed", "hessian"])  # hessian: eigenvectors saved too
+def test_an_interrupted_checkpoint_resumes_its_landscapes_and_hessian(
+    tmp_path, monkeypatch, policy
+):
     ckdir = tmp_path / "ckpts"
     ckdir.mkdir()
     write_run(ckdir, [0, 5])
@@ -175,21 +178,21 @@ def test_an_interrupted_checkpoint_resumes_its_landscapes_and_hessian(tmp_path, 
     monkeypatch.setattr(dyn, "analyze", analyze)
     monkeypatch.setattr(pipe, "hessian_metrics", hessian)
     fresh = analyze_checkpoints(make_net, ckdir, loss, data(), configs, tmp_path / "fresh",
-                                progress=False, layout="long")  # fmt: skip
+                                progress=False, layout="long", policy=policy)  # fmt: skip
     whole = dict(tally)
     assert whole["2d"] > 2 * 49 and whole["hessian"] > 0
     out = tmp_path / "out"
     phase["stop"] = "3d"
     with pytest.raises(KeyboardInterrupt):
         analyze_checkpoints(make_net, ckdir, loss, data(), configs, out, progress=False,
-                            layout="long")  # fmt: skip
-    assert (out / "ckpt-0" / "2d" / "landscape-random" / "landscape.npz").is_file()
+                            layout="long", policy=policy)  # fmt: skip
+    assert list((out / "ckpt-0" / "2d").glob("landscape-*/landscape.npz"))
     assert (out / "ckpt-0" / "hessian.json").is_file()
     assert not (out / "ckpt-0" / "row.json").exists()
     phase.pop("stop")
     tally.clear()
     rows = analyze_checkpoints(make_net, ckdir, loss, data(), configs, out, progress=False,
-                               layout="long")  # fmt: skip
+                               layout="long", policy=policy)  # fmt: skip
     # Checkpoint 0's Hessian is reused and its finished 2d landscape only reopened (one loss
     # call: the centre check); checkpoint 5 is computed whole.
     assert tally["hessian"] == whole["hessian"] // 2
@@ -328,3 +331,21 @@ def test_the_readme_dynamics_example_runs(tmp_path):
     assert {r["subspace"] for r in rows} == {"2d", "4d"}
     stored = yaml.safe_load((tmp_path / "runs" / "pythia-70m" / "run.yaml").read_text())
     assert stored["analysis"]["2d"]["params"] == {"exclude": ["*embed*", "*layernorm*"]}
+
+
+def test_a_grown_pca_trajectory_recomputes_landscapes_but_keeps_hessians(tmp_path, monkeypatch):
+    ckdir = tmp_path / "ckpts"
+    ckdir.mkdir()
+    write_run(ckdir, [0, 3, 9])
+    cfg = small(noise_points=0, representations=["grid-full"])
+    analyze_checkpoints(make_net, ckdir, mse, data(), cfg, tmp_path / "o", policy="pca",
+                        progress=False)  # fmt: skip
+    write_run(ckdir, [0, 3, 9, 30])
+    solved = count_calls(monkeypatch, pipe, "hessian_metrics")
+    calls = count_calls(monkeypatch, dyn, "analyze", lambda kwargs: kwargs["name"])
+    grown = analyze_checkpoints(make_net, ckdir, mse, data(), cfg, tmp_path / "o", policy="pca",
+                                progress=False)  # fmt: skip
+    assert calls == ["run@0", "run@3", "run@9", "run@30"] and len(solved) == 1
+    fresh = analyze_checkpoints(make_net, ckdir, mse, data(), cfg, tmp_path / "f", policy="pca",
+                                progress=False)  # fmt: skip
+    assert same_rows(grown, fresh)

@@ -648,11 +648,12 @@ def _checkpoint_hessian(model, loss, data, config: AnalysisConfig, ck_dir: Path,
     """The checkpoint's Hessian ``(scalars, density, eigenpairs, seconds)`` as
     :func:`saddles.runs.analyze.hessian_metrics` computes it for ``config``; saved to
     ``hessian.npz`` and ``hessian.json`` as soon as computed and reused from there when the
-    configuration's identity matches. Eigenvectors are kept only when ``vectors`` (the
-    "hessian" policy's directions): at LM scale they are the size of k models."""
+    configuration's identity, the weights and the data match. Eigenvectors are kept only
+    when ``vectors`` (the "hessian" policy's directions): at LM scale they are the size of k
+    models."""
     import saddles.runs.analyze as pipeline
 
-    key = _digest(config.identity())
+    key = _digest([config.identity(), _content_digest(model, data)])
     meta_file, arrays_file = ck_dir / "hessian.json", ck_dir / "hessian.npz"
     if meta_file.is_file() and arrays_file.is_file():
         meta = _floats(json.loads(meta_file.read_text()))
@@ -679,6 +680,39 @@ def _checkpoint_hessian(model, loss, data, config: AnalysisConfig, ck_dir: Path,
             "tol": eig.tol, "sigma": density.sigma, "density_hvps": density.n_hvps}  # fmt: skip
     atomic_write_text(meta_file, json.dumps(to_jsonable(meta, nonfinite="string")))
     return scalars, density, eig, seconds
+
+
+def _content_digest(model, data) -> str:
+    """A hash of the model's weights and buffers and of the data (tensors and arrays by their
+    bytes), so that a saved Hessian is reused only for the same checkpoint and data."""
+    import numpy as np
+    import torch
+
+    from saddles.landscape.rundir import hash_tensor
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        hash_tensor(h, t)
+
+    def walk(obj) -> None:
+        if isinstance(obj, np.ndarray) and obj.dtype != object:
+            obj = torch.from_numpy(np.ascontiguousarray(obj))
+        if isinstance(obj, torch.Tensor):
+            hash_tensor(h, obj)
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                h.update(f"key:{k}".encode())
+                walk(obj[k])
+        elif isinstance(obj, (list, tuple)):
+            h.update(f"[{len(obj)}".encode())
+            for v in obj:
+                walk(v)
+        else:
+            h.update(repr(obj).encode())
+
+    walk(data)
+    return h.hexdigest()[:16]
 
 
 def _flat_vectors(eigenvectors):
