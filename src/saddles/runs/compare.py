@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from saddles.files import atomic_write_text, write_csv
 from saddles.runs.config import AnalysisConfig, default_of, identity_fields
 from saddles.runs.schema import IDENTITY_KEYS
 
