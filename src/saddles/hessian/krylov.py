@@ -209,8 +209,8 @@ def lanczos(
 
 #: Krylov storage :func:`top_eigen` may use by default (bytes), unless ``2 k + 6`` vectors of the
 #: operator's dimension take more: small models keep the whole basis and its products (the
-#: fewest HVPs), models of millions of parameters restart within a bounded basis.
-DEFAULT_MEMORY = 1 << 30
+#: fewest HVPs), models of millions of parameters restart within a basis of a few times k.
+DEFAULT_MEMORY = 256 << 20
 
 #: Columns per block when the basis is rotated in place at a restart (bounds the temporary).
 _BLOCK = 1 << 16
@@ -447,7 +447,7 @@ def top_eigen(
             q = w.div_(beta)
         prev_beta = beta
         if size == window:  # thick restart: keep the best Ritz vectors, continue with q
-            keep = _wanted(theta, min(window - 2, k + max(1, (window - k) // 2)), which)
+            keep = _wanted(theta, min(window - 2, k + max(1, (window - k) // 3)), which)
             _rotate_rows(Q, size, S[:, keep])
             if W is not None:
                 _rotate_rows(W, size, S[:, keep])

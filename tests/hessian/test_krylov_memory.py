@@ -29,7 +29,7 @@ def spectrum_matrix(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 def test_the_plan_keeps_everything_when_it_fits_and_restarts_when_it_does_not():
     full = krylov_plan(10_000, 8, k=5, max_hvps=300, memory=None)
     assert full.window == 300 and full.products and not full.restarts
-    assert full.memory == DEFAULT_MEMORY
+    assert full.memory == DEFAULT_MEMORY == 256 << 20
     # Room for the basis but not its products: k extra HVPs at the end instead.
     basis_only = krylov_plan(1000, 8, k=5, max_hvps=300, memory=8000 * 400)
     assert basis_only.window == 300 and not basis_only.products and not basis_only.restarts
