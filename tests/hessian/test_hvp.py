@@ -11,7 +11,6 @@ import pytest
 import torch
 from hessian_cases import F64, make_cnn, make_mlp, make_pinn
 
-from saddles.io.data import make_loss
 from saddles.hessian import (
     DenseOperator,
     HessianOperator,
@@ -20,6 +19,7 @@ from saddles.hessian import (
     top_eigen,
     trace,
 )
+from saddles.io.data import make_loss
 
 
 def test_matvec_and_matmat_equal_exact_hessian(case):

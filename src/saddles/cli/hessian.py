@@ -88,6 +88,11 @@ def hessian(
         Which("LA"), help="LA: largest, SA: smallest (negative curvature), LM: largest magnitude."
     ),
     tol: float | None = typer.Option(None, help="Relative residual tolerance of the eigenpairs."),
+    memory: str | None = typer.Option(
+        None,
+        help="Bytes the Lanczos bases may hold, e.g. 4GiB (default: 256 MiB or 2 top-k + 6 "
+        "vectors, whichever is more; less memory costs more HVPs).",
+    ),
     trace_method: TraceMethod = typer.Option(TraceMethod("hutch++"), help="Trace estimator."),
     trace_matvecs: int = typer.Option(
         DEFAULTS["trace_matvecs"], min=4, help="HVPs for the trace estimate."
@@ -144,6 +149,12 @@ def hessian(
         raise typer.BadParameter(f"must be a positive number, not {sigma}", param_hint="--sigma")
     if tol is not None and not tol > 0:
         raise typer.BadParameter(f"must be a positive number, not {tol}", param_hint="--tol")
+    from saddles.files import parse_bytes
+
+    try:
+        memory_bytes = None if memory is None else parse_bytes(memory)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--memory") from None
 
     import time
 
@@ -175,7 +186,7 @@ def hessian(
     record, eig, sd = compute_hessian(
         op, top_k=min(top_k, op.dim), which=which.value, tol=tol,
         trace_method=trace_method.value, trace_matvecs=trace_matvecs, n_lanczos=n_lanczos,
-        n_runs=n_runs, sigma=sigma, seed=seed,
+        n_runs=n_runs, sigma=sigma, seed=seed, memory=memory_bytes,
         progress=None if quiet else lambda text: typer.echo(text, err=True),
     )  # fmt: skip
     seconds = time.perf_counter() - start

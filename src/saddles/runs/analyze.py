@@ -270,7 +270,7 @@ def hessian_metrics(model, loss, data, config: AnalysisConfig, dtype):
         op, top_k=min(config.hessian_top_k, op.dim),
         trace_matvecs=min(config.trace_matvecs, 3 * op.dim),
         n_lanczos=min(config.density_lanczos, op.dim), n_runs=config.density_runs,
-        seed=config.seed,
+        seed=config.seed, memory=config.hessian_memory,
     )  # fmt: skip
     return hessian_scalars(record), dens, eig
 
@@ -287,6 +287,7 @@ def compute_hessian(
     n_runs: int = 1,
     sigma: float | None = None,
     seed: int = 0,
+    memory: int | None = None,
     progress: Any = None,
 ) -> tuple[dict[str, Any], Any, Any]:
     """Top eigenpairs (Lanczos), trace (Hutch++ by default; Meyer et al. 2021) and eigenvalue
@@ -300,6 +301,8 @@ def compute_hessian(
     ``trace`` (``value``, ``stderr``, ``method``, ``n_matvecs``) and ``density``
     (``n_lanczos``, ``n_runs``, ``sigma``, ``mean``, ``second_moment``, ``nodes``,
     ``weights``, ``grid``, ``density``); each section also has its ``seconds``.
+    ``memory`` bounds the Lanczos bases of the eigenpairs and the density (bytes; see
+    :func:`saddles.hessian.krylov.krylov_plan`), and the record says how they were held.
     ``progress(text)``, when given, is told when each stage starts and ends (seconds, HVPs).
     """
     from saddles.hessian import spectral_density, top_eigen, trace
@@ -316,10 +319,18 @@ def compute_hessian(
             progress(f"{name}: done in {stages[name]:.1f} s, {op.n_hvps - hvps} HVPs")
         return result
 
-    eig = stage("top eigenpairs", lambda: top_eigen(op, top_k, which=which, tol=tol, seed=seed))
+    eig = stage(
+        "top eigenpairs",
+        lambda: top_eigen(op, top_k, which=which, tol=tol, seed=seed, memory=memory),
+    )
+    if progress is not None:
+        progress(f"top eigenpairs: {eig.strategy}, {eig.restarts} restart(s)")
     matvecs = None if trace_method == "exact" else trace_matvecs
     tr = stage("trace", lambda: trace(op, trace_method, matvecs, seed=seed))
-    dens = stage("density", lambda: spectral_density(op, n_lanczos, n_runs, sigma=sigma, seed=seed))
+    dens = stage(
+        "density",
+        lambda: spectral_density(op, n_lanczos, n_runs, sigma=sigma, seed=seed, memory=memory),
+    )
     record = {
         "dim": int(op.dim),
         "params": op.params_info,
@@ -333,6 +344,8 @@ def compute_hessian(
             "converged": eig.converged.tolist(),
             "tol": eig.tol,
             "n_hvps": int(eig.n_hvps),
+            "strategy": eig.strategy,
+            "restarts": int(eig.restarts),
             "seconds": stages["top eigenpairs"],
         },
         "trace": {
@@ -345,6 +358,7 @@ def compute_hessian(
         "density": {
             "n_lanczos": int(dens.nodes.shape[1]),
             "n_runs": int(dens.nodes.shape[0]),
+            "max_basis": int(dens.max_basis),
             "sigma": dens.sigma,
             "mean": dens.moment(1),
             "second_moment": dens.moment(2),

@@ -26,14 +26,14 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from saddles.files import read_yaml
+from saddles.files import parse_bytes, read_yaml
 from saddles.names import AUTOCAST, ENGINES, EXECUTORS, FLOAT_DTYPES, NORMS
 from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
 from saddles.topology.representations import REPRESENTATIONS
 
 #: The version of the run schema (these fields, row.json, config.yaml); files without one were
 #: written before versioning and hold version 1's fields.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DIRECTION_KINDS = ("random", "hessian", "given")
 SAMPLINGS = ("grid", "sobol", "lhs", "uniform")
 
@@ -74,6 +74,22 @@ class Number:
                 or not math.isfinite(value) or value < 0):  # fmt: skip
             raise ValueError(f"{name} must be a non-negative number, not {value!r}")
         return value
+
+
+@dataclass(frozen=True)
+class Bytes:
+    """A memory size: None, a positive number of bytes, or text such as ``"2GiB"``; stored as
+    the number of bytes (:func:`saddles.files.parse_bytes`)."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a number of bytes or a size such as '2GiB'")
+        try:
+            return parse_bytes(value)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -179,7 +195,9 @@ class AnalysisConfig:
     adds 1-dimensional persistence (``n_loops``, ...) for grid representations in 2D and 3D.
     Hessian: top ``hessian_top_k`` eigenvalues (at least ``n_directions`` when the Hessian
     gives directions), Hutch++ trace with ``trace_matvecs`` HVPs, SLQ density with
-    ``density_lanczos`` steps x ``density_runs`` runs.
+    ``density_lanczos`` steps x ``density_runs`` runs. ``hessian_memory`` (bytes, or a size
+    such as ``"4GiB"``) bounds the Lanczos bases (:func:`saddles.hessian.krylov.krylov_plan`;
+    None: 256 MiB or ``2 k + 6`` vectors, whichever is more; schema version 2).
     Uncertainty: ``direction_seeds`` random planes (seeds ``seed``, ``seed + 1``, ...) for the
     "random" kind; every topology metric is computed on every plane (Hessian and given
     directions are deterministic: one plane). ``noise_points`` points of each landscape are
@@ -230,6 +248,7 @@ class AnalysisConfig:
     params: dict[str, Any] | None = setting(None, ParamSpec())
     autocast: str | None = setting(None, Choice(AUTOCAST, none=True))
     eval_tokens: int | None = setting(None, Integer(1, none=True, say="a positive integer"))
+    hessian_memory: int | str | None = setting(None, Bytes(), added_in=2)
 
     def __post_init__(self) -> None:
         check_fields(self)
