@@ -290,7 +290,10 @@ class Eigenpairs:
     (sign: largest-magnitude entry positive); ``eigenvectors[i]`` is vector ``i`` as
     parameter-shaped tensors (views of the same memory where dtype and device agree).
     ``n_hvps`` counts the HVPs spent; ``strategy`` says how the Krylov basis was held
-    (:class:`KrylovPlan`) and ``restarts`` how often it was restarted.
+    (:class:`KrylovPlan`) and ``restarts`` how often it was restarted. ``hvp_noise``, when
+    measured (only when a true residual missed ``tol`` although the recurrence reached it), is
+    the rounding error of the operator's products near the vectors; a pair whose residual it
+    explains counts as converged: the accuracy the products allow.
     """
 
     eigenvalues: np.ndarray
@@ -303,6 +306,7 @@ class Eigenpairs:
     tol: float
     strategy: str = ""
     restarts: int = 0
+    hvp_noise: float | None = None
 
 
 def _wanted(theta: np.ndarray, k: int, which: str) -> np.ndarray:
@@ -464,6 +468,7 @@ def top_eigen(
             arrow = beta * S[-1, keep]
             restarts += 1
 
+    bound = np.abs(beta * S[-1, idx])  # the recurrence's residuals, as the stopping test saw
     coeffs = torch.as_tensor(S[:, idx].T, dtype=op.dtype, device=op.device)  # (k, size)
     Y = coeffs @ Q[:size]
     HY = coeffs @ W[:size] if W is not None else None
@@ -482,6 +487,16 @@ def top_eigen(
     # The stopping test used the recurrence's residual bound; recheck with the true residuals,
     # allowing for rounding in the products themselves.
     converged = residuals <= tol * scale + 100 * eps * np.abs(theta).max()
+    hvp_noise = None
+    if not converged.all() and np.any(bound[~converged] <= tol * scale[~converged]):
+        # Lanczos converged in its own arithmetic but a true residual did not: in float32 a
+        # network's HVP is itself inexact (far above eps at millions of parameters), and no
+        # residual can go below that. Measure it by linearity, ||H y + H z - H (y + z)|| for a
+        # seeded unit z (exact arithmetic gives 0; three products' rounding does not), and
+        # accept pairs whose residual that noise explains: the attainable accuracy.
+        hvp_noise = _linearity_defect(op, Y[int(np.flatnonzero(~converged)[0])], gen)
+        explained = (bound <= tol * scale) & (residuals <= tol * scale + 2 * hvp_noise)
+        converged = converged | explained
     # Deterministic sign: the largest-magnitude entry of each vector is positive.
     signs = torch.sign(Y.gather(1, Y.abs().argmax(dim=1, keepdim=True)))
     signs[signs == 0] = 1
@@ -490,7 +505,9 @@ def top_eigen(
         warnings.warn(
             f"top_eigen: {int((~converged).sum())} of {k} eigenpairs did not reach tol={tol:g} "
             f"within {op.n_hvps - hvps_before} HVPs (relative residuals "
-            f"{np.array2string(residuals / scale, precision=2)}); raise max_hvps or tol",
+            f"{np.array2string(residuals / scale, precision=2)}"
+            f"{'' if hvp_noise is None else f', HVP noise {hvp_noise:.2g}'}); raise max_hvps "
+            "or tol",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -505,4 +522,15 @@ def top_eigen(
         tol=tol,
         strategy=plan.strategy,
         restarts=restarts,
+        hvp_noise=hvp_noise,
     )
+
+
+def _linearity_defect(op: SymmetricOperator, y: torch.Tensor, gen: torch.Generator) -> float:
+    """``||H y + H z - H (y + z)||`` for a seeded random unit ``z``: the size of the rounding
+    errors of the operator's products near ``y`` (three products)."""
+    z = gaussian((op.dim,), gen, op)
+    z = z / z.norm()
+    hy, hz = op.matvec(y), op.matvec(z)
+    z.add_(y)
+    return float((hy.add_(hz).sub_(op.matvec(z))).norm().item())

@@ -346,6 +346,7 @@ def compute_hessian(
             "n_hvps": int(eig.n_hvps),
             "strategy": eig.strategy,
             "restarts": int(eig.restarts),
+            "hvp_noise": eig.hvp_noise,
             "seconds": stages["top eigenpairs"],
         },
         "trace": {
