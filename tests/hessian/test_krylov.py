@@ -137,3 +137,16 @@ def test_residuals_at_the_products_own_noise_count_as_converged():
     with pytest.warns(RuntimeWarning, match="did not reach tol"):
         short = top_eigen(NoisyOperator(A, 1e-5), 3, tol=1e-7, max_hvps=4)
     assert not short.converged.all()
+
+
+def test_wide_float32_dot_products_accumulate_in_float64():
+    """Above WIDE entries the products that enter T are float64-accurate; a float32 dot over
+    millions of entries is off by far more."""
+    from saddles.hessian.krylov import WIDE, _dot
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2 * WIDE, generator=g) + 0.5  # positive: the error of a plain sum shows
+    b = torch.rand(2 * WIDE, generator=g) + 0.5
+    exact = float(a.double() @ b.double())
+    assert abs(_dot(a, b) - exact) <= 1e-12 * exact
+    assert abs(torch.dot(a[:1000], b[:1000]).item() - _dot(a[:1000], b[:1000])) == 0.0  # short
