@@ -32,24 +32,18 @@ from saddles.report.html import (
     _table,
     _version,
 )
+from saddles.runs.registry import metrics_for
 
 SECTIONS = ("Result", "Models", "Metrics", "Relations", "Configuration", "Run")
 PACKAGES = ("saddles", "numpy", "scipy", "torch", "numba", "matplotlib", "gudhi", "pynndescent")
 
-#: Columns of the metrics table shown in the report (metrics.csv has all of them).
-TABLE_COLUMNS = [
-    "model", "direction", "representation", "n_minima", "n_saddles", "average_persistence",
-    "average_finite_persistence", "persistence_entropy", "n_minima_simplified",
-    "n_saddles_simplified", "hessian_top_eigenvalue", "hessian_trace",
-]  # fmt: skip
-
-#: Metrics of the seed-summary table and of the result section.
-SUMMARY_METRICS = [
-    "n_minima", "n_saddles", "n_saddles_simplified", "n_saddles_above_noise",
-    "average_persistence", "average_persistence_relative", "noise_floor",
-]  # fmt: skip
-HEADLINE_METRICS = ["n_saddles", "n_saddles_above_noise", "average_persistence",
-                    "average_persistence_relative"]  # fmt: skip
+#: Columns of the metrics table shown in the report (metrics.csv has all of them): the
+#: plane's keys, then the registry's ``table`` view.
+TABLE_COLUMNS = ["model", "direction", "representation", *metrics_for("table")]
+#: Metrics of the seed-summary table (``summary`` view) and of the result section
+#: (``headline`` view).
+SUMMARY_METRICS = metrics_for("summary")
+HEADLINE_METRICS = metrics_for("headline")
 
 
 def write_report(

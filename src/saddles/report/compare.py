@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 
 from saddles.files import atomic_write_text, write_csv
-from saddles.runs.compare import FIT_METRICS, Comparison, _number, distance_matrix
+from saddles.runs.compare import Comparison, _number, distance_matrix
+from saddles.runs.registry import metrics_for
 
 
 def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -> dict[str, Path]:
@@ -26,9 +27,7 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
              "power_laws": write_csv(out_dir / "power_laws.csv", result.power_laws),
              "runs": write_csv(out_dir / "runs.csv", result.rows)}  # fmt: skip
     figures = {}
-    shown = [m for m in ("n_minima", "n_saddles", "average_persistence",
-                         "average_persistence_relative", "persistence_entropy",
-                         *FIT_METRICS[3:]) if any(m in r for r in result.rows)]  # fmt: skip
+    shown = [m for m in metrics_for("compare_figure") if any(m in r for r in result.rows)]
     numeric = all(math.isfinite(_number(r.get(result.by))) for r in result.rows)
     for sub, kind, rep in dict.fromkeys((r["subspace"], r["direction"], r["representation"])
                                         for r in result.rows):  # fmt: skip

@@ -11,17 +11,14 @@ from typing import Any
 import yaml
 
 from saddles.files import atomic_write_text
+from saddles.runs.registry import lookup, metrics_for
 
-#: Metrics drawn against the step by :func:`dynamics_report` (those present in the rows).
-REPORT_METRICS = (
-    "n_minima", "n_saddles", "n_saddles_above_noise", "average_persistence",
-    "average_persistence_relative", "persistence_entropy", "n_loops", "hessian_top_eigenvalue",
-    "hessian_trace", "train_loss", "val_loss",
-)  # fmt: skip
+#: Metrics drawn against the step by :func:`dynamics_report` (those present in the rows; the
+#: registry's ``dynamics`` view).
+REPORT_METRICS = tuple(metrics_for("dynamics"))
 #: Columns of the report's table (dynamics.csv has every column).
 REPORT_COLUMNS = ("step", "checkpoint", "subspace", "direction", "representation",
-                  "direction_seed", "n_minima", "n_saddles", "average_persistence",
-                  "persistence_entropy", "hessian_top_eigenvalue", "hessian_trace")  # fmt: skip
+                  "direction_seed", *metrics_for("dynamics_table"))  # fmt: skip
 
 
 def dynamics_report(
@@ -51,12 +48,11 @@ def dynamics_report(
 
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    per_checkpoint = ("hessian_", "train_loss", "val_loss", "tokens")
     figures, trends = {}, []
     for metric in REPORT_METRICS:
         if not any(_finite(r.get(metric)) for r in rows):
             continue
-        whole = metric.startswith(per_checkpoint)
+        whole = lookup(metric).per == "checkpoint"
         groups: dict[tuple[str, int], list[float]] = {}
         for r in rows:
             series = "checkpoint" if whole else (

@@ -17,20 +17,17 @@ Orchestration lives here and in the experiments; every stage is a plain call int
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from saddles.files import atomic_savez, atomic_write_text, read_yaml, write_csv, write_json
-from saddles.names import AUTOCAST, FLOAT_DTYPES
-from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
+from saddles.files import atomic_savez, atomic_write_text, write_csv, write_json
 from saddles.runs.config import DIRECTION_KINDS, AnalysisConfig  # noqa: F401 (re-exported)
+from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
 
 
 @dataclass
@@ -69,9 +66,10 @@ class Analysis:
         """The metrics table and the first 2-D landscape's contour, for notebooks."""
         from saddles.report.analysis import TABLE_COLUMNS
         from saddles.report.html import _table
+        from saddles.runs.registry import metrics_for
 
         rows = self.rows()
-        wanted = [*TABLE_COLUMNS, "smad", "largest_basin_share"]
+        wanted = [*TABLE_COLUMNS, *metrics_for("notebook")]
         columns = [c for c in wanted if any(c in r for r in rows)]
         image = _contour_png(self)
         img = f"<img src='data:image/png;base64,{image}' style='max-width:420px'/>" if image else ""

@@ -34,16 +34,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from saddles.files import atomic_write_text, write_csv
+from saddles.runs.registry import metrics_for
 
 #: Settings whose difference makes two runs' landscape metrics incomparable.
 LANDSCAPE_SETTINGS = ("resolution", "span", "norm", "sampling", "n_points", "n_directions",
                       "params", "direction_seeds", "seed", "dtype")  # fmt: skip
 #: Settings that default to "absent" (every parameter) when a configuration lacks them.
 OPTIONAL_SETTINGS = ("params",)
-#: Metrics fitted against model size by default.
-FIT_METRICS = ("n_saddles", "average_persistence", "average_persistence_relative",
-               "hessian_top_eigenvalue", "hessian_trace")  # fmt: skip
+#: Metrics fitted against model size by default (the registry's ``fit`` view).
+FIT_METRICS = tuple(metrics_for("fit"))
 ALPHA = 0.05
 
 

@@ -59,6 +59,7 @@ import yaml
 from saddles.files import atomic_write_text, to_jsonable
 from saddles.names import POLICIES
 from saddles.runs.analyze import AnalysisConfig, analyze, write_csv
+from saddles.runs.registry import metrics_for
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 #: Weight files of a Hugging Face checkpoint folder, in order of preference.
@@ -66,18 +67,9 @@ HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_mode
               "pytorch_model.bin.index.json")  # fmt: skip
 LAYOUTS = ("wide", "long")
 _STEP = re.compile(r"(?:step|checkpoint|ckpt|iter|revision)[_-]?(\d+)", re.IGNORECASE)
-#: Per-representation topology metrics copied into the dynamics table.
-ROW_METRICS = (
-    "n_minima",
-    "n_saddles",
-    "n_merge_events",
-    "average_persistence",
-    "average_finite_persistence",
-    "max_finite_persistence",
-    "persistence_entropy",
-    "n_loops",
-    "average_loop_persistence",
-)
+#: Per-representation topology metrics copied into the wide dynamics row (the registry's
+#: ``wide`` view).
+ROW_METRICS = tuple(metrics_for("wide"))
 
 
 @dataclass(frozen=True)

@@ -23,16 +23,13 @@ from typing import Any
 import numpy as np
 
 from saddles.files import write_csv
+from saddles.runs.registry import metrics_for
 
-#: Metrics the relations table correlates: TDA metrics against model and Hessian metrics;
-#: raw and scale-free (``_relative``: divided by the landscape's value range).
-TDA_METRICS = [
-    "n_minima", "n_saddles", "n_saddles_simplified", "n_saddles_above_noise",
-    "average_persistence", "average_persistence_relative",
-    "average_finite_persistence", "average_finite_persistence_relative",
-    "max_finite_persistence", "max_finite_persistence_relative", "persistence_entropy",
-]  # fmt: skip
-CURVATURE_METRICS = ["hessian_top_eigenvalue", "hessian_trace"]
+#: Metrics the relations table correlates (the registry's ``relate`` view): TDA metrics
+#: against model and Hessian metrics; raw and scale-free (``_relative``: divided by the
+#: landscape's value range).
+TDA_METRICS = metrics_for("relate", exclude_stage="hessian")
+CURVATURE_METRICS = metrics_for("relate", stage="hessian")
 GROUP = ("model", "direction", "representation")
 ALPHA = 0.05
 
@@ -156,8 +153,7 @@ def summarize(
     config = analyses[0].config
     rep = config.representations[0]
     headline = plots.ensemble_figure(
-        summary, x_key, ["n_saddles", "n_saddles_above_noise", "average_persistence",
-                         "average_persistence_relative"],
+        summary, x_key, metrics_for("headline"),
         representation=rep, categorical=categorical,
         title=f"{title}: metrics against {x_key} ({rep}; mean and 95% interval over seeds)",
     )  # fmt: skip
@@ -167,7 +163,7 @@ def summarize(
         sub = [r for r in rows if r["direction"] == kind and r["representation"] == rep
                and r.get("direction_seed") in ("", config.seed)]  # fmt: skip
         fig = plots.relation_figure(
-            sub, x_key, [*TDA_METRICS[:6], *y_metrics, *CURVATURE_METRICS],
+            sub, x_key, [*metrics_for("relation_figure"), *y_metrics, *CURVATURE_METRICS],
             title=f"{title}: metrics against {x_key} ({kind} directions, {rep}, first plane)",
             categorical=categorical,
         )  # fmt: skip
