@@ -38,12 +38,10 @@ def dynamics_report(
     (:func:`saddles.relations.trend`: Spearman's rho against the step and the slope per
     e-fold of steps, with bootstrap intervals), then the rows themselves.
     """
-    import html
-
     import numpy as np
 
     from saddles.report import plots
-    from saddles.report.html import CSS, figures_and_table
+    from saddles.report.html import escape, figures_and_table, page
     from saddles.runs.relate import trend
 
     out_dir = Path(out_dir)
@@ -80,30 +78,21 @@ def dynamics_report(
     columns = [c for c in REPORT_COLUMNS if any(c in r for r in rows)]
     trend_cols = ["metric", "series", "n", "spearman", "spearman_ci_low", "spearman_ci_high",
                   "slope_per_log_step", "slope_ci_low", "slope_ci_high", "note"]  # fmt: skip
-    e = html.escape
-    meta = {"checkpoints": len(steps), "steps": f"{steps[0]} .. {steps[-1]}" if steps else "",
-            **(info or {})}  # fmt: skip
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-        f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>",
-        "<table>"
-        + "".join(
-            f"<tr><td class='t'>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in meta.items()
-        )
-        + "</table>",  # fmt: skip
-        "<h2>Metrics against the training step</h2>",
-        figures_and_table(figures, trends, trend_cols),
-        "<p class='note'>Trend: Spearman's rho of each line against the step and the "
-        "least-squares slope per e-fold of steps (step 0 dropped), with 95% bootstrap "
-        "intervals (NaN below 4 checkpoints).</p>",
-        "<h2>Every row</h2>",
-        figures_and_table({}, rows, columns),
-        "<p class='note'>dynamics.csv has every column.</p>",
-    ]
+    facts = {"checkpoints": len(steps), "steps": f"{steps[0]} .. {steps[-1]}" if steps else "",
+             **(info or {})}  # fmt: skip
+    sections = [
+        ("Metrics against the training step",
+         figures_and_table(figures, trends, trend_cols)
+         + "<p class='note'>Trend: Spearman's rho of each line against the step and the "
+         "least-squares slope per e-fold of steps (step 0 dropped), with 95% bootstrap "
+         "intervals (NaN below 4 checkpoints).</p>"),
+        ("Every row",
+         figures_and_table({}, rows, columns)
+         + "<p class='note'>dynamics.csv has every column.</p>"),
+    ]  # fmt: skip
     if config:
-        parts.append(f"<h2>Configuration</h2><pre>{e(yaml.safe_dump(config))}</pre>")
-    parts.append("</body></html>")
-    return atomic_write_text(out_dir / "report.html", "\n".join(parts))
+        sections.append(("Configuration", f"<pre>{escape(yaml.safe_dump(config))}</pre>"))
+    return atomic_write_text(out_dir / "report.html", page(title, sections, facts=facts))
 
 
 def _finite(v: Any) -> bool:

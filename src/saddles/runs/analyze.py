@@ -65,7 +65,7 @@ class Analysis:
     def _repr_html_(self) -> str:
         """The metrics table and the first 2-D landscape's contour, for notebooks."""
         from saddles.report.analysis import TABLE_COLUMNS
-        from saddles.report.html import _table
+        from saddles.report.html import table
         from saddles.runs.registry import metrics_for
 
         rows = self.rows()
@@ -73,7 +73,7 @@ class Analysis:
         columns = [c for c in wanted if any(c in r for r in rows)]
         image = _contour_png(self)
         img = f"<img src='data:image/png;base64,{image}' style='max-width:420px'/>" if image else ""
-        return f"<div><b>{_escape(repr(self))}</b>{_table(rows, columns)}{img}</div>"
+        return f"<div><b>{_escape(repr(self))}</b>{table(rows, columns)}{img}</div>"
 
     def rows(self) -> list[dict[str, Any]]:
         """Flat rows, one per direction seed x direction kind x representation, for tables and
