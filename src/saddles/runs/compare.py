@@ -12,10 +12,11 @@ analysis, the dynamics' own labels otherwise), so series match across kinds of r
 name), the parameter count ``n_params`` (a row's ``n_params`` or ``hessian_n_params``, else the
 landscape's ``landscape.json``), a column constant over the run's rows (``loss``, ``step``),
 or a value of its analysis configuration. :func:`compare_runs` correlates every metric with
-it per subspace x direction kind x representation (:func:`saddles.summary.relations`: over
-seed ensembles with the two-level bootstrap, else :func:`saddles.relations.correlate`), adjusts
-every p-value by Holm over the whole table, and fits power laws of metrics against model size
-(:func:`saddles.relations.fit_power_law`). :func:`setting_warnings` names the landscape
+it per subspace x direction kind x representation
+(:func:`saddles.runs.relate.relations_from_rows`: over seed ensembles with the two-level
+bootstrap, else a plain correlation), adjusts every p-value by Holm over the whole table
+(:func:`saddles.runs.relate.mark_significant`), and fits power laws of metrics against model
+size (:func:`saddles.runs.relate.power_laws`). :func:`setting_warnings` names the landscape
 settings in which the runs differ: their metrics are then not comparable.
 :func:`write_comparison` writes ``compare.csv``, ``power_laws.csv`` and ``report.html``.
 
@@ -31,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from saddles.runs.registry import metrics_for
+from saddles.runs.relate import mark_significant, power_laws, relations_from_rows
 
 #: Settings whose difference makes two runs' landscape metrics incomparable.
 LANDSCAPE_SETTINGS = ("resolution", "span", "norm", "sampling", "n_points", "n_directions",
@@ -263,8 +264,7 @@ def compare_runs(
     parameter count (default :data:`FIT_METRICS`; fits need ``n_params`` of at least two
     distinct sizes; the offset ``c`` is fitted from four). Rows' ``model`` is the run's name.
     """
-    from saddles.runs.relate import adjust_pvalues
-    from saddles.runs.summary import CURVATURE_METRICS, TDA_METRICS, relations
+    from saddles.runs.summary import CURVATURE_METRICS, TDA_METRICS
 
     if len(runs) < 2:
         raise ValueError(f"comparing needs at least two runs, got {len(runs)}")
@@ -286,62 +286,13 @@ def compare_runs(
     table: list[dict[str, Any]] = []
     for sub in dict.fromkeys(r["subspace"] for r in rows):
         own = [r for r in rows if r["subspace"] == sub]
-        for r in relations(own, [m for m in chosen if m != by], [by], n_boot=n_boot,
-                           n_perm=n_perm):  # fmt: skip
+        for r in relations_from_rows(own, [m for m in chosen if m != by], [by],
+                                     n_boot=n_boot, n_perm=n_perm):  # fmt: skip
             table.append({"subspace": sub, **r})
-    for method in ("spearman", "pearson"):  # Holm over the whole table, every subspace
-        adjusted = adjust_pvalues(np.array([r[f"{method}_p"] for r in table], dtype=float))
-        for r, p in zip(table, adjusted, strict=True):
-            r[f"{method}_p_holm"] = float(p)
-    for r in table:
-        lo, hi = r["spearman_ci_low"], r["spearman_ci_high"]
-        excludes = bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
-        r["significant"] = bool(r["spearman_p_holm"] < ALPHA and excludes)
+    mark_significant(table)  # Holm over the whole table, every subspace
     laws = power_laws(rows, list(fit or FIT_METRICS), n_boot=n_boot)
     return Comparison(by, table, laws, setting_warnings(runs), rows, [r.name for r in runs],
                       runs)  # fmt: skip
-
-
-def power_laws(rows: list[dict[str, Any]], metrics: list[str], n_boot: int = 1000) -> list[dict]:
-    """Per subspace x direction kind x representation and metric, L(N) = a N^-alpha (+ c) of
-    the per-run mean over seeds against ``n_params``; a fit that cannot be made is a row with
-    NaN and a note saying why."""
-    from saddles.runs.relate import fit_power_law
-
-    out = []
-    series = dict.fromkeys((r["subspace"], r["direction"], r["representation"]) for r in rows)
-    for sub, kind, rep in series:
-        own = [r for r in rows if (r["subspace"], r["direction"], r["representation"]) ==
-               (sub, kind, rep)]  # fmt: skip
-        for metric in metrics:
-            per_run: dict[str, tuple[float, list[float]]] = {}
-            for r in own:
-                n, v = _number(r.get("n_params")), _number(r.get(metric))
-                if math.isfinite(n) and math.isfinite(v):
-                    per_run.setdefault(r["run"], (n, []))[1].append(v)
-            if not per_run:
-                continue
-            n = np.array([p[0] for p in per_run.values()])
-            y = np.array([float(np.mean(p[1])) for p in per_run.values()])
-            row: dict[str, Any] = {"subspace": sub, "direction": kind, "representation": rep,
-                                   "metric": metric, "n": len(n)}  # fmt: skip
-            offset = len(np.unique(n)) >= 4
-            try:
-                f = fit_power_law(n, y, offset=offset, n_boot=n_boot)
-            except (ValueError, RuntimeError) as exc:
-                row.update({"a": math.nan, "alpha": math.nan, "c": math.nan, "note": str(exc)})
-            else:
-                row.update({"a": f.a, "a_ci_low": f.a_ci[0], "a_ci_high": f.a_ci[1],
-                            "alpha": f.alpha, "alpha_ci_low": f.alpha_ci[0],
-                            "alpha_ci_high": f.alpha_ci[1], "c": f.c, "c_ci_low": f.c_ci[0],
-                            "c_ci_high": f.c_ci[1],
-                            "rms_residual": float(np.sqrt(np.mean(f.residuals**2))),
-                            "note": "; ".join(x for x in (
-                                "" if offset else "c fixed at 0 (fewer than 4 sizes)",
-                                f.note) if x)})  # fmt: skip
-            row["sizes"] = json.dumps([int(v) for v in n])
-            out.append(row)
-    return out
 
 
 def pairs_file(run: Run, direction: str, representation: str, subspace: str) -> Path | None:
