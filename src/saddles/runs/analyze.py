@@ -75,9 +75,11 @@ class Analysis:
         img = f"<img src='data:image/png;base64,{image}' style='max-width:420px'/>" if image else ""
         return f"<div><b>{_escape(repr(self))}</b>{table(rows, columns)}{img}</div>"
 
-    def rows(self) -> list[dict[str, Any]]:
-        """Flat rows, one per direction seed x direction kind x representation, for tables and
-        CSV; ``direction_seed`` is empty for the deterministic kinds (hessian, given)."""
+    def numbers(self) -> list[dict[str, Any]]:
+        """Every number, one row each (:mod:`saddles.runs.rows`' number rows): ``model``,
+        ``direction``, ``representation``, ``direction_seed`` (empty for the deterministic
+        kinds: hessian, given), ``metric`` and ``value``; per plane, the quality numbers, then
+        the plane's metrics, then the Hessian's scalars (as ``hessian_*``)."""
         scalars = {f"hessian_{k}": v for k, v in self.hessian.items() if _is_scalar(v)}
         planes = self.ensembles or {
             kind: [{"direction_seed": None, "topology": reps}]
@@ -88,10 +90,19 @@ class Analysis:
             for entry in entries:
                 seed = entry["direction_seed"]
                 for rep, metrics in entry["topology"].items():
-                    out.append({"model": self.name, "direction": kind, "representation": rep,
-                                "direction_seed": "" if seed is None else seed,
-                                **self.quality, **metrics, **scalars})  # fmt: skip
+                    where = {"model": self.name, "direction": kind, "representation": rep,
+                             "direction_seed": "" if seed is None else seed}  # fmt: skip
+                    values = {**self.quality, **metrics, **scalars}
+                    out.extend({**where, "metric": k, "value": v} for k, v in values.items())
         return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Plane rows (one per direction seed x direction kind x representation, a column per
+        metric) for tables and CSV: the view :func:`saddles.runs.rows.to_planes` of
+        :meth:`numbers`."""
+        from saddles.runs.rows import to_planes
+
+        return to_planes(self.numbers())
 
     def save(self, run_dir: str | Path) -> Path:
         """Write config.yaml, metrics.json, metrics.csv and density.npz into ``run_dir``

@@ -36,6 +36,7 @@ import yaml
 
 from saddles.runs.registry import metrics_for
 from saddles.runs.relate import mark_significant, power_laws, relations_from_rows
+from saddles.runs.rows import planes_from_checkpoints
 
 #: Settings whose difference makes two runs' landscape metrics incomparable.
 LANDSCAPE_SETTINGS = ("resolution", "span", "norm", "sampling", "n_points", "n_directions",
@@ -130,32 +131,8 @@ def _dynamics_run(path: Path, step: int | None) -> Run:
     return run
 
 
-def _long_rows(wide: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the ``"wide"`` dynamics layout (``<subspace>.<representation>.<metric>`` or
-    ``<subspace>.<kind>.<representation>.<metric>`` columns) in the long layout."""
-    out = []
-    for row in wide:
-        plain = {k: v for k, v in row.items() if "." not in k}
-        curvature = {f"hessian_{k}": v for k, v in plain.items()
-                     if k in ("top_eigenvalue", "trace", "trace_stderr")}  # fmt: skip
-        series: dict[tuple, dict[str, Any]] = {}
-        for key, value in row.items():
-            parts = key.split(".")
-            if len(parts) == 3:
-                sub, rep, metric = parts
-                kind = None
-            elif len(parts) == 4:
-                sub, kind, rep, metric = parts
-            else:
-                continue
-            entry = series.setdefault((sub, kind, rep), {**plain, **curvature, "subspace": sub,
-                                                         "representation": rep,
-                                                         "direction_seed": ""})  # fmt: skip
-            if kind is not None:
-                entry["direction"] = kind
-            entry[metric] = value
-        out.extend(series.values())
-    return out
+#: Rows of the ``"wide"`` dynamics layout read back as plane rows (the long layout).
+_long_rows = planes_from_checkpoints
 
 
 def _fill_n_params(run: Run, folders: list[Path]) -> None:

@@ -60,6 +60,7 @@ from saddles.files import atomic_write_text, to_jsonable
 from saddles.names import POLICIES
 from saddles.runs.analyze import AnalysisConfig, analyze, write_csv
 from saddles.runs.registry import metrics_for
+from saddles.runs.rows import checkpoint_columns
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 #: Weight files of a Hugging Face checkpoint folder, in order of preference.
@@ -384,14 +385,7 @@ def analyze_checkpoints(
                              for land in analysis.landscapes.values()), None)  # fmt: skip
             for r in analysis.rows():
                 long_rows.append({**head, "subspace": label, **r, "n_params": n_params})
-            for kind, reps in analysis.topology.items():
-                for rep, metrics in reps.items():
-                    prefix = (
-                        f"{label}.{rep}" if len(cfg.directions) == 1 else f"{label}.{kind}.{rep}"
-                    )
-                    for m in ROW_METRICS:
-                        if m in metrics:
-                            row[f"{prefix}.{m}"] = metrics[m]
+            row.update(checkpoint_columns(analysis.rows(), label, list(ROW_METRICS), cfg.seed))
             if analysis.hessian and not hessian_done:
                 row.update(
                     {
