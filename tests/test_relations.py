@@ -16,6 +16,7 @@ from saddles.runs.relate import (
     power_laws,
     relations_from_rows,
     relations_table,
+    trend,
 )
 
 
@@ -492,3 +493,13 @@ def test_relations_from_rows_single_planes_are_correlate_and_holm_adjusted():
     assert math.isnan(table[2]["spearman_p_holm"]) and table[2]["significant"] is False
     assert table[0]["significant"] == bool(table[0]["spearman_p_holm"] < 0.05
                                            and table[0]["spearman_ci_low"] > 0)  # fmt: skip
+
+
+def test_trend_as_row_flattens_the_intervals():
+    steps = np.array([1, 2, 4, 8, 16, 32, 64], dtype=float)
+    t = trend(steps, 5 - np.log(steps) + 0.1 * np.sin(steps), n_boot=200)
+    row = t.as_row()
+    assert row["spearman"] == t.spearman and row["n"] == t.n == 7
+    assert (row["slope_ci_low"], row["slope_ci_high"]) == t.slope_ci
+    assert (row["spearman_ci_low"], row["spearman_ci_high"]) == t.spearman_ci
+    assert row["slope_per_log_step"] < 0

@@ -1,6 +1,8 @@
 """The dynamics page: every metric of a training run against the step (``report.html``).
 
-Reads the long rows :func:`saddles.runs.series.analyze_checkpoints` writes; never imports torch.
+Reads the long rows :func:`saddles.runs.series.analyze_checkpoints` writes; the metrics come
+from :mod:`saddles.runs.registry`, the trends from :mod:`saddles.runs.relate`, the page from
+:func:`saddles.report.html.page`. Never imports torch.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def dynamics_report(
     Each metric of :data:`REPORT_METRICS` is drawn against the step, one line per subspace x
     direction kind x representation (the mean over direction seeds; per-checkpoint numbers
     such as the Hessian's, one line); a table gives each line's trend
-    (:func:`saddles.relations.trend`: Spearman's rho against the step and the slope per
+    (:func:`saddles.runs.relate.trend`: Spearman's rho against the step and the slope per
     e-fold of steps, with bootstrap intervals), then the rows themselves.
     """
     import numpy as np
@@ -68,12 +70,7 @@ def dynamics_report(
         for series in dict.fromkeys(p["series"] for p in points):
             sub = sorted((p for p in points if p["series"] == series), key=lambda p: p["step"])
             t = trend([p["step"] for p in sub], [p[metric] for p in sub], n_boot=n_boot)
-            trends.append({"metric": metric, "series": series, "n": t.n,
-                           "spearman": t.spearman, "spearman_ci_low": t.spearman_ci[0],
-                           "spearman_ci_high": t.spearman_ci[1],
-                           "slope_per_log_step": t.slope_per_log_step,
-                           "slope_ci_low": t.slope_ci[0], "slope_ci_high": t.slope_ci[1],
-                           "note": t.note})  # fmt: skip
+            trends.append({"metric": metric, "series": series, **t.as_row()})
     steps = sorted({int(r["step"]) for r in rows})
     columns = [c for c in REPORT_COLUMNS if any(c in r for r in rows)]
     trend_cols = ["metric", "series", "n", "spearman", "spearman_ci_low", "spearman_ci_high",

@@ -516,6 +516,13 @@ class Trend:
     slope_ci: tuple[float, float]
     note: str = ""
 
+    def as_row(self) -> dict:
+        """A flat dict for tables and CSV files (intervals as ``_ci_low``/``_ci_high``)."""
+        return {"n": self.n, "spearman": self.spearman, "spearman_ci_low": self.spearman_ci[0],
+                "spearman_ci_high": self.spearman_ci[1],
+                "slope_per_log_step": self.slope_per_log_step, "slope_ci_low": self.slope_ci[0],
+                "slope_ci_high": self.slope_ci[1], "note": self.note}  # fmt: skip
+
 
 def trend(steps, values, n_boot: int = 2000, seed: int = 0) -> Trend:
     """How ``values`` move with ``steps``: rank correlation and slope per e-fold of steps.
