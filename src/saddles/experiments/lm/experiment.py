@@ -144,6 +144,7 @@ def run_lm_experiment(
     from saddles.report.analysis import write_report
     from saddles.runs.analyze import write_csv
     from saddles.runs.relate import power_laws, relations_from_rows
+    from saddles.runs.rows import wide_name
     from saddles.runs.series import analyze_checkpoints, with_policy
 
     started = time.perf_counter()
@@ -172,9 +173,10 @@ def run_lm_experiment(
 
     label = next(iter(configs))
     rep = configs[label].representations[0]
-    saddles_col = f"{label}.{rep}.n_saddles"
-    pers_col = f"{label}.{rep}.average_persistence"
-    kd_cols = [f"{k}.{c.representations[0]}.n_saddles" for k, c in configs.items() if k != label]
+    saddles_col = wide_name(label, rep, "n_saddles")  # H1's and H2's quantities
+    pers_col = wide_name(label, rep, "average_persistence")
+    kd_cols = [wide_name(k, c.representations[0], "n_saddles") for k, c in configs.items()
+               if k != label]  # fmt: skip
     hypotheses = hypothesis_table(rows, saddles_col, pers_col, kd_metrics=kd_cols, seed=seed)
     paths["hypotheses"] = write_csv(out_dir / "hypotheses.csv", hypotheses)
 
@@ -218,8 +220,8 @@ def run_lm_experiment(
             "wall seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     cfg = {k: with_policy(c, policy).to_dict() for k, c in configs.items()}
     cfg["representations"] = [rep]
-    columns = ["model", "step", "val_loss", *tda, f"{label}.{rep}.n_minima",
-               f"{label}.{rep}.n_loops", "top_eigenvalue", "trace"]  # fmt: skip
+    columns = ["model", "step", "val_loss", *tda, wide_name(label, rep, "n_minima"),
+               wide_name(label, rep, "n_loops"), "top_eigenvalue", "trace"]  # fmt: skip
     paths["report"] = write_report(
         out_dir / "report.html", title=f"Loss landscape topology over training ({preset})",
         config=cfg, analyses=[], figures={}, rows=rows, relations=relations,
