@@ -29,7 +29,8 @@ import subprocess
 import sys
 import time
 
-KINDS = ("baseline", "forward", "landscape", "hessian")
+#: Measurements, each in its own subprocess; "gradient" is the baseline of the Hessian rows.
+KINDS = ("baseline", "forward", "gradient", "landscape", "hessian", "hessian-whole")
 
 
 def build(args):
@@ -81,13 +82,26 @@ def measure(kind: str, args) -> dict:
                         progress=False)  # fmt: skip
         out["engine"] = land.info.get("engine")
         out["points"] = args.resolution**2
-    elif kind == "hessian":
+    elif kind == "gradient":
+        causal_lm_loss(model, batch).backward()
+    elif kind in ("hessian", "hessian-whole"):
+        import warnings
+
         from saddles.hessian import HessianOperator, top_eigen
 
         op = HessianOperator(model, causal_lm_loss, batch)
-        eig = top_eigen(op, k=args.top_k, seed=0)
+        # "hessian": the default memory budget; "hessian-whole": every Lanczos vector and its
+        # product kept, as before the budget existed.
+        memory = 1 << 45 if kind == "hessian-whole" else args.memory
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            eig = top_eigen(op, k=args.top_k, seed=0, memory=memory)
         out["eigenvalues"] = [round(float(v), 4) for v in eig.eigenvalues]
         out["hvps"] = int(eig.n_hvps)
+        out["strategy"] = eig.strategy
+        out["restarts"] = eig.restarts
+        out["converged"] = int(eig.converged.sum())
+        out["warned"] = bool(caught)
     out["seconds"] = time.perf_counter() - t0
     out["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return out
@@ -105,6 +119,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2, help="sequences in the batch")
     parser.add_argument("--seq", type=int, default=32, help="tokens per sequence")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        default=None,
+        help="Lanczos memory budget in bytes (default: the library's)",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(KINDS[2:]),
+        help="comma-separated measurements besides the baseline and forward",
+    )
     parser.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.resolution = args.resolution or (7 if args.quick else 21)
@@ -114,7 +139,8 @@ def main() -> None:
         return
     passed = sys.argv[1:]
     results = {}
-    for kind in KINDS:
+    wanted = ["baseline", "forward", *[k for k in args.only.split(",") if k in KINDS[2:]]]
+    for kind in wanted:
         cmd = [sys.executable, __file__, *passed, "--resolution", str(args.resolution),
                "--top-k", str(args.top_k), "--measure", kind]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -127,23 +153,33 @@ def main() -> None:
           f"{args.seq} tokens; torch threads {base['threads']}")  # fmt: skip
     print(f"baseline (import torch, build model and batch): peak RSS "
           f"{base['peak_rss_kib'] / 1024:.0f} MiB\n")  # fmt: skip
-    print(f"{'measurement':<34}{'seconds':>9}{'s/point':>9}{'extra peak MiB':>16}{'x forward':>11}")
+    param_mib = base["n_params"] * 4 / 2**20
+    print(f"{'measurement':<38}{'seconds':>9}{'s/point':>9}{'extra peak MiB':>16}"
+          f"{'x forward':>11}{'x params':>10}")  # fmt: skip
     fwd = results["forward"]
     fwd_mem = max(fwd["peak_rss_kib"] - base["peak_rss_kib"], 1)
-    for kind, label in (("forward", "forward pass + loss"),
-                        ("landscape", f"landscape {args.resolution}x{args.resolution} grid"),
-                        ("hessian", f"Hessian top-{args.top_k} eigenvalues")):  # fmt: skip
+    labels = {"forward": "forward pass + loss", "gradient": "one gradient",
+              "landscape": f"landscape {args.resolution}x{args.resolution} grid",
+              "hessian": f"Hessian top-{args.top_k}, default memory",
+              "hessian-whole": f"Hessian top-{args.top_k}, whole basis"}  # fmt: skip
+    for kind, label in labels.items():
+        if kind not in results:
+            continue
         r = results[kind]
         extra = r["peak_rss_kib"] - base["peak_rss_kib"]
         per = r["seconds"] / r["points"] if "points" in r else float("nan")
-        print(f"{label:<34}{r['seconds']:>9.2f}{per:>9.3f}{extra / 1024:>16.1f}"
-              f"{extra / fwd_mem:>11.1f}")  # fmt: skip
-    land, hess = results["landscape"], results["hessian"]
-    total = land["seconds"] + hess["seconds"]
-    print(
-        f"\nseconds per checkpoint (landscape + Hessian): {total:.1f}; landscape engine "
-        f"{land['engine']}; Hessian {hess['hvps']} HVPs, eigenvalues {hess['eigenvalues']}"
-    )
+        print(f"{label:<38}{r['seconds']:>9.2f}{per:>9.3f}{extra / 1024:>16.1f}"
+              f"{extra / fwd_mem:>11.1f}{extra / 1024 / param_mib:>10.1f}")  # fmt: skip
+    if "landscape" in results:
+        print(f"\nlandscape engine {results['landscape']['engine']}")
+    for kind in ("hessian", "hessian-whole"):
+        if kind in results:
+            h = results[kind]
+            print(
+                f"{labels[kind]}: {h['strategy']}; {h['hvps']} HVPs, {h['restarts']} "
+                f"restarts, {h['converged']}/{args.top_k} converged"
+                f"{' (warned)' if h['warned'] else ''}; eigenvalues {h['eigenvalues']}"
+            )
 
 
 if __name__ == "__main__":

@@ -76,3 +76,35 @@ def test_a_mismatched_model_is_named(tmp_path):
         load_into(torch.nn.Linear(3, 4), path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_state_dict(tmp_path / "nope.pt")
+
+
+class Tied(torch.nn.Module):
+    """An embedding and an output layer sharing one weight, inside a wrapper (``body.``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Module()
+        self.body.embed = torch.nn.Embedding(5, 3)
+        self.head = torch.nn.Linear(3, 5, bias=False)
+        self.head.weight = self.body.embed.weight
+
+
+def test_folders_shards_prefixes_and_ties(tmp_path):
+    import json
+
+    torch.manual_seed(3)
+    source = Tied()
+    # a folder of the unwrapped body's names, the tied head left out, in two shards
+    folder = tmp_path / "step10"
+    save_state_dict(folder / "a.safetensors", {"embed.weight": source.body.embed.weight})
+    save_state_dict(folder / "b.safetensors", {"extra": torch.ones(1)})
+    index = {"weight_map": {"embed.weight": "a.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    target = Tied()
+    load_into(target, folder)
+    assert torch.equal(target.head.weight, source.head.weight)
+    assert target.head.weight.data_ptr() == target.body.embed.weight.data_ptr()
+    with pytest.raises(CheckpointError, match="holds none of"):
+        load_into(Tied(), tmp_path)
+    with pytest.raises(CheckpointError, match="unexpected 'extra'"):
+        load_into(Tied(), folder / "b.safetensors")

@@ -226,3 +226,23 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(tmp_path, extra, setup, word
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
     for word in words:
         assert word in errors[0], (word, errors[0])
+
+
+def test_run_level_keys_work_in_dynamics_too(tmp_path):
+    """params, inputs_key, targets_key and batch_size, as `saddles run` takes them."""
+    setup_files(tmp_path, names=("step_0.pt", "step_3.pt"))
+    x, y = torch.load(tmp_path / "batch.pt")
+    torch.save({"x": x, "y": y}, tmp_path / "dict.pt")
+    extra = 'inputs_key: x\ntargets_key: y\nbatch_size: 20\nparams: {exclude: ["0.*"]}\n'
+    path = write_config(tmp_path, extra)
+    path.write_text(path.read_text().replace("data: batch.pt", "data: dict.pt"))
+    result = runner.invoke(app, ["dynamics", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = read(tmp_path / "out" / "dynamics.csv")
+    assert [int(r["step"]) for r in rows] == [0, 0, 3, 3]
+    assert {int(r["hessian_n_params"]) for r in rows} == {6 * 3 + 3}  # the second layer only
+    assert "params" in (tmp_path / "out" / "config.yaml").read_text()
+    # A key of `saddles run` only is refused by name.
+    bad = write_config(tmp_path, "checkpoint: ckpts/step_0.pt\n", name="bad.yaml")
+    result = runner.invoke(app, ["dynamics", str(bad)])
+    assert result.exit_code == 2 and "checkpoint:" in result.stderr, result.output

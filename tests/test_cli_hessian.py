@@ -181,3 +181,72 @@ def test_bad_inputs_are_explained(files):
         result, out = run(command)
         assert result.exit_code != 0, command
         assert message in plain(out), (command, out)
+
+
+def test_progress_and_the_record_an_analysis_builds_its_metrics_from(files):
+    """Each stage is announced on stderr (not with --quiet); the defaults are AnalysisConfig's,
+    and hessian.json is the record whose columns an analysis's Hessian metrics are."""
+    from saddles.io.data import make_loss
+    from saddles.runs.analyze import hessian_metrics, hessian_scalars
+    from saddles.runs.config import AnalysisConfig
+
+    tmp, model, x, y, _ = files
+    common = f"--model {MODULE}:mlp --checkpoint {tmp}/ckpt.pt --data {tmp}/data.pt"
+    result = CliRunner().invoke(app, ["hessian", *shlex.split(f"{common} --out {tmp}/a")])
+    assert result.exit_code == 0, result.output
+    for stage in ("top eigenpairs", "trace", "density"):
+        assert f"{stage}: started" in result.stderr
+        assert re.search(rf"{stage}: done in [\d.]+ s, \d+ HVPs", result.stderr), result.stderr
+    assert "started" not in result.stdout
+    quiet = CliRunner().invoke(app, ["hessian", *shlex.split(f"{common} --out {tmp}/b -q")])
+    assert quiet.exit_code == 0 and "started" not in quiet.stderr
+    report = json.loads((tmp / "a" / "hessian.json").read_text())
+    config = AnalysisConfig(directions=["random"])
+    assert len(report["eigen"]["eigenvalues"]) == config.hessian_top_k
+    assert report["trace"]["n_matvecs"] <= config.trace_matvecs
+    assert report["density"]["n_lanczos"] == min(config.density_lanczos, report["dim"])
+    # the analysis computes the same numbers from the same builder (3 * dim caps its matvecs)
+    scalars, _, _ = hessian_metrics(model, make_loss(criterion="cross_entropy"), (x, y),
+                                    config, torch.float32)  # fmt: skip
+    from_file = hessian_scalars(report)
+    assert set(from_file) == set(scalars)
+    np.testing.assert_allclose(from_file["top_eigenvalues"], scalars["top_eigenvalues"],
+                               rtol=1e-5)  # fmt: skip
+    assert from_file["n_params"] == scalars["n_params"] == report["dim"]
+
+
+def test_a_memory_budget_bounds_the_krylov_basis_and_keeps_the_eigenvalues(files):
+    """--memory (and AnalysisConfig.hessian_memory) caps the Lanczos basis: the run restarts
+    within it, says so, and finds the exact top eigenvalues all the same."""
+    from saddles.io.data import make_loss
+    from saddles.runs.analyze import hessian_metrics
+    from saddles.runs.config import AnalysisConfig
+
+    tmp, model, x, y, _ = files
+    xs = x.to(F64)
+    H = exact_hessian(model, lambda net: torch.nn.functional.cross_entropy(net(xs), y))
+    top = np.linalg.eigvalsh(H)[::-1][:3]
+    dim = H.shape[0]
+    common = (f"--model {MODULE}:mlp --checkpoint {tmp}/ckpt.pt --data {tmp}/data.pt --float64 "
+              f"--top-k 3 --n-lanczos 20")  # fmt: skip
+    result = CliRunner().invoke(app, ["hessian", *shlex.split(
+        f"{common} --memory {8 * dim * 11} --tol 1e-9 --out {tmp}/m")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "thick restart within 8 basis vectors" in result.stderr
+    report = json.loads((tmp / "m" / "hessian.json").read_text())
+    assert report["eigen"]["restarts"] > 0 and all(report["eigen"]["converged"])
+    assert report["density"]["max_basis"] == 11
+    np.testing.assert_allclose(report["eigen"]["eigenvalues"], top, rtol=1e-8)
+    bad = CliRunner().invoke(app, ["hessian", *shlex.split(f"{common} --memory lots --out o")])
+    assert bad.exit_code == 2 and "--memory" in plain(bad.output)
+    config = AnalysisConfig(directions=["random"], hessian_top_k=3, density_lanczos=20,
+                            hessian_memory=f"{4 * dim * 11}B")  # fmt: skip
+    assert (
+        config.hessian_memory == 4 * dim * 11
+        and config.short_id()
+        != AnalysisConfig(directions=["random"], hessian_top_k=3, density_lanczos=20).short_id()
+    )
+    scalars, _, eig = hessian_metrics(model, make_loss(criterion="cross_entropy"), (x, y), config,
+                                      torch.float32)  # fmt: skip
+    assert eig.restarts > 0 and "thick restart" in eig.strategy
+    np.testing.assert_allclose(scalars["top_eigenvalues"], top, rtol=1e-4)

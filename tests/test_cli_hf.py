@@ -221,3 +221,69 @@ def test_run_yaml_with_an_hf_model_params_and_eval_tokens(lm, one_thread):
     assert land.info["params"]["n_scalars"] == 72 and land.info["autocast"] == "bf16"
     assert land.info["data"] == {"n_batches": 1, "n_samples": 2, "eval_tokens": 12,
                                  "n_tokens": 12}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def revision(lm):
+    """Another training step of the GPT-NeoX model, as save_pretrained writes it (its head
+    stored as 'embed_out', the name transformers gives it in files, not in memory)."""
+    tmp, _ = lm
+    torch.manual_seed(7)
+    config = transformers.AutoConfig.from_pretrained(tmp / "neox")
+    other = transformers.GPTNeoXForCausalLM(config)
+    _save(other, tmp / "neox_step300")
+    return tmp / "neox_step300"
+
+
+def _lm_loss(folder, tokens):
+    from saddles.io.data import causal_lm_loss
+
+    with torch.no_grad():
+        return float(causal_lm_loss(_hf(folder).eval(), tokens))
+
+
+def test_checkpoint_file_of_an_hf_revision_uses_its_stored_names(lm, revision, one_thread):
+    tmp, batch = lm
+    tokens = {"input_ids": batch["ids"], "attention_mask": batch["mask"]}
+    from safetensors.torch import load_file
+
+    assert "embed_out.weight" in load_file(str(revision / "model.safetensors"))
+    out = tmp / "land-rev"
+    result = _run("landscape", "--model", f"hf:{tmp / 'neox'}", "--checkpoint",
+                  revision / "model.safetensors", "--data", tmp / "tokens.pt",
+                  "--criterion", "causal_lm", "--directions", "1", "--grid", "3",
+                  "--out", out, "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    land = Landscape.load(out)
+    centre = _lm_loss(revision, tokens)
+    assert land.loss[1] == pytest.approx(centre, rel=1e-5)
+    assert centre != pytest.approx(_lm_loss(tmp / "neox", tokens), rel=1e-3)
+
+
+def test_to_takes_a_checkpoint_folder(lm, revision, one_thread):
+    tmp, batch = lm
+    tokens = {"input_ids": batch["ids"], "attention_mask": batch["mask"]}
+    out = tmp / "land-to"
+    result = _run("landscape", "--model", f"hf:{tmp / 'neox'}", "--to", revision,
+                  "--data", tmp / "tokens.pt", "--criterion", "causal_lm", "--grid", "3",
+                  "--range", "0,1", "--out", out, "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    land = Landscape.load(out)
+    assert land.loss[0] == pytest.approx(_lm_loss(tmp / "neox", tokens), rel=1e-5)
+    assert land.loss[-1] == pytest.approx(_lm_loss(revision, tokens), rel=1e-5)
+
+
+def test_load_into_matches_what_transformers_loads(lm, revision):
+    from saddles.io.checkpoints import load_into
+
+    tmp, _ = lm
+    expected = _hf(revision).state_dict()
+    for source in (revision, revision / "model.safetensors"):
+        model = _hf(tmp / "neox")
+        load_into(model, source)
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(tensor, expected[name]), (source, name)
+    # GPT-2 ties its head to the embedding and stores it once
+    gpt2 = transformers.GPT2LMHeadModel(_hf(tmp / "gpt2").config)
+    load_into(gpt2, tmp / "gpt2" / "model.safetensors")
+    assert torch.equal(gpt2.lm_head.weight, _hf(tmp / "gpt2").lm_head.weight)

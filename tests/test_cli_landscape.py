@@ -188,3 +188,59 @@ def test_plot_draws_the_landscape_over_its_coordinates(files):
     (tmp / "afile").write_text("x")
     bad = _run(*args, "--grid", "5", "--out", tmp / "three", "--plot", tmp / "afile")
     assert bad.exit_code == 2 and "--plot" in bad.text
+
+
+BOMB = "raise SystemExit('the model module was imported')\n"
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--grid", "1"], "--grid"),
+        (["--resolution", "5,5,5", "--directions", "2"], "--grid"),
+        (["--span", "0"], "--span"),
+        (["--span", "1", "--range", "-1,1"], "--span"),
+        (["--range", "-1,1", "--range", "0,1", "--range", "0,2"], "--range"),
+        (["--directions", "5"], "--directions"),
+        (["--scattered", "8", "--region", "ball", "--radius", "-1"], "--radius"),
+        (["--to", "missing.pt"], "--to"),
+        (["--max-memory", "lots"], "--max-memory"),
+        (["--metric", "acc"], "--metric"),
+        (["--device", "bogus"], "--device"),
+    ],
+)
+def test_options_are_checked_before_the_model_is_imported(files, args, option):
+    tmp, *_ = files
+    (tmp / "bomb.py").write_text(BOMB)  # importing it ends the command with another message
+    result = _run("--model", f"{tmp / 'bomb.py'}:make", "--data", tmp / "data.pt",
+                  "--out", tmp / "o", "--quiet", *args)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "imported" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and option in errors[0], result.stderr
+
+
+def test_defaults_are_the_analysis_config_defaults(files):
+    from dataclasses import fields
+
+    from saddles.runs.config import AnalysisConfig
+
+    default = {f.name: f.default for f in fields(AnalysisConfig)}
+    tmp, *_ = files
+    model = ["--model", f"{tmp / 'factory.py'}:make", "--data", tmp / "data.pt", "--quiet"]
+    result = _run(*model, "--directions", "1", "--out", tmp / "a")
+    assert result.exit_code == 0, result.output
+    land = Landscape.load(tmp / "a")
+    assert land.shape == (default["resolution"],)
+    assert land.coords.min() == -default["span"] and land.coords.max() == default["span"]
+    assert _run("--help").text.count(str(default["resolution"])) >= 1
+    # --span and the older --range say the same thing
+    result = _run(*model, "--directions", "1", "--grid", "5", "--span", "0.5", "--out", tmp / "b")
+    assert result.exit_code == 0, result.output
+    again = _run(*model, "--directions", "1", "--grid", "5", "--range", "-0.5,0.5",
+                 "--out", tmp / "c")  # fmt: skip
+    assert again.exit_code == 0, again.output
+    b, c = Landscape.load(tmp / "b"), Landscape.load(tmp / "c")
+    np.testing.assert_array_equal(b.coords, c.coords)
+    np.testing.assert_array_equal(b.loss, c.loss)
+    assert b.coords.max() == 0.5

@@ -72,6 +72,7 @@ def test_plots_are_named_after_the_input_and_use_stored_coordinates(tmp_path):
 
 def test_field_figure_axes_are_the_coordinates(tmp_path, monkeypatch):
     from saddles.report import plots
+
     path, *_ = landscape_npz(tmp_path / "a.npz")
     drawn = []
     monkeypatch.setattr(plots, "save", lambda fig, p, **kw: drawn.append((fig, p)) or p)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,45 @@ def test_dynamics_runs_use_their_last_step_or_the_one_chosen(tmp_path):
     assert wide.step == 4 and [r["representation"] for r in wide.rows] == ["grid-full"]
     assert wide.rows[0]["subspace"] == "2d" and wide.rows[0]["direction"] == "random"
     assert wide.rows[0]["n_saddles"] >= 0 and wide.rows[0]["n_params"] == 16
+
+
+def test_every_setting_that_changes_the_numbers_is_compared():
+    from saddles.runs.compare import Run
+
+    base = AnalysisConfig(resolution=7).to_dict()
+    old = {k: v for k, v in base.items() if k != "eval_tokens"}  # written before it existed
+
+    def run(name, run_level=None, **changed):
+        settings = {**(run_level or {}), **base, **changed}
+        return Run(name, Path(name), "run", [], {"2d": settings})
+
+    same = [run("a"), run("b", executor="ray", workers=4), Run("c", Path("c"), "run", [],
+                                                                 {"2d": old})]  # fmt: skip
+    assert setting_warnings(same) == []  # where chunks run changes no number
+    for key, value in [("eval_tokens", 64), ("noise_points", 0), ("trace_matvecs", 9),
+                       ("hessian_top_k", 2), ("density_lanczos", 10), ("autocast", "bf16"),
+                       ("chunk_size", 16)]:  # fmt: skip
+        (line,) = setting_warnings([*same, run("d", **{key: value})])
+        assert f"different {key}:" in line and f"d={value}" in line, line
+    for key, one, two in [("criterion", "cross_entropy", "mse"), ("batch_size", None, 8),
+                          ("inputs_key", None, "x")]:  # fmt: skip
+        runs = [run("a", {key: one}), run("b", {key: two})]
+        (line,) = setting_warnings(runs)
+        assert f"different {key}:" in line and f"b={two}" in line, line
+
+
+def test_runs_at_different_steps_are_stated_and_warned_about(tmp_path):
+    dirs = [make_dynamics(tmp_path, 3), make_dynamics(tmp_path, 5, steps=(0, 4, 6))]
+    out = tmp_path / "c"
+    args = ["compare", *map(str, dirs), "--out", str(out), "--n-boot", "0", "--n-perm", "10"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "dyn3long: step 9 (its last)" in result.stdout
+    assert "dyn5long: step 6 (its last)" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, result.stderr
+    assert "different steps" in warnings[0] and "dyn3long at step 9" in warnings[0]
+    assert "--step 4 is the largest step they all have" in warnings[0]
+    result = runner.invoke(app, [*args, "--step", "4"])
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.output
+    assert "dyn3long: step 4\n" in result.stdout

@@ -223,3 +223,28 @@ def test_bad_arguments_are_named():
         D.random_directions(torch.nn.ReLU(), 1)
     with pytest.raises(ValueError, match="at least two checkpoints"):
         D.trajectory_pca(model, [model.state_dict()])
+
+
+def test_checkpoints_on_disk_are_targets_and_trajectory_points(tmp_path):
+    from saddles.io.checkpoints import save_state_dict
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    others = []
+    for step in (1, 2, 3):
+        torch.manual_seed(step)
+        other = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        torch.save(other.state_dict(), tmp_path / f"step{step}.pt")
+        others.append(other)
+    save_state_dict(tmp_path / "folder" / "model.safetensors", others[0].state_dict())
+    by_path = D.interpolation(model, tmp_path / "step1.pt")
+    by_folder = D.interpolation(model, str(tmp_path / "folder"))
+    by_module = D.interpolation(model, others[0])
+    for a, b, c in zip(by_path[0], by_folder[0], by_module[0], strict=True):
+        assert torch.equal(a, c) and torch.equal(b, c)
+    paths = [tmp_path / f"step{s}.pt" for s in (1, 2, 3)]
+    pca_paths = D.trajectory_pca(model, paths)
+    pca_modules = D.trajectory_pca(model, others)
+    assert pca_paths.info["trajectory"] == pca_modules.info["trajectory"]
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        D.interpolation(model, tmp_path / "missing.pt")

@@ -1,7 +1,8 @@
 """Tests of saddles.executors: landscape chunks on a loopback Ray cluster of 2 workers give the
 local loop's values bit for bit, survive a killed worker and a killed driver, and fail clearly.
 
-One cluster serves the whole module (starting one takes seconds). The losses below are module
+One cluster serves the whole module (starting one takes seconds; the ``cluster`` fixture is in
+conftest.py). The losses below are module
 functions so that Ray's workers import them from this file (the cluster's workers get this
 folder on their ``PYTHONPATH``); the driver subprocess imports them the same way.
 """
@@ -11,11 +12,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +67,14 @@ def worker_killing_loss(model, batch, marker: str, driver: int, count_file: str,
         else:
             os.kill(os.getpid(), signal.SIGKILL)
     return ce_loss(model, batch)
+
+
+def pid_recording_loss(model, batch, pid_dir: str, driver: int):
+    """The cross-entropy, 20 ms a call; each worker process leaves a file named by its pid."""
+    if os.getpid() != driver:
+        Path(pid_dir, str(os.getpid())).touch()
+    time.sleep(0.02)
+    return F.cross_entropy(model(batch[0]), batch[1])
 
 
 def always_killing_loss(model, batch, driver: int):
@@ -124,26 +132,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """One loopback cluster of 2 CPUs for the module; its workers can import this file."""
-    from saddles.executors.cluster import Cluster
-
-    old_path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [old_path])])
-    temp = tempfile.mkdtemp(prefix="saddles-test-ray-")  # short: Ray puts sockets in it
-    handle = Cluster(num_cpus=2, temp_dir=temp).connect()
-    try:
-        yield handle
-    finally:
-        handle.close()
-        if old_path is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old_path
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 # --- tests -------------------------------------------------------------------------------------
@@ -209,9 +197,90 @@ def test_a_killed_worker_is_replaced_and_nothing_is_lost(cluster, tmp_path):
     np.testing.assert_array_equal(land.loss, reference.loss)
     n_chunks = -(-coords.n_points // 4)
     assert len(land.info["chunk_engines"]) == n_chunks  # every chunk recorded once
-    # Recomputed at most: the chunks queued on the dead worker (2 of 4 points).
+    # The centre once (the grid's origin takes its values), every other point once, and
+    # recomputed at most: the chunks queued on the dead worker (2 of 4 points).
     calls = count.stat().st_size
-    assert 1 + coords.n_points < calls <= 1 + coords.n_points + 2 * 4
+    assert coords.n_points < calls <= coords.n_points + 2 * 4
+
+
+@needs_ray
+@pytest.mark.parametrize("engine", ["sequential", "auto"])
+def test_a_worker_killed_from_outside_after_the_first_chunk_is_replaced(cluster, tmp_path, engine):
+    """SIGKILL to a worker process (found by the pid its loss reports) as soon as the first chunk
+    file is written: its queued chunks run again on a fresh worker, and the values are the
+    uninterrupted run's, bit for bit."""
+    model, data, dirs, coords = mlp_problem()
+    kw = dict(engine=engine, chunk_size=4, progress=False)
+    reference = evaluate(model, ce_loss, data, dirs, coords, **kw)
+    pids, run = tmp_path / "pids", tmp_path / "run"
+    pids.mkdir()
+    loss = functools.partial(pid_recording_loss, pid_dir=str(pids), driver=os.getpid())
+    killed: list[int] = []
+    done = threading.Event()
+
+    def kill_after_first_chunk():
+        while not done.is_set():
+            workers = sorted(int(p.name) for p in pids.iterdir())
+            if workers and list(run.glob("chunks/*.npz")):
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+                return
+            time.sleep(0.001)
+
+    killer = threading.Thread(target=kill_after_first_chunk, daemon=True)
+    killer.start()
+    try:
+        land = evaluate(model, loss, data, dirs, coords, run_dir=run, executor="ray", workers=2,
+                        **kw)  # fmt: skip
+    finally:
+        done.set()
+        killer.join()
+    assert len(killed) == 1
+    np.testing.assert_array_equal(land.loss, reference.loss)
+    assert land.info["executor"]["workers_replaced"] == 1
+    n_chunks = -(-coords.n_points // 4)
+    assert len(land.info["chunk_engines"]) == n_chunks == len(list(run.glob("chunks/*.npz")))
+
+
+def scaled(state, unit):
+    return state * unit
+
+
+def hold(payload):
+    return payload
+
+
+@needs_ray
+def test_a_lost_result_runs_again_and_other_ray_failures_are_one_line(cluster, monkeypatch):
+    """A result Ray reports lost (ObjectLostError) is a lost worker: the unit runs again on a
+    fresh one. Any other Ray failure ends the run with one line naming the unit."""
+    import ray
+
+    from saddles.executors.ray_pool import RayExecutor
+
+    real_get, calls = ray.get, {"n": 0}
+
+    def losing_get(ref, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second result fetched
+            raise ray.exceptions.ObjectLostError("ab" * 20, b"", "test")
+        return real_get(ref, *args, **kwargs)
+
+    ex = RayExecutor(2)
+    seen = []
+    with ex.open(hold, 3, scaled) as pool:
+        monkeypatch.setattr(ray, "get", losing_get)
+        pool.run(range(6), lambda unit, result: seen.append((unit, result)))
+        assert sorted(seen) == [(u, 3 * u) for u in range(6)]
+        assert pool.info["workers_replaced"] == 1
+
+        def failing_get(ref, *args, **kwargs):
+            raise ray.exceptions.RaySystemError("the cluster went away")
+
+        monkeypatch.setattr(ray, "get", failing_get)
+        with pytest.raises(UnitError, match=r"^\d+: Ray failed while it ran: RaySystemError: Sys"):
+            pool.run(range(3), lambda unit, result: None)
+    ex.close()
 
 
 @needs_ray
@@ -383,3 +452,47 @@ def test_ray_leaves_print_alone_so_numba_can_still_compile(cluster):
     model, data, dirs, coords = mlp_problem()
     evaluate(model, ce_loss, data, dirs, coords, executor="ray", workers=2, progress=False)
     assert builtins.print.__module__ == "builtins"
+
+
+def test_the_registry_knows_the_names_the_command_line_offers():
+    """Every name in saddles.names.EXECUTORS is registered by its module, and nothing else is
+    built in; base.py looks them up and never imports the implementations."""
+    import ast
+
+    from saddles.executors import base, registry
+    from saddles.names import EXECUTORS
+
+    assert tuple(registry.BUILTIN) == EXECUTORS
+    assert registry.registered()[: len(EXECUTORS)] == EXECUTORS
+    for name in EXECUTORS:
+        assert registry.lookup(name) is not None, name
+    tree = ast.parse(Path(base.__file__).read_text(encoding="utf-8"))
+    imported = {
+        alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not any(m.split(".")[-1] in ("local", "ray_pool", "ray") for m in imported), imported
+
+
+def test_a_registered_executor_is_found_by_name(monkeypatch):
+    from saddles.executors import registry
+    from saddles.executors.base import make_executor
+    from saddles.executors.local import LocalExecutor
+
+    class Mine(LocalExecutor):
+        name = "mine"
+
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    registry.register("mine")(lambda **kw: Mine())
+    ex, owned = make_executor("mine")
+    assert isinstance(ex, Mine) and owned
+    assert "mine" in registry.registered()
+    assert map_units(square, [1, 2, 3], "mine") == [1, 4, 9]
+
+    def another(**kw):
+        return LocalExecutor()
+
+    with pytest.raises(ValueError, match=r"already registered"):
+        registry.register("mine")(another)

@@ -177,3 +177,39 @@ def test_export_command_does_not_import_torch(tmp_path):
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "l.json").read_text())["shape"] == [5, 6]
+
+
+def test_an_out_ending_in_vti_or_vtu_is_the_file_itself(tmp_path):
+    npz = saved_landscape(tmp_path / "one")
+    result = runner.invoke(app, ["export", str(npz), str(tmp_path / "picture.vti")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "picture.vti").is_file()  # a file, not a folder named picture.vti
+    assert read(tmp_path / "picture.vti").GetDimensions() == (6, 5, 1)
+    assert (tmp_path / "picture-critical.vtp").is_file()
+    assert (tmp_path / "picture-critical.csv").is_file()
+    # a grid is not written as .vtu; the error names the suffix to use
+    result = runner.invoke(app, ["export", str(npz), str(tmp_path / "cloud.vtu")])
+    assert result.exit_code == 2 and "cloud.vti" in result.output
+    assert not (tmp_path / "cloud.vtu").exists()
+    # scattered points are a .vtu
+    pts = np.random.default_rng(4).uniform(-1, 1, size=(30, 2))
+    np.savez(tmp_path / "points.npz", loss=(pts**2).sum(1), coords=pts)
+    result = runner.invoke(app, ["export", str(tmp_path / "points.npz"), str(tmp_path / "p.vtu")])
+    assert result.exit_code == 0, result.output
+    assert read(tmp_path / "p.vtu").GetNumberOfPoints() == 30
+    # several landscapes need a folder
+    run = tmp_path / "run"
+    for kind in ("random", "hessian"):
+        saved_landscape(run / f"landscape-{kind}" / "landscape")
+    result = runner.invoke(app, ["export", str(run), str(tmp_path / "both.vti")])
+    assert result.exit_code == 2 and "2 landscapes" in result.output
+
+
+def test_export_reads_through_landscape_load_and_its_version_check(tmp_path):
+    npz = saved_landscape(tmp_path / "new")
+    side = tmp_path / "new.json"
+    meta = json.loads(side.read_text())
+    side.write_text(json.dumps({**meta, "version": meta["version"] + 1}))
+    result = runner.invoke(app, ["export", str(npz), str(tmp_path / "o")])
+    assert result.exit_code == 2 and "format version" in result.output
+    assert not (tmp_path / "o").exists()

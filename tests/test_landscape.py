@@ -31,6 +31,8 @@ from saddles import directions as D
 from saddles import sampling as S
 from saddles.io.data import as_batches
 from saddles.landscape import EngineFallbackWarning, Landscape, evaluate, parse_bytes
+from saddles.landscape.engines import run_sequential
+from saddles.landscape.problem import center_pass, setup
 
 torch.set_num_threads(1)
 
@@ -451,3 +453,66 @@ def test_a_real_landscape_goes_through_topology():
     tree, metrics = land.topology("faces")
     assert metrics["n_vertices"] == 81 and metrics["n_minima"] >= 1
     assert metrics["value_min"] == pytest.approx(land.loss.min())
+
+
+def test_import_and_load_leave_torch_out(tmp_path):
+    """Reading a landscape (``saddles export``, reports) never imports torch."""
+    import subprocess
+    import sys
+
+    points = np.stack(np.meshgrid(np.linspace(-1, 1, 3), np.linspace(-1, 1, 4)), -1)
+    land = Landscape(points.reshape(-1, 2), np.arange(12.0), {}, (4, 3), {"seed": 1})
+    land.save(tmp_path / "l")
+    code = (
+        "import sys\n"
+        "import saddles.landscape\n"
+        "from saddles.landscape import Landscape\n"
+        f"land = Landscape.load({str(tmp_path / 'l')!r})\n"
+        "assert land.shape == (4, 3) and land.info == {'seed': 1}, land\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "from saddles.landscape import evaluate\n"
+        "assert callable(evaluate) and 'torch' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_evaluate_submodule_does_not_hide_the_function():
+    import importlib
+
+    importlib.import_module("saddles.landscape.evaluate")
+    importlib.import_module("saddles.landscape.noise")
+    from saddles.landscape import evaluate as function
+
+    assert callable(function) and function.__module__ == "saddles.landscape.evaluate"
+
+
+@pytest.mark.parametrize("engine", ["sequential", "auto"])
+def test_the_centre_is_evaluated_once(engine):
+    """The centre pass gives the values of a grid point at the origin: the loss runs once per
+    batch there, and the values are those a second evaluation would give, bit for bit."""
+    model, (x, y) = tiny_mlp()
+    data = [(x[:40], y[:40]), (x[40:], y[40:])]
+    dirs = D.random_directions(model, 2, seed=0)
+    calls = {"n": 0}
+
+    def counting(m, batch):
+        calls["n"] += 1
+        return ce_loss(m, batch)
+
+    kw = {"engine": engine, "chunk_size": 4, "progress": False}
+    land = evaluate(model, counting, data, dirs, S.grid(3), **kw)
+    origin = 4  # of the 3x3 grid
+    if land.info["engine"] == "sequential":
+        assert calls["n"] == len(data) * 9  # the centre once, 8 other points
+        assert land.loss[origin] == land.info["center_loss"]
+    else:  # batched chunks: the centre pass, then one vmapped call per chunk and batch
+        assert calls["n"] == len(data) * (1 + 3)
+    # Evaluating the origin again would give the same bits as the centre pass.
+    problem = setup(model, ce_loss, None, None, data, dirs, S.grid(3), None, None)
+    again = run_sequential(problem, torch.zeros(1, 2, dtype=torch.float64))
+    np.testing.assert_array_equal(again[0], center_pass(problem))
+    sequential = evaluate(model, ce_loss, data, dirs, S.grid(3), engine="sequential",
+                          progress=False)  # fmt: skip
+    assert sequential.loss[origin] == again[0, 0]

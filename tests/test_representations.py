@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from saddles.cli import app
 from saddles.cli.topology import Representation
 from saddles.landscape import Landscape
-from saddles.runs.analyze import REPRESENTATIONS as PIPELINE_REPRESENTATIONS
 from saddles.runs.analyze import AnalysisConfig, landscape_topology
+from saddles.runs.config import REPRESENTATIONS as PIPELINE_REPRESENTATIONS
 from saddles.topology import (
     REPRESENTATIONS,
     compute_metrics,

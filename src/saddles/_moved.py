@@ -21,16 +21,16 @@ from typing import Any
 #: Old module -> the modules that now hold its names, searched in order.
 MOVED: dict[str, tuple[str, ...]] = {
     "saddles.pipeline": (
-        "saddles.runs.analyze",
         "saddles.runs.config",
+        "saddles.runs.analyze",
         "saddles.runs.summary",
         "saddles.report.figures",
-    ),  # fmt: skip
+    ),
     "saddles.dynamics": (
         "saddles.runs.series",
         "saddles.report.dynamics",
-        "saddles.experiments.lm.hypotheses",
-    ),  # fmt: skip
+        "saddles.experiments.lm",
+    ),
     "saddles.compare": ("saddles.runs.compare", "saddles.report.compare"),
     "saddles.summary": ("saddles.runs.summary",),
     "saddles.relations": ("saddles.runs.relate",),

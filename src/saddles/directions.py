@@ -70,6 +70,8 @@ Other sources of directions
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -310,20 +312,25 @@ def interpolation(
     ``d_j = theta_j - theta``, so coordinate 0 is the model and coordinate 1 along axis ``j`` is
     checkpoint ``j`` (linear interpolation for one target; the plane through three solutions for
     two, as in mode-connectivity studies). A target is a module, a state dict (extra entries
-    such as buffers are ignored) or a list of parameter tensors. Only parameters move: BatchNorm
+    such as buffers are ignored), a list of parameter tensors, or a checkpoint on disk (a
+    state-dict file or a Hugging Face folder, see :func:`checkpoint_weights`). Only parameters
+    move: BatchNorm
     running statistics stay those of ``model``. Use :func:`orthonormalize` on the result for a
     Euclidean frame. With ``params`` (:mod:`saddles.io.params`) only the selected parameters
     move: coordinate 1 is then the model with those parameters taken from the target.
     """
     names, weights = parameters(model)
     keep, selection = _selection(model, params)
-    if isinstance(targets, (torch.nn.Module, Mapping)) or _is_tensor_list(targets, weights):
+    if isinstance(targets, (torch.nn.Module, Mapping, str, os.PathLike)) or _is_tensor_list(
+        targets, weights
+    ):
         targets = [targets]
     targets = list(targets)
     if not targets:
         raise ValueError("interpolation needs at least one target checkpoint")
     tensors = []
     for j, target in enumerate(targets):
+        target = checkpoint_weights(model, target)
         theta = _weights_of(target, names, weights, what=f"target {j}")
         diff = [(t - w).detach() for t, w in zip(theta, weights, strict=True)]
         tensors.append(_zero_outside(diff, keep))
@@ -347,7 +354,8 @@ def trajectory_pca(
     """Principal directions of an optimization trajectory (Li et al. 2018, section 7).
 
     As Li et al.'s reference code: the rows ``theta_i - theta`` (``theta`` = ``model``, usually
-    the final weights; ``theta_i`` the checkpoints, each a module, state dict or tensor list)
+    the final weights; ``theta_i`` the checkpoints, each a module, state dict, tensor list or
+    checkpoint on disk, see :func:`checkpoint_weights`)
     with 1-D parameters zeroed when ``ignore_1d``, are centred and decomposed by SVD (sklearn's
     PCA). The ``n`` top components are returned as orthonormal directions (sign fixed so each
     component's largest-magnitude entry is positive). ``info`` records
@@ -370,7 +378,7 @@ def trajectory_pca(
     mask = [k and not (ignore_1d and w.dim() <= 1) for w, k in zip(weights, keep, strict=True)]
     rows = []
     for i, ckpt in enumerate(checkpoints):
-        theta = _weights_of(ckpt, names, weights, what=f"checkpoint {i}")
+        theta = _weights_of(checkpoint_weights(model, ckpt), names, weights, f"checkpoint {i}")
         diff = [
             (t - w).detach().to("cpu", torch.float64) for t, w in zip(theta, weights, strict=True)
         ]
@@ -449,6 +457,18 @@ def from_tensors(
 
 
 # --- internals ---------------------------------------------------------------------------------
+
+
+def checkpoint_weights(model: torch.nn.Module, source: Any) -> Any:
+    """``source`` as weights of ``model``'s architecture: a path (a state-dict file or a
+    Hugging Face folder, as ``checkpoints:`` and ``--checkpoint`` take them) is loaded into a
+    copy of ``model`` by :func:`saddles.io.checkpoints.load_into`, which matches stored names to
+    the model's; anything else is returned as it is."""
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    from saddles.io.checkpoints import load_into
+
+    return load_into(copy.deepcopy(model), source)
 
 
 def _selection(

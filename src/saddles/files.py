@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,21 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
     return data
+
+
+def parse_bytes(value: int | float | str) -> int:
+    """Read a memory size: a number of bytes or a string such as ``"512MB"`` or ``"2 GiB"``
+    (torch-free, so configurations and options are checked before a model is loaded)."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"max_memory must be positive, not {value}")
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([kKmMgGtT]?)(i?)[bB]?\s*", str(value))
+    if not match:
+        raise ValueError(f"cannot read a memory size from {value!r}; write e.g. '2GB' or '512MiB'")
+    number, unit, binary = float(match[1]), match[2].upper(), match[3]
+    base = 1024 if binary else 1000
+    power = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit]
+    if number <= 0:
+        raise ValueError(f"max_memory must be positive, not {value!r}")
+    return int(number * base**power)

@@ -90,6 +90,7 @@ from saddles.cli import hessian  # noqa: E402,F401
 from saddles.cli import dynamics  # noqa: E402,F401
 from saddles.cli import compare  # noqa: E402,F401
 from saddles.cli import export  # noqa: E402,F401
+from saddles.cli import checkpoints  # noqa: E402,F401
 
 
 def main() -> None:

@@ -40,7 +40,8 @@ def compare(
 ) -> None:
     """Correlate every metric of the runs with --by (intervals, permutation p, Holm over the
     table), fit power laws against the parameter count, and write compare.csv,
-    power_laws.csv and report.html. Warns when the runs' landscape settings differ."""
+    power_laws.csv and report.html. Says the step each dynamics run is taken at; warns when
+    the runs' settings differ (every setting that changes the numbers) or their steps do."""
     from saddles.cli import _loading
     from saddles.report.compare import write_comparison
     from saddles.runs.compare import compare_runs, load_runs, read_meta
@@ -51,6 +52,10 @@ def compare(
             raise typer.BadParameter(f"no such file: {meta}", param_hint="--meta")
         table = read_meta(meta)
     runs = load_runs(run_dirs, step)
+    for run in runs:  # which checkpoint each dynamics run is compared at
+        if run.kind == "dynamics":
+            last = " (its last)" if step is None and run.step == max(run.steps) else ""
+            typer.echo(f"{run.name}: step {run.step}{last}")
     out = _loading.check_out_dir(out, "--out")
     result = compare_runs(
         runs, by, meta=table, metrics=metric or None, fit=fit or None, n_boot=n_boot, n_perm=n_perm

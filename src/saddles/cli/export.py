@@ -2,14 +2,16 @@
 
 SOURCE is a landscape ``.npz`` with its ``.json`` sidecar (``Landscape.save``), a landscape
 run directory (``landscape.npz`` inside), a pipeline run directory (``landscape-<kind>/``
-inside, each exported), or a field ``.npy``/``.npz`` as ``saddles topology`` reads it. What
-is written is :mod:`saddles.report.export`'s job. Never imports torch: landscape files are read with
-numpy and json.
+inside, each exported), or a field ``.npy``/``.npz`` as ``saddles topology`` reads it.
+OUT is a folder, or for a single landscape the file itself when it ends in ``.vti`` (a grid
+in 1 to 3 dimensions) or ``.vtu`` (scattered points, more dimensions); the critical points go
+beside it. What is written is :mod:`saddles.report.export`'s job. Never imports torch:
+landscapes are read by :meth:`saddles.landscape.Landscape.load` (numpy and json, with its
+format-version check).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -17,16 +19,19 @@ import typer
 from saddles.cli import app, friendly_errors
 from saddles.cli.topology import Representation
 
-#: The sidecar's format name (``saddles.landscape.result.LANDSCAPE_FORMAT``, not imported:
-#: the landscape package imports torch).
-LANDSCAPE_FORMAT = "saddles.landscape"
+#: OUT names the landscape file itself when it ends in one of these.
+FILE_SUFFIXES = (".vti", ".vtu")
 
 
 @app.command()
 @friendly_errors
 def export(
     source: Path = typer.Argument(..., help="Landscape .npz, run directory, or field .npy/.npz."),
-    out: Path = typer.Argument(..., help="Directory for the .vti/.vtu, .vtp and .csv files."),
+    out: Path = typer.Argument(
+        ...,
+        help="Directory for the .vti/.vtu, .vtp and .csv files, or for one landscape the "
+        ".vti/.vtu file itself (critical points beside it).",
+    ),
     representation: Representation | None = typer.Option(
         None,
         help="Graph of the merge tree (and of a scattered .vtu); default grid-full on a "
@@ -54,9 +59,33 @@ def export(
                                  param_hint="--threshold")  # fmt: skip
     options = dict(representation=representation.value if representation else None, k=k,
                    threshold=threshold, relative=relative)  # fmt: skip
-    for name, arrays in sources(source):
-        for path in export_arrays(out, name, **arrays, **options):
+    found = sources(source)
+    for name, arrays in found:
+        out_dir, name = destination(out, name, arrays, len(found))
+        for path in export_arrays(out_dir, name, **arrays, **options):
             typer.echo(str(path))
+
+
+def destination(out: Path, name: str, arrays: dict, n_sources: int) -> tuple[Path, str]:
+    """``(folder, name)`` of what :func:`export_arrays` writes for one landscape: OUT's folder
+    and stem when OUT ends in ``.vti``/``.vtu`` (which must be the file this landscape
+    makes), else OUT itself and the landscape's name."""
+    from saddles.report.export import file_suffix
+
+    if out.suffix not in FILE_SUFFIXES:
+        return out, name
+    if n_sources > 1:
+        raise typer.BadParameter(f"{out} names one file, but SOURCE holds {n_sources} "
+                                 "landscapes; give a folder", param_hint="OUT")  # fmt: skip
+    coords, shape = arrays.get("coords"), arrays.get("shape")
+    dims = coords.shape[1] if coords is not None and coords.ndim == 2 else len(shape or (1,))
+    suffix = file_suffix(shape, dims)
+    if suffix != out.suffix:
+        kind = "a grid of 1 to 3 dimensions" if suffix == ".vti" else "scattered or 4-D+ points"
+        raise typer.BadParameter(f"this landscape is {kind}, written as {suffix}, not "
+                                 f"{out.suffix}; name the file {out.stem}{suffix}",
+                                 param_hint="OUT")  # fmt: skip
+    return out.parent, out.stem
 
 
 def sources(source: Path) -> list[tuple[str, dict]]:
@@ -86,20 +115,10 @@ def sources(source: Path) -> list[tuple[str, dict]]:
 
 
 def read_landscape(npz: Path) -> dict:
-    """The arrays of a landscape written by ``Landscape.save`` (``.npz`` + ``.json``)."""
-    import numpy as np
+    """The arrays of a landscape written by ``Landscape.save`` (``.npz`` + ``.json``), read by
+    :meth:`saddles.landscape.Landscape.load`."""
+    from saddles.landscape import Landscape
 
-    side = npz.with_suffix(".json")
-    if not side.exists():
-        raise FileNotFoundError(f"landscape file {side} does not exist")
-    meta = json.loads(side.read_text())
-    if meta.get("format") != LANDSCAPE_FORMAT:
-        raise ValueError(f"{side} is not a saddles landscape sidecar")
-    with np.load(npz, allow_pickle=False) as z:
-        arrays = {
-            "loss": z["loss"].reshape(-1),
-            "coords": z["coords"],
-            "metrics": {m: z[f"metric__{m}"].reshape(-1) for m in meta.get("metrics", [])},
-        }
-    arrays["shape"] = tuple(meta["shape"]) if meta.get("shape") is not None else None
-    return arrays
+    land = Landscape.load(npz)
+    return {"loss": land.loss, "coords": land.coords, "metrics": land.metrics,
+            "shape": land.shape}  # fmt: skip

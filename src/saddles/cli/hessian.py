@@ -5,7 +5,8 @@ The model, checkpoint, data and loss are given as for `saddles landscape`:
 - ``--model hf:PATH`` (a local Hugging Face folder) or ``module:function`` (or
   ``path/to/file.py:function``): a factory called with no arguments;
 - ``--checkpoint``: a state dict, loaded without unpickling arbitrary objects
-  (``torch.load(..., weights_only=True)``, or a ``.safetensors`` file);
+  (``torch.load(..., weights_only=True)``, or a ``.safetensors`` file), or a Hugging Face
+  checkpoint folder;
 - ``--data``: ``.pt`` (a tensor, tuple, dict or list of batches), ``.safetensors``, ``.npy``
   or ``.npz``, batches passed to the loss as stored (see `saddles landscape`);
 - ``--criterion cross_entropy|mse|causal_lm`` (with ``--inputs-key/--targets-key`` for dict
@@ -15,20 +16,48 @@ The Hessian is taken over the parameters ``--params-include/--params-exclude GLO
 ``--params-exclude-1d`` and ``--params-type CLASS`` select (:mod:`saddles.io.params`), or the
 older ``--params all|weights|name,name``.
 
+The defaults (``--top-k``, ``--trace-matvecs``, ``--n-lanczos``, ``--n-runs``, ``--seed``,
+``--device``) are :class:`saddles.runs.config.AnalysisConfig`'s, so the command computes what
+an analysis's Hessian does. Options are checked before the model or the data is loaded.
+
 The command prints the eigenvalues and the trace with its standard error, and writes
-``hessian.json`` and the density figures into ``--out``. torch is imported inside the command.
+``hessian.json`` (:func:`saddles.runs.analyze.compute_hessian`'s record, the same an analysis
+builds its Hessian metrics from, with the inputs and timings) and the density figures into
+``--out``. Each stage (top eigenpairs, trace, density) says on stderr when it starts and when
+it is done, with its seconds and HVPs, unless ``--quiet``. torch is imported inside the
+command.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from saddles.cli import app, friendly_errors
-from saddles.cli._options import PARAMS_HELP, Criterion, HvpMethod, TraceMethod, Which
+from saddles.cli._options import (
+    DEFAULTS,
+    BatchSizeOption,
+    CheckpointOption,
+    CriterionOption,
+    DataOption,
+    DeviceOption,
+    HvpMethod,
+    InputsKeyOption,
+    LossOption,
+    ModelOption,
+    OutOption,
+    ParamsExclude1dOption,
+    ParamsExcludeOption,
+    ParamsIncludeOption,
+    ParamsTypeOption,
+    QuietOption,
+    TargetsKeyOption,
+    ThreadsOption,
+    TraceMethod,
+    Which,
+)
 from saddles.files import write_json
 
 #: At most this many eigenpairs are printed; hessian.json holds them all.
@@ -38,45 +67,52 @@ SHOWN_EIGENPAIRS = 10
 @app.command()
 @friendly_errors
 def hessian(
-    model: str = typer.Option(
-        ..., help="hf:PATH (a local Hugging Face folder) or a factory module:function."
-    ),
-    data: Path = typer.Option(
-        ..., help="Data: .pt (tensor, tuple, dict or list of batches), .safetensors, .npy, .npz."
-    ),
-    checkpoint: Path | None = typer.Option(None, help="State dict: .pt/.pth or .safetensors."),
-    criterion: Criterion | None = typer.Option(
-        None,
-        help="cross_entropy (the default) or mse on (inputs, targets); causal_lm: next-token "
-        "cross-entropy on input_ids.",
-    ),
-    inputs_key: str | None = typer.Option(None, help="A dict batch's inputs (default inputs)."),
-    targets_key: str | None = typer.Option(None, help="A dict batch's targets (default targets)."),
-    loss: str | None = typer.Option(
-        None, help="Instead of --criterion: a loss(model, batch) function as module:function."
-    ),
+    model: ModelOption,
+    data: DataOption,
+    checkpoint: CheckpointOption = None,
+    criterion: CriterionOption = None,
+    inputs_key: InputsKeyOption = None,
+    targets_key: TargetsKeyOption = None,
+    loss: LossOption = None,
     params: str = typer.Option(
         "all", help="Parameters: 'all', 'weights' (dim >= 2), or comma-separated names."
     ),
-    params_include: list[str] = typer.Option([], help=PARAMS_HELP["include"]),
-    params_exclude: list[str] = typer.Option([], help=PARAMS_HELP["exclude"]),
-    params_exclude_1d: bool = typer.Option(
-        False, "--params-exclude-1d", help=PARAMS_HELP["exclude_1d"]
+    params_include: ParamsIncludeOption = None,
+    params_exclude: ParamsExcludeOption = None,
+    params_exclude_1d: ParamsExclude1dOption = False,
+    params_type: ParamsTypeOption = None,
+    top_k: int = typer.Option(
+        DEFAULTS["hessian_top_k"], "--top-k", min=1, help="Number of eigenvalues."
     ),
-    params_type: list[str] = typer.Option([], help=PARAMS_HELP["type"]),
-    top_k: int = typer.Option(5, "--top-k", min=1, help="Number of eigenvalues."),
     which: Which = typer.Option(
         Which("LA"), help="LA: largest, SA: smallest (negative curvature), LM: largest magnitude."
     ),
     tol: float | None = typer.Option(None, help="Relative residual tolerance of the eigenpairs."),
-    trace_method: TraceMethod = typer.Option(TraceMethod("hutch++"), help="Trace estimator."),
-    trace_matvecs: int = typer.Option(99, min=4, help="HVPs for the trace estimate."),
-    n_lanczos: int = typer.Option(90, min=2, help="Lanczos steps per density run."),
-    n_runs: int = typer.Option(1, min=1, help="Density runs (random start vectors)."),
-    sigma: float | None = typer.Option(None, help="Density smoothing width (default: auto)."),
-    batch_size: int | None = typer.Option(
-        None, min=1, help="Split the data into batches of this size (same loss, less memory)."
+    memory: str | None = typer.Option(
+        None,
+        help="Bytes the Lanczos bases may hold, e.g. 4GiB (default: 256 MiB or 2 top-k + 6 "
+        "vectors, whichever is more; less memory costs more HVPs).",
     ),
+    trace_method: TraceMethod = typer.Option(TraceMethod("hutch++"), help="Trace estimator."),
+    trace_matvecs: int = typer.Option(
+        DEFAULTS["trace_matvecs"], min=4, help="HVPs for the trace estimate."
+    ),
+    n_lanczos: int = typer.Option(
+        DEFAULTS["density_lanczos"],
+        "--n-lanczos",
+        "--density-lanczos",
+        min=2,
+        help="Lanczos steps per density run.",
+    ),  # fmt: skip
+    n_runs: int = typer.Option(
+        DEFAULTS["density_runs"],
+        "--n-runs",
+        "--density-runs",
+        min=1,
+        help="Density runs (random start vectors).",
+    ),  # fmt: skip
+    sigma: float | None = typer.Option(None, help="Density smoothing width (default: auto)."),
+    batch_size: BatchSizeOption = None,
     float64: bool = typer.Option(False, "--float64", help="Compute in double precision."),
     hvp: HvpMethod = typer.Option(
         HvpMethod("auto"),
@@ -84,44 +120,59 @@ def hessian(
         "(times both; results may then differ at rounding level between machines).",
     ),
     train: bool = typer.Option(False, "--train", help="Run the model in train mode."),
-    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
-    seed: int = typer.Option(0, help="Seed of every random start vector."),
-    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
-    out: Path = typer.Option(Path("runs/hessian"), help="Directory for hessian.json and figures."),
+    device: DeviceOption = DEFAULTS["device"],
+    seed: int = typer.Option(DEFAULTS["seed"], help="Seed of every random start vector."),
+    threads: ThreadsOption = None,
+    out: OutOption = Path("runs/hessian"),
     plot: Path | None = typer.Option(
         None, help="Folder for the figures (density, histogram, eigenvalues); default --out."
     ),
+    quiet: QuietOption = False,
 ) -> None:
-    """Top eigenvalues, trace (+- standard error) and eigenvalue density of the loss Hessian."""
-    import torch
+    """Top eigenvalues, trace (+- standard error) and eigenvalue density of the loss Hessian.
 
+    --out receives hessian.json and the density figures.
+    """
     from saddles.cli import _loading
-    from saddles.hessian import HessianOperator
-    from saddles.report.hessian_plots import plot_density, plot_density_histogram, plot_eigenvalues
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    loss_fn, loss_label = _loading.build_loss(criterion and criterion.value, loss,
-                                              inputs_key=inputs_key,
-                                              targets_key=targets_key)  # fmt: skip
+    # Every option is checked before the model or the data is loaded.
     _loading.check_device(device)
     _loading.check_out_dir(out)
     if plot is not None:
         _loading.check_out_dir(plot, "--plot")
-    spec = _loading.param_spec(params_include, params_exclude, params_exclude_1d, params_type)
+    spec = _loading.param_spec(params_include or [], params_exclude or [], params_exclude_1d,
+                               params_type or [])  # fmt: skip
     if spec and params != "all":
         raise typer.BadParameter("give --params or the --params-* globs, not both",
                                  param_hint="--params")  # fmt: skip
-    net = _loading.load_model(model, checkpoint)
-    batch = _loading.load_data(data)
-    batches = _loading.split_batches(batch, batch_size) if batch_size else batch
-    _loading.check_tokens(net, batches)
-    _loading.check_loss(net, loss_fn, batches)
-    net = net.to(device)
-    param_filter: Any = params if params in ("all", "weights") else params.split(",")
-    if spec:
-        _loading.check_params(net, spec)
-        param_filter = spec
+    if sigma is not None and not sigma > 0:
+        raise typer.BadParameter(f"must be a positive number, not {sigma}", param_hint="--sigma")
+    if tol is not None and not tol > 0:
+        raise typer.BadParameter(f"must be a positive number, not {tol}", param_hint="--tol")
+    from saddles.files import parse_bytes
+
+    try:
+        memory_bytes = None if memory is None else parse_bytes(memory)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--memory") from None
+
+    import time
+
+    import torch
+
+    from saddles.hessian import HessianOperator
+    from saddles.report.hessian_plots import plot_density, plot_density_histogram, plot_eigenvalues
+    from saddles.runs.analyze import compute_hessian
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    problem = _loading.load_problem(
+        model=model, checkpoint=checkpoint, data=data, criterion=criterion and criterion.value,
+        loss=loss, inputs_key=inputs_key, targets_key=targets_key, batch_size=batch_size,
+        params=spec,
+    )  # fmt: skip
+    net, loss_fn, batches = problem.model.to(device), problem.loss, problem.data
+    param_filter: Any = spec or (params if params in ("all", "weights") else params.split(","))
 
     start = time.perf_counter()
     op = HessianOperator(net, loss_fn, batches, params=param_filter,
@@ -130,10 +181,14 @@ def hessian(
     if top_k > op.dim:
         typer.echo(f"note: --top-k {top_k} is more than the {op.dim} parameters; computing all "
                    f"{op.dim} eigenvalues", err=True)  # fmt: skip
-    eig = op.top_eigen(min(top_k, op.dim), which=which.value, tol=tol, seed=seed)
-    exact = trace_method.value == "exact"
-    tr = op.trace(trace_method.value, None if exact else trace_matvecs, seed=seed)
-    sd = op.spectral_density(n_lanczos, n_runs, sigma=sigma, seed=seed)
+    if not quiet:
+        typer.echo(f"Hessian over {op.dim:,} parameters ({op.hvp_method} HVPs)", err=True)
+    record, eig, sd = compute_hessian(
+        op, top_k=min(top_k, op.dim), which=which.value, tol=tol,
+        trace_method=trace_method.value, trace_matvecs=trace_matvecs, n_lanczos=n_lanczos,
+        n_runs=n_runs, sigma=sigma, seed=seed, memory=memory_bytes,
+        progress=None if quiet else lambda text: typer.echo(text, err=True),
+    )  # fmt: skip
     seconds = time.perf_counter() - start
 
     out.mkdir(parents=True, exist_ok=True)
@@ -148,38 +203,11 @@ def hessian(
         "model": model,
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "data": str(data),
-        "loss": loss_label,
-        "dim": op.dim,
-        "params": op.params_info,
-        "parameters": list(op.names),
-        "dtype": str(op.dtype).replace("torch.", ""),
+        "loss": problem.loss_label,
+        **record,
         "train_mode": train,
-        "hvp_method": op.hvp_method,
         "hvp_seconds": op.hvp_timings,
         "seed": seed,
-        "eigen": {
-            "which": eig.which,
-            "eigenvalues": eig.eigenvalues.tolist(),
-            "residual_norms": eig.residual_norms.tolist(),
-            "converged": eig.converged.tolist(),
-            "tol": eig.tol,
-            "n_hvps": eig.n_hvps,
-        },
-        "trace": {
-            "value": tr.value,
-            "stderr": tr.stderr,
-            "method": tr.method,
-            "n_matvecs": tr.n_matvecs,
-        },  # fmt: skip
-        "density": {
-            "n_lanczos": int(sd.nodes.shape[1]),
-            "n_runs": int(sd.nodes.shape[0]),
-            "sigma": sd.sigma,
-            "nodes": sd.nodes.tolist(),
-            "weights": sd.weights.tolist(),
-            "grid": sd.grid.tolist(),
-            "density": sd.density.tolist(),
-        },
         "seconds": seconds,
         "figures": [str(f) for f in figures],
     }
@@ -201,5 +229,7 @@ def hessian(
         unconverged = sum(not c for *_, c in pairs[SHOWN_EIGENPAIRS:])
         typer.echo(f"  ... {len(pairs) - SHOWN_EIGENPAIRS} more in {out / 'hessian.json'}"
                    + (f" ({unconverged} not converged)" if unconverged else ""))  # fmt: skip
-    typer.echo(f"trace = {tr.value:.6g} +- {tr.stderr:.2g} ({tr.method}, {tr.n_matvecs} HVPs)")
+    trace = record["trace"]
+    typer.echo(f"trace = {trace['value']:.6g} +- {trace['stderr']:.2g} ({trace['method']}, "
+               f"{trace['n_matvecs']} HVPs)")  # fmt: skip
     typer.echo(f"wrote {json_path}, " + ", ".join(str(f) for f in figures))

@@ -6,8 +6,9 @@ The model, checkpoint, data and loss are given as for `saddles hessian`:
   eager attention), or ``module:function`` (or ``path/to/file.py:function``): a factory called
   with no arguments that returns the ``torch.nn.Module``;
 - ``--checkpoint``: a state dict, loaded without unpickling arbitrary objects
-  (``torch.load(..., weights_only=True)``, or a ``.safetensors`` file); the weights it holds are
-  the landscape's centre;
+  (``torch.load(..., weights_only=True)``, or a ``.safetensors`` file), or a Hugging Face
+  checkpoint folder (:func:`saddles.io.checkpoints.load_into`); the weights it holds are the
+  landscape's centre;
 - ``--data``: a ``.pt`` file (``weights_only=True``) holding a tensor, a tuple/list of tensors,
   a dict of tensors (passed to the loss as a dict, keys kept) or a list of such batches; a
   ``.safetensors`` file (one dict batch); an ``.npy`` array; an ``.npz`` (a dict batch when it
@@ -24,11 +25,17 @@ The model, checkpoint, data and loss are given as for `saddles hessian`:
 scale.
 
 Directions are random (``--directions``, ``--seed``, ``--norm``, ``--keep-1d``,
-``--orthogonalize``; Li et al. 2018) or point to other checkpoints (``--to``, repeated).
-Coordinates are a grid (``--grid``, ``--range``) or ``--scattered N`` points. The run directory
-``--out`` receives ``config.json``, ``chunks/`` and ``landscape.npz``/``.json``; ``--resume``
-continues an interrupted run. torch is imported inside the command, so other commands start
-fast.
+``--orthogonalize``; Li et al. 2018) or point to other checkpoints (``--to``, repeated: files
+or folders, as ``--checkpoint``). Coordinates are a grid (``--resolution``, also spelled
+``--grid``, on ``[-span, span]`` or ``--range low,high``) or ``--scattered N`` points. The
+defaults are :class:`saddles.runs.config.AnalysisConfig`'s (``resolution``, ``span``,
+``n_directions``, ``seed``, ``norm``, ...), declared once (:data:`saddles.cli._options.DEFAULTS`).
+The run directory ``--out`` receives ``config.json``, ``chunks/`` and
+``landscape.npz``/``.json``; ``--resume`` continues an interrupted run.
+
+Every option is checked (the coordinates built, the devices and paths looked at) before the
+model or the data is loaded, so a bad value fails at once, naming its option. torch is imported
+inside the command, so other commands start fast.
 """
 
 from __future__ import annotations
@@ -40,102 +47,125 @@ import typer
 
 from saddles.cli import _loading, app, friendly_errors
 from saddles.cli._options import (
-    PARAMS_HELP,
+    DEFAULTS,
     Autocast,
-    Criterion,
+    BatchSizeOption,
+    CheckpointOption,
+    CriterionOption,
+    DataOption,
+    DeviceOption,
     DType,
     Engine,
     ExecutorName,
+    InputsKeyOption,
+    LossOption,
     Method,
+    ModelOption,
     Norm,
     Orthogonalize,
+    OutOption,
+    ParamsExclude1dOption,
+    ParamsExcludeOption,
+    ParamsIncludeOption,
+    ParamsTypeOption,
+    QuietOption,
     Region,
+    TargetsKeyOption,
+    ThreadsOption,
 )
+
+#: The option each argument of :func:`saddles.sampling.grid`/``scattered`` comes from, by the
+#: word the library's message starts with.
+_COORDINATE_OPTIONS = {"resolution": "--resolution / --grid", "range": "--range / --span",
+                       "ranges": "--range / --span", "radius": "--radius"}  # fmt: skip
 
 
 @app.command()
 @friendly_errors
 def landscape(
-    model: str = typer.Option(
-        ..., help="hf:PATH (a local Hugging Face folder) or a factory module:function."
+    model: ModelOption,
+    data: DataOption,
+    checkpoint: CheckpointOption = None,
+    criterion: CriterionOption = None,
+    inputs_key: InputsKeyOption = None,
+    targets_key: TargetsKeyOption = None,
+    loss: LossOption = None,
+    metric: list[str] | None = typer.Option(
+        None, help="Extra per-point value as name=module:function (repeatable)."
     ),
-    data: Path = typer.Option(
-        ..., help="Data: .pt (tensor, tuple, dict or list of batches), .safetensors, .npy, .npz."
-    ),
-    checkpoint: Path | None = typer.Option(None, help="State dict: .pt/.pth or .safetensors."),
-    criterion: Criterion | None = typer.Option(
-        None,
-        help="cross_entropy (the default) or mse on (inputs, targets); causal_lm: next-token "
-        "cross-entropy on input_ids.",
-    ),
-    inputs_key: str | None = typer.Option(None, help="A dict batch's inputs (default inputs)."),
-    targets_key: str | None = typer.Option(None, help="A dict batch's targets (default targets)."),
-    loss: str | None = typer.Option(
-        None, help="Instead of --criterion: a loss(model, batch) function as module:function."
-    ),
-    metric: list[str] = typer.Option(
-        [], help="Extra per-point value as name=module:function (repeatable)."
-    ),
-    batch_size: int | None = typer.Option(
-        None, min=1, help="Split the data into batches of this size (same loss, less memory)."
-    ),
+    batch_size: BatchSizeOption = None,
     directions: int = typer.Option(
-        2, min=1, max=10, help="Number of random directions (the landscape's dimension)."
+        DEFAULTS["n_directions"],
+        min=1,
+        max=10,
+        help="Number of random directions (the landscape's dimension).",
+    ),  # fmt: skip
+    seed: int = typer.Option(DEFAULTS["seed"], help="Seed of the random directions."),
+    norm: Norm = typer.Option(
+        Norm(DEFAULTS["norm"]), help="Direction normalization (Li et al. 2018)."
     ),
-    seed: int = typer.Option(0, help="Seed of the random directions."),
-    norm: Norm = typer.Option(Norm("filter"), help="Direction normalization (Li et al. 2018)."),
     keep_1d: bool = typer.Option(
-        False, "--keep-1d", help="Also move biases and norm-layer parameters (zeroed by default)."
-    ),
-    params_include: list[str] = typer.Option([], help=PARAMS_HELP["include"]),
-    params_exclude: list[str] = typer.Option([], help=PARAMS_HELP["exclude"]),
-    params_exclude_1d: bool = typer.Option(
-        False, "--params-exclude-1d", help=PARAMS_HELP["exclude_1d"]
-    ),
-    params_type: list[str] = typer.Option([], help=PARAMS_HELP["type"]),
+        not DEFAULTS["ignore_1d"],
+        "--keep-1d",
+        help="Also move biases and norm-layer parameters (zeroed by default).",
+    ),  # fmt: skip
+    params_include: ParamsIncludeOption = None,
+    params_exclude: ParamsExcludeOption = None,
+    params_exclude_1d: ParamsExclude1dOption = False,
+    params_type: ParamsTypeOption = None,
     orthogonalize: Orthogonalize = typer.Option(
         Orthogonalize("none"), help="Gram-Schmidt the directions (orthonormal: unit length)."
     ),
-    to: list[Path] = typer.Option(
-        [],
-        help="Instead of random directions: a checkpoint to interpolate towards (repeatable; "
-        "coordinate 1 is that checkpoint).",
+    to: list[Path] | None = typer.Option(
+        None,
+        help="Instead of random directions: a checkpoint to interpolate towards, a file or a "
+        "Hugging Face folder (repeatable; coordinate 1 is that checkpoint).",
     ),
-    grid: str = typer.Option(
-        "51", help="Grid resolution: one number for every axis, or one per axis (e.g. 51,31)."
+    resolution: str = typer.Option(
+        str(DEFAULTS["resolution"]),
+        "--resolution",
+        "--grid",
+        help="Grid points per axis: one number for every axis, or one per axis (e.g. 41,31).",
+    ),  # fmt: skip
+    span: float | None = typer.Option(
+        None, help=f"Axes from -span to span (default {DEFAULTS['span']:g}); or --range."
     ),
-    range_: list[str] = typer.Option(
-        ["-1,1"],
+    range_: list[str] | None = typer.Option(
+        None,
         "--range",
         help="Axis range low,high: once for every axis, or repeated once per axis.",
-    ),
+    ),  # fmt: skip
     scattered: int | None = typer.Option(
         None, min=1, help="Instead of a grid: this many scattered points (kNN graph later)."
     ),
     method: Method = typer.Option(Method("sobol"), help="Scattered sampling method."),
     region: Region = typer.Option(
-        Region("box"), help="Scattered points in the --range box or a ball."
+        Region("box"), help="Scattered points in the --span/--range box or a ball."
     ),
     radius: float = typer.Option(1.0, help="Radius of the ball for --region ball."),
     sample_seed: int = typer.Option(0, help="Seed of the scattered points."),
     engine: Engine = typer.Option(
-        Engine("auto"),
+        Engine(DEFAULTS["engine"]),
         help="auto: batched (vmap) where the model is overhead-bound, else sequential; "
         "decided by counting operators and FLOPs, never by timing.",
     ),
-    chunk_size: int | None = typer.Option(None, min=1, help="Points per batched call / chunk."),
+    chunk_size: int | None = typer.Option(
+        DEFAULTS["chunk_size"], min=1, help="Points per batched call / chunk."
+    ),
     executor: ExecutorName = typer.Option(
-        ExecutorName("local"),
+        ExecutorName(DEFAULTS["executor"]),
         help="Where chunks run: local (this process) or ray (joins RAY_ADDRESS, else starts a "
         "loopback cluster of --workers). Values are bit-identical either way.",
     ),
-    workers: int | None = typer.Option(None, min=1, help="Ray workers (default: one per CPU)."),
+    workers: int | None = typer.Option(
+        DEFAULTS["workers"], min=1, help="Ray workers (default: one per CPU)."
+    ),
     gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per Ray worker (fractions)."),
     max_retries: int = typer.Option(3, min=0, help="Retries of a chunk whose Ray worker died."),
     max_memory: str | None = typer.Option(
         None, help="Memory budget of a batched chunk, e.g. 2GB (default: a quarter of the RAM)."
     ),
-    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
+    device: DeviceOption = DEFAULTS["device"],
     dtype: DType | None = typer.Option(None, help="Evaluation precision (default: the model's)."),
     autocast: Autocast | None = typer.Option(
         None, help="Forwards under torch.autocast (faster at LM scale, adds rounding noise)."
@@ -144,50 +174,61 @@ def landscape(
         None, min=1, help="Evaluate only the data's first N tokens (whole sequences) per point."
     ),
     train: bool = typer.Option(False, "--train", help="Evaluate in train mode (default: eval)."),
-    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
-    out: Path = typer.Option(Path("runs/landscape"), help="Run directory."),
+    threads: ThreadsOption = None,
+    out: OutOption = Path("runs/landscape"),
     plot: Path | None = typer.Option(
         None, help="Folder for figures: a curve (1-D), contour and surface (2-D grids)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
+    quiet: QuietOption = False,
 ) -> None:
-    """Evaluate the loss on a grid or scattered points spanned by directions from the model."""
-    import numpy as np
-    import torch
+    """Evaluate the loss on a grid or scattered points spanned by directions from the model.
 
-    from saddles import directions as dirs_mod
-    from saddles import sampling
-    from saddles.landscape import evaluate
-
-    if threads is not None:
-        torch.set_num_threads(threads)
+    The run directory --out receives config.json, chunks/ and landscape.npz/.json.
+    """
+    # Every option is checked before the model or the data is loaded.
+    to = to or []
     if not resume and (out / "config.json").exists():  # the library would reuse a finished run
         typer.echo(f"error: {out} already holds a run; pass --resume to continue it (or load "
                    "it if finished), or choose another --out", err=True)  # fmt: skip
         raise typer.Exit(code=2)
-    loss_fn, _ = _loading.build_loss(criterion and criterion.value, loss, inputs_key=inputs_key,
-                                     targets_key=targets_key)  # fmt: skip
-    metrics = _metrics(metric)
+    coords = _coordinates(resolution, span, range_ or [], scattered, method.value, region.value,
+                          radius, sample_seed, dims=len(to) or directions,
+                          dims_hint="--to" if to else "--directions")  # fmt: skip
+    metrics = _metrics(metric or [])
+    for path in to:
+        if not path.exists():
+            raise typer.BadParameter(f"no such file or folder: {path}", param_hint="--to")
+    if max_memory is not None:
+        from saddles.landscape import parse_bytes
+
+        with _loading.option("--max-memory"):
+            parse_bytes(max_memory)
     _loading.check_device(device)
     _loading.check_out_dir(out)
     if plot is not None:
         _loading.check_out_dir(plot, "--plot")
-    spec = _loading.param_spec(params_include, params_exclude, params_exclude_1d, params_type)
-    net = _loading.load_model(model, checkpoint)
-    selection = _loading.check_params(net, spec)
-    batch = _loading.load_data(data)
-    batches = _loading.split_batches(batch, batch_size) if batch_size else batch
-    _loading.check_tokens(net, batches)
-    _loading.check_loss(net, loss_fn, batches)
+    spec = _loading.param_spec(params_include or [], params_exclude or [], params_exclude_1d,
+                               params_type or [])  # fmt: skip
 
-    if to:
-        targets = []
-        for path in to:
-            target = _loading.build_model(model)
-            _loading.load_checkpoint(target, path, "--to")
-            targets.append(target)
-        dirs = dirs_mod.interpolation(net, targets, params=spec)
+    import numpy as np
+    import torch
+
+    from saddles import directions as dirs_mod
+    from saddles.landscape import evaluate
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    problem = _loading.load_problem(
+        model=model, checkpoint=checkpoint, data=data, criterion=criterion and criterion.value,
+        loss=loss, inputs_key=inputs_key, targets_key=targets_key, batch_size=batch_size,
+        params=spec,
+    )  # fmt: skip
+    net, loss_fn, batches, selection = problem.model, problem.loss, problem.data, problem.selection
+
+    if to:  # each checkpoint loaded into a copy of the model, stored names matched
+        with _loading.option("--to"):
+            dirs = dirs_mod.interpolation(net, to, params=spec)
     else:
         dirs = dirs_mod.random_directions(
             net,
@@ -198,20 +239,6 @@ def landscape(
             orthogonalize=orthogonalize.value,
             params=spec,
         )
-    ranges = [_parse_range(r) for r in range_]
-    ranges_arg = ranges[0] if len(ranges) == 1 else ranges
-    if scattered is not None:
-        coords = sampling.scattered(
-            scattered,
-            len(dirs),
-            method=method.value,
-            region=region.value,
-            ranges=ranges_arg,
-            radius=radius,
-            seed=sample_seed,
-        )
-    else:
-        coords = sampling.grid(_parse_grid(grid), ranges_arg, dims=len(dirs))
     result = evaluate(
         net,
         loss_fn,
@@ -283,12 +310,42 @@ def _metrics(specs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _coordinates(resolution: str, span: float | None, ranges: list[str], scattered: int | None,
+                 method: str, region: str, radius: float, seed: int, dims: int,
+                 dims_hint: str):  # fmt: skip
+    """The points to evaluate (:mod:`saddles.sampling`), built before anything is loaded, so
+    that a bad value is refused at once, naming its option."""
+    from saddles import sampling
+
+    if span is not None and ranges:
+        raise typer.BadParameter("give --span or --range, not both", param_hint="--span")
+    if span is not None:
+        bounds: Any = (-span, span)
+    elif ranges:
+        parsed = [_parse_range(r) for r in ranges]
+        bounds = parsed[0] if len(parsed) == 1 else parsed
+    else:
+        bounds = (-DEFAULTS["span"], DEFAULTS["span"])
+    try:
+        if scattered is not None:
+            return sampling.scattered(scattered, dims, method=method, region=region,
+                                      ranges=bounds, radius=radius, seed=seed)  # fmt: skip
+        return sampling.grid(_parse_grid(resolution), bounds, dims=dims)
+    except ValueError as exc:
+        word = str(exc).split()[0]
+        hint = _COORDINATE_OPTIONS.get(word, dims_hint)
+        if word == "conflicting":  # per-axis values for another number of axes
+            hint = "--resolution / --grid" if "," in resolution else "--range / --span"
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
+
+
 def _parse_grid(text: str) -> int | list[int]:
     try:
         sizes = [int(x) for x in text.split(",")]
     except ValueError as exc:
         raise typer.BadParameter(
-            f"expected a resolution such as 51 or 51,31, got {text!r}", param_hint="--grid"
+            f"expected a resolution such as 51 or 51,31, got {text!r}",
+            param_hint="--resolution / --grid",
         ) from exc
     return sizes if "," in text else sizes[0]
 

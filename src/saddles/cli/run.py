@@ -15,11 +15,12 @@
       include: ["gpt_neox.layers.3.*"]  #   (saddles.io.params; same as analysis: params:)
       exclude_1d: true
     out: runs/my-model                  # the run directory
-    analysis:                           # any AnalysisConfig field (saddles.runs.analyze)
+    analysis:                           # any AnalysisConfig field (saddles.runs.config)
       resolution: 41
       representations: [grid-full, knn]
 
-Relative paths are read relative to the YAML file's folder.
+The keys and their checks are :class:`saddles.runs.schema.RunSpec`'s, shared with
+``saddles dynamics``. Relative paths are read relative to the YAML file's folder.
 """
 
 from __future__ import annotations
@@ -29,9 +30,6 @@ from pathlib import Path
 import typer
 
 from saddles.cli import app, friendly_errors
-
-KEYS = {"name", "model", "checkpoint", "data", "criterion", "loss", "batch_size", "out",
-        "analysis", "inputs_key", "targets_key", "params"}  # fmt: skip
 
 
 @app.command()
@@ -45,69 +43,30 @@ def run(
 
     Keys: name, model (module:function or hf:PATH), checkpoint, data, criterion or loss,
     inputs_key, targets_key, batch_size, params, out, analysis (any AnalysisConfig field).
-    The resolved configuration is written to the run directory's config.yaml.
+    The resolved configuration is written to the run directory's run.yaml and config.yaml.
     """
+    import yaml
     from rich.console import Console
 
     from saddles.cli import _loading
-    from saddles.files import read_yaml
+    from saddles.files import atomic_write_text
     from saddles.report.figures import write_figures
-    from saddles.runs.analyze import AnalysisConfig, analyze
+    from saddles.runs.analyze import analyze
     from saddles.runs.summary import summarize
 
-    spec = read_yaml(config_path)
-    unknown = sorted(set(spec) - KEYS)
-    if unknown:
-        raise typer.BadParameter(f"unknown key(s) {unknown}; known: {sorted(KEYS)}",
-                                 param_hint=str(config_path))  # fmt: skip
-    for key in ("model", "data"):
-        if key not in spec:
-            raise typer.BadParameter(f"{config_path} must say `{key}:`", param_hint="CONFIG")
-    if ("criterion" in spec) == ("loss" in spec):
-        raise typer.BadParameter("give exactly one of `criterion:` or `loss:`",
-                                 param_hint=str(config_path))  # fmt: skip
-    size = spec.get("batch_size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
-        raise typer.BadParameter(f"must be a positive integer, not {size!r}",
-                                 param_hint="batch_size")  # fmt: skip
-    analysis_spec = spec.get("analysis") or {}
-    if "params" in spec and isinstance(analysis_spec, dict):
-        if "params" in analysis_spec:
-            raise typer.BadParameter("give `params:` at the top or under `analysis:`, not both",
-                                     param_hint="params")  # fmt: skip
-        analysis_spec = {**analysis_spec, "params": spec["params"]}
-    try:
-        config = AnalysisConfig.from_dict(analysis_spec)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="analysis") from exc
-    if "given" in config.directions:
-        raise typer.BadParameter("`given` directions need the library (analyze(given=...))",
-                                 param_hint="analysis")  # fmt: skip
+    spec = read_spec(config_path, "run")
+    config = spec.analysis
     _loading.check_device(config.device, "device")
-
-    base = config_path.parent
-    checkpoint = base / spec["checkpoint"] if spec.get("checkpoint") else None
-    model = _loading.load_model(_relative_to(spec["model"], base), checkpoint, "model",
-                                "checkpoint")  # fmt: skip
+    model = _loading.load_model(spec.model, spec.checkpoint, "model", "checkpoint")
     _loading.check_params(model, config.params, "params")
-    data = _loading.load_data(base / str(spec["data"]), "data")
-    if size is not None:
-        data = _loading.split_batches(data, size)
-    loss_spec = spec.get("loss")
-    keys = {k: spec.get(k) for k in ("inputs_key", "targets_key")}
-    for key, value in keys.items():
-        if value is not None and not isinstance(value, str):
-            raise typer.BadParameter(f"must be a string, not {value!r}", param_hint=key)
-    loss, _ = _loading.build_loss(spec.get("criterion"),
-                                  None if loss_spec is None else _relative_to(loss_spec, base),
-                                  loss_hint="loss", criterion_hint="criterion",
-                                  **keys)  # fmt: skip
+    data, loss = load_data_and_loss(spec)
     _loading.check_tokens(model, data, "data")
     _loading.check_loss(model, loss, data, "data")
-    name = str(spec.get("name", Path(spec["model"].split(":")[-1]).name))
-    out_dir = _loading.check_out_dir(out or base / str(spec.get("out", f"runs/{name}")), "out")
+    name = spec.name
+    out_dir = _loading.check_out_dir(out or spec.out, "out")
     analysis = analyze(model, loss, data, config, name=name, run_dir=out_dir / name,
                        progress=not quiet)  # fmt: skip
+    atomic_write_text(out_dir / "run.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     figures = {name: write_figures(analysis, out_dir / name / "figures")}
     paths = summarize([analysis], out_dir, x_key="model", y_metrics=[], categorical=True,
                       title=f"saddles: {name}", figures=figures,
@@ -120,13 +79,25 @@ def run(
     console.print(f"report: {paths['report']}")
 
 
-def _relative_to(spec: str, base: Path) -> str:
-    """``file.py:function`` and ``hf:folder`` read relative to the YAML file's folder
-    (``module:function`` and absolute paths as they are)."""
-    if str(spec).startswith("hf:"):
-        folder = Path(str(spec)[3:]).expanduser()
-        return f"hf:{folder if folder.is_absolute() else base / folder}"
-    target, sep, attr = str(spec).partition(":")
-    if target.endswith(".py") and not Path(target).is_absolute():
-        return f"{base / target}{sep}{attr}"
-    return str(spec)
+def read_spec(config_path: Path, command: str):
+    """The file's :class:`~saddles.runs.schema.RunSpec` for ``command``; a refusal names
+    the key (exit 2)."""
+    from saddles.runs.schema import RunSpec, SpecError
+
+    try:
+        return RunSpec.from_yaml(config_path, command)
+    except SpecError as exc:
+        raise typer.BadParameter(exc.message, param_hint=exc.key) from exc
+
+
+def load_data_and_loss(spec):
+    """The spec's data (split into ``batch_size`` batches) and ``loss(model, batch)``."""
+    from saddles.cli import _loading
+
+    data = _loading.load_data(spec.data, "data")
+    if spec.batch_size is not None:
+        data = _loading.split_batches(data, spec.batch_size)
+    loss, _ = _loading.build_loss(spec.criterion, spec.loss, loss_hint="loss",
+                                  criterion_hint="criterion", inputs_key=spec.inputs_key,
+                                  targets_key=spec.targets_key)  # fmt: skip
+    return data, loss

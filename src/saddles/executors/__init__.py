@@ -7,6 +7,8 @@ once per unit; it hands each result back to the caller on the driver as it arriv
 numerics stay with the caller (:mod:`saddles.landscape.plan` for landscape chunks).
 
 - :mod:`~saddles.executors.base`: the interface, :class:`UnitError`, :func:`make_executor`;
+- :mod:`~saddles.executors.registry`: the executors by name; each implementation registers
+  itself there, and :func:`make_executor` looks names up there (``base`` never imports them);
 - :mod:`~saddles.executors.local`: :class:`LocalExecutor`, today's in-process loop;
 - :mod:`~saddles.executors.cluster`: starting a loopback Ray cluster, or joining ``RAY_ADDRESS``;
 - :mod:`~saddles.executors.ray_pool`: :class:`RayExecutor`, actors that keep the payload and

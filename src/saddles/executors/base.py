@@ -9,8 +9,15 @@ follow::
 
 ``on_result`` is called on the driver, one result at a time, in the order results arrive
 (input order for the local executor, completion order on Ray); the caller records them. A unit
-whose ``work`` raises stops the run with that error; a worker that dies is the executor's
-problem (retried elsewhere), never the caller's.
+whose ``work`` raises stops the run with one :class:`UnitError` naming the unit (the original
+exception is its ``__cause__``), on every executor; a worker that dies is the executor's
+problem (retried elsewhere), never the caller's. ``tests/test_contracts.py`` checks every
+registered executor against this.
+
+Owns the interface (:class:`Executor`, :class:`Pool`), :class:`UnitError` and
+:func:`make_executor`, which looks a name up in :mod:`saddles.executors.registry`. This module
+must not import the implementations (:mod:`~saddles.executors.local`,
+:mod:`~saddles.executors.ray_pool`): they import it, and register themselves by name.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from saddles.names import EXECUTORS
+from saddles.executors import registry
 
 
 class UnitError(RuntimeError):
@@ -81,13 +88,12 @@ def make_executor(
 ) -> tuple[Executor, bool]:
     """The executor a name asks for, and whether the caller owns it (and must close it).
 
-    ``None`` or ``"local"``: in this process. ``"ray"``: a :class:`RayExecutor` with
-    ``workers`` actors (joining ``RAY_ADDRESS`` or an initialised Ray, else starting a
-    loopback cluster). An :class:`Executor` object is used as it is, and stays the caller's.
+    ``None`` or ``"local"``: in this process. ``"ray"``: a
+    :class:`~saddles.executors.ray_pool.RayExecutor` with ``workers`` actors (joining
+    ``RAY_ADDRESS`` or an initialised Ray, else starting a loopback cluster). Any other name is
+    looked up in :mod:`saddles.executors.registry`. An :class:`Executor` object is used as it
+    is, and stays the caller's.
     """
-    from saddles.executors.local import LocalExecutor
-    from saddles.executors.ray_pool import RayExecutor
-
     if isinstance(executor, Executor):
         if workers is not None or gpus_per_worker or max_retries != 3:
             raise ValueError(
@@ -95,10 +101,21 @@ def make_executor(
                 "give them to the Executor object instead"
             )
         return executor, False
-    if executor is None or executor == "local":
-        if workers not in (None, 1) or gpus_per_worker:
-            raise ValueError("workers and gpus_per_worker need executor='ray'")
-        return LocalExecutor(), True
-    if executor == "ray":
-        return RayExecutor(workers, gpus_per_worker=gpus_per_worker, max_retries=max_retries), True
-    raise ValueError(f"executor must be one of {EXECUTORS} or an Executor, not {executor!r}")
+    name = "local" if executor is None else executor
+    factory = registry.lookup(name) if isinstance(name, str) else None
+    if factory is None:
+        raise ValueError(
+            f"executor must be one of {registry.registered()} or an Executor, not {executor!r}"
+        )
+    return factory(workers=workers, gpus_per_worker=gpus_per_worker, max_retries=max_retries), True
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def unit_failed(unit: Any, exc: BaseException) -> UnitError:
+    """The one-line :class:`UnitError` for a unit whose ``work`` raised ``exc``."""
+    return UnitError(f"{unit} failed: {one_line(exc)}")

@@ -7,18 +7,28 @@ the driver between units) and hands each result to ``on_result`` as it arrives.
 
 Faults:
 
-- a worker that dies (its process killed, its node lost) takes the units queued on it with
-  it; they go back to the front of the queue, a fresh actor takes the dead one's place, and
-  no finished unit is run again. A unit whose worker died more than ``max_retries`` times
-  fails the run (:class:`~saddles.executors.base.UnitError`), so a unit that kills every
-  worker it meets does not loop forever;
+- a worker that dies (its process killed, by a signal or by Ray's memory monitor, or its node
+  lost) takes the units queued on it with it; they go back to the front of the queue, a
+  fresh actor takes the dead one's place, and no finished unit is run again. A result Ray
+  reports lost (:data:`LOST_WORKER` lists what counts as a lost worker) is treated the same
+  way: its unit runs again. A unit whose worker died more than ``max_retries`` times fails
+  the run (:class:`~saddles.executors.base.UnitError`), so a unit that kills every worker it
+  meets does not loop forever. Ray itself never retries or reconstructs anything here
+  (``max_restarts=0``, ``max_task_retries=0``): this loop is the one place that does;
 - a unit whose ``work`` raises fails the run at once with a one-line
   :class:`~saddles.executors.base.UnitError` naming the unit (``str(unit)``); the remote
-  traceback is kept in the exception's cause.
+  traceback is kept in the exception's cause;
+- any other failure of Ray while a unit is out (the cluster lost, ...) fails the run with
+  one line naming the unit and Ray's error, never with Ray's traceback alone.
+
+Registers itself as ``"ray"`` in :mod:`saddles.executors.registry`. Importing this module does
+not import Ray (a :class:`RayExecutor` does, when made); it must not import
+:mod:`~saddles.executors.local`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -26,12 +36,30 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from saddles.executors.base import Executor, Pool, UnitError
+from saddles.executors import registry
+from saddles.executors.base import Executor, Pool, UnitError, one_line, unit_failed
 from saddles.executors.cluster import Cluster, import_ray
 from saddles.executors.threads import set_torch_threads, torch_threads
 
 #: Units queued on each actor at once: one running, one waiting.
 IN_FLIGHT = 2
+
+#: Ray's exceptions (``ray.exceptions``) that mean a unit's worker or its result was lost, not
+#: that the unit failed: the unit runs again on a fresh worker.
+LOST_WORKER = (
+    "RayActorError",  # ActorDiedError, ActorUnavailableError: the actor's process is gone
+    "WorkerCrashedError",
+    "ObjectLostError",  # OwnerDiedError, ObjectReconstructionFailedError, ...
+    "NodeDiedError",
+    "OutOfMemoryError",  # Ray's memory monitor killed the worker
+)
+
+
+def lost_worker_errors(ray: Any) -> tuple[type[BaseException], ...]:
+    """The classes of :data:`LOST_WORKER` this Ray version has."""
+    return tuple(
+        getattr(ray.exceptions, name) for name in LOST_WORKER if hasattr(ray.exceptions, name)
+    )
 
 
 class Worker:
@@ -96,13 +124,22 @@ class RayExecutor(Executor):
         self.cluster.close()
 
 
+@registry.register("ray")
+def make_ray(
+    *, workers: int | None = None, gpus_per_worker: float = 0.0, max_retries: int = 3
+) -> RayExecutor:
+    """The ``"ray"`` entry of the registry (see :class:`RayExecutor`)."""
+    return RayExecutor(workers, gpus_per_worker=gpus_per_worker, max_retries=max_retries)
+
+
 class RayPool(Pool):
     """The actors of one :meth:`RayExecutor.open`, and the dispatch loop."""
 
     def __init__(self, executor: RayExecutor, n: int, setup, payload, work):
         ray = self.ray = executor.ray
         self.executor = executor
-        options = {"num_cpus": executor.cpus_per_worker, "num_gpus": executor.gpus_per_worker}
+        options = {"num_cpus": executor.cpus_per_worker, "num_gpus": executor.gpus_per_worker,
+                   "max_restarts": 0, "max_task_retries": 0}  # fmt: skip
         self.actor_class = ray.remote(**options)(Worker)
         started = time.perf_counter()
         self.args = (setup, ray.put(payload), work, executor.cpus_per_worker)
@@ -133,6 +170,7 @@ class RayPool(Pool):
 
     def run(self, units: Iterable[Any], on_result: Callable[[Any, Any], None]) -> None:
         ray = self.ray
+        lost = lost_worker_errors(ray)
         queue = deque(enumerate(units))
         deaths: dict[int, int] = {}
         pending: dict[Any, tuple[int, Any, Any]] = {}  # ObjectRef -> (index, unit, actor)
@@ -143,12 +181,16 @@ class RayPool(Pool):
                     index, unit = queue.popleft()
                     pending[actor.run.remote(unit)] = (index, unit, actor)
                     load[id(actor)] += 1
-            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            try:
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+            except ray.exceptions.RayError as exc:
+                first = min(pending.values(), key=lambda p: p[0])[1]
+                raise UnitError(f"{first}: Ray failed while it ran: {one_line(exc)}") from exc
             index, unit, actor = pending.pop(ref)
             load[id(actor)] -= 1
             try:
                 result = ray.get(ref)
-            except ray.exceptions.RayActorError as exc:
+            except lost as exc:
                 deaths[index] = deaths.get(index, 0) + 1
                 if deaths[index] > self.executor.max_retries:
                     raise UnitError(
@@ -161,12 +203,15 @@ class RayPool(Pool):
                 continue
             except ray.exceptions.RayTaskError as exc:
                 cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-                raise UnitError(f"{unit} failed: {one_line(cause)}") from cause
+                raise unit_failed(unit, cause) from cause
+            except ray.exceptions.RayError as exc:
+                raise UnitError(f"{unit}: Ray failed while it ran: {one_line(exc)}") from exc
             on_result(unit, result)
 
     def replace(self, dead: Any) -> Any:
         """A fresh actor (same payload, from the object store) in place of a dead one."""
-        self.ray.kill(dead, no_restart=True)
+        with contextlib.suppress(Exception):  # it may be gone already, with its node
+            self.ray.kill(dead, no_restart=True)
         fresh = self.actor_class.remote(*self.args)
         self.actors = [fresh if a is dead else a for a in self.actors]
         self.replaced += 1
@@ -176,9 +221,3 @@ class RayPool(Pool):
         for actor in self.actors:
             self.ray.kill(actor, no_restart=True)
         self.actors = []
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` (at most 300 characters)."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"

@@ -55,6 +55,11 @@ class TraceEstimate:
     method: str
     samples: np.ndarray
 
+    @property
+    def n_hvps(self) -> int:
+        """The products spent (``n_matvecs``), under the name every estimator reports."""
+        return self.n_matvecs
+
 
 def _blocked(op: SymmetricOperator, V: torch.Tensor, block_size: int) -> torch.Tensor:
     return torch.cat(

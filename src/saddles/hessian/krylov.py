@@ -50,7 +50,8 @@ from saddles.names import WHICH
 
 
 class _Rows:
-    """A growing stack of row vectors (capacity doubles), for the Krylov basis and its images."""
+    """A preallocated stack of row vectors, for the Krylov basis and its images: ``capacity``
+    rows are allocated once (no copying as it grows, so the peak is known before the run)."""
 
     def __init__(self, n: int, dtype: torch.dtype, device: torch.device, capacity: int):
         self.data = torch.empty((max(capacity, 1), n), dtype=dtype, device=device)
@@ -58,11 +59,7 @@ class _Rows:
 
     def append(self, row: torch.Tensor) -> None:
         if self.size == self.data.shape[0]:
-            grown = torch.empty(
-                (2 * self.size, self.data.shape[1]), dtype=self.data.dtype, device=self.data.device
-            )
-            grown[: self.size] = self.data
-            self.data = grown
+            raise RuntimeError(f"the basis holds at most {self.size} vectors")
         self.data[self.size] = row
         self.size += 1
 
@@ -77,19 +74,25 @@ class LanczosDecomposition:
 
     ``alphas`` (m,) and ``betas`` (m,) hold T's diagonal and off-diagonal; ``betas[-1]`` is the
     norm of the final residual, used for convergence bounds. ``basis`` (m, dim) holds the
-    orthonormal Lanczos vectors and ``products`` (m, dim), when kept, their images ``H q_j``.
+    orthonormal Lanczos vectors (None when only a window was kept) and ``products`` (m, dim),
+    when kept, their images ``H q_j``.
     ``seconds`` is the cumulative wall time after each step.
     """
 
     alphas: np.ndarray
     betas: np.ndarray
-    basis: torch.Tensor
+    basis: torch.Tensor | None
     products: torch.Tensor | None
     seconds: np.ndarray
 
     @property
     def n_steps(self) -> int:
         return len(self.alphas)
+
+    @property
+    def n_hvps(self) -> int:
+        """The products spent: one per step."""
+        return self.n_steps
 
     def ritz(self, steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ritz values (ascending) and T's eigenvectors after ``steps`` steps (default: all).
@@ -117,6 +120,7 @@ def lanczos(
     seed: int = 0,
     store_products: bool = False,
     should_stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+    max_basis: int | None = None,
 ) -> LanczosDecomposition:
     """Run ``n_steps`` (at most ``dim``) Lanczos steps with full reorthogonalization.
 
@@ -126,19 +130,32 @@ def lanczos(
     (Golub & Van Loan, sec. 10.3). If the Krylov space becomes invariant (``beta`` ~ 0), the run
     continues from a fresh random vector orthogonal to the basis, with a zero coupling in T.
     ``should_stop(alphas, betas)`` is called after every step and may end the run early.
+
+    ``max_basis`` bounds memory: only the latest ``max_basis`` vectors are kept (a ring) and
+    each new vector is reorthogonalized against those (local reorthogonalization; Parlett,
+    *The Symmetric Eigenvalue Problem*, 1998, ch. 13). T then equals full reorthogonalization's
+    only up to the loss of orthogonality to older vectors, which can add spurious copies of
+    converged Ritz values; Gauss quadrature (:func:`~saddles.hessian.spectral_density`) is
+    robust to that (Meurant & Strakos, Acta Numerica 2006). The decomposition then has no
+    ``basis``, and ``store_products`` is refused.
     """
     n = op.dim
     if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
     m = min(int(n_steps), n)
+    window = m if max_basis is None else min(m, int(max_basis))
+    if window < 2 and m > 1:
+        raise ValueError(f"max_basis must be at least 2, got {max_basis!r}")
+    if store_products and window < m:
+        raise ValueError("store_products needs the whole basis (max_basis >= n_steps)")
     gen = generator(seed)
     q = gaussian((n,), gen, op) if v0 is None else op._check_tensor(v0, "v0", ndim=1).clone()
     norm = q.norm()
     if not torch.isfinite(norm) or norm == 0:
         raise ValueError("the starting vector must be finite and nonzero")
     q = q / norm
-    Q = _Rows(n, op.dtype, op.device, min(m, 64))
-    W = _Rows(n, op.dtype, op.device, min(m, 64)) if store_products else None
+    Q = torch.empty((window, n), dtype=op.dtype, device=op.device)  # a ring when window < m
+    W = _Rows(n, op.dtype, op.device, m) if store_products else None
     alphas: list[float] = []
     betas: list[float] = []
     seconds: list[float] = []
@@ -146,7 +163,8 @@ def lanczos(
     anorm = 0.0
     start = time.perf_counter()
     for j in range(m):
-        Q.append(q)
+        Q[j % window] = q
+        rows = Q[: min(j + 1, window)]
         w = op.matvec(q)
         if not torch.isfinite(w).all():
             raise FloatingPointError(f"the operator returned non-finite values at Lanczos step {j}")
@@ -155,11 +173,11 @@ def lanczos(
         alpha = torch.dot(q, w).item()
         w = w - alpha * q
         if j > 0:
-            w = w - betas[-1] * Q.rows[j - 1]
+            w = w - betas[-1] * Q[(j - 1) % window]
         for _ in range(2):
-            c = Q.rows @ w
-            w = w - Q.rows.T @ c
-            alpha += c[j].item()
+            c = rows @ w
+            w = w - rows.T @ c
+            alpha += c[j % window].item()
         beta = w.norm().item()
         alphas.append(alpha)
         betas.append(beta)
@@ -173,13 +191,13 @@ def lanczos(
             betas[-1] = 0.0
             w = gaussian((n,), gen, op)
             for _ in range(2):
-                w = w - Q.rows.T @ (Q.rows @ w)
+                w = w - rows.T @ (rows @ w)
             beta = w.norm().item()
         q = w / beta
     return LanczosDecomposition(
         alphas=np.array(alphas),
         betas=np.array(betas),
-        basis=Q.rows,
+        basis=Q[: len(alphas)] if window == m else None,
         products=None if W is None else W.rows,
         seconds=np.array(seconds),
     )
@@ -190,6 +208,76 @@ def lanczos(
 # --------------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------------
+# Extreme eigenpairs
+# --------------------------------------------------------------------------------------------
+
+#: Krylov storage :func:`top_eigen` may use by default (bytes), unless ``2 k + 6`` vectors of the
+#: operator's dimension take more: small models keep the whole basis and its products (the
+#: fewest HVPs), models of millions of parameters restart within a basis of a few times k.
+DEFAULT_MEMORY = 256 << 20
+
+#: Columns per block when the basis is rotated in place at a restart (bounds the temporary).
+_BLOCK = 1 << 16
+
+
+@dataclass(frozen=True)
+class KrylovPlan:
+    """How :func:`top_eigen` holds its Krylov space within a memory budget.
+
+    ``window``: basis vectors held at once (the Krylov dimension between restarts);
+    ``products``: whether their images ``H q_j`` are kept too (else the final residuals cost
+    ``k`` extra HVPs); ``restarts``: whether the window is below what the run may need, so a
+    thick restart can happen; ``memory``: the budget in bytes and ``vector_bytes`` one vector's.
+    ``strategy`` says it in words (it is recorded with the eigenpairs).
+    """
+
+    window: int
+    products: bool
+    restarts: bool
+    memory: int
+    vector_bytes: int
+
+    @property
+    def strategy(self) -> str:
+        basis = (f"thick restart within {self.window} basis vectors" if self.restarts
+                 else f"whole basis (up to {self.window} vectors)")  # fmt: skip
+        tail = "with their products" if self.products else "true residuals from k extra HVPs"
+        return f"{basis}, {tail}"
+
+    @property
+    def peak_bytes(self) -> int:
+        """Storage of the basis, the products if kept, and the ``k`` returned vectors is at most
+        the budget; this is the basis and products part."""
+        return self.window * self.vector_bytes * (2 if self.products else 1)
+
+
+def krylov_plan(
+    dim: int, itemsize: int, k: int, max_hvps: int, memory: int | None = None
+) -> KrylovPlan:
+    """Choose the window and whether products are kept, so that basis + products + the ``k``
+    returned vectors fit ``memory`` bytes (default: :data:`DEFAULT_MEMORY`, or ``2 k + 6``
+    vectors if that is more). The whole basis when it fits (no restart: today's fewest-HVP
+    run), else a thick restart within the window (Wu & Simon 2000)."""
+    vector_bytes = int(dim) * int(itemsize)
+    if memory is None:
+        memory = max(DEFAULT_MEMORY, (2 * k + 6) * vector_bytes)
+    if not isinstance(memory, (int, np.integer)) or isinstance(memory, bool) or memory < 1:
+        raise ValueError(f"memory must be a positive number of bytes, not {memory!r}")
+    memory = int(memory)
+    need = min(max_hvps, dim)
+    window = min(need, memory // vector_bytes - k)
+    smallest = min(need, k + 2)
+    if window < smallest:
+        raise ValueError(
+            f"memory={memory} bytes holds {memory // vector_bytes} vectors of {vector_bytes} "
+            f"bytes; the top {k} eigenpairs need at least {smallest + k} "
+            f"({(smallest + k) * vector_bytes} bytes)"
+        )
+    products = (2 * window + k) * vector_bytes <= memory
+    return KrylovPlan(window, products, window < need, memory, vector_bytes)
+
+
 @dataclass(frozen=True)
 class Eigenpairs:
     """Extreme eigenpairs of a symmetric operator.
@@ -197,9 +285,15 @@ class Eigenpairs:
     ``eigenvalues`` (k,) in the order asked for (LA: descending, SA: ascending, LM: by decreasing
     magnitude); ``residual_norms`` (k,) are ``||H v - lambda v||`` for the returned unit vectors,
     computed from the HVPs actually made (``H v`` as the same combination of the stored products
-    ``H q_j``), not from the Lanczos recurrence alone. ``vectors`` (k, dim) are the flat unit
-    eigenvectors (sign: largest-magnitude entry positive); ``eigenvectors[i]`` is vector ``i`` as
-    parameter-shaped tensors. ``n_hvps`` counts the HVPs spent.
+    ``H q_j``, or one extra HVP per vector when the products were not kept), not from the Lanczos
+    recurrence alone. ``vectors`` (k, dim) are the flat unit eigenvectors in the operator's dtype
+    (sign: largest-magnitude entry positive); ``eigenvectors[i]`` is vector ``i`` as
+    parameter-shaped tensors (views of the same memory where dtype and device agree).
+    ``n_hvps`` counts the HVPs spent; ``strategy`` says how the Krylov basis was held
+    (:class:`KrylovPlan`) and ``restarts`` how often it was restarted. ``hvp_noise``, when
+    measured (only when a true residual missed ``tol`` although the recurrence reached it), is
+    the rounding error of the operator's products near the vectors; a pair whose residual it
+    explains counts as converged: the accuracy the products allow.
     """
 
     eigenvalues: np.ndarray
@@ -210,6 +304,9 @@ class Eigenpairs:
     n_hvps: int
     which: str
     tol: float
+    strategy: str = ""
+    restarts: int = 0
+    hvp_noise: float | None = None
 
 
 def _wanted(theta: np.ndarray, k: int, which: str) -> np.ndarray:
@@ -225,6 +322,16 @@ def _default_tol(dtype: torch.dtype) -> float:
     return 1e-8 if dtype == torch.float64 else 1e-4
 
 
+def _rotate_rows(rows: torch.Tensor, size: int, coeffs: np.ndarray) -> None:
+    """``rows[:l] = coeffs.T @ rows[:size]`` in place, ``l = coeffs.shape[1]``, one block of
+    columns at a time, so the temporary is ``l x _BLOCK`` numbers, not another basis."""
+    C = torch.as_tensor(coeffs.T, dtype=rows.dtype, device=rows.device)
+    kept = coeffs.shape[1]
+    for a in range(0, rows.shape[1], _BLOCK):
+        block = C @ rows[:size, a : a + _BLOCK]
+        rows[:kept, a : a + _BLOCK] = block
+
+
 def top_eigen(
     op: SymmetricOperator,
     k: int = 1,
@@ -234,16 +341,26 @@ def top_eigen(
     max_hvps: int | None = None,
     seed: int = 0,
     v0: torch.Tensor | None = None,
+    memory: int | None = None,
 ) -> Eigenpairs:
     """The ``k`` largest (``"LA"``), smallest (``"SA"``: negative curvature) or largest-magnitude
-    (``"LM"``) eigenpairs, by Lanczos with full reorthogonalization from a seeded random start.
+    (``"LM"``) eigenpairs, by Lanczos with full reorthogonalization from a seeded random start,
+    in at most ``memory`` bytes of Krylov storage.
 
     The run stops once every wanted Ritz pair has residual ``||H y - theta y|| <= tol * scale``
     with ``scale = max(|theta|, sqrt(eps) * max |theta_j|)`` (a relative residual; the eigenvalue
     error is at most the residual, and about residual^2 / gap). Default ``tol``: 1e-8 in float64,
-    1e-4 in float32. ``max_hvps`` caps the Krylov dimension (default ``min(dim, max(300, 20 k))``;
-    the basis and its images take ``2 * max_hvps * dim`` numbers at most); pairs that did not
-    converge are flagged in ``converged`` and a warning is raised.
+    1e-4 in float32. ``max_hvps`` caps the products (default ``min(dim, max(300, 20 k))``);
+    pairs that did not converge are flagged in ``converged`` and a warning is raised.
+
+    Memory (:func:`krylov_plan`): where the whole basis fits the budget the run is plain
+    Lanczos with every vector kept (and their products, if they fit too, for the final
+    residuals). Otherwise the basis is capped at the budget's window and the run is restarted
+    thickly when it fills (Wu & Simon, *Thick-restart Lanczos method for large symmetric
+    eigenvalue problems*, SIAM J. Matrix Anal. Appl. 22, 2000): the best Ritz vectors are kept,
+    rotated in place, the residual vector continues the basis, and the projected matrix becomes
+    an arrowhead; memory stays bounded at the price of extra HVPs. The projected matrix is
+    float64 throughout.
 
     Single-vector Lanczos finds one copy of each distinct eigenvalue: an exactly repeated
     eigenvalue among the wanted ones is reported once (block methods are needed for those).
@@ -259,46 +376,138 @@ def top_eigen(
         max_hvps = min(op.dim, max(300, 20 * k))
     if max_hvps < k:
         raise ValueError(f"max_hvps ({max_hvps}) must be at least k ({k})")
+    itemsize = torch.empty((), dtype=op.dtype).element_size()
+    plan = krylov_plan(op.dim, itemsize, int(k), int(max_hvps), memory)
     floor = math.sqrt(torch.finfo(op.dtype).eps)
-
-    def residual_bounds(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        theta, S = _tridiagonal_eigh(alphas, betas[:-1])
-        idx = _wanted(theta, k, which)
-        scale = np.maximum(np.abs(theta[idx]), floor * np.abs(theta).max())
-        return np.abs(betas[-1] * S[-1, idx]), scale
-
-    def should_stop(alphas: np.ndarray, betas: np.ndarray) -> bool:
-        if len(alphas) < k:
-            return False
-        res, scale = residual_bounds(alphas, betas)
-        return bool(np.all(res <= tol * scale))
+    eps = torch.finfo(op.dtype).eps
+    n, window = op.dim, plan.window
 
     hvps_before = op.n_hvps
-    dec = lanczos(op, max_hvps, v0=v0, seed=seed, store_products=True, should_stop=should_stop)
-    theta, S = dec.ritz()
-    idx = _wanted(theta, k, which)
-    coeffs = torch.as_tensor(S[:, idx].T, dtype=op.dtype, device=op.device)  # (k, m)
-    Y = coeffs @ dec.basis
-    HY = coeffs @ dec.products
+    gen = generator(seed)
+    q = gaussian((n,), gen, op) if v0 is None else op._check_tensor(v0, "v0", ndim=1).clone()
+    norm = q.norm()
+    if not torch.isfinite(norm) or norm == 0:
+        raise ValueError("the starting vector must be finite and nonzero")
+    q = q / norm
+    Q = torch.empty((window, n), dtype=op.dtype, device=op.device)
+    W = torch.empty((window, n), dtype=op.dtype, device=op.device) if plan.products else None
+    # Before the first restart T is tridiagonal (alphas, betas, solved as such); after it, the
+    # dense projected matrix T (float64) with an arrowhead block from the kept Ritz pairs.
+    alphas: list[float] = []
+    betas: list[float] = []
+    T = np.zeros((window, window)) if plan.restarts else None
+    arrow: np.ndarray | None = None  # couplings of the next vector to the kept Ritz vectors
+    restarts, size, steps, anorm, prev_beta = 0, 0, 0, 0.0, 0.0
+    while True:
+        j = size
+        Q[j] = q
+        w = op.matvec(q)
+        steps += 1
+        if not torch.isfinite(w).all():
+            raise FloatingPointError(f"the operator returned non-finite values at Lanczos step {j}")
+        if W is not None:
+            W[j] = w
+        # In place from here: a step holds w and one temporary beside the basis.
+        alpha = torch.dot(q, w).item()
+        w.sub_(alpha * q)
+        coupling = 0.0
+        if arrow is not None:
+            w.sub_(Q[:j].T @ torch.as_tensor(arrow, dtype=op.dtype, device=op.device))
+            coupling = float(np.abs(arrow).sum())
+        elif j > 0:
+            coupling = prev_beta
+            w.sub_(coupling * Q[j - 1])
+        rows = Q[: j + 1]
+        for _ in range(2):
+            c = rows @ w
+            w.sub_(rows.T @ c)
+            alpha += c[j].item()
+        beta = w.norm().item()
+        size = j + 1
+        anorm = max(anorm, abs(alpha) + beta + coupling)
+        if restarts == 0:
+            alphas.append(alpha)
+            betas.append(beta)
+            theta, S = _tridiagonal_eigh(np.array(alphas), np.array(betas)[:-1])
+        else:
+            T[j, j] = alpha
+            if arrow is not None:
+                T[:j, j] = T[j, :j] = arrow
+            elif j > 0:
+                T[j - 1, j] = T[j, j - 1] = prev_beta
+            theta, S = np.linalg.eigh(T[:size, :size])
+        arrow = None
+        idx = _wanted(theta, k, which)
+        if size >= k:
+            scale = np.maximum(np.abs(theta[idx]), floor * np.abs(theta).max())
+            if np.all(np.abs(beta * S[-1, idx]) <= tol * scale):
+                break
+        if steps >= max_hvps or (restarts == 0 and size == n):
+            break
+        if beta <= 1e3 * eps * anorm:  # invariant subspace: go on from a vector orthogonal to it
+            beta = 0.0
+            if restarts == 0:
+                betas[-1] = 0.0
+            w = gaussian((n,), gen, op)
+            for _ in range(2):
+                w.sub_(Q[:size].T @ (Q[:size] @ w))
+            q = w.div_(w.norm())
+        else:
+            q = w.div_(beta)
+        prev_beta = beta
+        if size == window:  # thick restart: keep the best Ritz vectors, continue with q
+            keep = _wanted(theta, min(window - 2, k + max(1, (window - k) // 3)), which)
+            _rotate_rows(Q, size, S[:, keep])
+            if W is not None:
+                _rotate_rows(W, size, S[:, keep])
+            if T is None:  # pragma: no cover - a window below the need always has T
+                raise RuntimeError("restart without a projected matrix")
+            T[:] = 0.0
+            size = len(keep)
+            T[np.arange(size), np.arange(size)] = theta[keep]
+            arrow = beta * S[-1, keep]
+            restarts += 1
+
+    bound = np.abs(beta * S[-1, idx])  # the recurrence's residuals, as the stopping test saw
+    coeffs = torch.as_tensor(S[:, idx].T, dtype=op.dtype, device=op.device)  # (k, size)
+    Y = coeffs @ Q[:size]
+    HY = coeffs @ W[:size] if W is not None else None
+    del Q, W, rows, w, q  # the basis (and views of it) go before the residuals are formed
     norms = Y.norm(dim=1, keepdim=True)
-    Y, HY = Y / norms, HY / norms
+    Y.div_(norms)
     values = theta[idx]
     lam = torch.as_tensor(values, dtype=op.dtype, device=op.device)[:, None]
-    residuals = (HY - lam * Y).norm(dim=1).cpu().numpy().astype(np.float64)
+    if HY is not None:
+        HY = HY / norms
+        residuals = (HY - lam * Y).norm(dim=1).cpu().numpy().astype(np.float64)
+    else:  # one product per returned vector, one vector at a time
+        residuals = np.array([(op.matvec(Y[i]) - lam[i] * Y[i]).norm().item()
+                              for i in range(len(idx))])  # fmt: skip
     scale = np.maximum(np.abs(values), floor * np.abs(theta).max())
     # The stopping test used the recurrence's residual bound; recheck with the true residuals,
     # allowing for rounding in the products themselves.
-    eps = torch.finfo(op.dtype).eps
     converged = residuals <= tol * scale + 100 * eps * np.abs(theta).max()
+    hvp_noise = None
+    if not converged.all() and np.any(bound[~converged] <= tol * scale[~converged]):
+        # Lanczos converged in its own arithmetic but a true residual did not: in float32 a
+        # network's HVP is itself inexact (far above eps at millions of parameters), and no
+        # residual can go below that. Measure it by linearity, ||H y + H z - H (y + z)|| for a
+        # seeded unit z (exact arithmetic gives 0; three products' rounding does not), and
+        # accept pairs whose residual that noise explains: the attainable accuracy.
+        hvp_noise = _linearity_defect(op, Y[int(np.flatnonzero(~converged)[0])], gen)
+        explained = (bound <= tol * scale) & (residuals <= tol * scale + 2 * hvp_noise)
+        converged = converged | explained
     # Deterministic sign: the largest-magnitude entry of each vector is positive.
     signs = torch.sign(Y.gather(1, Y.abs().argmax(dim=1, keepdim=True)))
     signs[signs == 0] = 1
-    Y = Y * signs
+    Y.mul_(signs)
     if not converged.all():
         warnings.warn(
             f"top_eigen: {int((~converged).sum())} of {k} eigenpairs did not reach tol={tol:g} "
-            f"within {dec.n_steps} HVPs (relative residuals "
-            f"{np.array2string(residuals / scale, precision=2)}); raise max_hvps or tol",
+            f"within {op.n_hvps - hvps_before} HVPs (relative residuals "
+            f"{np.array2string(residuals / scale, precision=2)}"
+            f"{'' if hvp_noise is None else f', HVP noise {hvp_noise:.2g}'}); raise max_hvps "
+            "or tol",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -306,9 +515,22 @@ def top_eigen(
         eigenvalues=values.astype(np.float64),
         residual_norms=residuals,
         converged=converged,
-        vectors=Y.cpu().numpy().astype(np.float64),
+        vectors=Y.cpu().numpy(),
         eigenvectors=[op.unflatten(y) for y in Y],
         n_hvps=op.n_hvps - hvps_before,
         which=which,
         tol=tol,
+        strategy=plan.strategy,
+        restarts=restarts,
+        hvp_noise=hvp_noise,
     )
+
+
+def _linearity_defect(op: SymmetricOperator, y: torch.Tensor, gen: torch.Generator) -> float:
+    """``||H y + H z - H (y + z)||`` for a seeded random unit ``z``: the size of the rounding
+    errors of the operator's products near ``y`` (three products)."""
+    z = gaussian((op.dim,), gen, op)
+    z = z / z.norm()
+    hy, hz = op.matvec(y), op.matvec(z)
+    z.add_(y)
+    return float((hy.add_(hz).sub_(op.matvec(z))).norm().item())

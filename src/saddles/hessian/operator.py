@@ -12,32 +12,27 @@ tensor([ 3., -1.,  2.], dtype=torch.float64)
 >>> op.n_hvps, op.shape
 (1, (3, 3))
 
-The convenience methods (``op.top_eigen(...)``, ``op.trace(...)``, ...) import their algorithm
-when called: the algorithms depend on this module, never the other way round. This module must
-not import :mod:`saddles.hessian.hvp` or any algorithm module at its top.
+The analyses are free functions of an operator (``top_eigen(op, k)``, ``trace(op)``,
+``spectral_density(op)``, ``power_iteration(op)``), never methods: the algorithms depend on this
+module, never the other way round. This module must not import :mod:`saddles.hessian.hvp` or any
+algorithm module (krylov, hutchpp, slq, power), not even for type checking.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse.linalg
 import torch
-
-if TYPE_CHECKING:  # for annotations only; imported inside the methods at run time
-    from saddles.hessian.hutchpp import TraceEstimate
-    from saddles.hessian.krylov import Eigenpairs
-    from saddles.hessian.power import PowerIteration
-    from saddles.hessian.slq import SpectralDensity
 
 
 class SymmetricOperator:
     """A symmetric ``dim x dim`` operator applied to torch vectors; the algorithms' interface.
 
     Subclasses set ``dim``, ``dtype`` and ``device``, implement ``_apply(V)`` for a ``(dim, k)``
-    block and count the products they make in ``n_hvps``. This base class validates inputs and
-    offers the analyses as methods.
+    block and count the products they make in ``n_hvps``. This base class validates inputs; the
+    analyses are the free functions of :mod:`saddles.hessian` that take an operator.
     """
 
     dim: int
@@ -106,36 +101,6 @@ class SymmetricOperator:
         return scipy.sparse.linalg.LinearOperator(
             self.shape, matvec=mv, rmatvec=mv, matmat=mm, rmatmat=mm, dtype=np_dtype
         )
-
-    # The analyses, as methods for convenience; each is the function of that name, imported here
-    # so that this module does not depend on the algorithms.
-    def top_eigen(self, k: int = 1, **kwargs: Any) -> Eigenpairs:
-        """See :func:`saddles.hessian.top_eigen`."""
-        from saddles.hessian.krylov import top_eigen
-
-        return top_eigen(self, k, **kwargs)
-
-    def trace(
-        self, method: str = "hutch++", n_matvecs: int | None = None, **kwargs: Any
-    ) -> TraceEstimate:
-        """See :func:`saddles.hessian.trace`."""
-        from saddles.hessian.hutchpp import trace
-
-        return trace(self, method, n_matvecs, **kwargs)
-
-    def spectral_density(
-        self, n_lanczos: int = 90, n_runs: int = 1, **kwargs: Any
-    ) -> SpectralDensity:
-        """See :func:`saddles.hessian.spectral_density`."""
-        from saddles.hessian.slq import spectral_density
-
-        return spectral_density(self, n_lanczos, n_runs, **kwargs)
-
-    def power_iteration(self, k: int = 1, **kwargs: Any) -> PowerIteration:
-        """See :func:`saddles.hessian.power_iteration`."""
-        from saddles.hessian.power import power_iteration
-
-        return power_iteration(self, k, **kwargs)
 
 
 class DenseOperator(SymmetricOperator):

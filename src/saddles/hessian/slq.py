@@ -27,8 +27,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from saddles.hessian.krylov import lanczos
+from saddles.hessian.krylov import DEFAULT_MEMORY, lanczos
 from saddles.hessian.operator import SymmetricOperator
 from saddles.hessian.random_vectors import generator, rademacher
 
@@ -43,6 +44,7 @@ class SpectralDensity:
     first components of T's eigenvectors; each row's weights sum to 1): the spectral measure
     ``(1/dim) sum_i delta(t - lambda_i)`` seen from a random start vector. ``density`` on ``grid``
     is their average smoothed by a Gaussian of width ``sigma``, normalized to integrate to 1.
+    ``max_basis``: the Lanczos vectors kept for reorthogonalization (``m``: all of them).
     """
 
     grid: np.ndarray
@@ -51,6 +53,7 @@ class SpectralDensity:
     weights: np.ndarray
     sigma: float
     n_hvps: int
+    max_basis: int = 0
 
     def moments(self, p: int) -> np.ndarray:
         """Per-run estimates of ``tr(H^p) / dim`` (exact quadrature for ``p < 2 m``)."""
@@ -69,6 +72,7 @@ def spectral_density(
     sigma: float | None = None,
     grid_size: int = 2000,
     seed: int = 0,
+    memory: int | None = None,
 ) -> SpectralDensity:
     """Stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017; Ghorbani et al. 2019).
 
@@ -78,6 +82,10 @@ def spectral_density(
     density uses a Gaussian kernel of standard deviation ``sigma`` (default: Ghorbani et al.'s
     variance 1e-5 on the spectrum rescaled to [-1, 1], i.e. ``sqrt(1e-5) * width / 2``) on a grid
     covering the nodes plus 5 sigma on each side.
+
+    ``memory`` (bytes, default :data:`~saddles.hessian.krylov.DEFAULT_MEMORY`) bounds the
+    Lanczos basis: where ``n_lanczos`` vectors do not fit, each run reorthogonalizes against the
+    latest vectors that do (see :func:`~saddles.hessian.krylov.lanczos`'s ``max_basis``).
     """
     if not isinstance(n_lanczos, (int, np.integer)) or n_lanczos < 2:
         raise ValueError(f"n_lanczos must be an integer >= 2, got {n_lanczos!r}")
@@ -89,11 +97,18 @@ def spectral_density(
         raise ValueError(f"grid_size must be at least 10, got {grid_size}")
     gen = generator(seed)
     m = min(int(n_lanczos), op.dim)
+    itemsize = torch.empty((), dtype=op.dtype).element_size()
+    budget = DEFAULT_MEMORY if memory is None else memory
+    if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
+        raise ValueError(f"memory must be a positive number of bytes, not {memory!r}")
+    max_basis = min(m, int(budget) // (op.dim * itemsize))
+    if max_basis < min(m, 2):
+        raise ValueError(f"memory={budget} bytes holds fewer than 2 vectors of dimension {op.dim}")
     hvps_before = op.n_hvps
     nodes, weights = [], []
     for r in range(n_runs):
         v0 = rademacher((op.dim,), gen, op)
-        dec = lanczos(op, m, v0=v0, seed=seed + 1 + r)
+        dec = lanczos(op, m, v0=v0, seed=seed + 1 + r, max_basis=max_basis)
         theta, S = dec.ritz()
         nodes.append(theta)
         weights.append(S[0, :] ** 2)
@@ -114,4 +129,5 @@ def spectral_density(
         weights=weights_a,
         sigma=float(sigma),
         n_hvps=op.n_hvps - hvps_before,
+        max_basis=max_basis,
     )

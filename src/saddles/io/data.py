@@ -6,8 +6,9 @@ language models. A plain criterion such as ``torch.nn.CrossEntropyLoss()`` appli
 ``model(inputs)`` and ``targets`` is wrapped into that form by :func:`make_loss`, and so is
 the built-in ``"causal_lm"`` (next-token cross-entropy, :func:`causal_lm_loss`).
 
-*Data* is one batch or an iterable of batches (a ``DataLoader``). A *batch* reaches the loss as
-the user made it:
+*Data* is one batch or an iterable of batches (a ``DataLoader``), or a file read by
+:func:`read_data` (``.pt``, ``.safetensors``, ``.npy``, ``.npz``; never unpickling objects).
+A *batch* reaches the loss as the user made it:
 
 - a tuple (or list, passed on as a tuple) of tensors, e.g. ``(inputs, targets)``;
 - a dict of tensors with string keys, e.g. ``{"input_ids": ..., "attention_mask": ...}`` as
@@ -18,13 +19,19 @@ The loss over several batches is their average weighted by batch size. The size 
 the first dimension of its first tensor (for a dict: of ``input_ids`` when it has that key,
 else of its first value), so the result does not depend on how the data was split.
 
-This module imports torch; the topology package never imports it.
+:func:`split_batches`, :func:`check_tokens` and :func:`check_loss` check data against a
+model and a loss before anything is computed (one ``ValueError`` line each).
+
+This module imports torch; the topology package never imports it. It must not import the CLI,
+the landscape or the Hessian packages.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -145,6 +152,117 @@ def cap_tokens(batches: list[Batch], eval_tokens: int | None) -> list[Batch]:
     return out
 
 
+# --- data files -----------------------------------------------------------------------------
+
+#: The data files :func:`read_data` reads.
+DATA_SUFFIXES = (".pt", ".pth", ".safetensors", ".npy", ".npz")
+_DATA_HOLDS = "tensors (a tensor, a tuple/list/dict of tensors, or a list of such batches)"
+_DATA_SAVE = "save torch tensors (torch.from_numpy(array)), or use .safetensors or .npz"
+
+
+def read_data(path: str | os.PathLike) -> Any:
+    """The data in the file ``path``, as stored: one batch or a list of batches.
+
+    - ``.pt``/``.pth`` (:func:`saddles.io.checkpoints.read_tensors`, the one safe reader): a
+      tensor, a tuple/list of tensors or a dict of tensors (one batch, a dict kept with its
+      keys), or a list of such batches (a list of dicts, a list of tuples);
+    - ``.safetensors``: its named tensors, one dict batch;
+    - ``.npy``: one array (token ids, say), one batch;
+    - ``.npz``: one dict batch when it holds ``input_ids`` (a token file), else a tuple of its
+      arrays in file order (``np.savez(f, x, y)``: inputs, targets).
+
+    Never unpickles objects (``np.load(allow_pickle=False)``); every problem is one
+    ``ValueError`` (or ``FileNotFoundError``) line naming the file.
+    """
+    import numpy as np
+
+    from saddles.io.checkpoints import read_tensors
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.suffix not in DATA_SUFFIXES:
+        raise ValueError(f"unsupported data file {path.name!r}: use {', '.join(DATA_SUFFIXES)}")
+    if path.suffix not in (".npy", ".npz"):
+        obj = read_tensors(path, what="data file", suffixes=DATA_SUFFIXES, holds=_DATA_HOLDS,
+                           save=_DATA_SAVE)  # fmt: skip
+        try:
+            as_batches(obj)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path} must hold a tensor, a tuple/list/dict of tensors, or a "
+                             f"list of such batches: {exc}") from exc  # fmt: skip
+        return obj
+    try:
+        if path.suffix == ".npy":
+            arrays = {"": np.load(path, allow_pickle=False)}
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise ValueError(f"cannot read {path}: {_first_line(exc)}") from exc
+    if not arrays:
+        raise ValueError(f"{path} holds no arrays")
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in arrays.items()}
+    if path.suffix == ".npy":
+        return tensors[""]
+    return tensors if "input_ids" in tensors else tuple(tensors.values())
+
+
+def split_batches(data: Any, size: int) -> list[Batch]:
+    """Every batch of ``data`` split along the first dimension into batches of ``size``
+    samples (a dict batch into dicts with the same keys); the loss stays the same."""
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"the batch size must be a positive integer, not {size!r}")
+    out = []
+    for batch in as_batches(data):
+        for i in range(0, batch_size(batch), size):
+            out.append(map_batch(batch, lambda t, i=i: t[i : i + size]))
+    return out
+
+
+def check_tokens(model: torch.nn.Module, data: Any) -> None:
+    """Token ids of every batch (a dict's ``input_ids``) within the model's vocabulary
+    (:func:`check_token_ids`), checked before anything is computed; errors name the batch."""
+    for i, batch in enumerate(as_batches(data)):
+        ids = batch.get("input_ids") if isinstance(batch, dict) else None
+        if ids is None or ids.is_floating_point():
+            continue
+        try:
+            check_token_ids(model, ids)
+        except ValueError as exc:
+            raise ValueError(f"batch {i}: {exc}") from exc
+
+
+def check_loss(model: torch.nn.Module, loss: LossFn, data: Any) -> None:
+    """Evaluate the loss once, on the first batch, so that data the loss cannot use (no
+    targets, the wrong shape or dtype) is refused (``ValueError``) before anything is
+    computed; so is a loss that returns no scalar tensor. The model is put in eval mode for
+    this (no batch-norm statistics change) and back. Out of memory is raised as it is."""
+    first = as_batches(data)[0]
+    training = model.training
+    model.eval()
+    try:
+        value = loss(model, first)
+    except (MemoryError, torch.OutOfMemoryError):
+        raise  # too big to try is not a wrong input
+    except Exception as exc:
+        raise ValueError(
+            f"the loss cannot be computed on the data's first batch: {_first_line(exc)}"
+        ) from exc
+    finally:
+        model.train(training)
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        raise ValueError(
+            f"the loss must return a scalar tensor, not {type(value).__name__}"
+            + (f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else "")
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else "no details"
+
+
 # --- losses ----------------------------------------------------------------------------------
 
 
@@ -248,12 +366,20 @@ def causal_lm_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         out = model(**kwargs)
     else:
         out = model(ids)
-    logits = _logits(out)
     targets = (ids if labels is None else labels)[:, 1:]
     if mask is not None:
         targets = targets.masked_fill(mask[:, 1:] == 0, IGNORE_INDEX)
+    return next_token_loss(_logits(out)[:, :-1], targets)
+
+
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` ``(B, T, V)`` against ``targets`` ``(B, T)`` (already
+    shifted: ``targets[:, t]`` is the token after position ``t``), positions whose target is
+    ``IGNORE_INDEX`` left out; the one next-token loss of saddles (:func:`causal_lm_loss`, the
+    language-model experiment's ``lm_loss``). Low-precision logits are averaged in float32, as
+    Hugging Face does; ``log_softmax`` and ``gather`` (no data-dependent indexing) keep it
+    working under ``torch.vmap`` and double backward."""
     valid = targets != IGNORE_INDEX
-    logits = logits[:, :-1]
     logp = torch.log_softmax(logits.float() if logits.dtype in _LOW else logits, dim=-1)
     picked = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
     return -(picked * valid).sum() / valid.sum().clamp_min(1)

@@ -26,10 +26,22 @@ class ModelLoadError(ValueError):
     """A model spec that cannot be loaded: a bad spec, a folder without a model, a mismatch."""
 
 
-def load_model(spec: str, *, dtype: torch.dtype | None = None) -> torch.nn.Module:
+def load_model(
+    spec: str, *, checkpoint: str | os.PathLike | None = None, dtype: torch.dtype | None = None
+) -> torch.nn.Module:
     """The ``torch.nn.Module`` named by ``spec``: ``hf:PATH`` (see :func:`load_hf_model`) or a
-    factory ``module:function`` / ``path/to/file.py:function`` called with no arguments."""
-    spec = str(spec)
+    factory ``module:function`` / ``path/to/file.py:function`` called with no arguments; with
+    the weights of ``checkpoint`` when given (a state-dict file or a Hugging Face folder,
+    :func:`saddles.io.checkpoints.load_into`)."""
+    net = _build(str(spec), dtype)
+    if checkpoint is not None:
+        from saddles.io.checkpoints import load_into
+
+        load_into(net, checkpoint)
+    return net
+
+
+def _build(spec: str, dtype: torch.dtype | None) -> torch.nn.Module:
     if spec.startswith(HF_PREFIX):
         return load_hf_model(spec[len(HF_PREFIX) :], dtype=dtype)
     factory = import_object(spec)

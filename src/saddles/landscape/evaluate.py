@@ -28,6 +28,13 @@ dropout is off) unless ``train_mode=True``; every module's mode, every parameter
 ``requires_grad`` flag is restored afterwards. ``device`` and ``dtype`` select where and in
 what precision to evaluate; when they differ from the model's, a copy is moved there and the
 model itself is left alone.
+
+The centre is evaluated once per run: the sequential engine takes its values for a point at
+the origin (:func:`~saddles.landscape.plan.sequential_values`), bit for bit what evaluating it
+again would give.
+
+Owns :func:`evaluate` and the centre pass around it. Imports the stages of this package and
+:mod:`saddles.executors`; must not import the CLI, the pipeline or the topology package.
 """
 
 from __future__ import annotations
@@ -171,6 +178,7 @@ def evaluate(
         # The plan needs the point's cost unless the caller fixed engine and chunk size.
         fixed = engine == "sequential" or (engine == "batched" and chunk_size is not None)
         center, cost = center_values(problem, not finished and plan is None and not fixed)
+        problem.center_values = center  # a grid's origin is not evaluated again
         if run is not None:
             run.check_center(center)
         if finished:

@@ -18,17 +18,16 @@ what happens to be free), so a plan does not change with the machine's load eith
 from __future__ import annotations
 
 import os
-import re
 import warnings
 import weakref
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
+from saddles.files import parse_bytes  # noqa: F401 (its old home; re-exported)
 from saddles.io.data import tensors_of
 from saddles.landscape.problem import Problem
 
@@ -162,20 +161,3 @@ def default_budget(device: torch.device) -> int:
     except (ValueError, OSError, AttributeError):
         total = 8 * 1024**3
     return int(total * 0.25)
-
-
-def parse_bytes(value: int | float | str) -> int:
-    """Read a memory size: a number of bytes or a string such as ``"512MB"`` or ``"2 GiB"``."""
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError(f"max_memory must be positive, not {value}")
-        return int(value)
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([kKmMgGtT]?)(i?)[bB]?\s*", str(value))
-    if not match:
-        raise ValueError(f"cannot read a memory size from {value!r}; write e.g. '2GB' or '512MiB'")
-    number, unit, binary = float(match[1]), match[2].upper(), match[3]
-    base = 1024 if binary else 1000
-    power = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit]
-    if number <= 0:
-        raise ValueError(f"max_memory must be positive, not {value!r}")
-    return int(number * base**power)

@@ -17,6 +17,10 @@ transformer and 2e8 for ResNet-20 (batching 1.3-3x slower).
 The chunk size of the batched engine keeps a chunk's working set near the CPU's caches
 (:data:`CACHE_BYTES`; on CUDA up to 256 points), within the memory budget; the sequential
 engine saves about every 1% of the points.
+
+Owns :class:`Plan`, :func:`make_plan`, the unit of work (:class:`ChunkTask`,
+:func:`compute_chunk`) and :class:`Loop`. Imports the engines, the memory counts and the
+problem; must not import :mod:`~saddles.landscape.evaluate`, the executors or the CLI.
 """
 
 from __future__ import annotations
@@ -166,6 +170,28 @@ def worker_problem(problem: Problem) -> Problem:
     return problem
 
 
+def sequential_values(problem: Problem, c: torch.Tensor) -> np.ndarray:
+    """The sequential engine's values at points ``c``, the centre's taken as already computed.
+
+    A point exactly at the origin is the unperturbed model, whose values the driver computed
+    once (``problem.center_values``, from :func:`~saddles.landscape.problem.center_pass`): the
+    same forward of the same weights, so the same bits, and one evaluation of the centre per
+    run instead of two. Not in train mode, where a forward may draw random numbers (dropout)
+    and each evaluation is a sample of its own.
+    """
+    known = problem.center_values
+    if known is None or problem.model.training:
+        return run_sequential(problem, c)
+    at_centre = (c == 0).all(dim=1).cpu().numpy()
+    if not at_centre.any():
+        return run_sequential(problem, c)
+    block = np.empty((c.shape[0], problem.n_values), dtype=np.float64)
+    block[at_centre] = known
+    if not at_centre.all():
+        block[~at_centre] = run_sequential(problem, c[torch.as_tensor(~at_centre, device=c.device)])
+    return block
+
+
 def compute_chunk(problem: Problem, task: ChunkTask) -> ChunkDone:
     """Evaluate one chunk with its engine (runs on a worker; records nothing).
 
@@ -184,14 +210,14 @@ def compute_chunk(problem: Problem, task: ChunkTask) -> ChunkDone:
                 block, fast = has_batching_rules(problem, c)
                 if not fast:
                     reason = "an operator has no vmap batching rule"
-                    return ChunkDone(run_sequential(problem, c), "sequential", reason)
+                    return ChunkDone(sequential_values(problem, c), "sequential", reason)
             else:
                 block = run_batched(problem, c)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            return ChunkDone(run_sequential(problem, c), "sequential", reason, warn=True)
+            return ChunkDone(sequential_values(problem, c), "sequential", reason, warn=True)
         return ChunkDone(block, "batched")
-    return ChunkDone(run_sequential(problem, c), "sequential")
+    return ChunkDone(sequential_values(problem, c), "sequential")
 
 
 class Loop:

@@ -8,6 +8,10 @@ point's parameters are ``theta_0 + c @ basis``. The engines then only compute.
 Values are accumulated the same way by every engine: each loss or metric of a batch becomes a
 float64 number, and the batches are combined by :func:`weighted_sum` in batch order, so an
 engine differs from another only in how the forward passes are computed.
+
+Owns :class:`Problem`, :func:`setup`, :func:`values_of` and :func:`center_pass`. Imports
+:mod:`saddles.io.data`, :mod:`saddles.directions` and :mod:`saddles.sampling`; must not import the
+engines, the plan or :mod:`~saddles.landscape.evaluate` (they import this).
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ class Problem:
     autocast: str | None = None  # "bf16"/"fp16": forwards under torch.autocast
     eval_tokens: int | None = None  # the token budget the batches were cut to
     n_tokens: int = 0  # tokens evaluated per point
+    # The centre's values (:func:`center_pass`), once the driver has them: the sequential
+    # engine takes them for a point at the origin instead of evaluating it again.
+    center_values: np.ndarray | None = None
 
     @property
     def n_values(self) -> int:

@@ -105,7 +105,7 @@ def export_arrays(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    if shape is not None and len(shape) <= 3:
+    if file_suffix(shape, dims) == ".vti":
         origin, spacing = grid_geometry(coords, shape)
         paths.append(write_image(out_dir / f"{name}.vti", arrays, shape, origin, spacing,
                                  coords=coords))  # fmt: skip
@@ -125,6 +125,12 @@ def export_arrays(
     pairs = persistence_pairs(tree, coords=coords)
     paths.extend(write_critical_points(out_dir / f"{name}-critical", pairs, positions))
     return paths
+
+
+def file_suffix(shape: tuple[int, ...] | None, dims: int) -> str:
+    """The landscape file :func:`export_arrays` writes: ``.vti`` for a grid in 1 to 3
+    dimensions, ``.vtu`` for scattered points or more dimensions (see the module docstring)."""
+    return ".vti" if shape is not None and len(shape) <= 3 else ".vtu"
 
 
 def grid_geometry(coords: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -269,29 +269,136 @@ def make_coordinates(config: AnalysisConfig):
 
 
 def hessian_metrics(model, loss, data, config: AnalysisConfig, dtype):
-    """Top eigenpairs, trace and density of the loss Hessian: ``(scalars, density, eigenpairs)``."""
-    from saddles.hessian import HessianOperator, spectral_density, top_eigen, trace
+    """Top eigenpairs, trace and density of the loss Hessian: ``(scalars, density, eigenpairs)``,
+    the scalars being :func:`hessian_scalars` of :func:`compute_hessian`'s record."""
+    from saddles.hessian import HessianOperator
 
     op = HessianOperator(model, loss, data, dtype=dtype, device=config.device,
                          params=config.params or "all")  # fmt: skip
-    eig = top_eigen(op, k=min(config.hessian_top_k, op.dim), seed=config.seed)
-    tr = trace(op, "hutch++", n_matvecs=min(config.trace_matvecs, 3 * op.dim), seed=config.seed)
-    dens = spectral_density(op, n_lanczos=min(config.density_lanczos, op.dim),
-                            n_runs=config.density_runs, seed=config.seed)  # fmt: skip
-    scalars = {
-        "top_eigenvalue": float(eig.eigenvalues[0]),
-        "top_eigenvalues": [float(v) for v in eig.eigenvalues],
-        "eigen_residuals": [float(v) for v in eig.residual_norms],
-        "eigen_hvps": int(eig.n_hvps),
-        "trace": float(tr.value),
-        "trace_stderr": float(tr.stderr),
-        "trace_matvecs": int(tr.n_matvecs),
-        "density_mean": dens.moment(1),
-        "density_second_moment": dens.moment(2),
-        "n_params": int(op.dim),
-        "n_param_tensors": int(op.params_info["n_tensors"]),
+    record, eig, dens = compute_hessian(
+        op, top_k=min(config.hessian_top_k, op.dim),
+        trace_matvecs=min(config.trace_matvecs, 3 * op.dim),
+        n_lanczos=min(config.density_lanczos, op.dim), n_runs=config.density_runs,
+        seed=config.seed, memory=config.hessian_memory,
+    )  # fmt: skip
+    return hessian_scalars(record), dens, eig
+
+
+def compute_hessian(
+    op: Any,
+    *,
+    top_k: int,
+    which: str = "LA",
+    tol: float | None = None,
+    trace_method: str = "hutch++",
+    trace_matvecs: int | None = 99,
+    n_lanczos: int = 80,
+    n_runs: int = 1,
+    sigma: float | None = None,
+    seed: int = 0,
+    memory: int | None = None,
+    progress: Any = None,
+) -> tuple[dict[str, Any], Any, Any]:
+    """Top eigenpairs (Lanczos), trace (Hutch++ by default; Meyer et al. 2021) and eigenvalue
+    density (SLQ; Ghorbani et al. 2019) of a :class:`~saddles.hessian.HessianOperator`:
+    ``(record, eigenpairs, density)``.
+
+    The record is the one serialisation of these results (``saddles hessian`` writes it as
+    ``hessian.json``; :func:`hessian_scalars` reads the table columns off it): ``dim``,
+    ``params``, ``parameters``, ``dtype``, ``hvp_method``, and the sections ``eigen``
+    (``which``, ``eigenvalues``, ``residual_norms``, ``converged``, ``tol``, ``n_hvps``),
+    ``trace`` (``value``, ``stderr``, ``method``, ``n_matvecs``) and ``density``
+    (``n_lanczos``, ``n_runs``, ``sigma``, ``mean``, ``second_moment``, ``nodes``,
+    ``weights``, ``grid``, ``density``); each section also has its ``seconds``.
+    ``memory`` bounds the Lanczos bases of the eigenpairs and the density (bytes; see
+    :func:`saddles.hessian.krylov.krylov_plan`), and the record says how they were held.
+    ``progress(text)``, when given, is told when each stage starts and ends (seconds, HVPs).
+    """
+    from saddles.hessian import spectral_density, top_eigen, trace
+
+    stages: dict[str, float] = {}
+
+    def stage(name: str, run):
+        if progress is not None:
+            progress(f"{name}: started")
+        start, hvps = time.perf_counter(), op.n_hvps
+        result = run()
+        stages[name] = time.perf_counter() - start
+        if progress is not None:
+            progress(f"{name}: done in {stages[name]:.1f} s, {op.n_hvps - hvps} HVPs")
+        return result
+
+    eig = stage(
+        "top eigenpairs",
+        lambda: top_eigen(op, top_k, which=which, tol=tol, seed=seed, memory=memory),
+    )
+    if progress is not None:
+        progress(f"top eigenpairs: {eig.strategy}, {eig.restarts} restart(s)")
+    matvecs = None if trace_method == "exact" else trace_matvecs
+    tr = stage("trace", lambda: trace(op, trace_method, matvecs, seed=seed))
+    dens = stage(
+        "density",
+        lambda: spectral_density(op, n_lanczos, n_runs, sigma=sigma, seed=seed, memory=memory),
+    )
+    record = {
+        "dim": int(op.dim),
+        "params": op.params_info,
+        "parameters": list(op.names),
+        "dtype": str(op.dtype).replace("torch.", ""),
+        "hvp_method": op.hvp_method,
+        "eigen": {
+            "which": eig.which,
+            "eigenvalues": eig.eigenvalues.tolist(),
+            "residual_norms": eig.residual_norms.tolist(),
+            "converged": eig.converged.tolist(),
+            "tol": eig.tol,
+            "n_hvps": int(eig.n_hvps),
+            "strategy": eig.strategy,
+            "restarts": int(eig.restarts),
+            "hvp_noise": eig.hvp_noise,
+            "seconds": stages["top eigenpairs"],
+        },
+        "trace": {
+            "value": float(tr.value),
+            "stderr": float(tr.stderr),
+            "method": tr.method,
+            "n_matvecs": int(tr.n_matvecs),
+            "seconds": stages["trace"],
+        },
+        "density": {
+            "n_lanczos": int(dens.nodes.shape[1]),
+            "n_runs": int(dens.nodes.shape[0]),
+            "max_basis": int(dens.max_basis),
+            "sigma": dens.sigma,
+            "mean": dens.moment(1),
+            "second_moment": dens.moment(2),
+            "nodes": dens.nodes.tolist(),
+            "weights": dens.weights.tolist(),
+            "grid": dens.grid.tolist(),
+            "density": dens.density.tolist(),
+            "seconds": stages["density"],
+        },
     }
-    return scalars, dens, eig
+    return record, eig, dens
+
+
+def hessian_scalars(record: dict[str, Any]) -> dict[str, Any]:
+    """The columns of rows and tables (``metrics.csv``, ``dynamics.csv``, comparisons) read off
+    a :func:`compute_hessian` record."""
+    eigen, trace, density = record["eigen"], record["trace"], record["density"]
+    return {
+        "top_eigenvalue": float(eigen["eigenvalues"][0]),
+        "top_eigenvalues": [float(v) for v in eigen["eigenvalues"]],
+        "eigen_residuals": [float(v) for v in eigen["residual_norms"]],
+        "eigen_hvps": eigen["n_hvps"],
+        "trace": trace["value"],
+        "trace_stderr": trace["stderr"],
+        "trace_matvecs": trace["n_matvecs"],
+        "density_mean": density["mean"],
+        "density_second_moment": density["second_moment"],
+        "n_params": record["dim"],
+        "n_param_tensors": int(record["params"]["n_tensors"]),
+    }
 
 
 def landscape_topology(landscape, representation: str, config: AnalysisConfig):

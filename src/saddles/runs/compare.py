@@ -16,8 +16,10 @@ it per subspace x direction kind x representation
 (:func:`saddles.runs.relate.relations_from_rows`: over seed ensembles with the two-level
 bootstrap, else a plain correlation), adjusts every p-value by Holm over the whole table
 (:func:`saddles.runs.relate.mark_significant`), and fits power laws of metrics against model
-size (:func:`saddles.runs.relate.power_laws`). :func:`setting_warnings` names the landscape
-settings in which the runs differ: their metrics are then not comparable.
+size (:func:`saddles.runs.relate.power_laws`). :func:`setting_warnings` names the settings
+that change the numbers (AnalysisConfig's identity fields; a run's criterion, loss, batch size,
+... from its run.yaml) in which the runs differ, and dynamics runs taken at different steps
+(offering the largest step they share): their metrics are then not comparable.
 :func:`write_comparison` writes ``compare.csv``, ``power_laws.csv`` and ``report.html``.
 
 numpy, csv and YAML only; never imports torch.
@@ -28,21 +30,28 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from saddles.runs.config import AnalysisConfig, default_of, identity_fields
 from saddles.runs.registry import metrics_for
 from saddles.runs.relate import mark_significant, power_laws, relations_from_rows
 from saddles.runs.rows import planes_from_checkpoints
+from saddles.runs.schema import IDENTITY_KEYS
 
-#: Settings whose difference makes two runs' landscape metrics incomparable.
-LANDSCAPE_SETTINGS = ("resolution", "span", "norm", "sampling", "n_points", "n_directions",
-                      "params", "direction_seeds", "seed", "dtype")  # fmt: skip
-#: Settings that default to "absent" (every parameter) when a configuration lacks them.
-OPTIONAL_SETTINGS = ("params",)
+#: Settings whose difference makes two runs' metrics incomparable: the identity fields of
+#: AnalysisConfig (those that change the numbers), less those that only say which rows or
+#: metrics there are (each row names its direction kind and representation).
+LANDSCAPE_SETTINGS = tuple(
+    f for f in identity_fields() if f not in ("directions", "representations", "hessian", "loops")
+)
+#: Run-level settings that change the numbers (saddles.runs.schema), read from run.yaml.
+RUN_SETTINGS = IDENTITY_KEYS
+#: Settings a configuration may lack (written before they existed): their default then.
+OPTIONAL_SETTINGS = {f.name: default_of(f) for f in fields(AnalysisConfig)}
 #: Metrics fitted against model size by default (the registry's ``fit`` view).
 FIT_METRICS = tuple(metrics_for("fit"))
 ALPHA = 0.05
@@ -59,6 +68,7 @@ class Run:
     rows: list[dict[str, Any]]
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     step: int | None = None
+    steps: list[int] = field(default_factory=list)  # a dynamics run's checkpoints
 
     @property
     def subspaces(self) -> list[str]:
@@ -103,7 +113,7 @@ def load_run(path: str | Path, step: int | None = None) -> list[Run]:
         for r in own:
             r.setdefault("subspace", label)
         name = path.name if len(models) == 1 else f"{path.name}/{model}"
-        run = Run(name, path, "run", own, {label: config})
+        run = Run(name, path, "run", own, {label: {**_run_settings(path), **config}})
         _fill_n_params(run, [path / str(model), path])
         out.append(run)
     return out
@@ -115,6 +125,8 @@ def _dynamics_run(path: Path, step: int | None) -> Run:
         raise ValueError(f"{path / 'dynamics.csv'} holds no rows")
     config = _read_config(path / "config.yaml")
     settings = config.get("subspaces", {}) if isinstance(config.get("subspaces"), dict) else {}
+    own_run = _run_settings(path)
+    settings = {k: {**own_run, **v} for k, v in settings.items() if isinstance(v, dict)}
     if "representation" not in rows[0]:
         rows = _long_rows(rows)
     steps = sorted({int(r["step"]) for r in rows})
@@ -125,10 +137,17 @@ def _dynamics_run(path: Path, step: int | None) -> Run:
     for r in own:
         r.setdefault("direction", {"hessian": "hessian", "pca": "given"}.get(r.get("policy"),
                                                                             "random"))  # fmt: skip
-    run = Run(path.name, path, "dynamics", own, settings, chosen)
+    run = Run(path.name, path, "dynamics", own, settings, chosen, steps)
     ck = own[0].get("checkpoint")
     _fill_n_params(run, [path / str(ck) / s for s in run.subspaces] if ck else [])
     return run
+
+
+def _run_settings(path: Path) -> dict[str, Any]:
+    """The run-level settings that change the numbers (:data:`RUN_SETTINGS`) from the run
+    folder's run.yaml (empty for a run written before it existed)."""
+    stored = _read_config(path / "run.yaml")
+    return {k: stored[k] for k in RUN_SETTINGS if k in stored}
 
 
 #: Rows of the ``"wide"`` dynamics layout read back as plane rows (the long layout).
@@ -190,24 +209,40 @@ def run_value(run: Run, key: str, meta: dict[str, dict[str, Any]] | None = None)
 
 
 def setting_warnings(runs: list[Run]) -> list[str]:
-    """One line per landscape setting (:data:`LANDSCAPE_SETTINGS`) in which the runs'
-    configurations differ, per subspace, naming the values: such metrics are not comparable."""
+    """One line per setting that changes the numbers in which the runs differ, naming the
+    values: the analysis's (:data:`LANDSCAPE_SETTINGS`, per subspace; a setting a
+    configuration lacks counts as its default) and the run's (:data:`RUN_SETTINGS`, from
+    run.yaml); and one line when dynamics runs are taken at different steps, offering the
+    largest step they all have. Such metrics are not comparable."""
     lines = []
     labels = list(dict.fromkeys(s for r in runs for s in r.settings))
     for label in labels:
-        have = [r for r in runs if label in r.settings]
+        have = [r for r in runs if label in r.settings  # runs whose configuration is known
+                and any(k in r.settings[label] for k in OPTIONAL_SETTINGS)]  # fmt: skip
         for key in LANDSCAPE_SETTINGS:
-            values = {}
-            for r in have:
-                cfg = r.settings[label]
-                if key in cfg or key in OPTIONAL_SETTINGS:
-                    values[r.name] = cfg.get(key)
-            if len({_hashable(v) for v in values.values()}) > 1:
-                shown = ", ".join(f"{n}={v}" for n, v in values.items())
-                where = f" ({label} subspace)" if len(labels) > 1 else ""
-                lines.append(f"runs analyzed with different {key}{where}: {shown}; their "
-                             "metrics are not comparable")  # fmt: skip
+            values = {r.name: r.settings[label].get(key, OPTIONAL_SETTINGS[key]) for r in have}
+            where = f" ({label} subspace)" if len(labels) > 1 else ""
+            lines.extend(_differ(key, values, where))
+    for key in RUN_SETTINGS:  # once per run: every subspace holds the same
+        values = {r.name: next(iter(r.settings.values()))[key] for r in runs
+                  if r.settings and key in next(iter(r.settings.values()))}  # fmt: skip
+        lines.extend(_differ(key, values, ""))
+    steps = {r.name: r.step for r in runs if r.kind == "dynamics"}
+    if len(set(steps.values())) > 1:
+        shown = ", ".join(f"{n} at step {s}" for n, s in steps.items())
+        common = set.intersection(*(set(r.steps) for r in runs if r.kind == "dynamics"))
+        offer = (f"; --step {max(common)} is the largest step they all have" if common
+                 else "; they share no step")  # fmt: skip
+        lines.append(f"runs compared at different steps: {shown}{offer}")
     return lines
+
+
+def _differ(key: str, values: dict[str, Any], where: str) -> list[str]:
+    if len({_hashable(v) for v in values.values()}) <= 1:
+        return []
+    shown = ", ".join(f"{n}={v}" for n, v in values.items())
+    return [f"runs analyzed with different {key}{where}: {shown}; their metrics are not "
+            "comparable"]  # fmt: skip
 
 
 @dataclass

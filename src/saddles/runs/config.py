@@ -1,29 +1,183 @@
-"""What an analysis computes: :class:`AnalysisConfig`, one frozen-free dataclass read from YAML.
+"""What an analysis computes: :class:`AnalysisConfig`, one frozen dataclass read from YAML.
 
-Owns the analysis settings, their validation and the configuration's identity (``short_id``).
+Owns the analysis settings, their validation (one table of constraints per field, checked by
+:func:`check_fields`, then the few rules between fields), their defaults (the dataclass's, the
+one place the command line reads them from) and the configuration's identity
+(:meth:`AnalysisConfig.identity`, :meth:`AnalysisConfig.short_id`, :data:`SCHEMA_VERSION`).
 Must not import torch or any stage module at its top: the command line validates a
 configuration before it loads a model.
+
+Identity. A run's identity is the set of fields that change its numbers. Fields that do not
+(``executor``, ``workers``: where the chunks run) say ``identity=False`` in their metadata.
+:meth:`AnalysisConfig.identity` is the dict that ``short_id`` and the dynamics fingerprint
+hash: every identity field of schema version 1, and a field added later (``added_in`` > 1)
+only when its value differs from its default, so that adding a field whose default keeps the
+old behaviour changes no existing ``analysis-<id>`` folder or dynamics fingerprint. Non-identity
+fields enter at their default value, which keeps the ids of version-1 configurations (whose
+executor was local) what they were.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from saddles.files import read_yaml
-from saddles.names import AUTOCAST, FLOAT_DTYPES
+from saddles.files import parse_bytes, read_yaml
+from saddles.names import AUTOCAST, ENGINES, EXECUTORS, FLOAT_DTYPES, NORMS
 from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
 from saddles.topology.representations import REPRESENTATIONS
 
+#: The version of the run schema (these fields, row.json, config.yaml); files without one were
+#: written before versioning and hold version 1's fields.
+SCHEMA_VERSION = 2
 DIRECTION_KINDS = ("random", "hessian", "given")
+SAMPLINGS = ("grid", "sobol", "lhs", "uniform")
 
 
-@dataclass
+# --- constraints (in the manner of scikit-learn's _parameter_constraints) --------------------
+
+
+@dataclass(frozen=True)
+class Integer:
+    """An int (not a bool) of at least ``low``; None allowed when ``none``."""
+
+    low: int | None = None
+    none: bool = False
+    say: str = ""  # the message's wording, when not "an integer"
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.none:
+            return value
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} must be {self.say or 'an integer'}, not {value!r}")
+        if self.low is not None and value < self.low:
+            if self.say:
+                raise ValueError(f"{name} must be {self.say}, not {value!r}")
+            raise ValueError(f"{name} must be at least {self.low}, not {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class Number:
+    """A finite non-negative int or float (not a bool); None allowed when ``none``."""
+
+    none: bool = False
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.none:
+            return value
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not math.isfinite(value) or value < 0):  # fmt: skip
+            raise ValueError(f"{name} must be a non-negative number, not {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Bytes:
+    """A memory size: None, a positive number of bytes, or text such as ``"2GiB"``; stored as
+    the number of bytes (:func:`saddles.files.parse_bytes`)."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a number of bytes or a size such as '2GiB'")
+        try:
+            return parse_bytes(value)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Boolean:
+    """true or false; YAML reads ``hessian: "no"`` as a non-empty string, which is refused."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, not {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``options``; None allowed when ``none``."""
+
+    options: tuple[str, ...]
+    none: bool = False
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.none:
+            return value
+        if value not in self.options:
+            null = "null or " if self.none else ""
+            raise ValueError(f"{name} must be {null}one of {self.options}, not {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Names:
+    """A non-empty list of names from ``options`` (a single name becomes a list of one)."""
+
+    options: tuple[str, ...]
+    unknown: str  # the message for names not in options: {bad} and {options} filled in
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if not isinstance(value, (str, list, tuple)):
+            raise ValueError(f"{name} must be a list of names, not {value!r}")
+        value = [value] if isinstance(value, str) else list(value)
+        bad = [v for v in value if v not in self.options]
+        if bad or not value:
+            raise ValueError(self.unknown.format(name=name, bad=bad, options=self.options))
+        return value
+
+
+@dataclass(frozen=True)
+class Text:
+    """Any string."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, not {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A parameter selection of :mod:`saddles.io.params` in canonical form, or None (all)."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        from saddles.io.params import check_spec  # torch-free
+
+        return check_spec(value) or None
+
+
+def setting(default: Any, check, *, identity: bool = True, added_in: int = 1):
+    """A field of :class:`AnalysisConfig`: its default, its constraint, whether it changes the
+    numbers (``identity``), and the schema version that added it (see the module docstring)."""
+    meta = {"check": check, "identity": identity, "added_in": added_in}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def default_of(f) -> Any:
+    """A dataclass field's default value."""
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def check_fields(obj) -> None:
+    """Check every field of a frozen dataclass against its ``check`` constraint, storing the
+    canonical value the constraint returns (a name becomes a list of one, ...)."""
+    for f in fields(obj):
+        value = f.metadata["check"](f.name, getattr(obj, f.name))
+        object.__setattr__(obj, f.name, value)
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     """What :func:`analyze` computes. Every field has a default; YAML files may set any subset.
 
@@ -39,119 +193,66 @@ class AnalysisConfig:
     default) for the paper authors' ``4 x n_directions``.
     Topology: ``threshold`` (relative to the value range) adds simplified metrics; ``loops``
     adds 1-dimensional persistence (``n_loops``, ...) for grid representations in 2D and 3D.
-    Hessian: top ``hessian_top_k`` eigenvalues, Hutch++ trace with ``trace_matvecs`` HVPs,
-    SLQ density with ``density_lanczos`` steps x ``density_runs`` runs.
+    Hessian: top ``hessian_top_k`` eigenvalues (at least ``n_directions`` when the Hessian
+    gives directions), Hutch++ trace with ``trace_matvecs`` HVPs, SLQ density with
+    ``density_lanczos`` steps x ``density_runs`` runs. ``hessian_memory`` (bytes, or a size
+    such as ``"4GiB"``) bounds the Lanczos bases (:func:`saddles.hessian.krylov.krylov_plan`;
+    None: 256 MiB or ``2 k + 6`` vectors, whichever is more; schema version 2).
     Uncertainty: ``direction_seeds`` random planes (seeds ``seed``, ``seed + 1``, ...) for the
     "random" kind; every topology metric is computed on every plane (Hessian and given
     directions are deterministic: one plane). ``noise_points`` points of each landscape are
     re-evaluated in float64 for its noise floor (:mod:`saddles.landscape.noise`; 0: off), and
     ``n_minima_above_noise``/``n_saddles_above_noise`` count the features above it.
     Execution: ``executor`` ("local" or "ray") and ``workers`` for the landscapes' chunks
-    (:mod:`saddles.executors`); the values do not depend on them.
+    (:mod:`saddles.executors`); the values do not depend on them (not part of the identity).
+    ``engine`` and ``chunk_size`` can change the last bits of a value, so they are.
     Parameters: ``params``, a spec of :mod:`saddles.io.params` (``include``/``exclude`` name
     globs, ``exclude_1d``, ``types``) or None for all: directions move only the selected
     parameters and the Hessian is taken over them. At LM scale: ``autocast`` ("bf16"/"fp16")
     runs the landscapes' forwards under ``torch.autocast`` (adds rounding noise, which the
     float64 noise floor measures), and ``eval_tokens`` evaluates each point on the data's
     first N tokens only (whole sequences; the Hessian uses all the data).
+
+    The instance is frozen: derive another with :func:`dataclasses.replace`.
     """
 
-    directions: list[str] = field(default_factory=lambda: ["random", "hessian"])
-    n_directions: int = 2
-    norm: str = "filter"
-    ignore_1d: bool = True
-    seed: int = 0
-    sampling: str = "grid"
-    resolution: int = 41
-    n_points: int = 4096
-    span: float = 1.0
-    representations: list[str] = field(default_factory=lambda: ["grid-full", "grid-ttk", "knn"])
-    knn_k: int | None = None
-    threshold: float | None = 0.01
-    loops: bool = True
-    hessian: bool = True
-    hessian_top_k: int = 5
-    trace_matvecs: int = 99
-    density_lanczos: int = 80
-    density_runs: int = 1
-    engine: str = "auto"
-    chunk_size: int | None = None
-    dtype: str = "float32"
-    device: str = "cpu"
-    direction_seeds: int = 1
-    noise_points: int = 32
-    executor: str = "local"
-    workers: int | None = None
-    params: dict[str, Any] | None = None
-    autocast: str | None = None
-    eval_tokens: int | None = None
+    directions: list[str] = setting(["random", "hessian"], Names(DIRECTION_KINDS,
+        "{name} must be a non-empty subset of {options}, not {bad}"))  # fmt: skip
+    n_directions: int = setting(2, Integer(1))
+    norm: str = setting("filter", Choice(NORMS))
+    ignore_1d: bool = setting(True, Boolean())
+    seed: int = setting(0, Integer())
+    sampling: str = setting("grid", Choice(SAMPLINGS))
+    resolution: int = setting(41, Integer(3))
+    n_points: int = setting(4096, Integer(2))
+    span: float = setting(1.0, Number())
+    representations: list[str] = setting(["grid-full", "grid-ttk", "knn"], Names(REPRESENTATIONS,
+        "unknown representation(s) {bad}; choose from " + ", ".join(REPRESENTATIONS)))  # fmt: skip
+    knn_k: int | None = setting(None, Integer(1, none=True))
+    threshold: float | None = setting(0.01, Number(none=True))
+    loops: bool = setting(True, Boolean())
+    hessian: bool = setting(True, Boolean())
+    hessian_top_k: int = setting(5, Integer(1))
+    trace_matvecs: int = setting(99, Integer(1))
+    density_lanczos: int = setting(80, Integer(2))
+    density_runs: int = setting(1, Integer(1))
+    engine: str = setting("auto", Choice(ENGINES))
+    chunk_size: int | None = setting(None, Integer(1, none=True, say="a positive integer"))
+    dtype: str = setting("float32", Choice(FLOAT_DTYPES))
+    device: str = setting("cpu", Text())
+    direction_seeds: int = setting(1, Integer(1))
+    noise_points: int = setting(32, Integer(0))
+    executor: str = setting("local", Choice(EXECUTORS), identity=False)
+    workers: int | None = setting(None, Integer(1, none=True, say="a positive integer"),
+                                  identity=False)  # fmt: skip
+    params: dict[str, Any] | None = setting(None, ParamSpec())
+    autocast: str | None = setting(None, Choice(AUTOCAST, none=True))
+    eval_tokens: int | None = setting(None, Integer(1, none=True, say="a positive integer"))
+    hessian_memory: int | str | None = setting(None, Bytes(), added_in=2)
 
     def __post_init__(self) -> None:
-        # Types first, so a YAML typo ("7" for 7, a bare string for a list) is named clearly.
-        # Booleans must be booleans: YAML reads `hessian: "no"` as a non-empty string, true.
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("bool", bool) and not isinstance(value, bool):
-                raise ValueError(f"{f.name} must be true or false, not {value!r}")
-        for name in ("directions", "representations"):
-            value = getattr(self, name)
-            if not isinstance(value, (str, list, tuple)):
-                raise ValueError(f"{name} must be a list of names, not {value!r}")
-            setattr(self, name, [value] if isinstance(value, str) else list(value))
-        ints = {
-            "n_directions": 1,
-            "seed": None,
-            "resolution": 3,
-            "n_points": 2,
-            "knn_k": 1,
-            "hessian_top_k": 1,
-            "trace_matvecs": 1,
-            "density_lanczos": 2,
-            "density_runs": 1,
-            "direction_seeds": 1,
-            "noise_points": 0,
-        }
-        for name, low in ints.items():
-            value = getattr(self, name)
-            if name == "knn_k" and value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{name} must be an integer, not {value!r}")
-            if low is not None and value < low:
-                raise ValueError(f"{name} must be at least {low}, not {value}")
-        for name in ("span", "threshold"):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not np.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(f"{name} must be a non-negative number, not {value!r}")
-        if self.chunk_size is not None and (
-            not isinstance(self.chunk_size, int) or self.chunk_size < 1
-        ):
-            raise ValueError(f"chunk_size must be a positive integer, not {self.chunk_size!r}")
-        from saddles.names import EXECUTORS
-
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {EXECUTORS}, not {self.executor!r}")
-        if self.workers is not None and (
-            not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1
-        ):
-            raise ValueError(f"workers must be a positive integer, not {self.workers!r}")
-        bad = [d for d in self.directions if d not in DIRECTION_KINDS]
-        if bad or not self.directions:
-            raise ValueError(
-                f"directions must be a non-empty subset of {DIRECTION_KINDS}, not {bad}"
-            )
-        bad = [r for r in self.representations if r not in REPRESENTATIONS]
-        if bad or not self.representations:
-            raise ValueError(
-                f"unknown representation(s) {bad}; choose from {', '.join(REPRESENTATIONS)}"
-            )
-        if self.sampling not in ("grid", "sobol", "lhs", "uniform"):
-            raise ValueError(f"sampling must be grid, sobol, lhs or uniform, not {self.sampling!r}")
+        check_fields(self)
+        # The rules between fields.
         if self.sampling == "grid" and not 1 <= self.n_directions <= 3:
             raise ValueError(
                 f"a grid takes 1 to 3 directions, not {self.n_directions}; "
@@ -166,20 +267,9 @@ class AnalysisConfig:
         if not self.span > 0:
             raise ValueError(f"span must be positive, not {self.span}")
         if "hessian" in self.directions and self.hessian_top_k < self.n_directions:
-            self.hessian_top_k = self.n_directions
-        if self.dtype not in FLOAT_DTYPES:
-            raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, not {self.dtype!r}")
-        from saddles.io.params import check_spec
-
-        self.params = check_spec(self.params) or None
-        if self.autocast is not None and self.autocast not in AUTOCAST:
-            raise ValueError(f"autocast must be null or one of {AUTOCAST}, not {self.autocast!r}")
-        if self.eval_tokens is not None and (
-            not isinstance(self.eval_tokens, int)
-            or isinstance(self.eval_tokens, bool)
-            or self.eval_tokens < 1
-        ):
-            raise ValueError(f"eval_tokens must be a positive integer, not {self.eval_tokens!r}")
+            # Hessian directions need that many eigenvectors: the value is raised when the
+            # configuration is made (never changed afterwards).
+            object.__setattr__(self, "hessian_top_k", self.n_directions)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AnalysisConfig:
@@ -206,9 +296,60 @@ class AnalysisConfig:
             raise ValueError(f"{path}: analysis: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field (the resolved configuration, as written to config.yaml)."""
         return asdict(self)
 
+    def identity(self) -> dict[str, Any]:
+        """The fields that make this configuration's numbers (see the module docstring):
+        version-1 fields, and later ones where they differ from their default; non-identity
+        fields at their default."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name) if f.metadata["identity"] else default_of(f)
+            if f.metadata["added_in"] <= 1 or value != default_of(f):
+                out[f.name] = value
+        return out
+
     def short_id(self) -> str:
-        """8 hex digits naming this configuration, for per-configuration run directories."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """8 hex digits naming this configuration's identity, for per-configuration run
+        directories (``analysis-<id>``)."""
+        blob = json.dumps(self.identity(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
+
+
+def identity_fields() -> list[str]:
+    """The names of the fields that change an analysis's numbers."""
+    return [f.name for f in fields(AnalysisConfig) if f.metadata["identity"]]
+
+
+def configs_from_dict(values: dict[str, Any]) -> dict[str, AnalysisConfig]:
+    """``{label: AnalysisConfig}`` from an ``analysis:`` mapping: AnalysisConfig fields, and
+    optionally ``subspaces: {label: {fields}}``, each subspace the base fields overridden by
+    its own. Without subspaces, one labelled ``<n_directions>d``. Directions come from the
+    policy (:mod:`saddles.runs.series`), so ``directions`` is refused."""
+    if not isinstance(values, dict):
+        raise ValueError(f"the analysis settings must be a mapping, not {values!r}")
+    base = dict(values)
+    subspaces = base.pop("subspaces", None)
+    own_fields = subspaces.items() if isinstance(subspaces, dict) else []
+    parts = [("analysis", base), *((f"subspaces.{k}", v) for k, v in own_fields)]
+    for where, fields_ in parts:
+        if isinstance(fields_, dict) and "directions" in fields_:
+            raise ValueError(
+                f"{where}: `directions` is set by the policy (fixed: random, hessian: "
+                "hessian, pca: the trajectory's principal directions)"
+            )
+    if subspaces is None:
+        cfg = AnalysisConfig.from_dict(base)
+        return {f"{cfg.n_directions}d": cfg}
+    if not isinstance(subspaces, dict) or not subspaces:
+        raise ValueError(f"subspaces must map labels to settings, not {subspaces!r}")
+    out = {}
+    for label, own in subspaces.items():
+        if not isinstance(own, dict):
+            raise ValueError(f"subspaces.{label} must be a mapping of settings, not {own!r}")
+        try:
+            out[str(label)] = AnalysisConfig.from_dict({**base, **own})
+        except ValueError as exc:
+            raise ValueError(f"subspaces.{label}: {exc}") from exc
+    return out

@@ -9,17 +9,27 @@ folder (``model.safetensors``, a sharded ``model.safetensors.index.json``, or
 from the name: ``step1000``, ``step_001000``, ``checkpoint-1000``, ``ckpt-5`` (else the last
 integer in the name). :func:`select_steps` keeps some of them.
 
-:func:`analyze_checkpoints` runs :func:`saddles.pipeline.analyze` on each checkpoint and writes
+:func:`analyze_checkpoints` runs :func:`saddles.runs.analyze.analyze` on each checkpoint and writes
 ``dynamics.csv``, in one of two layouts: ``"wide"`` (one row per checkpoint: step, tokens,
 losses, the main topology metrics per subspace and representation in columns
 ``<subspace>.<representation>.<metric>``, the Hessian's top eigenvalues and trace) or
 ``"long"`` (one row per checkpoint x subspace x direction seed x representation with
-``step``, ``subspace`` and every metric of :meth:`saddles.pipeline.Analysis.rows`, the same
+``step``, ``subspace`` and every metric of :meth:`saddles.runs.analyze.Analysis.rows`, the same
 columns as a ``saddles run`` ``metrics.csv``). Finished checkpoints are recorded in
 ``<out>/<checkpoint>/row.json``; a rerun analyzes only checkpoints without one (new ones), and
-refuses a directory analyzed under another configuration. ``<out>/config.yaml`` records the
-policy and each subspace's configuration. :func:`dynamics_report` draws every metric against
-the step into ``report.html``.
+refuses a directory analyzed under another configuration: another *identity*
+(:meth:`saddles.runs.config.AnalysisConfig.identity`; a field added in a later schema version
+with its default, or another executor, is the same configuration; a folder written before
+``schema_version`` existed is read through the configuration its config.yaml holds).
+``<out>/config.yaml`` records the schema version, the policy and each subspace's configuration.
+:func:`saddles.report.dynamics.dynamics_report` draws every metric against the step.
+
+A checkpoint in progress loses at most one chunk when interrupted: ``started.json`` records what
+is being computed, each landscape resumes from its run directory
+(``<out>/<checkpoint>/<subspace>/landscape-*``), and the Hessian (eigenpairs, trace, density)
+is saved to ``hessian.npz``/``hessian.json`` as soon as computed and reused when the
+configuration matches. The run prints "checkpoint k of N (step S)" with the time spent and an
+estimate of the time left, and each checkpoint's result line as it finishes.
 
 Weights of a Hugging Face folder are loaded into the model that the factory builds (one
 architecture for the whole run), by :func:`load_state`: key names may differ by a wrapper's
@@ -40,6 +50,9 @@ Direction policies (recorded in every row):
 Several subspaces can be analyzed per checkpoint (``configs={"2d": ..., "4d": ...}``), e.g. a
 2D grid beside 3-10 dimensional scattered samples with kNN graphs, to compare 2D against kD
 topology on the same checkpoint.
+
+Imports torch only inside functions (weights, Hessians); never imports :mod:`saddles.report`
+or the command line.
 """
 
 from __future__ import annotations
@@ -56,9 +69,13 @@ from typing import Any
 
 import yaml
 
-from saddles.files import atomic_write_text, to_jsonable
+from saddles.files import atomic_savez, atomic_write_text, to_jsonable
 from saddles.names import POLICIES
 from saddles.runs.analyze import AnalysisConfig, analyze, write_csv
+from saddles.runs.config import (
+    SCHEMA_VERSION,
+    configs_from_dict,  # noqa: F401 (re-exported)
+)
 from saddles.runs.registry import metrics_for
 from saddles.runs.rows import checkpoint_columns
 
@@ -249,39 +266,6 @@ def _match_names(loaded: dict, own: dict, folder: Path) -> dict:
                           f"{best[1][:4]}")  # fmt: skip
 
 
-def configs_from_dict(values: dict[str, Any]) -> dict[str, AnalysisConfig]:
-    """``{label: AnalysisConfig}`` from an ``analysis:`` mapping: AnalysisConfig fields, and
-    optionally ``subspaces: {label: {fields}}``, each subspace the base fields overridden by
-    its own. Without subspaces, one labelled ``<n_directions>d``. Directions come from the
-    policy, so ``directions`` is refused."""
-    if not isinstance(values, dict):
-        raise ValueError(f"the analysis settings must be a mapping, not {values!r}")
-    base = dict(values)
-    subspaces = base.pop("subspaces", None)
-    own_fields = subspaces.items() if isinstance(subspaces, dict) else []
-    parts = [("analysis", base), *((f"subspaces.{k}", v) for k, v in own_fields)]
-    for where, fields_ in parts:
-        if isinstance(fields_, dict) and "directions" in fields_:
-            raise ValueError(
-                f"{where}: `directions` is set by the policy (fixed: random, hessian: "
-                "hessian, pca: the trajectory's principal directions)"
-            )
-    if subspaces is None:
-        cfg = AnalysisConfig.from_dict(base)
-        return {f"{cfg.n_directions}d": cfg}
-    if not isinstance(subspaces, dict) or not subspaces:
-        raise ValueError(f"subspaces must map labels to settings, not {subspaces!r}")
-    out = {}
-    for label, own in subspaces.items():
-        if not isinstance(own, dict):
-            raise ValueError(f"subspaces.{label} must be a mapping of settings, not {own!r}")
-        try:
-            out[str(label)] = AnalysisConfig.from_dict({**base, **own})
-        except ValueError as exc:
-            raise ValueError(f"subspaces.{label}: {exc}") from exc
-    return out
-
-
 def analyze_checkpoints(
     model_factory: Callable[[], Any],
     checkpoints: str | Path | list[Checkpoint],
@@ -303,7 +287,8 @@ def analyze_checkpoints(
     first subspace whose config asks for it (in the ``"long"`` layout its numbers are copied
     into every subspace's rows). ``extra`` is copied into every row (e.g. the model size).
     ``layout``: ``"wide"`` or ``"long"`` rows (see the module docstring). The table is
-    rewritten to ``dynamics.csv`` as soon as each checkpoint is done.
+    rewritten to ``dynamics.csv`` as soon as each checkpoint is done. ``progress``: the
+    landscapes' progress bars and the checkpoint lines (see the module docstring).
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
@@ -321,36 +306,33 @@ def analyze_checkpoints(
     ckpts = checkpoints if isinstance(checkpoints, list) else discover_checkpoints(checkpoints)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(configs, policy)
-    settings = {"policy": policy, "subspaces": {k: c.to_dict() for k, c in configs.items()}}
-    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
-    given = None
+    stored = _read_settings(out_dir / "config.yaml")  # before it is rewritten: legacy folders
+    settings = {"schema_version": SCHEMA_VERSION, "policy": policy,
+                "subspaces": {k: c.to_dict() for k, c in configs.items()}}  # fmt: skip
+    given, trajectory = None, None
     if policy == "pca":
         given = _pca_directions(model_factory, ckpts, configs)
         # The directions depend on the whole trajectory: a row made from other checkpoints
         # is stale, and is recomputed rather than mixed with fresh ones.
         trajectory = [(c.name, c.step) for c in ckpts]
-        fingerprint = _fingerprint(configs, policy, trajectory)
+    same = _Identity(configs, policy, trajectory, stored)
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
     rows: list[dict[str, Any]] = []
+    todo = [ck for ck in ckpts if not same.finished(out_dir / ck.name, layout)]
+    clock = _Progress(len(ckpts), len(todo), enabled=progress)
 
     def table() -> list[dict[str, Any]]:
         return sorted(rows, key=lambda r: r["step"])  # stable: long rows keep their order
 
-    for ck in ckpts:
+    for index, ck in enumerate(ckpts, start=1):
         ck_dir = out_dir / ck.name
         done = ck_dir / "row.json"
-        if done.exists():
+        if ck not in todo:
             record = _floats(json.loads(done.read_text()))
-            fresh = record.get("fingerprint") == fingerprint
-            if fresh and (layout == "wide" or "rows" in record):
-                rows.extend([record["row"]] if layout == "wide" else record["rows"])
-                continue
-            if record.get("config_fingerprint") != _fingerprint(configs, policy):
-                raise ValueError(
-                    f"{ck_dir} was analyzed with another configuration or policy; use another "
-                    "output directory or delete it"
-                )
-            shutil.rmtree(ck_dir)  # same configuration, but the trajectory (PCA) changed
+            rows.extend([record["row"]] if layout == "wide" else record["rows"])
+            continue
+        same.prepare(ck_dir)  # refuses another configuration; drops stale PCA landscapes
+        clock.start(index, ck.step)
         t0 = time.perf_counter()
         model = load_state(model_factory(), ck)
         row: dict[str, Any] = {
@@ -363,24 +345,33 @@ def analyze_checkpoints(
         for key in ("tokens", "tokens_seen", "train_loss", "val_loss"):
             if key in ck.info:
                 row[key] = ck.info[key]
+        owner = next((label for label, c in configs.items() if c.hessian), None)
+        solved = None  # (scalars, density, eigenpairs, seconds), saved as soon as computed
+        if owner is not None:
+            solved = _checkpoint_hessian(model, loss, data, configs[owner], ck_dir,
+                                            vectors=policy == "hessian")  # fmt: skip
         hessian_done = False
-        eigenpairs = None
+        eigenpairs = solved[2] if solved else None
         long_rows: list[dict[str, Any]] = []
         head = dict(row)
         for label, cfg in configs.items():
-            cfg = replace(cfg, hessian=cfg.hessian and not hessian_done)
             analysis = analyze(
                 model,
                 loss,
                 data,
-                cfg,
+                replace(cfg, hessian=False),
                 name=f"{run_name}@{ck.step}",
                 run_dir=ck_dir / label,
                 progress=progress,
                 given=_first(given, cfg.n_directions),
                 eigenpairs=eigenpairs,
             )
-            eigenpairs = eigenpairs or analysis.eigenpairs
+            if label == owner:  # the checkpoint's Hessian, as analyze would have computed it
+                scalars, density, eig, seconds = solved
+                analysis = replace(analysis, config=cfg, hessian=scalars, density=density,
+                                   eigenpairs=eig,
+                                   timings={"hessian_s": seconds, **analysis.timings})  # fmt: skip
+                analysis.save(ck_dir / label)
             n_params = next((land.info.get("model", {}).get("n_params")
                              for land in analysis.landscapes.values()), None)  # fmt: skip
             for r in analysis.rows():
@@ -401,8 +392,10 @@ def analyze_checkpoints(
         long_rows = [{**r, **curvature, "seconds": row["seconds"]} for r in long_rows]
         ck_dir.mkdir(parents=True, exist_ok=True)
         record = {
-            "fingerprint": fingerprint,
-            "config_fingerprint": _fingerprint(configs, policy),
+            "schema_version": SCHEMA_VERSION,
+            "fingerprint": same.fingerprint,
+            "config_fingerprint": same.config_fingerprint,
+            "identity": same.identity,
             "row": row,
             "rows": long_rows,
         }
@@ -411,6 +404,7 @@ def analyze_checkpoints(
         atomic_write_text(done, json.dumps(to_jsonable(record, nonfinite="string")))
         rows.extend([record["row"]] if layout == "wide" else record["rows"])
         write_csv(out_dir / "dynamics.csv", table())
+        clock.finish(result_line(ck.step, record["rows"]))
     rows = table()
     if layout == "long":
         add_diagram_distances(rows, out_dir)
@@ -496,15 +490,259 @@ def with_policy(config: AnalysisConfig, policy: str) -> AnalysisConfig:
 
 
 def _fingerprint(configs: dict[str, AnalysisConfig], policy: str, trajectory=None) -> str:
-    blob = json.dumps(
-        {
-            "policy": policy,
-            "trajectory": trajectory,
-            **{k: c.to_dict() for k, c in configs.items()},
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """A hash of the policy, the trajectory (PCA) and each subspace's identity
+    (:meth:`AnalysisConfig.identity`: a field added later with its default changes nothing)."""
+    return _digest({"policy": policy, "trajectory": trajectory,
+                    **{k: c.identity() for k, c in configs.items()}})  # fmt: skip
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_settings(path: Path) -> dict[str, Any] | None:
+    """A dynamics folder's config.yaml as written (None when absent or unreadable)."""
+    try:
+        stored = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        return None
+    return stored if isinstance(stored, dict) else None
+
+
+class _Identity:
+    """What a checkpoint folder must have been analyzed with to be reused or extended.
+
+    A folder of this release records ``schema_version`` and fingerprints of the identity. One
+    written before versioning hashed every field of its configuration (its config.yaml): its
+    fingerprints count as equal when that configuration's identity is today's.
+    """
+
+    def __init__(self, configs: dict[str, AnalysisConfig], policy: str, trajectory,
+                 stored: dict[str, Any] | None):  # fmt: skip
+        self.labels = list(configs)
+        self.fingerprint = _fingerprint(configs, policy, trajectory)
+        self.config_fingerprint = _fingerprint(configs, policy)
+        self.identity = {"policy": policy, "trajectory": trajectory,
+                         "subspaces": {k: c.identity() for k, c in configs.items()}}  # fmt: skip
+        self.legacy: tuple[str, ...] = ()
+        old = (stored or {}).get("subspaces")
+        if stored and "schema_version" not in stored and isinstance(old, dict):
+            try:
+                then = {k: AnalysisConfig.from_dict(v).identity() for k, v in old.items()}
+            except (ValueError, TypeError):
+                return
+            now = {k: c.identity() for k, c in configs.items()}
+            if stored.get("policy") == policy and then == now:
+                self.legacy = (_digest({"policy": policy, "trajectory": trajectory, **old}),
+                               _digest({"policy": policy, "trajectory": None, **old}))  # fmt: skip
+
+    def fresh(self, record: dict[str, Any]) -> bool:
+        """Was this row.json made with this identity (and, for PCA, this trajectory)?"""
+        if record.get("fingerprint") == self.fingerprint:
+            return True
+        return "schema_version" not in record and record.get("fingerprint") in self.legacy[:1]
+
+    def same_config(self, record: dict[str, Any]) -> bool:
+        return record.get("config_fingerprint") in (self.config_fingerprint, *self.legacy[1:])
+
+    def finished(self, ck_dir: Path, layout: str) -> bool:
+        """Does ``ck_dir`` hold a row of this identity, in a form ``layout`` can use?"""
+        done = ck_dir / "row.json"
+        if not done.is_file():
+            return False
+        record = json.loads(done.read_text())
+        return self.fresh(record) and (layout == "wide" or "rows" in record)
+
+    def prepare(self, ck_dir: Path) -> None:
+        """Before (re)analyzing a checkpoint: refuse a folder of another configuration, drop
+        landscapes made from another trajectory (PCA; its Hessian is kept), and record what
+        this analysis is (``started.json``), so that an interrupted one resumes."""
+        marker = next((ck_dir / n for n in ("row.json", "started.json")
+                       if (ck_dir / n).is_file()), None)  # fmt: skip
+        if marker is not None:
+            record = json.loads(marker.read_text())
+            if not self.same_config(record):
+                raise ValueError(
+                    f"{ck_dir} was analyzed with another configuration or policy; use another "
+                    "output directory or delete it"
+                )
+            if not self.fresh(record):  # the same configuration; the trajectory changed
+                for label in self.labels:
+                    shutil.rmtree(ck_dir / label, ignore_errors=True)
+                (ck_dir / "row.json").unlink(missing_ok=True)
+        ck_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(ck_dir / "started.json", json.dumps({
+            "schema_version": SCHEMA_VERSION, "fingerprint": self.fingerprint,
+            "config_fingerprint": self.config_fingerprint}))  # fmt: skip
+
+
+class _Progress:
+    """``checkpoint k of N (step S)`` with the time spent and an estimate of the time left
+    (the mean time of the checkpoints finished so far; for display only, never in a result),
+    and each checkpoint's result line as it finishes; printed and flushed at once, so a log
+    file follows the run too."""
+
+    def __init__(self, total: int, todo: int, enabled: bool):
+        self.total, self.left, self.enabled = total, todo, enabled
+        self.began, self.finished = time.perf_counter(), 0
+
+    def start(self, index: int, step: int) -> None:
+        if not self.enabled:
+            return
+        spent = time.perf_counter() - self.began
+        left = (f", about {_duration(spent / self.finished * self.left)} left"
+                if self.finished else "")  # fmt: skip
+        print(f"checkpoint {index} of {self.total} (step {step}): {_duration(spent)} "
+              f"elapsed{left}", flush=True)  # fmt: skip
+
+    def finish(self, line: str) -> None:
+        self.finished, self.left = self.finished + 1, self.left - 1
+        if self.enabled:
+            print(line, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def result_line(step: int, rows: list[dict[str, Any]]) -> str:
+    """One line for a finished checkpoint: minima, saddles and average persistence of each
+    subspace x direction kind x representation (the first direction seed), the top Hessian
+    eigenvalue."""
+    seen, parts = set(), []
+    for r in rows:
+        key = (r.get("subspace"), r.get("direction"), r.get("representation"))
+        if key in seen:
+            continue
+        seen.add(key)
+        persistence = _short(r.get("average_persistence"))
+        parts.append(f"{key[0]} {key[1]} {key[2]}: minima {r.get('n_minima')} saddles "
+                     f"{r.get('n_saddles')} persistence {persistence}")  # fmt: skip
+    top = rows[0].get("hessian_top_eigenvalue") if rows else None
+    curvature = f"; top eigenvalue {_short(top)}" if top is not None else ""
+    return f"step {step} done: {'; '.join(parts)}{curvature}"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _checkpoint_hessian(model, loss, data, config: AnalysisConfig, ck_dir: Path, *,
+                        vectors: bool):  # fmt: skip
+    """The checkpoint's Hessian ``(scalars, density, eigenpairs, seconds)`` as
+    :func:`saddles.runs.analyze.hessian_metrics` computes it for ``config``; saved to
+    ``hessian.npz`` and ``hessian.json`` as soon as computed and reused from there when the
+    configuration's identity, the weights and the data match. Eigenvectors are kept only
+    when ``vectors`` (the "hessian" policy's directions): at LM scale they are the size of k
+    models."""
+    import saddles.runs.analyze as pipeline
+
+    key = _digest([config.identity(), _content_digest(model, data)])
+    meta_file, arrays_file = ck_dir / "hessian.json", ck_dir / "hessian.npz"
+    if meta_file.is_file() and arrays_file.is_file():
+        meta = _floats(json.loads(meta_file.read_text()))
+        if meta.get("key") == key and (meta.get("vectors") or not vectors):
+            found = _read_hessian(model, meta, arrays_file)
+            if found is not None:
+                return found
+    import torch
+
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    t0 = time.perf_counter()
+    scalars, density, eig = pipeline.hessian_metrics(model, loss, data, config, dtype)
+    seconds = time.perf_counter() - t0
+    arrays = {"eigenvalues": eig.eigenvalues, "residual_norms": eig.residual_norms,
+              "converged": eig.converged, "grid": density.grid, "density": density.density,
+              "nodes": density.nodes, "weights": density.weights}  # fmt: skip
+    if vectors:
+        arrays["vectors"] = eig.vectors
+        arrays["eigenvectors"] = _flat_vectors(eig.eigenvectors)
+    ck_dir.mkdir(parents=True, exist_ok=True)
+    atomic_savez(arrays_file, arrays)
+    meta = {"schema_version": SCHEMA_VERSION, "key": key, "vectors": vectors,
+            "scalars": scalars, "seconds": seconds, "n_hvps": eig.n_hvps, "which": eig.which,
+            "tol": eig.tol, "sigma": density.sigma, "density_hvps": density.n_hvps}  # fmt: skip
+    atomic_write_text(meta_file, json.dumps(to_jsonable(meta, nonfinite="string")))
+    return scalars, density, eig, seconds
+
+
+def _content_digest(model, data) -> str:
+    """A hash of the model's weights and buffers and of the data (tensors and arrays by their
+    bytes), so that a saved Hessian is reused only for the same checkpoint and data."""
+    import numpy as np
+    import torch
+
+    from saddles.landscape.rundir import hash_tensor
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        hash_tensor(h, t)
+
+    def walk(obj) -> None:
+        if isinstance(obj, np.ndarray) and obj.dtype != object:
+            obj = torch.from_numpy(np.ascontiguousarray(obj))
+        if isinstance(obj, torch.Tensor):
+            hash_tensor(h, obj)
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                h.update(f"key:{k}".encode())
+                walk(obj[k])
+        elif isinstance(obj, (list, tuple)):
+            h.update(f"[{len(obj)}".encode())
+            for v in obj:
+                walk(v)
+        else:
+            h.update(repr(obj).encode())
+
+    walk(data)
+    return h.hexdigest()[:16]
+
+
+def _flat_vectors(eigenvectors):
+    """Parameter-shaped eigenvectors as a (k, n_params) array (float32 holds float16 and
+    bfloat16 exactly; float64 otherwise)."""
+    import numpy as np
+    import torch
+
+    low = all(t.dtype in (torch.float32, torch.float16, torch.bfloat16)
+              for vec in eigenvectors for t in vec)  # fmt: skip
+    wide = torch.float32 if low else torch.float64
+    return np.stack([torch.cat([t.detach().cpu().to(wide).reshape(-1) for t in vec]).numpy()
+                     for vec in eigenvectors])  # fmt: skip
+
+
+def _read_hessian(model, meta: dict[str, Any], path: Path):
+    """A saved checkpoint Hessian back as ``(scalars, density, eigenpairs, seconds)``; None
+    when its eigenvectors do not fit ``model``'s parameters."""
+    import numpy as np
+    import torch
+
+    from saddles.hessian import Eigenpairs, SpectralDensity
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    eigenvectors: list = []
+    if "eigenvectors" in arrays:
+        params = list(model.parameters())
+        flat = arrays["eigenvectors"]
+        if flat.shape[1] != sum(p.numel() for p in params):
+            return None
+        for row in flat:
+            pieces = torch.from_numpy(row.copy()).split([p.numel() for p in params])
+            eigenvectors.append([t.reshape(p.shape).to(device=p.device, dtype=p.dtype)
+                                 for t, p in zip(pieces, params, strict=True)])  # fmt: skip
+    eig = Eigenpairs(eigenvalues=arrays["eigenvalues"], residual_norms=arrays["residual_norms"],
+                     converged=arrays["converged"], vectors=arrays.get("vectors"),
+                     eigenvectors=eigenvectors, n_hvps=int(meta["n_hvps"]), which=meta["which"],
+                     tol=float(meta["tol"]))  # fmt: skip
+    density = SpectralDensity(grid=arrays["grid"], density=arrays["density"],
+                              nodes=arrays["nodes"], weights=arrays["weights"],
+                              sigma=float(meta["sigma"]),
+                              n_hvps=int(meta["density_hvps"]))  # fmt: skip
+    return meta["scalars"], density, eig, float(meta["seconds"])
 
 
 def _pca_directions(model_factory, ckpts: list[Checkpoint], configs) -> Any:

@@ -44,14 +44,14 @@ def test_hypothesis_table_names_a_missing_early_step():
 
 
 def test_the_old_dynamics_name_warns_and_gives_the_same_table():
-    from saddles import dynamics  # the old module, forwarded by saddles._moved
+    import saddles.dynamics as dynamics
 
     rows = [
         {"n_params": s, "step": t, "saddles": float(s + t), "persistence": 1.0, "val_loss": 1.0}
         for s in (1, 2, 3)
         for t in (1, 10, 100)
     ]
-    with pytest.warns(DeprecationWarning, match="hypothesis_table moved to saddles.experiments.lm"):
+    with pytest.warns(DeprecationWarning, match="saddles.experiments.lm.hypothesis_table"):
         old = dynamics.hypothesis_table(rows, "saddles", "persistence", early_step=10)
     new = hypothesis_table(rows, "saddles", "persistence", early_step=10)
     assert repr(old) == repr(new)  # repr: NaN intervals compare equal

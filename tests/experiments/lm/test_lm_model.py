@@ -192,3 +192,19 @@ def test_forward_over_reverse_hvp_matches_double_backward(corpus):
     flat_b = torch.cat([h.ravel() for h in backward])
     assert flat_b.norm() > 1e-3
     torch.testing.assert_close(flat_f, flat_b, rtol=1e-10, atol=1e-12)
+
+
+def test_lm_loss_is_the_next_token_loss_of_io_data():
+    """lm_loss is the cross-entropy it always was, and the causal_lm criterion's number on the
+    sequence it was cut from."""
+    from saddles.io.data import causal_lm_loss
+
+    model = tiny_gpt().eval()
+    full = torch.randint(0, 103, (3, 13), generator=torch.Generator().manual_seed(2))
+    x, y = full[:, :-1], full[:, 1:]
+    with torch.no_grad():
+        loss = float(lm_loss(model, (x, y)))
+        logits = model(x)
+        plain = nn.functional.cross_entropy(logits.reshape(-1, 103), y.reshape(-1))
+        assert loss == pytest.approx(float(plain), abs=1e-6)
+        assert loss == pytest.approx(float(causal_lm_loss(model, (full,))), abs=1e-6)

@@ -5,8 +5,9 @@ logits, or only a loss) usable with :func:`saddles.experiments.lm.lm_loss`;
 :func:`load_hf_causal_lm` loads one from a local directory, never from the network.
 ``transformers`` is imported only when a model is loaded.
 
-Owns the adapter only: imports torch, nothing of the other modules of this package (the model
-module imports this one, for :func:`~saddles.experiments.lm.model.lm_loss`).
+Owns the adapter only: imports torch and :mod:`saddles.io.data` (the next-token loss), nothing
+of the other modules of this package (the model module imports this one, for
+:func:`~saddles.experiments.lm.model.lm_loss`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from saddles.io.data import next_token_loss
 
 
 def _field(out: Any, name: str) -> Any:
@@ -58,12 +60,12 @@ class HFCausalLMAdapter(nn.Module):
     def next_token_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of predicting ``y`` from ``x`` (``y`` is ``x`` shifted by one).
 
-        From the logits when the model returns them; otherwise (or with ``use_labels``) the
+        From the logits when the model returns them (:func:`saddles.io.data.next_token_loss`,
+        the one next-token loss); otherwise (or with ``use_labels``) the
         model's own loss on the full sequence ``x + y[:, -1]`` with ``labels`` equal to it,
         which is the same average over the same ``T`` predictions."""
         if not self.use_labels:
-            logits = self(x)
-            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            return next_token_loss(self(x), y)
         full = torch.cat([x, y[:, -1:]], dim=1)
         out = self.model(input_ids=full, labels=full)
         loss = _field(out, "loss")

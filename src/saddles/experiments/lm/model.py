@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from saddles.experiments.lm.hf import HFCausalLMAdapter
-from saddles.io.data import Batch
+from saddles.io.data import Batch, next_token_loss
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,8 @@ class GPT(nn.Module):
 
 
 def lm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """Mean next-token cross-entropy of ``model`` on ``batch = (x, y)`` (the loss protocol).
+    """Mean next-token cross-entropy of ``model`` on ``batch = (x, y)`` (the loss protocol):
+    :func:`saddles.io.data.next_token_loss` of ``model(x)`` against ``y``.
 
     ``model(x)`` must return logits ``(B, T, V)``; an :class:`HFCausalLMAdapter` is asked for
     its own next-token loss, which also covers models that return only a loss.
@@ -164,5 +165,4 @@ def lm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     x, y = batch
     if isinstance(model, HFCausalLMAdapter):
         return model.next_token_loss(x, y)
-    logits = model(x)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    return next_token_loss(model(x), y)
