@@ -260,4 +260,5 @@ def metrics_for(
 
 def label(name: str) -> str:
     """A metric's short label for printed tables (its name when it has none)."""
-    return _BY_NAME[name].label or name if name in _BY_NAME else name
+    found = _BY_NAME.get(name)
+    return (found.label or name) if found else name
