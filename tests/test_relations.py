@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from saddles.runs.relate import correlate, fit_power_law, relations_table
+from saddles.runs.relate import (
+    adjust_pvalues,
+    correlate,
+    fit_power_law,
+    power_laws,
+    relations_from_rows,
+    relations_table,
+    trend,
+)
 
 
 def test_perfectly_monotone_pair():
@@ -431,3 +439,67 @@ def test_correlate_ensemble_small_n_and_bad_input():
         correlate_ensemble([1, 2, 3], [[1], [2], [3]], summary="max")
     with pytest.raises(ValueError, match=r"ci must be a confidence level in \(0, 1\)"):
         correlate_ensemble([1, 2, 3], [[1], [2], [3]], ci=1.0)
+
+
+def test_power_laws_of_rows_are_fit_power_law_of_the_per_run_means():
+    rng = np.random.default_rng(3)
+    sizes = [100, 400, 1600, 6400, 25600]
+    rows = []
+    for run, n in enumerate(sizes):
+        for _seed in range(3):  # three planes per run: the fit sees their mean
+            for kind in ("random", "hessian"):
+                loss = 5 * n**-0.4 + 0.2 + 0.01 * rng.standard_normal()
+                rows.append({"run": f"r{run}", "n_params": n, "subspace": "2d",
+                             "direction": kind, "representation": "knn", "loss": loss,
+                             "flag": True})  # fmt: skip
+    fits = {}
+    laws = power_laws(rows, ["loss", "flag"], n_boot=50, seed=7, fits=fits)
+    assert [(r["direction"], r["metric"]) for r in laws] == [("random", "loss"),
+                                                             ("hessian", "loss")]  # fmt: skip
+    for law in laws:
+        own = [r for r in rows if r["direction"] == law["direction"]]
+        y = [np.mean([r["loss"] for r in own if r["run"] == f"r{i}"]) for i in range(5)]
+        direct = fit_power_law(np.array(sizes, dtype=float), np.array(y), n_boot=50, seed=7)
+        assert law["alpha"] == direct.alpha and law["c"] == direct.c
+        assert law["alpha_ci_low"] == direct.alpha_ci[0] and law["sizes"] == str(sizes)
+        assert fits[("2d", law["direction"], "knn", "loss")].a == direct.a
+    # One series over all rows; fewer than four sizes fix c; one size cannot be fitted.
+    (three,) = power_laws([r for r in rows if r["n_params"] <= 1600], ["loss"], by=(),
+                          n_boot=0)  # fmt: skip
+    assert three["c"] == 0 and "c fixed at 0" in three["note"] and "direction" not in three
+    (one,) = power_laws([r for r in rows if r["n_params"] == 100], ["loss"], by=())
+    assert math.isnan(one["alpha"]) and "distinct" in one["note"]
+
+
+def test_relations_from_rows_single_planes_are_correlate_and_holm_adjusted():
+    rng = np.random.default_rng(0)
+    beta = np.arange(8, dtype=float)
+    rows = [{"model": f"m{i}", "direction": "random", "representation": "knn", "beta": b,
+             "rises": b + 2 * rng.standard_normal(), "noise": rng.standard_normal(),
+             "name": "text"} for i, b in enumerate(beta)]  # fmt: skip
+    table = relations_from_rows(rows, ["rises", "noise", "name", "beta"], ["beta"], n_boot=300,
+                                n_perm=500, seed=2)  # fmt: skip
+    assert [r["x"] for r in table] == ["rises", "noise", "name"]  # beta against itself: skipped
+    direct = correlate([r["rises"] for r in rows], beta, "rises", "beta", n_boot=300, n_perm=500,
+                       seed=2)  # fmt: skip
+    first = table[0]
+    assert first["spearman"] == direct.spearman and first["pearson_p"] == direct.pearson_p
+    assert math.isfinite(direct.spearman_ci[0])
+    assert first["spearman_ci_low"] == direct.spearman_ci[0]
+    assert first["interval"] == "models" and first["n_seeds"] == 1
+    assert math.isnan(table[2]["spearman"])  # text is not a number
+    holm = adjust_pvalues([r["spearman_p"] for r in table])  # NaN for text: not counted
+    assert [r["spearman_p_holm"] for r in table[:2]] == list(holm[:2])
+    assert math.isnan(table[2]["spearman_p_holm"]) and table[2]["significant"] is False
+    assert table[0]["significant"] == bool(table[0]["spearman_p_holm"] < 0.05
+                                           and table[0]["spearman_ci_low"] > 0)  # fmt: skip
+
+
+def test_trend_as_row_flattens_the_intervals():
+    steps = np.array([1, 2, 4, 8, 16, 32, 64], dtype=float)
+    t = trend(steps, 5 - np.log(steps) + 0.1 * np.sin(steps), n_boot=200)
+    row = t.as_row()
+    assert row["spearman"] == t.spearman and row["n"] == t.n == 7
+    assert (row["slope_ci_low"], row["slope_ci_high"]) == t.slope_ci
+    assert (row["spearman_ci_low"], row["spearman_ci_high"]) == t.spearman_ci
+    assert row["slope_per_log_step"] < 0

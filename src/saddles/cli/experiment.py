@@ -171,23 +171,21 @@ def _print_summary(paths: dict[str, Path]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from saddles.runs.registry import label, metrics_for
+
     console = Console()
     if not console.is_terminal and console.width < 160:
         console = Console(width=160)  # a log file or pipe: do not squeeze the table
     rows = list(csv.DictReader(open(paths["summary"])))
     first_rep = rows[0]["representation"]
     quality = [k for k in ("beta", "rel_l2", "skip", "accuracy") if f"{k}_mean" in rows[0]]
-    metrics = ["n_saddles", "n_saddles_simplified", "n_saddles_above_noise",
-               "average_persistence", "average_persistence_relative"]  # fmt: skip
+    metrics = metrics_for("cli")
     table = Table(title=f"{first_rep}: mean [95% interval over direction seeds]; raw counts, "
                   f"simplified at 1% of the range, above 2x the noise floor; every value is in "
                   f"{paths['summary']}")  # fmt: skip
-    short = {"n_saddles": "saddles raw", "n_saddles_simplified": "saddles 1%",
-             "n_saddles_above_noise": "saddles >noise", "average_persistence": "avg pers",
-             "average_persistence_relative": "avg pers / range"}  # fmt: skip
     heads = ["model", "direction", "seeds", *quality[1:], *metrics, "noise floor", "H top eig"]
     for c in heads:
-        table.add_column(short.get(c, c), justify="right")
+        table.add_column(label(c), justify="right")
     for r in rows:
         if r["representation"] != first_rep:
             continue

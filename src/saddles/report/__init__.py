@@ -1,6 +1,7 @@
 """What goes out: figures, the HTML pages and VTK files; never imports torch at its top.
 
-- :mod:`~saddles.report.html`: the pieces every page is built from (style, figures, tables);
+- :mod:`~saddles.report.html`: the one page shell (:func:`page`) and the pieces of its sections
+  (style, figures, tables);
 - :mod:`~saddles.report.analysis`: the report of one analysis or experiment (``write_report``);
 - :mod:`~saddles.report.dynamics`: a training run's metrics against the step;
 - :mod:`~saddles.report.compare`: finished runs related to a size or a setting;
@@ -21,7 +22,7 @@ from saddles.report.analysis import (
     result_section,
     write_report,
 )
-from saddles.report.html import CSS, figures_and_table
+from saddles.report.html import CSS, figures_and_table, page
 
 __all__ = [
     "CSS",
@@ -31,6 +32,7 @@ __all__ = [
     "SUMMARY_METRICS",
     "TABLE_COLUMNS",
     "figures_and_table",
+    "page",
     "relations_section",
     "result_section",
     "write_report",

@@ -22,34 +22,20 @@ import numpy as np
 import yaml
 
 from saddles.files import atomic_write_text
-from saddles.report.html import (
-    CSS,
-    _e,
-    _figures,
-    _fmt,
-    _kv_table,
-    _section,
-    _table,
-    _version,
-)
+from saddles.report.html import escape, fmt, kv_table, page, table, version
+from saddles.report.html import figures as embed_figures  # ``figures`` names an argument
+from saddles.runs.registry import metrics_for
 
 SECTIONS = ("Result", "Models", "Metrics", "Relations", "Configuration", "Run")
 PACKAGES = ("saddles", "numpy", "scipy", "torch", "numba", "matplotlib", "gudhi", "pynndescent")
 
-#: Columns of the metrics table shown in the report (metrics.csv has all of them).
-TABLE_COLUMNS = [
-    "model", "direction", "representation", "n_minima", "n_saddles", "average_persistence",
-    "average_finite_persistence", "persistence_entropy", "n_minima_simplified",
-    "n_saddles_simplified", "hessian_top_eigenvalue", "hessian_trace",
-]  # fmt: skip
-
-#: Metrics of the seed-summary table and of the result section.
-SUMMARY_METRICS = [
-    "n_minima", "n_saddles", "n_saddles_simplified", "n_saddles_above_noise",
-    "average_persistence", "average_persistence_relative", "noise_floor",
-]  # fmt: skip
-HEADLINE_METRICS = ["n_saddles", "n_saddles_above_noise", "average_persistence",
-                    "average_persistence_relative"]  # fmt: skip
+#: Columns of the metrics table shown in the report (metrics.csv has all of them): the
+#: plane's keys, then the registry's ``table`` view.
+TABLE_COLUMNS = ["model", "direction", "representation", *metrics_for("table")]
+#: Metrics of the seed-summary table (``summary`` view) and of the result section
+#: (``headline`` view).
+SUMMARY_METRICS = metrics_for("summary")
+HEADLINE_METRICS = metrics_for("headline")
 
 
 def write_report(
@@ -76,34 +62,33 @@ def write_report(
     ``summary`` (rows over direction seeds), ``x_key`` (what was varied) and ``headline`` (a
     figure) make the result section that opens the report.
     """
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
-             f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"]  # fmt: skip
+    sections: list[tuple[str, str]] = []
     threshold = config.get("threshold")
     if x_key is not None:
-        parts.append(_section("Result", result_section(x_key, config, summary or [], relations,
-                                                       headline)))  # fmt: skip
+        sections.append(("Result", result_section(x_key, config, summary or [], relations,
+                                                  headline)))  # fmt: skip
     models = []
     for a in analyses:
         numbers = {**a.quality, **{k: v for k, v in a.hessian.items() if not isinstance(v, list)}}
-        body = _kv_table(numbers)
+        body = kv_table(numbers)
         eig = a.hessian.get("top_eigenvalues")
         if eig:
             res = a.hessian.get("eigen_residuals", [])
             body += "<p class='note'>top Hessian eigenvalues: " + ", ".join(
                 f"{v:.5g} (residual {r:.2g})" for v, r in zip(eig, res, strict=False)
             ) + "</p>"  # fmt: skip
-        body += _figures(figures.get(a.name, {}))
-        models.append(f"<h3>{_e(a.name)}</h3>{body}")
+        body += embed_figures(figures.get(a.name, {}))
+        models.append(f"<h3>{escape(a.name)}</h3>{body}")
     if not models:
         models.append(
             "<p class='note'>No single-model sections in this report: every checkpoint's "
             "numbers are in the metrics table and the dynamics.</p>"
         )
-    parts.append(_section("Models", "".join(models)))
+    sections.append(("Models", "".join(models)))
     simplified = f"simplified at {threshold:g} of the range" if threshold else "simplified"
     metrics_note = (
         "<p class='note'>Counts are <b>raw</b> (every critical point) unless the column says "
-        f"<b>{_e(simplified)}</b>; <code>_above_noise</code> counts features whose persistence "
+        f"<b>{escape(simplified)}</b>; <code>_above_noise</code> counts features whose persistence "
         "is at least twice the landscape's noise floor; <code>_relative</code> values are "
         "divided by the landscape's value range. Persistence conventions: "
         "<code>average_persistence</code> follows TTK (each component's essential class paired "
@@ -116,22 +101,20 @@ def write_report(
             if any(f"{m}_mean" in r for r in summary):
                 cols += [f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high"]
         body += ("<h3>Over direction seeds (mean and 95% bootstrap interval)</h3>"
-                 + _table(summary, cols, simplified))  # fmt: skip
+                 + table(summary, cols, simplified))  # fmt: skip
     columns = [c for c in table_columns or TABLE_COLUMNS if any(c in r for r in rows)]
     body += "<h3>Every plane (one row per seed x direction kind x representation)</h3>"
-    body += _table(rows, columns, simplified)
-    parts.append(_section("Metrics", body))  # fmt: skip
-    parts.append(_section("Relations", relations_section(relations, config, relation_figures)))
-    for heading, body in extra_sections or []:
-        parts.append(_section(heading, body))
-    parts.append(_section("Configuration", f"<pre>{_e(yaml.safe_dump(config))}</pre>"))
+    body += table(rows, columns, simplified)
+    sections.append(("Metrics", body))
+    sections.append(("Relations", relations_section(relations, config, relation_figures)))
+    sections.extend(extra_sections or [])
+    sections.append(("Configuration", f"<pre>{escape(yaml.safe_dump(config))}</pre>"))
     run = {**info, "python": platform.python_version(), "platform": platform.platform()}
-    run.update({f"version {p}": _version(p) for p in PACKAGES})
-    parts.append(_section("Run", _kv_table(run)))
-    parts.append("</body></html>")
+    run.update({f"version {p}": version(p) for p in PACKAGES})
+    sections.append(("Run", kv_table(run)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, "\n".join(parts))
+    return atomic_write_text(path, page(title, sections))
 
 
 def result_section(
@@ -146,14 +129,14 @@ def result_section(
     models = list(dict.fromkeys(r["model"] for r in summary))
     seeds = config.get("direction_seeds", 1)
     lines = [
-        f"<p class='result'>Varied: <b>{_e(x_key)}</b> over {len(models)} models "
-        f"({_e(', '.join(map(str, models)))}). Random-direction metrics are computed on "
+        f"<p class='result'>Varied: <b>{escape(x_key)}</b> over {len(models)} models "
+        f"({escape(', '.join(map(str, models)))}). Random-direction metrics are computed on "
         f"{seeds} random plane{'s' * (seeds != 1)} per model (seeds "
         f"{config.get('seed', 0)}..{config.get('seed', 0) + seeds - 1}); Hessian directions "
-        f"are one plane. Relations are Spearman's rho of each metric against {_e(x_key)} "
+        f"are one plane. Relations are Spearman's rho of each metric against {escape(x_key)} "
         f"with a 95% interval that resamples models and seeds, a permutation p and its Holm "
         f"adjustment over all {len(relations)} relations of the report "
-        f"(representation <code>{_e(str(rep))}</code> shown).</p>"
+        f"(representation <code>{escape(str(rep))}</code> shown).</p>"
     ]
     head = [r for r in relations if r.get("y") == x_key and r.get("representation") == rep
             and r.get("x") in HEADLINE_METRICS]  # fmt: skip
@@ -167,10 +150,11 @@ def result_section(
             verdicts.append("no detectable change")
     moved = [r["x"] + f" ({r['direction']})" for r, v in zip(head, verdicts, strict=True)
              if v.startswith("moved")]  # fmt: skip
-    lines.append(f"<p class='result'><b>Moved with {_e(x_key)}</b> (Holm p &lt; 0.05 and an "
-                 f"interval that excludes 0): {_e(', '.join(moved)) or 'none'}.</p>")  # fmt: skip
-    table = [{**r, "verdict": v} for r, v in zip(head, verdicts, strict=True)]
-    lines.append(_table(table, ["direction", "x", "spearman", "spearman_ci_low",
+    shown = escape(", ".join(moved)) or "none"
+    lines.append(f"<p class='result'><b>Moved with {escape(x_key)}</b> (Holm p &lt; 0.05 and an "
+                 f"interval that excludes 0): {shown}.</p>")  # fmt: skip
+    verdict_rows = [{**r, "verdict": v} for r, v in zip(head, verdicts, strict=True)]
+    lines.append(table(verdict_rows, ["direction", "x", "spearman", "spearman_ci_low",
                                 "spearman_ci_high", "spearman_p", "spearman_p_holm", "n",
                                 "n_seeds", "verdict"],
                         hits=[v.startswith("moved") for v in verdicts]))  # fmt: skip
@@ -186,13 +170,13 @@ def result_section(
         lines.append(
             "<p class='result'>Raw and relative persistence "
             + ("move the same way" if same else "move in opposite directions")
-            + f" ({_e(raw['direction'])} directions: rho {_fmt(raw['spearman'])} raw, "
-            f"{_fmt(rel['spearman'])} divided by the value range)"
+            + f" ({escape(raw['direction'])} directions: rho {fmt(raw['spearman'])} raw, "
+            f"{fmt(rel['spearman'])} divided by the value range)"
             + ("" if same else ": the raw trend is mostly the loss scale")
             + ".</p>"
         )
     if headline is not None:
-        lines.append(_figures({f"{', '.join(HEADLINE_METRICS)} against {x_key}": headline},
+        lines.append(embed_figures({f"{', '.join(HEADLINE_METRICS)} against {x_key}": headline},
                               wide=True))  # fmt: skip
     return "".join(lines)
 
@@ -216,10 +200,10 @@ def relations_section(
         "(too few models, or a degenerate bootstrap). <code>relations.csv</code> has every "
         "column.</p>"
         f"<h3>Surviving the correction ({len(hits)})</h3>"
-        + _table(hits, cols, hits=[True] * len(hits))
+        + table(hits, cols, hits=[True] * len(hits))
         + f"<h3>The other {len(rest)}, by p-value</h3>"
-        + _table(rest, cols)
-        + _figures(figures)
+        + table(rest, cols)
+        + embed_figures(figures)
     )
 
 

@@ -9,16 +9,15 @@ import math
 from pathlib import Path
 
 from saddles.files import atomic_write_text, write_csv
-from saddles.runs.compare import FIT_METRICS, Comparison, _number, distance_matrix
+from saddles.runs.compare import Comparison, _number, distance_matrix
+from saddles.runs.registry import metrics_for
 
 
 def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -> dict[str, Path]:
     """``compare.csv`` (the relations), ``power_laws.csv``, ``runs.csv`` (the rows used),
     figures of the headline metrics against ``by``, and ``report.html``."""
-    import html
-
     from saddles.report import plots
-    from saddles.report.html import CSS, figures_and_table
+    from saddles.report.html import escape, figures_and_table, page
 
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -26,9 +25,7 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
              "power_laws": write_csv(out_dir / "power_laws.csv", result.power_laws),
              "runs": write_csv(out_dir / "runs.csv", result.rows)}  # fmt: skip
     figures = {}
-    shown = [m for m in ("n_minima", "n_saddles", "average_persistence",
-                         "average_persistence_relative", "persistence_entropy",
-                         *FIT_METRICS[3:]) if any(m in r for r in result.rows)]  # fmt: skip
+    shown = [m for m in metrics_for("compare_figure") if any(m in r for r in result.rows)]
     numeric = all(math.isfinite(_number(r.get(result.by))) for r in result.rows)
     for sub, kind, rep in dict.fromkeys((r["subspace"], r["direction"], r["representation"])
                                         for r in result.rows):  # fmt: skip
@@ -68,30 +65,28 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
         figures["pairwise distances between the runs' diagrams"] = plots.save(
             fig, out_dir / "figures" / "distances.png"
         )
-    e = html.escape
     cols = ["subspace", "direction", "representation", "x", "y", "n", "n_seeds", "spearman",
             "spearman_ci_low", "spearman_ci_high", "spearman_p", "spearman_p_holm", "pearson",
             "pearson_p", "significant", "interval", "note"]  # fmt: skip
     law_cols = ["subspace", "direction", "representation", "metric", "n", "a", "alpha",
                 "alpha_ci_low", "alpha_ci_high", "c", "rms_residual", "sizes", "note"]  # fmt: skip
     hits = [r for r in result.relations if r["significant"]]
-    warn = "".join(f"<p class='note'><b>warning:</b> {e(w)}</p>" for w in result.warnings)
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-        f"<style>{CSS}</style></head><body><h1>{e(title or 'saddles compare')}</h1>",
-        f"<p class='result'>{len(result.runs)} runs ({e(', '.join(result.runs))}) related to "
-        f"<b>{e(result.by)}</b>: {len(result.relations)} relations, {len(hits)} with a "
-        "Holm-adjusted p below 0.05 and a 95% interval that excludes 0.</p>",
-        warn,
-        "<h2>Relations</h2><p class='note'>Spearman's rho and Pearson's r over runs with 95% "
-        "bootstrap intervals (over runs, and over direction seeds within runs where a run "
-        "has several) and permutation p-values; <code>spearman_p_holm</code> is adjusted "
-        "over the whole table. compare.csv has every column.</p>",
-        figures_and_table(figures, result.relations, cols),
-        "<h2>Power laws against the parameter count</h2><p class='note'>L(N) = a N^-alpha + c "
-        "of each run's mean over seeds (c fitted from four distinct sizes).</p>",
-        figures_and_table({}, result.power_laws, law_cols),
-        "</body></html>",
-    ]
-    paths["report"] = atomic_write_text(out_dir / "report.html", "\n".join(parts))
+    warn = "".join(f"<p class='note'><b>warning:</b> {escape(w)}</p>" for w in result.warnings)
+    intro = (
+        f"<p class='result'>{len(result.runs)} runs ({escape(', '.join(result.runs))}) related "
+        f"to <b>{escape(result.by)}</b>: {len(result.relations)} relations, {len(hits)} with a "
+        "Holm-adjusted p below 0.05 and a 95% interval that excludes 0.</p>" + warn
+    )
+    sections = [
+        ("Relations", "<p class='note'>Spearman's rho and Pearson's r over runs with 95% "
+         "bootstrap intervals (over runs, and over direction seeds within runs where a run "
+         "has several) and permutation p-values; <code>spearman_p_holm</code> is adjusted "
+         "over the whole table. compare.csv has every column.</p>"
+         + figures_and_table(figures, result.relations, cols)),
+        ("Power laws against the parameter count", "<p class='note'>L(N) = a N^-alpha + c "
+         "of each run's mean over seeds (c fitted from four distinct sizes).</p>"
+         + figures_and_table({}, result.power_laws, law_cols)),
+    ]  # fmt: skip
+    text = page(title or "saddles compare", sections, intro=intro)
+    paths["report"] = atomic_write_text(out_dir / "report.html", text)
     return paths

@@ -1,6 +1,8 @@
 """The dynamics page: every metric of a training run against the step (``report.html``).
 
-Reads the long rows :func:`saddles.runs.series.analyze_checkpoints` writes; never imports torch.
+Reads the long rows :func:`saddles.runs.series.analyze_checkpoints` writes; the metrics come
+from :mod:`saddles.runs.registry`, the trends from :mod:`saddles.runs.relate`, the page from
+:func:`saddles.report.html.page`. Never imports torch.
 """
 
 from __future__ import annotations
@@ -11,17 +13,14 @@ from typing import Any
 import yaml
 
 from saddles.files import atomic_write_text
+from saddles.runs.registry import lookup, metrics_for
 
-#: Metrics drawn against the step by :func:`dynamics_report` (those present in the rows).
-REPORT_METRICS = (
-    "n_minima", "n_saddles", "n_saddles_above_noise", "average_persistence",
-    "average_persistence_relative", "persistence_entropy", "n_loops", "hessian_top_eigenvalue",
-    "hessian_trace", "train_loss", "val_loss",
-)  # fmt: skip
+#: Metrics drawn against the step by :func:`dynamics_report` (those present in the rows; the
+#: registry's ``dynamics`` view).
+REPORT_METRICS = tuple(metrics_for("dynamics"))
 #: Columns of the report's table (dynamics.csv has every column).
 REPORT_COLUMNS = ("step", "checkpoint", "subspace", "direction", "representation",
-                  "direction_seed", "n_minima", "n_saddles", "average_persistence",
-                  "persistence_entropy", "hessian_top_eigenvalue", "hessian_trace")  # fmt: skip
+                  "direction_seed", *metrics_for("dynamics_table"))  # fmt: skip
 
 
 def dynamics_report(
@@ -38,25 +37,22 @@ def dynamics_report(
     Each metric of :data:`REPORT_METRICS` is drawn against the step, one line per subspace x
     direction kind x representation (the mean over direction seeds; per-checkpoint numbers
     such as the Hessian's, one line); a table gives each line's trend
-    (:func:`saddles.relations.trend`: Spearman's rho against the step and the slope per
+    (:func:`saddles.runs.relate.trend`: Spearman's rho against the step and the slope per
     e-fold of steps, with bootstrap intervals), then the rows themselves.
     """
-    import html
-
     import numpy as np
 
     from saddles.report import plots
-    from saddles.report.html import CSS, figures_and_table
+    from saddles.report.html import escape, figures_and_table, page
     from saddles.runs.relate import trend
 
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    per_checkpoint = ("hessian_", "train_loss", "val_loss", "tokens")
     figures, trends = {}, []
     for metric in REPORT_METRICS:
         if not any(_finite(r.get(metric)) for r in rows):
             continue
-        whole = metric.startswith(per_checkpoint)
+        whole = lookup(metric).per == "checkpoint"
         groups: dict[tuple[str, int], list[float]] = {}
         for r in rows:
             series = "checkpoint" if whole else (
@@ -74,40 +70,26 @@ def dynamics_report(
         for series in dict.fromkeys(p["series"] for p in points):
             sub = sorted((p for p in points if p["series"] == series), key=lambda p: p["step"])
             t = trend([p["step"] for p in sub], [p[metric] for p in sub], n_boot=n_boot)
-            trends.append({"metric": metric, "series": series, "n": t.n,
-                           "spearman": t.spearman, "spearman_ci_low": t.spearman_ci[0],
-                           "spearman_ci_high": t.spearman_ci[1],
-                           "slope_per_log_step": t.slope_per_log_step,
-                           "slope_ci_low": t.slope_ci[0], "slope_ci_high": t.slope_ci[1],
-                           "note": t.note})  # fmt: skip
+            trends.append({"metric": metric, "series": series, **t.as_row()})
     steps = sorted({int(r["step"]) for r in rows})
     columns = [c for c in REPORT_COLUMNS if any(c in r for r in rows)]
     trend_cols = ["metric", "series", "n", "spearman", "spearman_ci_low", "spearman_ci_high",
                   "slope_per_log_step", "slope_ci_low", "slope_ci_high", "note"]  # fmt: skip
-    e = html.escape
-    meta = {"checkpoints": len(steps), "steps": f"{steps[0]} .. {steps[-1]}" if steps else "",
-            **(info or {})}  # fmt: skip
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-        f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>",
-        "<table>"
-        + "".join(
-            f"<tr><td class='t'>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in meta.items()
-        )
-        + "</table>",  # fmt: skip
-        "<h2>Metrics against the training step</h2>",
-        figures_and_table(figures, trends, trend_cols),
-        "<p class='note'>Trend: Spearman's rho of each line against the step and the "
-        "least-squares slope per e-fold of steps (step 0 dropped), with 95% bootstrap "
-        "intervals (NaN below 4 checkpoints).</p>",
-        "<h2>Every row</h2>",
-        figures_and_table({}, rows, columns),
-        "<p class='note'>dynamics.csv has every column.</p>",
-    ]
+    facts = {"checkpoints": len(steps), "steps": f"{steps[0]} .. {steps[-1]}" if steps else "",
+             **(info or {})}  # fmt: skip
+    sections = [
+        ("Metrics against the training step",
+         figures_and_table(figures, trends, trend_cols)
+         + "<p class='note'>Trend: Spearman's rho of each line against the step and the "
+         "least-squares slope per e-fold of steps (step 0 dropped), with 95% bootstrap "
+         "intervals (NaN below 4 checkpoints).</p>"),
+        ("Every row",
+         figures_and_table({}, rows, columns)
+         + "<p class='note'>dynamics.csv has every column.</p>"),
+    ]  # fmt: skip
     if config:
-        parts.append(f"<h2>Configuration</h2><pre>{e(yaml.safe_dump(config))}</pre>")
-    parts.append("</body></html>")
-    return atomic_write_text(out_dir / "report.html", "\n".join(parts))
+        sections.append(("Configuration", f"<pre>{escape(yaml.safe_dump(config))}</pre>"))
+    return atomic_write_text(out_dir / "report.html", page(title, sections, facts=facts))
 
 
 def _finite(v: Any) -> bool:

@@ -1,6 +1,12 @@
-"""The HTML pieces every page is built from: style, figures embedded as PNG, tables.
+"""The HTML shell every page is written in, and the pieces its sections are built from.
 
-Built with the standard library's ``html`` escaping only; never imports torch.
+:func:`page` is the one skeleton of the analysis report, the dynamics page and the compare
+page: head and style (:data:`CSS`), title, an optional table of facts, the sections, and a
+footer naming the saddles version that wrote it. A section is (heading, HTML body); bodies are
+built from :func:`table` (rows in a scrolling box), :func:`figures` (PNGs embedded as data
+URIs, full size on click), :func:`kv_table`, :func:`fmt` and :func:`escape`. A page style or
+figure convention therefore changes here and nowhere else. Built with the standard library's
+``html`` escaping only; never imports torch, numpy or other saddles modules.
 """
 
 from __future__ import annotations
@@ -35,33 +41,59 @@ pre { background: #f7f7f7; padding: 0.8em; font-size: 0.85em; }
 """
 
 
-def _section(name: str, body: str) -> str:
-    return f"<section id='{_e(name.lower())}'><h2>{_e(name)}</h2>{body}</section>"
+def page(
+    title: str,
+    sections: list[tuple[str, str]],
+    *,
+    heading: str | None = None,
+    facts: dict[str, Any] | None = None,
+    intro: str = "",
+) -> str:
+    """A whole HTML page: ``title`` in the head (``heading`` on the page, default the title),
+    a table of ``facts`` (e.g. the checkpoints of a run), ``intro`` HTML, each (heading,
+    body) of ``sections`` as a :func:`section`, and the footer."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
+             f"<style>{CSS}</style></head><body><h1>{escape(heading or title)}</h1>"]  # fmt: skip
+    if facts:
+        parts.append(kv_table(facts))
+    if intro:
+        parts.append(intro)
+    parts.extend(section(name, body) for name, body in sections)
+    parts.append(f"<footer class='note'>written by saddles {escape(version('saddles'))}</footer>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
 
-def _figures(figs: dict[str, Path], wide: bool = False) -> str:
+def section(name: str, body: str) -> str:
+    """A titled part of a page, addressable as ``#<name>``."""
+    return f"<section id='{escape(name.lower())}'><h2>{escape(name)}</h2>{body}</section>"
+
+
+def figures(figs: dict[str, Path], wide: bool = False) -> str:
+    """PNG files embedded as data URIs with their captions (``wide``: full page width)."""
     items = []
     cls = " class='wide'" if wide else ""
     for caption, path in figs.items():
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         items.append(f"<figure{cls}><img tabindex='0' src='data:image/png;base64,{data}' "
-                     f"alt='{_e(caption)}' title='click: full size'>"
-                     f"<figcaption>{_e(caption)}</figcaption></figure>")  # fmt: skip
+                     f"alt='{escape(caption)}' title='click: full size'>"
+                     f"<figcaption>{escape(caption)}</figcaption></figure>")  # fmt: skip
     return f"<div class='figs'>{''.join(items)}</div>" if items else ""
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], simplified: str = "", hits=None) -> str:
-    """A table in its own scrolling box; ``hits[i]`` highlights row i."""
+def table(rows: list[dict[str, Any]], columns: list[str], simplified: str = "", hits=None) -> str:
+    """A table in its own scrolling box; ``hits[i]`` highlights row i; ``simplified`` names
+    the simplification in the headers of ``_simplified`` columns."""
     if not rows:
         return "<p class='note'>(none)</p>"
-    head = "".join(f"<th>{_e(_header(c, simplified))}</th>" for c in columns)
+    head = "".join(f"<th>{escape(_header(c, simplified))}</th>" for c in columns)
     body = []
     for i, r in enumerate(rows):
         cells = []
         for c in columns:
             v = r.get(c, "")
             cls = " class='t'" if isinstance(v, str) else ""
-            cells.append(f"<td{cls}>{_e(_fmt(v))}</td>")
+            cells.append(f"<td{cls}>{escape(fmt(v))}</td>")
         hit = " class='hit'" if hits is not None and hits[i] else ""
         body.append(f"<tr{hit}>" + "".join(cells) + "</tr>")
     return f"<div class='scroll'><table><tr>{head}</tr>{''.join(body)}</table></div>"
@@ -76,33 +108,36 @@ def _header(column: str, simplified: str) -> str:
     return column
 
 
-def _kv_table(values: dict[str, Any]) -> str:
+def kv_table(values: dict[str, Any]) -> str:
+    """A two-column table of names and values."""
     rows = "".join(
-        f"<tr><td class='t'>{_e(str(k))}</td><td>{_e(_fmt(v))}</td></tr>" for k, v in values.items()
+        f"<tr><td class='t'>{escape(str(k))}</td><td>{escape(fmt(v))}</td></tr>"
+        for k, v in values.items()
     )
     return f"<table>{rows}</table>"
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
+    """A value as a table shows it: floats to 4 significant digits, NaN as ``nan``."""
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.4g}"
     return str(v)
 
 
-def _e(text: str) -> str:
+def escape(text: str) -> str:
+    """``text`` safe inside HTML elements and quoted attributes."""
     return html.escape(text, quote=True)
 
 
-def _version(package: str) -> str:
+def version(package: str) -> str:
+    """An installed package's version, or "not installed"."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "not installed"
 
 
-def figures_and_table(
-    figures: dict[str, Path], rows: list[dict[str, Any]], columns: list[str]
-) -> str:
-    """HTML of embedded figures followed by a table of ``rows``: the usual body of an extra
-    section (see ``extra_sections`` of :func:`write_report`)."""
-    return _figures(figures) + _table(rows, columns)
+def figures_and_table(figs: dict[str, Path], rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """HTML of embedded figures followed by a table of ``rows``: the usual body of a section
+    (see ``extra_sections`` of :func:`saddles.report.analysis.write_report`)."""
+    return figures(figs) + table(rows, columns)

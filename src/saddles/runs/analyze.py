@@ -17,20 +17,17 @@ Orchestration lives here and in the experiments; every stage is a plain call int
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from saddles.files import atomic_savez, atomic_write_text, read_yaml, write_csv, write_json
-from saddles.names import AUTOCAST, FLOAT_DTYPES
-from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
+from saddles.files import atomic_savez, atomic_write_text, write_csv, write_json
 from saddles.runs.config import DIRECTION_KINDS, AnalysisConfig  # noqa: F401 (re-exported)
+from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
 
 
 @dataclass
@@ -68,18 +65,21 @@ class Analysis:
     def _repr_html_(self) -> str:
         """The metrics table and the first 2-D landscape's contour, for notebooks."""
         from saddles.report.analysis import TABLE_COLUMNS
-        from saddles.report.html import _table
+        from saddles.report.html import table
+        from saddles.runs.registry import metrics_for
 
         rows = self.rows()
-        wanted = [*TABLE_COLUMNS, "smad", "largest_basin_share"]
+        wanted = [*TABLE_COLUMNS, *metrics_for("notebook")]
         columns = [c for c in wanted if any(c in r for r in rows)]
         image = _contour_png(self)
         img = f"<img src='data:image/png;base64,{image}' style='max-width:420px'/>" if image else ""
-        return f"<div><b>{_escape(repr(self))}</b>{_table(rows, columns)}{img}</div>"
+        return f"<div><b>{_escape(repr(self))}</b>{table(rows, columns)}{img}</div>"
 
-    def rows(self) -> list[dict[str, Any]]:
-        """Flat rows, one per direction seed x direction kind x representation, for tables and
-        CSV; ``direction_seed`` is empty for the deterministic kinds (hessian, given)."""
+    def numbers(self) -> list[dict[str, Any]]:
+        """Every number, one row each (:mod:`saddles.runs.rows`' number rows): ``model``,
+        ``direction``, ``representation``, ``direction_seed`` (empty for the deterministic
+        kinds: hessian, given), ``metric`` and ``value``; per plane, the quality numbers, then
+        the plane's metrics, then the Hessian's scalars (as ``hessian_*``)."""
         scalars = {f"hessian_{k}": v for k, v in self.hessian.items() if _is_scalar(v)}
         planes = self.ensembles or {
             kind: [{"direction_seed": None, "topology": reps}]
@@ -90,10 +90,19 @@ class Analysis:
             for entry in entries:
                 seed = entry["direction_seed"]
                 for rep, metrics in entry["topology"].items():
-                    out.append({"model": self.name, "direction": kind, "representation": rep,
-                                "direction_seed": "" if seed is None else seed,
-                                **self.quality, **metrics, **scalars})  # fmt: skip
+                    where = {"model": self.name, "direction": kind, "representation": rep,
+                             "direction_seed": "" if seed is None else seed}  # fmt: skip
+                    values = {**self.quality, **metrics, **scalars}
+                    out.extend({**where, "metric": k, "value": v} for k, v in values.items())
         return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Plane rows (one per direction seed x direction kind x representation, a column per
+        metric) for tables and CSV: the view :func:`saddles.runs.rows.to_planes` of
+        :meth:`numbers`."""
+        from saddles.runs.rows import to_planes
+
+        return to_planes(self.numbers())
 
     def save(self, run_dir: str | Path) -> Path:
         """Write config.yaml, metrics.json, metrics.csv and density.npz into ``run_dir``

@@ -12,10 +12,11 @@ analysis, the dynamics' own labels otherwise), so series match across kinds of r
 name), the parameter count ``n_params`` (a row's ``n_params`` or ``hessian_n_params``, else the
 landscape's ``landscape.json``), a column constant over the run's rows (``loss``, ``step``),
 or a value of its analysis configuration. :func:`compare_runs` correlates every metric with
-it per subspace x direction kind x representation (:func:`saddles.summary.relations`: over
-seed ensembles with the two-level bootstrap, else :func:`saddles.relations.correlate`), adjusts
-every p-value by Holm over the whole table, and fits power laws of metrics against model size
-(:func:`saddles.relations.fit_power_law`). :func:`setting_warnings` names the settings
+it per subspace x direction kind x representation
+(:func:`saddles.runs.relate.relations_from_rows`: over seed ensembles with the two-level
+bootstrap, else a plain correlation), adjusts every p-value by Holm over the whole table
+(:func:`saddles.runs.relate.mark_significant`), and fits power laws of metrics against model
+size (:func:`saddles.runs.relate.power_laws`). :func:`setting_warnings` names the settings
 that change the numbers (AnalysisConfig's identity fields; a run's criterion, loss, batch size,
 ... from its run.yaml) in which the runs differ, and dynamics runs taken at different steps
 (offering the largest step they share): their metrics are then not comparable.
@@ -33,10 +34,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from saddles.runs.config import AnalysisConfig, default_of, identity_fields
+from saddles.runs.registry import metrics_for
+from saddles.runs.relate import mark_significant, power_laws, relations_from_rows
+from saddles.runs.rows import planes_from_checkpoints
 from saddles.runs.schema import IDENTITY_KEYS
 
 #: Settings whose difference makes two runs' metrics incomparable: the identity fields of
@@ -49,9 +52,8 @@ LANDSCAPE_SETTINGS = tuple(
 RUN_SETTINGS = IDENTITY_KEYS
 #: Settings a configuration may lack (written before they existed): their default then.
 OPTIONAL_SETTINGS = {f.name: default_of(f) for f in fields(AnalysisConfig)}
-#: Metrics fitted against model size by default.
-FIT_METRICS = ("n_saddles", "average_persistence", "average_persistence_relative",
-               "hessian_top_eigenvalue", "hessian_trace")  # fmt: skip
+#: Metrics fitted against model size by default (the registry's ``fit`` view).
+FIT_METRICS = tuple(metrics_for("fit"))
 ALPHA = 0.05
 
 
@@ -148,32 +150,8 @@ def _run_settings(path: Path) -> dict[str, Any]:
     return {k: stored[k] for k in RUN_SETTINGS if k in stored}
 
 
-def _long_rows(wide: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the ``"wide"`` dynamics layout (``<subspace>.<representation>.<metric>`` or
-    ``<subspace>.<kind>.<representation>.<metric>`` columns) in the long layout."""
-    out = []
-    for row in wide:
-        plain = {k: v for k, v in row.items() if "." not in k}
-        curvature = {f"hessian_{k}": v for k, v in plain.items()
-                     if k in ("top_eigenvalue", "trace", "trace_stderr")}  # fmt: skip
-        series: dict[tuple, dict[str, Any]] = {}
-        for key, value in row.items():
-            parts = key.split(".")
-            if len(parts) == 3:
-                sub, rep, metric = parts
-                kind = None
-            elif len(parts) == 4:
-                sub, kind, rep, metric = parts
-            else:
-                continue
-            entry = series.setdefault((sub, kind, rep), {**plain, **curvature, "subspace": sub,
-                                                         "representation": rep,
-                                                         "direction_seed": ""})  # fmt: skip
-            if kind is not None:
-                entry["direction"] = kind
-            entry[metric] = value
-        out.extend(series.values())
-    return out
+#: Rows of the ``"wide"`` dynamics layout read back as plane rows (the long layout).
+_long_rows = planes_from_checkpoints
 
 
 def _fill_n_params(run: Run, folders: list[Path]) -> None:
@@ -298,8 +276,7 @@ def compare_runs(
     parameter count (default :data:`FIT_METRICS`; fits need ``n_params`` of at least two
     distinct sizes; the offset ``c`` is fitted from four). Rows' ``model`` is the run's name.
     """
-    from saddles.runs.relate import adjust_pvalues
-    from saddles.runs.summary import CURVATURE_METRICS, TDA_METRICS, relations
+    from saddles.runs.summary import CURVATURE_METRICS, TDA_METRICS
 
     if len(runs) < 2:
         raise ValueError(f"comparing needs at least two runs, got {len(runs)}")
@@ -321,62 +298,13 @@ def compare_runs(
     table: list[dict[str, Any]] = []
     for sub in dict.fromkeys(r["subspace"] for r in rows):
         own = [r for r in rows if r["subspace"] == sub]
-        for r in relations(own, [m for m in chosen if m != by], [by], n_boot=n_boot,
-                           n_perm=n_perm):  # fmt: skip
+        for r in relations_from_rows(own, [m for m in chosen if m != by], [by],
+                                     n_boot=n_boot, n_perm=n_perm):  # fmt: skip
             table.append({"subspace": sub, **r})
-    for method in ("spearman", "pearson"):  # Holm over the whole table, every subspace
-        adjusted = adjust_pvalues(np.array([r[f"{method}_p"] for r in table], dtype=float))
-        for r, p in zip(table, adjusted, strict=True):
-            r[f"{method}_p_holm"] = float(p)
-    for r in table:
-        lo, hi = r["spearman_ci_low"], r["spearman_ci_high"]
-        excludes = bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
-        r["significant"] = bool(r["spearman_p_holm"] < ALPHA and excludes)
+    mark_significant(table)  # Holm over the whole table, every subspace
     laws = power_laws(rows, list(fit or FIT_METRICS), n_boot=n_boot)
     return Comparison(by, table, laws, setting_warnings(runs), rows, [r.name for r in runs],
                       runs)  # fmt: skip
-
-
-def power_laws(rows: list[dict[str, Any]], metrics: list[str], n_boot: int = 1000) -> list[dict]:
-    """Per subspace x direction kind x representation and metric, L(N) = a N^-alpha (+ c) of
-    the per-run mean over seeds against ``n_params``; a fit that cannot be made is a row with
-    NaN and a note saying why."""
-    from saddles.runs.relate import fit_power_law
-
-    out = []
-    series = dict.fromkeys((r["subspace"], r["direction"], r["representation"]) for r in rows)
-    for sub, kind, rep in series:
-        own = [r for r in rows if (r["subspace"], r["direction"], r["representation"]) ==
-               (sub, kind, rep)]  # fmt: skip
-        for metric in metrics:
-            per_run: dict[str, tuple[float, list[float]]] = {}
-            for r in own:
-                n, v = _number(r.get("n_params")), _number(r.get(metric))
-                if math.isfinite(n) and math.isfinite(v):
-                    per_run.setdefault(r["run"], (n, []))[1].append(v)
-            if not per_run:
-                continue
-            n = np.array([p[0] for p in per_run.values()])
-            y = np.array([float(np.mean(p[1])) for p in per_run.values()])
-            row: dict[str, Any] = {"subspace": sub, "direction": kind, "representation": rep,
-                                   "metric": metric, "n": len(n)}  # fmt: skip
-            offset = len(np.unique(n)) >= 4
-            try:
-                f = fit_power_law(n, y, offset=offset, n_boot=n_boot)
-            except (ValueError, RuntimeError) as exc:
-                row.update({"a": math.nan, "alpha": math.nan, "c": math.nan, "note": str(exc)})
-            else:
-                row.update({"a": f.a, "a_ci_low": f.a_ci[0], "a_ci_high": f.a_ci[1],
-                            "alpha": f.alpha, "alpha_ci_low": f.alpha_ci[0],
-                            "alpha_ci_high": f.alpha_ci[1], "c": f.c, "c_ci_low": f.c_ci[0],
-                            "c_ci_high": f.c_ci[1],
-                            "rms_residual": float(np.sqrt(np.mean(f.residuals**2))),
-                            "note": "; ".join(x for x in (
-                                "" if offset else "c fixed at 0 (fewer than 4 sizes)",
-                                f.note) if x)})  # fmt: skip
-            row["sizes"] = json.dumps([int(v) for v in n])
-            out.append(row)
-    return out
 
 
 def pairs_file(run: Run, direction: str, representation: str, subspace: str) -> Path | None:

@@ -5,11 +5,17 @@
   Tibshirani 1993) and a two-sided permutation p-value (exact over all permutations when there
   are few models, Monte Carlo otherwise).
 - :func:`relations_table`: every metric of one group against every metric of another.
+- :func:`relations_from_rows`: the relations table of rows (one per model x direction seed x
+  direction kind x representation): every metric against every model-level quantity, over
+  seed ensembles or single planes, Holm-adjusted (:func:`mark_significant`). The summary of an
+  experiment and the comparison of finished runs both build their tables with it.
 - :func:`correlate_ensemble`: the same for a metric measured on several direction seeds
   per model; a two-level bootstrap (models, then seeds within each model) carries the seed
   spread into the interval. :func:`bootstrap_ci`: a per-model summary over its seeds.
 - :func:`fit_power_law`: L(N) = a N^-alpha + c by least squares, with bootstrap CIs and the
-  fit's residuals (as in scaling-law work, e.g. Kaplan et al. 2020, Hoffmann et al. 2022).
+  fit's residuals (as in scaling-law work, e.g. Kaplan et al. 2020, Hoffmann et al. 2022);
+  :func:`power_laws`: such fits of metrics in rows against their parameter count, per series
+  (used by the comparison of runs and the language-model experiment).
 - :func:`trend`: does a series rise or fall over time (Spearman against time, and the slope
   against log time, each with a bootstrap CI).
 - :func:`change_points`: the best continuous piecewise-linear fit of a series (breakpoints
@@ -37,10 +43,12 @@ Plain numpy/scipy; this module never imports torch.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
@@ -49,6 +57,11 @@ from scipy import optimize, stats
 #: 3 models, 3 of the 10 distinct resamples are constant and 6 hold only two distinct values,
 #: so a correlation's bootstrap distribution sits on {-1, NaN, 1} plus the estimate itself.
 MIN_CI_POINTS = 4
+#: Level of the Holm-adjusted p below which (with an interval excluding 0) a relation is
+#: marked ``significant``.
+ALPHA = 0.05
+#: The columns that split rows into series: one relation or fit per value of them.
+SERIES = ("subspace", "direction", "representation")
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,75 @@ def relations_table(
     return [
         correlate(column(a), column(b), a, b, **kwargs) for a in x_keys for b in y_keys if a != b
     ]
+
+
+def relations_from_rows(
+    rows: list[dict[str, Any]],
+    metrics: list[str],
+    against: list[str],
+    *,
+    n_boot: int = 1000,
+    n_perm: int = 2000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Every metric against every model-level quantity, per direction kind x representation.
+
+    ``rows``: one per model x direction seed x direction kind x representation (``model``,
+    ``direction``, ``representation`` columns); a quantity of ``against`` is read from each
+    model's first row. Where a model has several seeds, :func:`correlate_ensemble` (two-level
+    bootstrap; ``interval`` "seeds and models"), else :func:`correlate` (``interval``
+    "models"). Columns as :meth:`Correlation.as_row` (``x`` the metric, ``y`` the quantity,
+    ``n`` the number of models), plus ``n_seeds`` (the fewest seeds of a model) and the
+    columns of :func:`mark_significant` (Holm over this table).
+    """
+    out: list[dict[str, Any]] = []
+    pairs = list(dict.fromkeys((r["direction"], r["representation"]) for r in rows))
+    for kind, rep in pairs:
+        sub = [r for r in rows if r["direction"] == kind and r["representation"] == rep]
+        models = list(dict.fromkeys(r["model"] for r in sub))
+        per_model = {m: [r for r in sub if r["model"] == m] for m in models}
+        n_seeds = min(len(v) for v in per_model.values())
+        for x in metrics:
+            for y in against:
+                if x == y:
+                    continue
+                yv = np.array([_numeric(per_model[m][0].get(y)) for m in models])
+                xs = [[_numeric(r.get(x)) for r in per_model[m]] for m in models]
+                row: dict[str, Any] = {"direction": kind, "representation": rep}
+                if max(len(v) for v in xs) > 1:
+                    s, p = (correlate_ensemble(yv, xs, method=method, n_boot=n_boot,
+                                               n_perm=n_perm, seed=seed, x_name=y, y_name=x)
+                            for method in ("spearman", "pearson"))  # fmt: skip
+                    row.update({"x": x, "y": y, "n": s.n_models,
+                                "spearman": s.estimate, "spearman_ci_low": s.ci[0],
+                                "spearman_ci_high": s.ci[1], "spearman_p": s.p,
+                                "pearson": p.estimate, "pearson_ci_low": p.ci[0],
+                                "pearson_ci_high": p.ci[1], "pearson_p": p.p,
+                                "note": "; ".join(dict.fromkeys(n for n in (s.note, p.note) if n)),
+                                "interval": "seeds and models"})  # fmt: skip
+                else:
+                    c = correlate(np.array([v[0] for v in xs]), yv, x, y, n_boot=n_boot,
+                                  n_perm=n_perm, seed=seed)  # fmt: skip
+                    row.update(c.as_row())
+                    row["interval"] = "models"
+                row["n_seeds"] = n_seeds
+                out.append(row)
+    mark_significant(out)
+    return out
+
+
+def mark_significant(table: list[dict[str, Any]], alpha: float = ALPHA) -> None:
+    """Give every row of a relations table ``spearman_p_holm`` and ``pearson_p_holm`` (Holm
+    1979 over the whole table, :func:`adjust_pvalues`) and ``significant``: an adjusted
+    Spearman p below ``alpha`` and a Spearman interval that excludes 0. In place."""
+    for method in ("spearman", "pearson"):
+        adjusted = adjust_pvalues(np.array([r[f"{method}_p"] for r in table], dtype=float))
+        for r, p in zip(table, adjusted, strict=True):
+            r[f"{method}_p_holm"] = float(p)
+    for r in table:
+        lo, hi = r["spearman_ci_low"], r["spearman_ci_high"]
+        excludes = bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+        r["significant"] = bool(r["spearman_p_holm"] < alpha and excludes)
 
 
 @dataclass(frozen=True)
@@ -368,6 +450,60 @@ def fit_power_law(n, loss, offset: bool = True, n_boot: int = 1000, seed: int = 
     return PowerLawFit(a, alpha, c, *cis, residuals, len(n), "; ".join(notes))
 
 
+def power_laws(
+    rows: list[dict[str, Any]],
+    metrics: list[str],
+    by: Sequence[str] = SERIES,
+    *,
+    size: str = "n_params",
+    unit: str = "run",
+    n_boot: int = 1000,
+    seed: int = 0,
+    fits: dict[tuple, PowerLawFit] | None = None,
+) -> list[dict[str, Any]]:
+    """Per series (a value of the ``by`` columns) and metric, L(N) = a N^-alpha (+ c) of the
+    per-``unit`` mean over its rows (e.g. a run's direction seeds) against ``size``.
+
+    ``c`` is fitted from four distinct sizes on, else fixed at 0 (said in ``note``). A fit that
+    cannot be made is a row with NaN and a note saying why. ``fits``, when given, receives each
+    :class:`PowerLawFit` made, keyed by the series' values and the metric.
+    """
+    out = []
+    for key in dict.fromkeys(tuple(r[k] for k in by) for r in rows):
+        own = [r for r in rows if tuple(r[k] for k in by) == key]
+        for metric in metrics:
+            per_unit: dict[Any, tuple[float, list[float]]] = {}
+            for r in own:
+                n, v = _not_bool(r.get(size)), _not_bool(r.get(metric))
+                if math.isfinite(n) and math.isfinite(v):
+                    per_unit.setdefault(r[unit], (n, []))[1].append(v)
+            if not per_unit:
+                continue
+            n = np.array([p[0] for p in per_unit.values()])
+            y = np.array([float(np.mean(p[1])) for p in per_unit.values()])
+            row: dict[str, Any] = {**dict(zip(by, key, strict=True)), "metric": metric,
+                                   "n": len(n)}  # fmt: skip
+            offset = len(np.unique(n)) >= 4
+            try:
+                f = fit_power_law(n, y, offset=offset, n_boot=n_boot, seed=seed)
+            except (ValueError, RuntimeError) as exc:
+                row.update({"a": math.nan, "alpha": math.nan, "c": math.nan, "note": str(exc)})
+            else:
+                if fits is not None:
+                    fits[(*key, metric)] = f
+                row.update({"a": f.a, "a_ci_low": f.a_ci[0], "a_ci_high": f.a_ci[1],
+                            "alpha": f.alpha, "alpha_ci_low": f.alpha_ci[0],
+                            "alpha_ci_high": f.alpha_ci[1], "c": f.c, "c_ci_low": f.c_ci[0],
+                            "c_ci_high": f.c_ci[1],
+                            "rms_residual": float(np.sqrt(np.mean(f.residuals**2))),
+                            "note": "; ".join(x for x in (
+                                "" if offset else "c fixed at 0 (fewer than 4 sizes)",
+                                f.note) if x)})  # fmt: skip
+            row["sizes"] = json.dumps([int(v) for v in n])
+            out.append(row)
+    return out
+
+
 @dataclass(frozen=True)
 class Trend:
     """Direction of a series over time: Spearman against time and the least-squares slope of
@@ -379,6 +515,13 @@ class Trend:
     slope_per_log_step: float
     slope_ci: tuple[float, float]
     note: str = ""
+
+    def as_row(self) -> dict:
+        """A flat dict for tables and CSV files (intervals as ``_ci_low``/``_ci_high``)."""
+        return {"n": self.n, "spearman": self.spearman, "spearman_ci_low": self.spearman_ci[0],
+                "spearman_ci_high": self.spearman_ci[1],
+                "slope_per_log_step": self.slope_per_log_step, "slope_ci_low": self.slope_ci[0],
+                "slope_ci_high": self.slope_ci[1], "note": self.note}  # fmt: skip
 
 
 def trend(steps, values, n_boot: int = 2000, seed: int = 0) -> Trend:
@@ -781,3 +924,14 @@ def _number(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _numeric(value) -> float:
+    """A number-typed value (not a bool) as float; anything else (text, a flag) is NaN."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return float(value) if ok else math.nan
+
+
+def _not_bool(value) -> float:
+    """:func:`_number`, with a bool (a flag, not a quantity) as NaN."""
+    return math.nan if isinstance(value, bool) else _number(value)

@@ -76,6 +76,8 @@ from saddles.runs.config import (
     SCHEMA_VERSION,
     configs_from_dict,  # noqa: F401 (re-exported)
 )
+from saddles.runs.registry import metrics_for
+from saddles.runs.rows import checkpoint_columns
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 #: Weight files of a Hugging Face checkpoint folder, in order of preference.
@@ -83,18 +85,9 @@ HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_mode
               "pytorch_model.bin.index.json")  # fmt: skip
 LAYOUTS = ("wide", "long")
 _STEP = re.compile(r"(?:step|checkpoint|ckpt|iter|revision)[_-]?(\d+)", re.IGNORECASE)
-#: Per-representation topology metrics copied into the dynamics table.
-ROW_METRICS = (
-    "n_minima",
-    "n_saddles",
-    "n_merge_events",
-    "average_persistence",
-    "average_finite_persistence",
-    "max_finite_persistence",
-    "persistence_entropy",
-    "n_loops",
-    "average_loop_persistence",
-)
+#: Per-representation topology metrics copied into the wide dynamics row (the registry's
+#: ``wide`` view).
+ROW_METRICS = tuple(metrics_for("wide"))
 
 
 @dataclass(frozen=True)
@@ -383,14 +376,7 @@ def analyze_checkpoints(
                              for land in analysis.landscapes.values()), None)  # fmt: skip
             for r in analysis.rows():
                 long_rows.append({**head, "subspace": label, **r, "n_params": n_params})
-            for kind, reps in analysis.topology.items():
-                for rep, metrics in reps.items():
-                    prefix = (
-                        f"{label}.{rep}" if len(cfg.directions) == 1 else f"{label}.{kind}.{rep}"
-                    )
-                    for m in ROW_METRICS:
-                        if m in metrics:
-                            row[f"{prefix}.{m}"] = metrics[m]
+            row.update(checkpoint_columns(analysis.rows(), label, list(ROW_METRICS), cfg.seed))
             if analysis.hessian and not hessian_done:
                 row.update(
                     {

@@ -143,7 +143,8 @@ def run_lm_experiment(
     from saddles.report import plots
     from saddles.report.analysis import write_report
     from saddles.runs.analyze import write_csv
-    from saddles.runs.relate import fit_power_law, relations_table
+    from saddles.runs.relate import power_laws, relations_from_rows
+    from saddles.runs.rows import wide_name
     from saddles.runs.series import analyze_checkpoints, with_policy
 
     started = time.perf_counter()
@@ -172,9 +173,10 @@ def run_lm_experiment(
 
     label = next(iter(configs))
     rep = configs[label].representations[0]
-    saddles_col = f"{label}.{rep}.n_saddles"
-    pers_col = f"{label}.{rep}.average_persistence"
-    kd_cols = [f"{k}.{c.representations[0]}.n_saddles" for k, c in configs.items() if k != label]
+    saddles_col = wide_name(label, rep, "n_saddles")  # H1's and H2's quantities
+    pers_col = wide_name(label, rep, "average_persistence")
+    kd_cols = [wide_name(k, c.representations[0], "n_saddles") for k, c in configs.items()
+               if k != label]  # fmt: skip
     hypotheses = hypothesis_table(rows, saddles_col, pers_col, kd_metrics=kd_cols, seed=seed)
     paths["hypotheses"] = write_csv(out_dir / "hypotheses.csv", hypotheses)
 
@@ -191,31 +193,35 @@ def run_lm_experiment(
     loss = [float(finals[s].get("val_loss", np.nan)) for s in finals]
     fit, note = None, "fewer than 3 sizes: no power-law fit"
     if len(n) >= 3 and np.isfinite(loss).all():
-        offset = len(n) >= 4
-        try:
-            fit = fit_power_law(n, loss, offset=offset, n_boot=500, seed=seed)
+        fits: dict[tuple, Any] = {}
+        (law,) = power_laws(list(finals.values()), ["val_loss"], by=(), n_boot=500, seed=seed,
+                            fits=fits)  # fmt: skip
+        fit = fits.get(("val_loss",))
+        if fit is None:
+            note = f"power-law fit failed: {law['note']}"
+        else:
             note = (f"final val loss = {fit.a:.3g} N^-{fit.alpha:.3g} + {fit.c:.3g}, alpha 95% "
                     f"CI [{fit.alpha_ci[0]:.3g}, {fit.alpha_ci[1]:.3g}], residuals "
                     f"{np.array2string(fit.residuals, precision=3)}"
-                    + ("" if offset else " (c fixed at 0: 3 sizes cannot fit 3 parameters "
+                    + ("" if len(n) >= 4 else " (c fixed at 0: 3 sizes cannot fit 3 parameters "
                        "with any check left)"))  # fmt: skip
-        except (RuntimeError, ValueError) as exc:
-            note = f"power-law fit failed: {exc}"
     figures["final val loss against size"] = plots.save(
         plots.scaling_figure(n, loss, fit), out_dir / "scaling.png"
     )
     final_rows = list(finals.values())
     tda = [saddles_col, pers_col, *kd_cols]
-    correlations = relations_table(final_rows, tda, ["n_params", "val_loss"], seed=seed)
-    relations = [{"direction": policy, "representation": rep, **c.as_row()} for c in correlations]
+    relations = relations_from_rows(
+        [{**r, "direction": policy, "representation": rep} for r in final_rows], tda,
+        ["n_params", "val_loss"], n_boot=2000, n_perm=5000, seed=seed,
+    )  # fmt: skip
     info = {"experiment": f"character-level GPT, preset {preset}", "sizes": list(ckpt_dirs),
             "checkpoints analyzed": len(rows), "direction policy": policy,
             "torch threads": torch.get_num_threads(),
             "wall seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     cfg = {k: with_policy(c, policy).to_dict() for k, c in configs.items()}
     cfg["representations"] = [rep]
-    columns = ["model", "step", "val_loss", *tda, f"{label}.{rep}.n_minima",
-               f"{label}.{rep}.n_loops", "top_eigenvalue", "trace"]  # fmt: skip
+    columns = ["model", "step", "val_loss", *tda, wide_name(label, rep, "n_minima"),
+               wide_name(label, rep, "n_loops"), "top_eigenvalue", "trace"]  # fmt: skip
     paths["report"] = write_report(
         out_dir / "report.html", title=f"Loss landscape topology over training ({preset})",
         config=cfg, analyses=[], figures={}, rows=rows, relations=relations,

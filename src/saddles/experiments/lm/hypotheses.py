@@ -21,13 +21,12 @@ training or experiment modules of this package.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from saddles.report.html import figures_and_table
+from saddles.report.html import escape, figures_and_table
 
 
 def hypothesis_table(
@@ -176,8 +175,9 @@ def _last(rows: list[dict[str, Any]], key: str) -> float:
 def hypotheses_section(
     figures: dict[str, Path], hypotheses: list[dict[str, Any]], scaling_note: str
 ) -> str:
-    """HTML body of the report's dynamics section: metric-vs-step curves per size, the scaling
-    plot with its fit, and the hypothesis table (numbers with CIs, no verdicts)."""
+    """HTML body of the report's dynamics section (the page shell adds its heading):
+    metric-vs-step curves per size, the scaling plot with its fit, and the hypothesis table
+    (numbers with CIs, no verdicts)."""
     cols = ["hypothesis", "quantity", "value", "ci_low", "ci_high", "n", "note"]
     return (
         "<p class='note'>Each metric against the training step, one line per model size, "
@@ -187,6 +187,6 @@ def hypotheses_section(
         "fit in log step); H3: does an early metric follow a power law in size, and does it "
         "improve leave-one-size-out prediction of the final loss; H4: do kD metrics predict "
         "better than 2D ones. With few sizes these are descriptions, not tests.</p>"
-        + f"<p>{html.escape(scaling_note, quote=True)}</p>"
+        + f"<p>{escape(scaling_note)}</p>"
         + figures_and_table(figures, hypotheses, cols)
     )
