@@ -246,3 +246,32 @@ def test_run_level_keys_work_in_dynamics_too(tmp_path):
     bad = write_config(tmp_path, "checkpoint: ckpts/step_0.pt\n", name="bad.yaml")
     result = runner.invoke(app, ["dynamics", str(bad)])
     assert result.exit_code == 2 and "checkpoint:" in result.stderr, result.output
+
+
+def test_a_duplicated_revision_is_named_marked_and_kept_out_of_the_trends(tmp_path):
+    """A suite whose step-30 'revision' serves the weights of step 20 (as mislabelled public
+    branches do): checkpoints.csv and every row say so, the command warns, the report's
+    trends leave it out, and --allow-duplicates keeps it."""
+    import shutil
+
+    setup_files(tmp_path)
+    shutil.copy(tmp_path / "ckpts" / "step20.pt", tmp_path / "ckpts" / "step30.pt")
+    result = runner.invoke(app, ["dynamics", str(write_config(tmp_path)), "--quiet"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning: 1 of 4 checkpoints" in text and "step 20 = step30" in text
+    out = tmp_path / "out"
+    suite = read(out / "checkpoints.csv")
+    assert [(r["step"], r["duplicate_of"]) for r in suite] == [
+        ("0", ""), ("5", ""), ("20", "step30"), ("30", "")
+    ]  # fmt: skip
+    assert suite[2]["sha256"] == suite[3]["sha256"] != suite[1]["sha256"]
+    rows = read(out / "dynamics.csv")
+    assert {r["duplicate_of"] for r in rows if r["step"] == "20"} == {"step30"}
+    assert {r["duplicate_of"] for r in rows if r["step"] != "20"} == {""}
+    html = (out / "report.html").read_text()
+    assert "left out of the trends" in html
+    again = runner.invoke(app, ["dynamics", str(write_config(tmp_path)), "--quiet",
+                                "--allow-duplicates"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "kept in the trends" in (out / "report.html").read_text()

@@ -176,3 +176,25 @@ def test_hessian_is_solved_once_per_checkpoint(tmp_path, monkeypatch):
         make_net, ckdir, mse, data(), configs, tmp_path / "h", policy="hessian", progress=False
     )
     assert len(calls) == 2 and "3d.knn.n_minima" in rows[0]
+
+
+def test_checkpoint_hashes_are_cached_until_a_file_changes(tmp_path, monkeypatch):
+    import saddles.io.suite as suite
+
+    ckdir = tmp_path / "ckpts"
+    ckdir.mkdir()
+    write_run(ckdir, [0, 5])
+    reads = count_calls(monkeypatch, suite, "read_state", lambda kwargs: None)
+    out = tmp_path / "out"
+    cfg = small(hessian=False, noise_points=0, representations=["grid-full"])
+    analyze_checkpoints(make_net, ckdir, mse, data(), cfg, out, progress=False)
+    assert len(reads) == 2
+    analyze_checkpoints(make_net, ckdir, mse, data(), cfg, out, progress=False)
+    assert len(reads) == 2  # nothing changed: the hashes come from checkpoints.csv
+    before = (out / "ckpt-5" / "row.json").read_text()
+    torch.manual_seed(11)
+    save_checkpoint(make_net(), ckdir / "ckpt-5.safetensors")  # other weights, the same name
+    calls = count_calls(monkeypatch, dyn, "analyze", lambda kwargs: kwargs["name"])
+    analyze_checkpoints(make_net, ckdir, mse, data(), cfg, out, progress=False)
+    assert len(reads) == 3 and calls == ["run@5"]  # re-hashed, and its row recomputed
+    assert (out / "ckpt-5" / "row.json").read_text() != before

@@ -16,7 +16,7 @@ from saddles.runs.series import analyze_checkpoints
 #: Columns that say which number a row holds (and bookkeeping), not metrics.
 NOT_METRICS = {"run", "checkpoint", "step", "policy", "subspace", "model", "direction",
                "representation", "direction_seed", "seconds", "n_params", "tokens",
-               "tokens_seen"}  # fmt: skip
+               "tokens_seen", "duplicate_of"}  # fmt: skip
 
 
 def _net():

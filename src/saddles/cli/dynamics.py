@@ -47,6 +47,9 @@ def dynamics(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="A YAML file (see --help)."),
     out: Path | None = typer.Option(None, help="Output folder (overrides the file's `out`)."),
     quiet: bool = typer.Option(False, help="No progress display."),
+    allow_duplicates: bool = typer.Option(
+        False, help="Fit trends over revisions whose weights are byte-identical to another's."
+    ),
 ) -> None:
     """Analyze every checkpoint of a training run as configured in a YAML file.
 
@@ -55,6 +58,9 @@ def dynamics(
     pca), out, analysis (any AnalysisConfig field, and `subspaces: {label: {fields}}`).
     Writes dynamics.csv (one row per checkpoint x subspace x representation, with step and
     every metric) and report.html, and prints each checkpoint as it is analyzed.
+    Every revision's weights are hashed first (checkpoints.csv): revisions byte-identical to
+    another are named, marked in every row, and left out of the trends unless
+    --allow-duplicates.
     """
     import yaml
     from rich.console import Console
@@ -62,7 +68,9 @@ def dynamics(
     from saddles.cli import _loading
     from saddles.cli.run import load_data_and_loss, read_spec
     from saddles.files import atomic_write_text
+    from saddles.io.suite import duplicates_message
     from saddles.report.dynamics import dynamics_report
+    from saddles.runs.compare import read_table
     from saddles.runs.series import (
         analyze_checkpoints,
         discover_checkpoints,
@@ -102,8 +110,14 @@ def dynamics(
     settings = {"policy": spec.policy, "subspaces": {k: c.to_dict() for k, c in configs.items()}}
     report = dynamics_report(rows, out_dir, title=f"saddles dynamics: {name}", config=settings,
                              info={"configuration file": str(config_path),
-                                   "model": str(spec.source["model"])})  # fmt: skip
+                                   "model": str(spec.source["model"])},
+                             allow_duplicates=allow_duplicates)  # fmt: skip
     console = Console()
+    suite = read_table(out_dir / "checkpoints.csv")
+    message = duplicates_message(suite)
+    if message:
+        left = "kept in" if allow_duplicates else "left out of (--allow-duplicates keeps them)"
+        console.print(f"warning: {message}; {left} the trends")
     for r in rows:
         console.print(f"step {r['step']:>8} {r['subspace']:>4} {r['representation']:<12} minima "
                       f"{r['n_minima']:>5} saddles {r['n_saddles']:>5} average persistence "

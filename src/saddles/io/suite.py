@@ -36,7 +36,16 @@ HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_mode
               "pytorch_model.bin.index.json")  # fmt: skip
 _STEP = re.compile(r"(?:step|checkpoint|ckpt|iter|revision)[_-]?(\d+)", re.IGNORECASE)
 #: Columns of checkpoints.csv, in order.
-SUITE_COLUMNS = ("step", "checkpoint", "path", "n_params", "sha256", "duplicate_of")
+SUITE_COLUMNS = (
+    "step",
+    "checkpoint",
+    "path",
+    "n_params",
+    "sha256",
+    "duplicate_of",
+    "bytes",
+    "modified_ns",
+)
 
 
 @dataclass(frozen=True)
@@ -171,19 +180,39 @@ def weights_hash(state: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def check_suite(checkpoints: list[Checkpoint]) -> list[dict[str, Any]]:
+def check_suite(
+    checkpoints: list[Checkpoint], cache: str | Path | None = None
+) -> list[dict[str, Any]]:
     """One row per checkpoint (:data:`SUITE_COLUMNS`): step, name, path, parameter count, the
     sha256 of its weights, and ``duplicate_of``: for checkpoints whose weights are
     byte-identical to others', the name of the latest-step one among them (the checkpoint a
     suite's mislabelled branches usually copy is its final one), empty otherwise. Reads one
-    checkpoint at a time."""
+    checkpoint at a time. ``cache``: a checkpoints.csv written before; a checkpoint whose
+    weight files have the same size and modification time there is not read again."""
+    known = {}
+    if cache is not None and Path(cache).is_file():
+        import csv
+
+        with open(cache, newline="") as f:
+            known = {r["path"]: r for r in csv.DictReader(f)}
     rows = []
     for ck in checkpoints:
-        state = read_state(ck.path)
+        size, modified = _stamp(ck.path)
+        old = known.get(str(ck.path))
+        if (
+            old is not None
+            and old.get("bytes") == str(size)
+            and old.get("modified_ns") == str(modified)
+        ):
+            n_params, digest = int(old["n_params"]), old["sha256"]
+        else:
+            state = read_state(ck.path)
+            n_params = int(sum(t.numel() for t in state.values()))
+            digest = weights_hash(state)
+            del state
         rows.append({"step": ck.step, "checkpoint": ck.name, "path": str(ck.path),
-                     "n_params": int(sum(t.numel() for t in state.values())),
-                     "sha256": weights_hash(state), "duplicate_of": ""})  # fmt: skip
-        del state
+                     "n_params": n_params, "sha256": digest, "duplicate_of": "", "bytes": size,
+                     "modified_ns": modified})  # fmt: skip
     latest: dict[str, str] = {}
     for row in sorted(rows, key=lambda r: r["step"]):
         latest[row["sha256"]] = row["checkpoint"]
@@ -192,6 +221,13 @@ def check_suite(checkpoints: list[Checkpoint]) -> list[dict[str, Any]]:
         if owner != row["checkpoint"]:
             row["duplicate_of"] = owner
     return rows
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """Total size and latest modification time (ns) of a checkpoint's files."""
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    stats = [p.stat() for p in files]
+    return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
 
 
 def duplicates_message(rows: list[dict[str, Any]]) -> str:

@@ -19,7 +19,7 @@ from saddles.runs.registry import lookup, metrics_for
 #: registry's ``dynamics`` view).
 REPORT_METRICS = tuple(metrics_for("dynamics"))
 #: Columns of the report's table (dynamics.csv has every column).
-REPORT_COLUMNS = ("step", "checkpoint", "subspace", "direction", "representation",
+REPORT_COLUMNS = ("step", "checkpoint", "duplicate_of", "subspace", "direction", "representation",
                   "direction_seed", *metrics_for("dynamics_table"))  # fmt: skip
 
 
@@ -31,6 +31,7 @@ def dynamics_report(
     config: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
     n_boot: int = 500,
+    allow_duplicates: bool = False,
 ) -> Path:
     """Write ``report.html`` (and one PNG per metric under ``figures/``) for ``"long"`` rows.
 
@@ -39,6 +40,10 @@ def dynamics_report(
     such as the Hessian's, one line); a table gives each line's trend
     (:func:`saddles.runs.relate.trend`: Spearman's rho against the step and the slope per
     e-fold of steps, with bootstrap intervals), then the rows themselves.
+
+    Checkpoints whose weights are byte-identical to another's (``duplicate_of`` in the rows,
+    :func:`saddles.io.suite.check_suite`) are drawn but left out of the trends, which would
+    otherwise fit one set of weights several times over, unless ``allow_duplicates``.
     """
     import numpy as np
 
@@ -49,6 +54,8 @@ def dynamics_report(
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     figures, trends = {}, []
+    duplicated = {int(r["step"]): r["duplicate_of"] for r in rows if r.get("duplicate_of")}
+    copies = set() if allow_duplicates else set(duplicated)
     for metric in REPORT_METRICS:
         if not any(_finite(r.get(metric)) for r in rows):
             continue
@@ -68,7 +75,8 @@ def dynamics_report(
             fig, out_dir / "figures" / f"dynamics-{metric}.png"
         )
         for series in dict.fromkeys(p["series"] for p in points):
-            sub = sorted((p for p in points if p["series"] == series), key=lambda p: p["step"])
+            sub = sorted((p for p in points if p["series"] == series and p["step"] not in copies),
+                         key=lambda p: p["step"])  # fmt: skip
             t = trend([p["step"] for p in sub], [p[metric] for p in sub], n_boot=n_boot)
             trends.append({"metric": metric, "series": series, **t.as_row()})
     steps = sorted({int(r["step"]) for r in rows})
@@ -77,6 +85,13 @@ def dynamics_report(
                   "slope_per_log_step", "slope_ci_low", "slope_ci_high", "note"]  # fmt: skip
     facts = {"checkpoints": len(steps), "steps": f"{steps[0]} .. {steps[-1]}" if steps else "",
              **(info or {})}  # fmt: skip
+    if duplicated:
+        named = ", ".join(f"step {s} = {c}" for s, c in sorted(duplicated.items())[:8])
+        facts["duplicated revisions"] = (
+            f"{len(duplicated)} ({named}{' ...' if len(duplicated) > 8 else ''}): "
+            + ("kept in the trends (allow_duplicates)" if allow_duplicates
+               else "left out of the trends")
+        )  # fmt: skip
     sections = [
         ("Metrics against the training step",
          figures_and_table(figures, trends, trend_cols)

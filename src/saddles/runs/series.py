@@ -59,17 +59,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from saddles.files import atomic_savez, atomic_write_text, to_jsonable
+from saddles.io.suite import (  # noqa: F401 (discovery and loading, re-exported from here)
+    CHECKPOINT_SUFFIXES,
+    HF_WEIGHTS,
+    Checkpoint,
+    check_suite,
+    discover_checkpoints,
+    load_state,
+    select_steps,
+)
 from saddles.names import POLICIES
 from saddles.runs.analyze import AnalysisConfig, analyze, write_csv
 from saddles.runs.config import (
@@ -79,191 +87,10 @@ from saddles.runs.config import (
 from saddles.runs.registry import metrics_for
 from saddles.runs.rows import checkpoint_columns
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
-#: Weight files of a Hugging Face checkpoint folder, in order of preference.
-HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-              "pytorch_model.bin.index.json")  # fmt: skip
 LAYOUTS = ("wide", "long")
-_STEP = re.compile(r"(?:step|checkpoint|ckpt|iter|revision)[_-]?(\d+)", re.IGNORECASE)
 #: Per-representation topology metrics copied into the wide dynamics row (the registry's
 #: ``wide`` view).
 ROW_METRICS = tuple(metrics_for("wide"))
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A state-dict file or Hugging Face folder, its training step, and whatever its sidecar
-    says (tokens, losses)."""
-
-    path: Path
-    step: int
-    info: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return self.path.name if self.path.is_dir() else self.path.stem
-
-
-def discover_checkpoints(directory: str | Path) -> list[Checkpoint]:
-    """Checkpoints in ``directory``, ordered by step (see the module docstring); folders that
-    hold no weights are skipped. Refuses (``ValueError``) two checkpoints with one step."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"no checkpoint directory at {directory}")
-    found = []
-    for path in sorted(directory.iterdir()):
-        if path.is_dir():
-            if not any((path / w).is_file() for w in HF_WEIGHTS):
-                continue
-        elif path.suffix not in CHECKPOINT_SUFFIXES or not path.is_file():
-            continue
-        found.append(Checkpoint(path, *_step_and_info(path)))
-    if not found:
-        raise FileNotFoundError(
-            f"no checkpoints ({', '.join(CHECKPOINT_SUFFIXES)} files, or folders with "
-            f"{HF_WEIGHTS[0]}) in {directory}"
-        )
-    found.sort(key=lambda c: c.step)
-    steps = [c.step for c in found]
-    dupes = sorted({s for s in steps if steps.count(s) > 1})
-    if dupes:
-        names = [c.path.name for c in found if c.step in dupes]
-        raise ValueError(f"several checkpoints claim step(s) {dupes} in {directory}: {names}")
-    return found
-
-
-def _step_and_info(path: Path) -> tuple[int, dict[str, Any]]:
-    """The step of one checkpoint and its sidecar's contents."""
-    sidecar = path.with_name(path.name + ".json") if path.is_dir() else path.with_suffix(".json")
-    info: dict[str, Any] = {}
-    if sidecar.exists():
-        try:
-            info = json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"sidecar {sidecar} is not valid JSON: {exc}") from exc
-        if not isinstance(info, dict):
-            raise ValueError(f"sidecar {sidecar} must hold a JSON object, not {info!r}")
-    if "step" in info:
-        return _int_step(info["step"], sidecar), info
-    state = path / "trainer_state.json" if path.is_dir() else None
-    if state is not None and state.is_file():
-        try:
-            step = json.loads(state.read_text()).get("global_step")
-        except (json.JSONDecodeError, AttributeError):
-            step = None
-        if step is not None:
-            return _int_step(step, state), info
-    name = path.name if path.is_dir() else path.stem
-    numbers = _STEP.findall(name) or re.findall(r"\d+", name)
-    if not numbers:
-        raise ValueError(
-            f"cannot tell the training step of {path.name}: put it in the name "
-            f"(e.g. step_000100{path.suffix}) or in a sidecar {sidecar.name} with 'step'"
-        )
-    return int(numbers[-1]), info
-
-
-def _int_step(value: Any, where: Path) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise ValueError(f"{where}: the step must be an integer, not {value!r}")
-    return int(value)
-
-
-def select_steps(checkpoints: list[Checkpoint], steps: list[int] | None) -> list[Checkpoint]:
-    """The checkpoints at ``steps`` (all of them for None); a step no checkpoint has is
-    refused by name, with the steps there are."""
-    if steps is None:
-        return checkpoints
-    if isinstance(steps, int) and not isinstance(steps, bool):
-        steps = [steps]
-    bad = [s for s in steps if isinstance(s, bool) or not isinstance(s, int)]
-    if bad or not steps:
-        raise ValueError(f"steps must be a non-empty list of integers, not {steps!r}")
-    have = {c.step: c for c in checkpoints}
-    missing = [s for s in steps if s not in have]
-    if missing:
-        shown = sorted(have)
-        more = f" ... ({len(shown)} in all)" if len(shown) > 12 else ""
-        raise ValueError(f"no checkpoint at step(s) {missing}; the steps are "
-                         f"{shown[:12]}{more}")  # fmt: skip
-    return [have[s] for s in sorted(set(steps))]
-
-
-def load_state(model, checkpoint: Checkpoint | str | Path):
-    """Load a checkpoint into ``model`` and return it: a file through
-    :func:`saddles.checkpoints.load_into` (safetensors, or ``torch.load`` with
-    ``weights_only=True``, never arbitrary objects); a Hugging Face folder's weight file(s)
-    through :func:`saddles.checkpoints.load_state_dict`, matched to the model's names (a
-    wrapper's prefix, tied weights; see the module docstring)."""
-    from saddles.io.checkpoints import load_into
-
-    path = checkpoint.path if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
-    if not path.is_dir():
-        return load_into(model, path)
-    if (path / "config.json").is_file() and hasattr(model, "config"):
-        return _load_revision(model, path)
-    return _load_folder(model, path)
-
-
-def _load_revision(model, folder: Path):
-    """A Hugging Face revision of the model's own architecture, read by transformers itself
-    (:func:`saddles.models.load_hf_model`), so that its renamings of stored keys (e.g. a
-    GPT-NeoX ``embed_out`` saved under its old name) and its ties apply; then copied in."""
-    from saddles.io.checkpoints import copy_state
-    from saddles.io.models import load_hf_model
-
-    return copy_state(model, load_hf_model(folder).state_dict(), folder)
-
-
-def _load_folder(model, folder: Path):
-    from saddles.io.checkpoints import CheckpointError, copy_state, load_state_dict
-
-    files = []
-    for name in HF_WEIGHTS:
-        if (folder / name).is_file():
-            if name.endswith(".index.json"):
-                try:
-                    shards = json.loads((folder / name).read_text())["weight_map"].values()
-                except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
-                    raise CheckpointError(f"{folder / name} is not a shard index") from exc
-                files = [folder / f for f in dict.fromkeys(shards)]
-            else:
-                files = [folder / name]
-            break
-    if not files:
-        raise CheckpointError(f"checkpoint folder {folder} holds none of {HF_WEIGHTS}")
-    loaded: dict[str, Any] = {}
-    for f in files:
-        loaded.update(load_state_dict(f))
-    own = model.state_dict()
-    state = _match_names(loaded, own, folder)
-    return copy_state(model, state, folder, tied=set(own) - set(state))  # ties checked
-
-
-def _match_names(loaded: dict, own: dict, folder: Path) -> dict:
-    """``loaded`` renamed to the model's entries: as is, or with one prefix added (a wrapper
-    such as ``model.``); entries the folder lacks must be tied to one it has."""
-    from saddles.io.checkpoints import CheckpointError
-
-    ptr = {k: v.data_ptr() for k, v in own.items() if v.numel()}
-    best = None
-    for prefix in ["", *sorted({k.split(".")[0] + "." for k in own if "." in k})]:
-        mapped = {prefix + k: v for k, v in loaded.items()}
-        unexpected = sorted(set(mapped) - set(own))
-        missing = sorted(set(own) - set(mapped))
-        if unexpected:
-            continue
-        present = {ptr.get(k) for k in mapped}
-        untied = [m for m in missing if ptr.get(m) is None or ptr[m] not in present]
-        if not untied:
-            return mapped
-        best = best or (missing, untied)
-    if best is None:
-        extra = sorted(set(loaded) - set(own))[:4]
-        raise CheckpointError(f"checkpoint {folder} does not match the model: unexpected "
-                              f"entries such as {extra}")  # fmt: skip
-    raise CheckpointError(f"checkpoint {folder} does not match the model: missing "
-                          f"{best[1][:4]}")  # fmt: skip
 
 
 def analyze_checkpoints(
@@ -306,6 +133,10 @@ def analyze_checkpoints(
     ckpts = checkpoints if isinstance(checkpoints, list) else discover_checkpoints(checkpoints)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Every revision's weights hashed first: duplicated revisions are marked in every row.
+    suite = check_suite(ckpts, cache=out_dir / "checkpoints.csv")
+    write_csv(out_dir / "checkpoints.csv", suite)
+    duplicate_of = {r["checkpoint"]: r["duplicate_of"] for r in suite}
     stored = _read_settings(out_dir / "config.yaml")  # before it is rewritten: legacy folders
     settings = {"schema_version": SCHEMA_VERSION, "policy": policy,
                 "subspaces": {k: c.to_dict() for k, c in configs.items()}}  # fmt: skip
@@ -318,6 +149,10 @@ def analyze_checkpoints(
     same = _Identity(configs, policy, trajectory, stored)
     atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
     rows: list[dict[str, Any]] = []
+    hashes = {r["checkpoint"]: r["sha256"] for r in suite}
+    changed = [ck for ck in ckpts if _stored_hash(out_dir / ck.name) not in (None, hashes[ck.name])]
+    for ck in changed:  # the weights under this name changed since it was analyzed: start over
+        shutil.rmtree(out_dir / ck.name)
     todo = [ck for ck in ckpts if not same.finished(out_dir / ck.name, layout)]
     clock = _Progress(len(ckpts), len(todo), enabled=progress)
 
@@ -396,6 +231,7 @@ def analyze_checkpoints(
             "fingerprint": same.fingerprint,
             "config_fingerprint": same.config_fingerprint,
             "identity": same.identity,
+            "sha256": hashes[ck.name],
             "row": row,
             "rows": long_rows,
         }
@@ -408,6 +244,8 @@ def analyze_checkpoints(
     rows = table()
     if layout == "long":
         add_diagram_distances(rows, out_dir)
+    for r in rows:
+        r["duplicate_of"] = duplicate_of.get(r["checkpoint"], "")
     write_csv(out_dir / "dynamics.csv", rows)
     return rows
 
@@ -458,6 +296,14 @@ def add_diagram_distances(rows: list[dict[str, Any]], out_dir: str | Path) -> No
                     continue
                 m[name] = bottleneck_distance(raw, diagrams[j][1])
                 m[f"{name}_normalized"] = bottleneck_distance(norm, diagrams[j][2])
+
+
+def _stored_hash(ck_dir: Path) -> str | None:
+    """The weights' sha256 a finished checkpoint's row.json recorded (None: none recorded)."""
+    done = ck_dir / "row.json"
+    if not done.is_file():
+        return None
+    return json.loads(done.read_text()).get("sha256")
 
 
 def _floats(obj: Any) -> Any:
