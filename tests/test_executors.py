@@ -496,3 +496,17 @@ def test_a_registered_executor_is_found_by_name(monkeypatch):
 
     with pytest.raises(ValueError, match=r"already registered"):
         registry.register("mine")(another)
+
+
+def test_one_process_can_start_a_local_cluster_twice():
+    """Two executor="ray" calls in one process each start and stop a loopback cluster; the
+    second must not be refused for a stale authentication token."""
+    code = (
+        "from saddles.executors import map_units\n"
+        "for _ in range(2):\n"
+        "    assert map_units(abs, [-1, -2], 'ray', workers=1) == [1, 2]\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

@@ -12,8 +12,9 @@ Three cases, in this order:
 A local cluster uses ``127.0.0.1`` for every address. Ray resolves ``127.0.0.1`` to the
 machine's outward address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its single-machine
 mode), so that is set for the cluster's lifetime, in the environment its processes inherit and
-in this process's copy of Ray's constants. It also gets a fresh random authentication token in
-the environment (``RAY_AUTH_TOKEN``), so nothing is written to ``~/.ray``, and its session
+in this process's copy of Ray's constants. It also gets a random authentication token in the
+environment (``RAY_AUTH_TOKEN``; one per process, since Ray's client keeps the first it reads),
+so nothing is written to ``~/.ray``, and its session
 files go to a temporary folder of its own, removed at shutdown. The same loopback settings
 apply when ``RAY_ADDRESS`` names a loopback address (a cluster started on this machine).
 """
@@ -120,7 +121,7 @@ class Cluster:
 
         wanted = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
         if token and "RAY_AUTH_MODE" not in os.environ:
-            wanted |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+            wanted |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": _process_token()}
         for key, value in wanted.items():
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
@@ -141,6 +142,18 @@ class Cluster:
         self._saved_env = {}
         ray_constants.ENABLE_RAY_CLUSTER = self._saved_constant
         refresh_ray_config()
+
+
+_TOKEN: list[str] = []
+
+
+def _process_token() -> str:
+    """One random token for every cluster this process starts: Ray's client keeps the first
+    token it reads for the life of the process, so a second cluster with a fresh token would
+    refuse this process (InvalidAuthToken when its GCS starts)."""
+    if not _TOKEN:
+        _TOKEN.append(secrets.token_hex(32))
+    return _TOKEN[0]
 
 
 def refresh_ray_config() -> None:
