@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_series import count_calls, data, make_net, mse, small, write_run
 
 import saddles.runs.analyze as pipe
 import saddles.runs.series as dyn
@@ -27,7 +28,6 @@ from saddles.runs.config import (
 )
 from saddles.runs.schema import RunSpec, SpecError
 from saddles.runs.series import analyze_checkpoints
-from tests.test_dynamics import count_calls, data, make_net, mse, small, write_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,7 +289,7 @@ def test_run_spec_refuses_with_one_line_naming_the_key(values, command, words):
 
 
 def readme_yaml_blocks():
-    text = (Path(__file__).parents[1] / "README.md").read_text()
+    text = (Path(__file__).parents[2] / "README.md").read_text()
     return re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
 
 
