@@ -88,6 +88,12 @@ def hessian(
         Which("LA"), help="LA: largest, SA: smallest (negative curvature), LM: largest magnitude."
     ),
     tol: float | None = typer.Option(None, help="Relative residual tolerance of the eigenpairs."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Measure a forward, a gradient and an HVP, print the predicted "
+        "time and memory, and stop.",
+    ),
     memory: str | None = typer.Option(
         None,
         help="Bytes the Lanczos bases may hold, e.g. 4GiB (default: 256 MiB or 2 top-k + 6 "
@@ -181,6 +187,17 @@ def hessian(
     if top_k > op.dim:
         typer.echo(f"note: --top-k {top_k} is more than the {op.dim} parameters; computing all "
                    f"{op.dim} eigenvalues", err=True)  # fmt: skip
+    if dry_run:
+        from saddles.runs import cost
+
+        probed = cost.probe(net, loss_fn, batches, params=param_filter,
+                            dtype=torch.float64 if float64 else None, device=device)  # fmt: skip
+        matvecs = op.dim if trace_method.value == "exact" else trace_matvecs
+        rows = cost.with_total([cost.hessian_cost(
+            probed, top_k=min(top_k, op.dim), trace_matvecs=matvecs, density_lanczos=n_lanczos,
+            density_runs=n_runs, memory=memory_bytes)])  # fmt: skip
+        typer.echo(cost.cost_table(probed, rows))
+        return
     if not quiet:
         typer.echo(f"Hessian over {op.dim:,} parameters ({op.hvp_method} HVPs)", err=True)
     record, eig, sd = compute_hessian(

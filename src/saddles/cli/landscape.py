@@ -180,6 +180,12 @@ def landscape(
         None, help="Folder for figures: a curve (1-D), contour and surface (2-D grids)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Measure a forward, a gradient and an HVP, print the predicted "
+        "time and memory, and stop.",
+    ),
     quiet: QuietOption = False,
 ) -> None:
     """Evaluate the loss on a grid or scattered points spanned by directions from the model.
@@ -239,6 +245,13 @@ def landscape(
             orthogonalize=orthogonalize.value,
             params=spec,
         )
+    if dry_run:
+        from saddles.runs import cost
+
+        probed = cost.probe(net, loss_fn, batches, params=spec or "all")
+        rows = cost.with_total([cost.landscape_cost(probed, coords.n_points, coords.dims)])
+        typer.echo(cost.cost_table(probed, rows))
+        return
     result = evaluate(
         net,
         loss_fn,

@@ -38,18 +38,27 @@ def run(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="A YAML file (see --help)."),
     out: Path | None = typer.Option(None, help="Run directory (overrides the file's `out`)."),
     quiet: bool = typer.Option(False, help="No progress display."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Measure a forward, a gradient and an HVP, print the predicted "
+        "time and memory of the run, and stop.",
+    ),
 ) -> None:
     """Analyze one model as configured in a YAML file: landscape, topology, Hessian, report.
 
     Keys: name, model (module:function or hf:PATH), checkpoint, data, criterion or loss,
     inputs_key, targets_key, batch_size, params, out, analysis (any AnalysisConfig field).
-    The resolved configuration is written to the run directory's run.yaml and config.yaml.
+    The resolved configuration is written to the run directory's run.yaml and config.yaml;
+    cost.json holds the cost predicted before the run beside the one measured.
     """
+    import time
+
     import yaml
     from rich.console import Console
 
     from saddles.cli import _loading
-    from saddles.files import atomic_write_text
+    from saddles.files import atomic_write_text, write_json
     from saddles.report.figures import write_figures
     from saddles.runs.analyze import analyze
     from saddles.runs.summary import summarize
@@ -62,10 +71,24 @@ def run(
     data, loss = load_data_and_loss(spec)
     _loading.check_tokens(model, data, "data")
     _loading.check_loss(model, loss, data, "data")
+    from saddles.runs import cost
+
+    rss = cost.peak_rss_bytes()  # the model and the data are loaded
+    probed = cost.probe(model, loss, data, params=config.params or "all")
+    predicted = cost.analysis_cost(probed, config)
+    if dry_run:
+        typer.echo(cost.cost_table(probed, predicted))
+        return
     name = spec.name
     out_dir = _loading.check_out_dir(out or spec.out, "out")
+    start = time.perf_counter()
     analysis = analyze(model, loss, data, config, name=name, run_dir=out_dir / name,
                        progress=not quiet)  # fmt: skip
+    write_json(out_dir / "cost.json", {
+        "probe": probed.to_dict(), "predicted": [r.to_dict() for r in predicted],
+        "measured": {"seconds": time.perf_counter() - start, "stages": analysis.timings,
+                     "peak_bytes": max(cost.peak_rss_bytes() - rss, 0)},  # as predicted
+    })  # fmt: skip
     atomic_write_text(out_dir / "run.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     figures = {name: write_figures(analysis, out_dir / name / "figures")}
     paths = summarize([analysis], out_dir, x_key="model", y_metrics=[], categorical=True,
