@@ -7,7 +7,7 @@ without importing torch (``saddles topology`` never does).
 """
 
 #: Loss criteria on ``(inputs, targets)`` batches, and next-token cross-entropy on token
-#: batches, ``causal_lm`` (:func:`saddles.data.make_loss`).
+#: batches, ``causal_lm`` (:func:`saddles.io.data.make_loss`).
 CRITERIA = ("cross_entropy", "mse", "causal_lm")
 
 #: Direction normalizations and Gram-Schmidt variants (:mod:`saddles.directions`).
@@ -21,7 +21,7 @@ WHICH = ("LA", "SA", "LM")
 TRACE_METHODS = ("hutch++", "hutchinson", "exact")
 HVP_METHODS = ("auto", "reverse", "forward", "fastest")
 
-#: Evaluation precisions of the pipeline (:class:`saddles.pipeline.AnalysisConfig`).
+#: Evaluation precisions of the pipeline (:class:`saddles.runs.config.AnalysisConfig`).
 FLOAT_DTYPES = ("float32", "float64")
 
 #: Direction policies over a training run (:mod:`saddles.runs.series`).

@@ -150,7 +150,7 @@ def check_tokens(net, data, hint: str = "--data") -> None:
 #: The option of each argument of :func:`saddles.io.load_problem`.
 OPTIONS = {"model": "--model", "checkpoint": "--checkpoint", "data": "--data",
            "batch_size": "--batch-size", "loss": "--loss", "criterion": "--criterion",
-           "params": "--params-include"}  # fmt: skip
+           "params": "--params-include/--params-exclude/--params-type"}  # fmt: skip
 
 
 def load_problem(*, model: str, checkpoint: Path | None, data: Path, **kwargs: Any):

@@ -11,7 +11,7 @@ at startup; they are copied here, and a test keeps each copy equal to the librar
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from saddles import names
-from saddles.runs.config import AnalysisConfig
+from saddles.runs.config import AnalysisConfig, default_of
 from saddles.sampling import METHODS, REGIONS
 from saddles.topology.graphs import CONNECTIVITIES
 from saddles.topology.mergetree import NAN_POLICIES
@@ -68,7 +68,7 @@ Preset = choices("Preset", LM_PRESETS)
 #: The defaults of :class:`saddles.runs.config.AnalysisConfig` (its dataclass fields, read
 #: without building one): `saddles landscape` and `saddles hessian` take theirs from here, so
 #: that a command and a YAML analysis compute the same thing unless told otherwise.
-DEFAULTS = {f.name: f.default for f in fields(AnalysisConfig) if f.default is not MISSING}
+DEFAULTS = {f.name: default_of(f) for f in fields(AnalysisConfig)}
 
 
 # --- options shared by the commands that load a model ---------------------------------------

@@ -1,6 +1,6 @@
 """`saddles experiment pinn|resnet` and `saddles demo`: the paper's experiments end to end.
 
-Each command parses options into an :class:`~saddles.pipeline.AnalysisConfig`, calls the
+Each command parses options into an :class:`~saddles.runs.config.AnalysisConfig`, calls the
 experiment function, and prints the metrics table and the report's path. torch is imported
 inside the command bodies only.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from saddles.cli import app, friendly_errors
-from saddles.cli._options import Dataset, ExecutorName, Policy, Preset
+from saddles.cli._options import DEFAULTS, Dataset, ExecutorName, Policy, Preset
 
 experiment_app = typer.Typer(
     help="Run one of the paper's experiments: train, analyze, relate, report.",
@@ -31,7 +31,7 @@ def _config(directions: str, representations: str, resolution: int, span: float,
             hessian: bool, threshold: float, threads: int | None, **extra):  # fmt: skip
     import torch
 
-    from saddles.runs.analyze import AnalysisConfig
+    from saddles.runs.config import AnalysisConfig
 
     if threads:
         torch.set_num_threads(threads)
@@ -54,12 +54,16 @@ def pinn(
     n_f: int = typer.Option(100, help="Collocation points (the reference code's default)."),
     max_iter: int = typer.Option(100_000, help="L-BFGS iteration cap (it stops by itself)."),
     seed: int = typer.Option(0, help="Seed of the network's initialization and directions."),
-    directions: str = typer.Option("random,hessian", help=DIRECTIONS_HELP),
-    representations: str = typer.Option("grid-full,grid-ttk,knn", help=REPS_HELP),
-    resolution: int = typer.Option(41, help="Grid points per axis."),
-    span: float = typer.Option(1.0, help="Coordinates run over [-span, span]."),
-    hessian: bool = typer.Option(True, help="Compute Hessian eigenvalues, trace and density."),
-    threshold: float = typer.Option(0.01, help="Simplification threshold (fraction of range)."),
+    directions: str = typer.Option(",".join(DEFAULTS["directions"]), help=DIRECTIONS_HELP),
+    representations: str = typer.Option(",".join(DEFAULTS["representations"]), help=REPS_HELP),
+    resolution: int = typer.Option(DEFAULTS["resolution"], help="Grid points per axis."),
+    span: float = typer.Option(DEFAULTS["span"], help="Coordinates run over [-span, span]."),
+    hessian: bool = typer.Option(
+        DEFAULTS["hessian"], help="Compute Hessian eigenvalues, trace and density."
+    ),
+    threshold: float = typer.Option(
+        DEFAULTS["threshold"], help="Simplification threshold (fraction of range)."
+    ),
     threads: int = typer.Option(1, help="torch threads (1 is fastest for this small net)."),
     seeds_per_model: int = typer.Option(
         1, "--direction-seeds", min=1, help="Random planes per model (seed, seed+1, ...)."
@@ -96,12 +100,16 @@ def resnet(
     epochs: int = typer.Option(10, help="Training epochs per model."),
     eval_images: int = typer.Option(1024, help="Test images in the evaluation batch."),
     train_images: int | None = typer.Option(None, help="Train on the first N images only."),
-    directions: str = typer.Option("random,hessian", help=DIRECTIONS_HELP),
-    representations: str = typer.Option("grid-full,grid-ttk,knn", help=REPS_HELP),
-    resolution: int = typer.Option(21, help="Grid points per axis."),
-    span: float = typer.Option(1.0, help="Coordinates run over [-span, span]."),
-    hessian: bool = typer.Option(True, help="Compute Hessian eigenvalues, trace and density."),
-    threshold: float = typer.Option(0.01, help="Simplification threshold (fraction of range)."),
+    directions: str = typer.Option(",".join(DEFAULTS["directions"]), help=DIRECTIONS_HELP),
+    representations: str = typer.Option(",".join(DEFAULTS["representations"]), help=REPS_HELP),
+    resolution: int = typer.Option(21, help="Grid points per axis (the experiment's: 21)."),
+    span: float = typer.Option(DEFAULTS["span"], help="Coordinates run over [-span, span]."),
+    hessian: bool = typer.Option(
+        DEFAULTS["hessian"], help="Compute Hessian eigenvalues, trace and density."
+    ),
+    threshold: float = typer.Option(
+        DEFAULTS["threshold"], help="Simplification threshold (fraction of range)."
+    ),
     threads: int | None = typer.Option(None, help="torch threads (default: torch's)."),
     seeds_per_model: int = typer.Option(
         1, "--direction-seeds", min=1, help="Random planes per model (seed, seed+1, ...)."

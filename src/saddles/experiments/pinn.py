@@ -107,7 +107,7 @@ def convection_data(
     3. ``xt_lb`` ``(n_t, 2)``: lower boundary (0, t);
     4. ``xt_ub`` ``(n_t, 2)``: upper boundary (2 pi, t).
 
-    The first tensor is the collocation set, so the batch size (:func:`saddles.data.batch_size`)
+    The first tensor is the collocation set, so the batch size (:func:`saddles.io.data.batch_size`)
     is ``n_f``. Collocation points are drawn as the reference code does: the interior grid
     (x = 0 and t = 0 removed) flattened t-major, then ``numpy.random.choice`` without replacement
     after seeding numpy's legacy generator with ``seed`` (the global generator is not touched).

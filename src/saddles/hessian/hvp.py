@@ -147,9 +147,8 @@ class HessianOperator(SymmetricOperator):
     """The Hessian of the batch-weighted average loss over a subset of parameters.
 
     ``loss(model, batch) -> scalar`` and ``data`` follow :mod:`saddles.io.data` (wrap a criterion
-    with
-    :func:`saddles.data.make_loss`). The Hessian is taken at the parameters the model holds when the
-    operator is built (a snapshot: later changes to the model do not affect it), over the
+    with :func:`saddles.io.data.make_loss`). The Hessian is taken at the parameters the model holds
+    when the operator is built (a snapshot: later changes to the model do not affect it), over the
     parameters chosen by ``params`` (see :func:`select_parameters`); the others, and the buffers,
     are held fixed. The flat vector layout follows :attr:`names`.
 
@@ -217,7 +216,7 @@ class HessianOperator(SymmetricOperator):
         if not callable(loss) or isinstance(loss, (type, torch.nn.modules.loss._Loss)):
             raise TypeError(
                 "loss must be callable as loss(model, batch) -> scalar tensor; wrap a criterion "
-                "with saddles.data.make_loss(criterion=...)"
+                "with saddles.io.data.make_loss(criterion=...)"
             )
         if hvp not in HVP_METHODS:
             raise ValueError(f"hvp must be one of {HVP_METHODS}, not {hvp!r}")
@@ -445,7 +444,7 @@ class HessianOperator(SymmetricOperator):
                 raise RuntimeError(
                     "the model's attention kernel (scaled_dot_product_attention, fused) has no "
                     "double backward, so Hessian-vector products fail; load the model with "
-                    'attn_implementation="eager" (saddles.models.load_model and --model hf:... '
+                    'attn_implementation="eager" (saddles.io.models.load_model and --model hf:... '
                     "do)"
                 ) from exc
             raise

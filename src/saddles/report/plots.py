@@ -215,7 +215,7 @@ def ensemble_figure(
 ) -> Figure:
     """The headline figure: each metric against ``x_key``, one line per direction kind, at
     the seed mean with its 95% bootstrap interval over direction seeds (rows of
-    :func:`saddles.summary.seed_summary`), full width, one panel per metric."""
+    :func:`saddles.runs.summary.seed_summary`), full width, one panel per metric."""
     rows = [r for r in summary if r.get("representation") == representation]
     n = len(metrics)
     fig = Figure(figsize=(3.6 * n, 3.4))

@@ -2,7 +2,7 @@
 
 A run is a folder written by ``saddles run`` (``metrics.csv``, with each model's
 ``config.yaml`` in ``<name>/`` or beside it), by ``saddles dynamics`` or
-:func:`saddles.dynamics.analyze_checkpoints` (``dynamics.csv`` and ``config.yaml``; the last
+:func:`saddles.runs.series.analyze_checkpoints` (``dynamics.csv`` and ``config.yaml``; the last
 checkpoint is used unless a step is chosen; both layouts are read), or an experiment's output
 (``metrics.csv`` of several models: one run per model). :func:`load_runs` reads them into
 :class:`Run` records; every row gets a ``subspace`` label (``<n_directions>d`` for a single

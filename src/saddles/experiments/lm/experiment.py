@@ -2,7 +2,7 @@
 
 :func:`run_lm_training` trains every size of a preset with the same data, data order, schedule
 and seed (resumable); :func:`run_lm_experiment` then analyzes every checkpoint of every size
-(incremental, :func:`saddles.dynamics.analyze_checkpoints`), fits final loss against size, and
+(incremental, :func:`saddles.runs.series.analyze_checkpoints`), fits final loss against size, and
 writes ``dynamics.csv``, ``hypotheses.csv`` (:mod:`saddles.experiments.lm.hypotheses`), the
 figures and ``report.html``.
 

@@ -85,10 +85,10 @@ def load_hf_causal_lm(
     """Load a ``transformers`` causal LM saved with ``save_pretrained`` in ``local_dir`` and
     wrap it in :class:`HFCausalLMAdapter` (eval mode, no KV cache).
 
-    The loading is :func:`saddles.models.load_hf_model`'s: local files only (nothing is
+    The loading is :func:`saddles.io.models.load_hf_model`'s: local files only (nothing is
     downloaded), safetensors weights only, eager attention (for double backward and vmap),
     weights checked against the config's architecture. Its errors are ``FileNotFoundError``
-    for a missing or empty folder and :class:`~saddles.models.ModelLoadError` otherwise.
+    for a missing or empty folder and :class:`~saddles.io.models.ModelLoadError` otherwise.
     """
     from saddles.io.models import load_hf_model
 

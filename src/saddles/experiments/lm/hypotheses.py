@@ -1,7 +1,7 @@
 """The experiment's hypotheses H1-H4, as numbers with CIs, and their report section.
 
 The questions asked of a multi-size run (one row per checkpoint and size, from
-:func:`saddles.dynamics.analyze_checkpoints`):
+:func:`saddles.runs.series.analyze_checkpoints`):
 
 - H1: do saddles fall during training, and does their rate of fall relate to the final loss
   across sizes (Spearman trends in log step, with bootstrap CIs);
