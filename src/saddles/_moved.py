@@ -24,6 +24,7 @@ MOVED: dict[str, tuple[str, ...]] = {
         "saddles.runs.config",
         "saddles.runs.analyze",
         "saddles.runs.summary",
+        "saddles.report.summary",
         "saddles.report.figures",
     ),
     "saddles.dynamics": (
@@ -32,7 +33,7 @@ MOVED: dict[str, tuple[str, ...]] = {
         "saddles.experiments.lm",
     ),
     "saddles.compare": ("saddles.runs.compare", "saddles.report.compare"),
-    "saddles.summary": ("saddles.runs.summary",),
+    "saddles.summary": ("saddles.runs.summary", "saddles.report.summary"),
     "saddles.relations": ("saddles.runs.relate",),
     "saddles.figures": ("saddles.report.figures",),
     "saddles.plots": ("saddles.report.plots",),

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from saddles.report.figures import write_figures
+from saddles.report.summary import summarize
 from saddles.runs.analyze import AnalysisConfig, analyze
-from saddles.runs.summary import summarize
 from saddles.topology import compute_metrics, merge_tree_grid
 from saddles.topology.representations import REPRESENTATIONS
 

@@ -60,8 +60,8 @@ def run(
     from saddles.cli import _loading
     from saddles.files import atomic_write_text, write_json
     from saddles.report.figures import write_figures
+    from saddles.report.summary import summarize
     from saddles.runs.analyze import analyze
-    from saddles.runs.summary import summarize
 
     spec = read_spec(config_path, "run")
     config = spec.analysis

@@ -335,8 +335,8 @@ def run_pinn_experiment(
     from saddles.experiments import trained_model
     from saddles.report import plots
     from saddles.report.figures import write_figures
+    from saddles.report.summary import summarize
     from saddles.runs.analyze import AnalysisConfig, analyze
-    from saddles.runs.summary import summarize
 
     config = config or AnalysisConfig()
     out_dir = Path(out_dir)

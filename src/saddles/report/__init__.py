@@ -3,6 +3,9 @@
 - :mod:`~saddles.report.html`: the one page shell (:func:`page`) and the pieces of its sections
   (style, figures, tables);
 - :mod:`~saddles.report.analysis`: the report of one analysis or experiment (``write_report``);
+- :mod:`~saddles.report.summary`: an experiment's tables, figures and report in one call
+  (``summarize``);
+- :mod:`~saddles.report.notebook`: how an analysis shows itself in a notebook;
 - :mod:`~saddles.report.dynamics`: a training run's metrics against the step;
 - :mod:`~saddles.report.compare`: finished runs related to a size or a setting;
 - :mod:`~saddles.report.figures`, :mod:`~saddles.report.plots`,

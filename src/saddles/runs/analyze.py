@@ -63,17 +63,11 @@ class Analysis:
                 f"{len(self.rows())} rows{curvature})")  # fmt: skip
 
     def _repr_html_(self) -> str:
-        """The metrics table and the first 2-D landscape's contour, for notebooks."""
-        from saddles.report.analysis import TABLE_COLUMNS
-        from saddles.report.html import table
-        from saddles.runs.registry import metrics_for
+        """The metrics table and the first 2-D landscape's contour, for notebooks (drawn by
+        :func:`saddles.report.notebook.analysis_html`; a display hook, imported when shown)."""
+        from saddles.report.notebook import analysis_html
 
-        rows = self.rows()
-        wanted = [*TABLE_COLUMNS, *metrics_for("notebook")]
-        columns = [c for c in wanted if any(c in r for r in rows)]
-        image = _contour_png(self)
-        img = f"<img src='data:image/png;base64,{image}' style='max-width:420px'/>" if image else ""
-        return f"<div><b>{_escape(repr(self))}</b>{table(rows, columns)}{img}</div>"
+        return analysis_html(self)
 
     def numbers(self) -> list[dict[str, Any]]:
         """Every number, one row each (:mod:`saddles.runs.rows`' number rows): ``model``,
@@ -435,59 +429,5 @@ def save_pairs(path: str | Path, tree, coords: np.ndarray | None = None) -> Path
     return atomic_savez(path, persistence_pairs(tree, coords=coords))
 
 
-def _contour_png(analysis: Analysis) -> str | None:
-    """A base64 PNG of the first 2-D landscape's contour, drawn with matplotlib's object API
-    (``Figure`` and its Agg canvas: no pyplot state, no backend switch); None without one."""
-    import base64
-    import io
-
-    from matplotlib.figure import Figure
-
-    from saddles.topology import simplify
-
-    for kind, land in analysis.landscapes.items():
-        if land.shape is None or len(land.shape) != 2:
-            continue
-        field = land.grid()
-        grid = land.coords.reshape(*land.shape, 2)
-        fig = Figure(figsize=(4.5, 3.6))
-        ax = fig.add_subplot()
-        cs = ax.contourf(grid[..., 0], grid[..., 1], np.where(np.isfinite(field), field, np.nan),
-                         levels=30, cmap="viridis")  # fmt: skip
-        fig.colorbar(cs, ax=ax, label="loss")
-        tree = analysis.trees.get(kind, {}).get(analysis.config.representations[0])
-        if tree is not None:  # the critical points write_figures marks
-            threshold = analysis.config.threshold
-            tree = simplify(tree, threshold, relative=True) if threshold else tree
-            for verts, style in ((tree.minima, dict(marker="o", color="white")),
-                                 (tree.saddles, dict(marker="X", color="red"))):  # fmt: skip
-                pts = land.coords[verts]
-                ax.scatter(pts[:, 0], pts[:, 1], s=30, edgecolor="k", linewidths=0.6, **style)
-        ax.set(xlabel="direction 1", ylabel="direction 2", title=f"{analysis.name}, {kind}")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        return base64.b64encode(buf.getvalue()).decode("ascii")
-    return None
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
-
-
 def _is_scalar(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-
-
-def __getattr__(name: str) -> Any:
-    # Moved to their own modules; still importable from here.
-    if name in ("summarize", "TDA_METRICS", "CURVATURE_METRICS"):
-        from saddles.runs import summary
-
-        return getattr(summary, name)
-    if name == "write_figures":
-        from saddles.report.figures import write_figures
-
-        return write_figures
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

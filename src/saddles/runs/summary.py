@@ -1,4 +1,4 @@
-"""Across direction seeds and across models: seed summaries, relations and the report.
+"""Across direction seeds and across models: seed summaries and relations.
 
 A topology metric from one random plane is one sample. :func:`seed_summary` turns the rows of
 :meth:`saddles.runs.analyze.Analysis.rows` (one per direction seed x direction kind x
@@ -11,8 +11,9 @@ per direction kind and representation: over seed ensembles with the two-level bo
 (models, then seeds within models), over single planes with a plain correlation; every p-value
 is also given Holm-adjusted over the whole table (``spearman_p_holm``), and ``significant``
 marks the relations whose adjusted p is below 0.05 and whose interval excludes 0.
-:func:`summarize` writes all of it and the report. The metrics come from
-:mod:`saddles.runs.registry`. Never imports torch.
+:func:`summary_tables` writes the three tables (:func:`saddles.report.summary.summarize`
+adds the figures and the page). The metrics come from :mod:`saddles.runs.registry`. Never
+imports torch, never imports :mod:`saddles.report`.
 """
 
 from __future__ import annotations
@@ -61,58 +62,24 @@ def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[st
     return out
 
 
-def summarize(
-    analyses: list,
-    out_dir: str | Path,
-    *,
-    x_key: str,
-    title: str,
-    y_metrics: list[str],
-    categorical: bool = False,
-    figures: dict[str, dict[str, Path]] | None = None,
-    info: dict[str, Any] | None = None,
-) -> dict[str, Path]:
+def summary_tables(
+    analyses: list, out_dir: str | Path, *, x_key: str, y_metrics: list[str]
+) -> dict[str, Any]:
     """Across models: the combined ``metrics.csv`` (one row per seed), ``summary.csv`` (over
-    seeds), ``relations.csv`` (every TDA metric against ``x_key``, ``y_metrics`` and the
-    Hessian metrics), the headline and relation figures, and ``report.html``."""
-    from saddles.report import plots
-    from saddles.report.analysis import write_report
-
+    seeds) and ``relations.csv`` (every TDA metric against ``x_key``, ``y_metrics`` and the
+    Hessian metrics), written to ``out_dir``; returns the rows and the paths (the page that
+    shows them is :func:`saddles.report.summary.summarize`'s)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [r for a in analyses for r in a.rows()]
     summary = seed_summary(rows)
-    paths = {"metrics": write_csv(out_dir / "metrics.csv", rows),
-             "summary": write_csv(out_dir / "summary.csv", summary)}  # fmt: skip
     numeric_x = all(_is_number(r.get(x_key)) for r in rows)
     ys = [*([x_key] if numeric_x else []), *y_metrics, *CURVATURE_METRICS]
     rels = relations(rows, TDA_METRICS, ys)
-    paths["relations"] = write_csv(out_dir / "relations.csv", rels)
-    config = analyses[0].config
-    rep = config.representations[0]
-    headline = plots.ensemble_figure(
-        summary, x_key, metrics_for("headline"),
-        representation=rep, categorical=categorical,
-        title=f"{title}: metrics against {x_key} ({rep}; mean and 95% interval over seeds)",
-    )  # fmt: skip
-    paths["headline"] = plots.save(headline, out_dir / "headline.png")
-    rel_figs = {}
-    for kind in config.directions:
-        sub = [r for r in rows if r["direction"] == kind and r["representation"] == rep
-               and r.get("direction_seed") in ("", config.seed)]  # fmt: skip
-        fig = plots.relation_figure(
-            sub, x_key, [*metrics_for("relation_figure"), *y_metrics, *CURVATURE_METRICS],
-            title=f"{title}: metrics against {x_key} ({kind} directions, {rep}, first plane)",
-            categorical=categorical,
-        )  # fmt: skip
-        rel_figs[f"{kind} directions, {rep}"] = plots.save(fig, out_dir / f"relations-{kind}.png")
-    paths["report"] = write_report(
-        out_dir / "report.html", title=title, config=config.to_dict(),
-        analyses=analyses, figures=figures or {}, rows=rows, relations=rels,
-        relation_figures=rel_figs, info=info or {}, summary=summary, x_key=x_key,
-        headline=paths["headline"],
-    )  # fmt: skip
-    return paths
+    paths = {"metrics": write_csv(out_dir / "metrics.csv", rows),
+             "summary": write_csv(out_dir / "summary.csv", summary),
+             "relations": write_csv(out_dir / "relations.csv", rels)}  # fmt: skip
+    return {"rows": rows, "summary": summary, "relations": rels, "paths": paths}
 
 
 def _is_number(v: Any) -> bool:
