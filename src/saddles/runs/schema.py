@@ -154,6 +154,22 @@ class RunSpec:
             return {f"{self.analysis.n_directions}d": self.analysis}
         return dict(self.analysis)
 
+    def load(self, model: Any = None):
+        """Load and check what this spec names, before anything is computed: the model (built
+        from ``model:`` with ``checkpoint:``, or the given one, e.g. the architecture a
+        ``dynamics`` run loads each checkpoint into), its data (split into ``batch_size``)
+        and its loss, checked together (:func:`saddles.io.problem.load_problem`, whose
+        :class:`~saddles.io.problem.InputError` names the key). The parameter selection is
+        the first subspace's ``params``."""
+        from saddles.io.problem import load_problem
+
+        params = next(iter(self.configs.values())).params
+        return load_problem(self.model if model is None else model, self.data,
+                            checkpoint=self.checkpoint, criterion=self.criterion,
+                            loss=self.loss, inputs_key=self.inputs_key,
+                            targets_key=self.targets_key, batch_size=self.batch_size,
+                            params=params)  # fmt: skip
+
     def identity(self) -> dict[str, Any]:
         """The run-level settings that change the numbers (:data:`IDENTITY_KEYS`; the
         parameter selection is the analysis's ``params``), with the schema version."""
