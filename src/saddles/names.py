@@ -1,10 +1,12 @@
-"""The names the library accepts for its string options, in a module that imports nothing.
+"""The names the library accepts for its string options, in a module that imports no torch.
 
 Each tuple is the one definition of its names; the modules that use them import them from here
 (and re-export them: ``saddles.directions.NORMS`` is ``saddles.names.NORMS``). They live apart
 from those modules, which import torch, so that the command line can offer them as choices
 without importing torch (``saddles topology`` never does).
 """
+
+from saddles.executors import registry as _executor_registry
 
 #: Loss criteria on ``(inputs, targets)`` batches, and next-token cross-entropy on token
 #: batches, ``causal_lm`` (:func:`saddles.io.data.make_loss`).
@@ -33,8 +35,9 @@ DATASETS = ("cifar10", "digits")
 #: Landscape engines (:mod:`saddles.landscape.plan`, :mod:`saddles.landscape.engines`).
 ENGINES = ("auto", "sequential", "batched")
 
-#: Where units of work run (:mod:`saddles.executors`).
-EXECUTORS = ("local", "ray")
+#: Where units of work run: the built-in executors of :mod:`saddles.executors.registry` (a
+#: standard-library module, so reading its names imports neither torch nor Ray).
+EXECUTORS = tuple(_executor_registry.BUILTIN)
 
 #: Mixed-precision forwards under ``torch.autocast`` (:func:`saddles.landscape.evaluate`).
 AUTOCAST = ("bf16", "fp16")

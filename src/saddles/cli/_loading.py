@@ -58,9 +58,10 @@ def load_model(spec: str, checkpoint: Path | None, hint: str = "--model",
 
 def warn_random_init(spec: str, checkpoint_hint: str = "--checkpoint") -> None:
     """Say on stderr that a factory's model is analysed at its random initialization."""
-    from saddles.io.models import HF_PREFIX
+    from saddles.io.sources import source_of
 
-    if not str(spec).startswith(HF_PREFIX):
+    source, _ = source_of(spec)
+    if source is None or not source.pretrained:
         typer.echo(f"warning: no {checkpoint_hint}: analysing {spec}()'s random "
                    "initialization", err=True)  # fmt: skip
 

@@ -13,6 +13,7 @@ import typer
 
 from saddles.cli import app, friendly_errors
 from saddles.cli._options import DEFAULTS, Dataset, ExecutorName, Policy, Preset
+from saddles.topology.representations import REPRESENTATIONS
 
 experiment_app = typer.Typer(
     help="Run one of the paper's experiments: train, analyze, relate, report.",
@@ -21,10 +22,7 @@ experiment_app = typer.Typer(
 app.add_typer(experiment_app, name="experiment")
 
 DIRECTIONS_HELP = "Comma-separated direction kinds: random, hessian."
-REPS_HELP = (
-    "Comma-separated representations: grid-full (8-connected image), grid-faces (4-connected), "
-    "grid-ttk (TTK's 6-neighbour image), delaunay, gabriel, knn, knn-approx."
-)
+REPS_HELP = f"Comma-separated representations: {', '.join(REPRESENTATIONS)}."
 
 
 def _config(directions: str, representations: str, resolution: int, span: float,

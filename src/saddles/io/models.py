@@ -1,5 +1,6 @@
 """Models as users have them: a local Hugging Face folder (``hf:PATH``) or a factory
-(``module:function``, ``file.py:function``), loaded by :func:`load_model`.
+(``module:function``, ``file.py:function``), loaded by :func:`load_model`. Prefixed sources
+are looked up in :mod:`saddles.io.sources` (adding one is one registration there).
 
 The CLI's ``--model`` and the YAML ``model:`` key both come here. Nothing is ever
 downloaded: a Hugging Face folder is read with ``local_files_only=True`` and safetensors
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from saddles.io.sources import source_of
 
 HF_PREFIX = "hf:"
 
@@ -42,8 +45,9 @@ def load_model(
 
 
 def _build(spec: str, dtype: torch.dtype | None) -> torch.nn.Module:
-    if spec.startswith(HF_PREFIX):
-        return load_hf_model(spec[len(HF_PREFIX) :], dtype=dtype)
+    source, rest = source_of(spec)
+    if source is not None:  # a registered prefix (saddles.io.sources), e.g. hf:PATH
+        return source.load(rest, dtype=dtype)
     factory = import_object(spec)
     if not callable(factory):
         raise ModelLoadError(f"{spec} is not callable")

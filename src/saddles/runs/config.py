@@ -262,8 +262,9 @@ class AnalysisConfig:
             raise ValueError(f"n_directions must be 1 to 10, not {self.n_directions}")
         grids = [r for r in self.representations if r in _GRID_CONNECTIVITY]
         if self.sampling != "grid" and grids:
-            raise ValueError(f"{grids} need grid sampling; scattered points take knn, delaunay, "
-                             "gabriel or knn-approx")  # fmt: skip
+            graphs = [r for r in REPRESENTATIONS if r not in _GRID_CONNECTIVITY]
+            raise ValueError(f"{grids} need grid sampling; scattered points take "
+                             f"{', '.join(graphs)}")  # fmt: skip
         if not self.span > 0:
             raise ValueError(f"span must be positive, not {self.span}")
         if "hessian" in self.directions and self.hessian_top_k < self.n_directions:

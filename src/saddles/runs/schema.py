@@ -195,12 +195,17 @@ class RunSpec:
 
 def resolve(spec: str, base: Path) -> str:
     """A ``model:`` or ``loss:`` value with its file read relative to ``base`` (the YAML
-    file's folder): ``hf:PATH`` and ``file.py:function``; ``module:function`` and absolute
-    paths stay as they are."""
+    file's folder): a path-taking source such as ``hf:PATH`` (:mod:`saddles.io.sources`) and
+    ``file.py:function``; ``module:function`` and absolute paths stay as they are."""
+    from saddles.io.sources import source_of
+
     spec = str(spec)
-    if spec.startswith("hf:"):
-        folder = Path(spec[3:]).expanduser()
-        return f"hf:{folder if folder.is_absolute() else base / folder}"
+    source, rest = source_of(spec)
+    if source is not None:
+        if not source.path:
+            return spec
+        folder = Path(rest).expanduser()
+        return f"{source.prefix}{folder if folder.is_absolute() else base / folder}"
     target, sep, attr = spec.partition(":")
     if target.endswith(".py") and not Path(target).expanduser().is_absolute():
         return f"{base / target}{sep}{attr}"
