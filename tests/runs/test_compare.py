@@ -251,3 +251,41 @@ def test_runs_at_different_steps_are_stated_and_warned_about(tmp_path):
     result = runner.invoke(app, [*args, "--step", "4"])
     assert result.exit_code == 0 and "warning" not in result.stderr, result.output
     assert "dyn3long: step 4\n" in result.stdout
+    missing = runner.invoke(app, [*args, "--step", "6"])  # dyn3long has no step 6
+    assert missing.exit_code == 2
+    text = " ".join(missing.output.split())
+    assert "no checkpoint at step 6 in ['dyn3long']" in text and "(the largest 4)" in text
+
+
+def test_the_data_and_a_loss_file_are_compared_by_content(tmp_path):
+    """Copies of one loss file in two run folders are one loss; other data is named."""
+    from saddles.runs.compare import _run_settings
+    from saddles.runs.schema import RunSpec
+
+    def spec(folder, loss_text, data_bytes):
+        folder.mkdir()
+        (folder / "losses.py").write_text(loss_text)
+        (folder / "data.pt").write_bytes(data_bytes)
+        (folder / "run.yaml").write_text("")
+        values = {"model": "pkg:make", "data": "data.pt", "loss": "losses.py:mse"}
+        return RunSpec.from_dict(values, folder, "run")
+
+    text = "def mse(model, batch):\n    return 0.0\n"
+    a, b = spec(tmp_path / "a", text, b"same"), spec(tmp_path / "b", text, b"same")
+    c = spec(tmp_path / "c", text + "# edited\n", b"other")
+    assert a.loss != b.loss  # absolute paths of two copies
+    assert a.identity()["loss_sha256"] == b.identity()["loss_sha256"] != c.identity()[
+        "loss_sha256"]  # fmt: skip
+    import yaml
+
+    from saddles.runs.compare import Run
+
+    runs = []
+    for name, s in (("a", a), ("b", b), ("c", c)):
+        (tmp_path / name / "run.yaml").write_text(yaml.safe_dump(s.to_dict()))
+        settings = {**_run_settings(tmp_path / name), **AnalysisConfig().to_dict()}
+        runs.append(Run(name, tmp_path / name, "run", [], {"2d": settings}))
+    assert setting_warnings(runs[:2]) == []
+    lines = setting_warnings(runs)  # c: an edited loss file and other data
+    assert len(lines) == 2
+    assert "different loss:" in lines[0] and "different data_sha256:" in lines[1]

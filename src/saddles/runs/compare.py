@@ -48,8 +48,9 @@ from saddles.runs.schema import IDENTITY_KEYS
 LANDSCAPE_SETTINGS = tuple(
     f for f in identity_fields() if f not in ("directions", "representations", "hessian", "loops")
 )
-#: Run-level settings that change the numbers (saddles.runs.schema), read from run.yaml.
-RUN_SETTINGS = IDENTITY_KEYS
+#: Run-level settings that change the numbers (saddles.runs.schema), read from run.yaml: a
+#: loss file by its content (two copies of one file are the same loss), the data likewise.
+RUN_SETTINGS = (*IDENTITY_KEYS, "data_sha256")
 #: Settings a configuration may lack (written before they existed): their default then.
 OPTIONAL_SETTINGS = {f.name: default_of(f) for f in fields(AnalysisConfig)}
 #: Metrics fitted against model size by default (the registry's ``fit`` view).
@@ -81,7 +82,16 @@ def load_runs(paths: list[str | Path], step: int | None = None) -> list[Run]:
     run lacks, and two runs with one name."""
     runs: list[Run] = []
     for p in paths:
-        runs.extend(load_run(p, step))
+        runs.extend(load_run(p))
+    if step is not None:  # every dynamics run at that step, or one line naming what they share
+        series = [r for r in runs if r.kind == "dynamics"]
+        lacking = [r.name for r in series if step not in r.steps]
+        if lacking:
+            common = set.intersection(*(set(r.steps) for r in series))
+            offer = (f"; the steps they all have are {sorted(common)[-6:]} (the largest "
+                     f"{max(common)})" if common else "; they share no step")  # fmt: skip
+            raise ValueError(f"no checkpoint at step {step} in {lacking}{offer}")
+        runs = [r if r.kind != "dynamics" else _dynamics_run(r.path, step) for r in runs]
     names = [r.name for r in runs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -147,6 +157,8 @@ def _run_settings(path: Path) -> dict[str, Any]:
     """The run-level settings that change the numbers (:data:`RUN_SETTINGS`) from the run
     folder's run.yaml (empty for a run written before it existed)."""
     stored = _read_config(path / "run.yaml")
+    if stored.get("loss_sha256"):  # a loss file is the same loss wherever its copy lies
+        stored["loss"] = stored["loss_sha256"]
     return {k: stored[k] for k in RUN_SETTINGS if k in stored}
 
 

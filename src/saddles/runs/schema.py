@@ -40,6 +40,9 @@ COMMAND_KEYS = {"run": ("checkpoint",), "dynamics": ("checkpoints", "steps", "po
 REQUIRED = {"run": ("model", "data"), "dynamics": ("model", "checkpoints", "data")}
 #: Run-level keys that change a run's numbers (with the analysis's identity fields).
 IDENTITY_KEYS = ("criterion", "loss", "inputs_key", "targets_key", "batch_size", "policy")
+#: What the files behind ``data:`` and a ``loss: file.py:function`` hold (sha256, 16 hex
+#: digits): two runs on copies of one file have the same, runs on other data do not.
+CONTENT_KEYS = ("data_sha256", "loss_sha256")
 
 
 class SpecError(ValueError):
@@ -172,10 +175,15 @@ class RunSpec:
 
     def identity(self) -> dict[str, Any]:
         """The run-level settings that change the numbers (:data:`IDENTITY_KEYS`; the
-        parameter selection is the analysis's ``params``), with the schema version."""
+        parameter selection is the analysis's ``params``) and what the data and loss files
+        hold (:data:`CONTENT_KEYS`), with the schema version."""
         own = {k: getattr(self, k) for k in IDENTITY_KEYS}
         if self.command != "dynamics":
             own.pop("policy")
+        own["data_sha256"] = _file_digest(self.data)
+        target, _, function = str(self.loss or "").partition(":")
+        if target.endswith(".py"):
+            own["loss_sha256"] = f"{_file_digest(Path(target))}:{function}"
         return {"schema_version": SCHEMA_VERSION, **own}
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +218,19 @@ def resolve(spec: str, base: Path) -> str:
     if target.endswith(".py") and not Path(target).expanduser().is_absolute():
         return f"{base / target}{sep}{attr}"
     return spec
+
+
+def _file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes (16 hex digits), read in blocks; None if it is not a file."""
+    import hashlib
+
+    if not Path(path).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _path(value: Any, base: Path) -> Path:
