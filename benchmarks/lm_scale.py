@@ -89,13 +89,34 @@ def measure(kind: str, args) -> dict:
 
         from saddles.hessian import HessianOperator, top_eigen
 
+        from saddles.runs import cost
+
+        # The prediction first, from one forward, gradient and HVP (saddles.runs.cost).
+        probed = cost.probe(model, causal_lm_loss, batch)
         op = HessianOperator(model, causal_lm_loss, batch)
         # "hessian": the default memory budget; "hessian-whole": every Lanczos vector and its
         # product kept, as before the budget existed.
         memory = 1 << 45 if kind == "hessian-whole" else args.memory
+        predicted = cost.hessian_cost(probed, top_k=args.top_k, trace_matvecs=0,
+                                      density_lanczos=0, memory=memory)  # fmt: skip
+        inside = [0.0]  # seconds spent in HVPs: the rest is the algorithm's own time
+        apply = op._apply
+
+        def timed_apply(V):
+            start = time.perf_counter()
+            try:
+                return apply(V)
+            finally:
+                inside[0] += time.perf_counter() - start
+
+        op._apply = timed_apply
+        t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             eig = top_eigen(op, k=args.top_k, seed=0, memory=memory)
+        out["outside_share"] = 1 - inside[0] / (time.perf_counter() - t0)
+        out["predicted_s"], out["predicted_hvps"] = predicted.seconds, predicted.count
+        out["predicted_mib"] = predicted.peak_bytes / 2**20
         out["eigenvalues"] = [round(float(v), 4) for v in eig.eigenvalues]
         out["hvps"] = int(eig.n_hvps)
         out["strategy"] = eig.strategy
@@ -178,7 +199,10 @@ def main() -> None:
             print(
                 f"{labels[kind]}: {h['strategy']}; {h['hvps']} HVPs, {h['restarts']} "
                 f"restarts, {h['converged']}/{args.top_k} converged"
-                f"{' (warned)' if h['warned'] else ''}; eigenvalues {h['eigenvalues']}"
+                f"{' (warned)' if h['warned'] else ''}; eigenvalues {h['eigenvalues']}; "
+                f"time outside HVPs {100 * h['outside_share']:.0f}%; predicted "
+                f"{h['predicted_hvps']} HVPs, {h['predicted_s']:.1f} s, "
+                f"{h['predicted_mib']:.0f} MiB above the loaded model"
             )
 
 
