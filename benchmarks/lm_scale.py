@@ -88,7 +88,6 @@ def measure(kind: str, args) -> dict:
         import warnings
 
         from saddles.hessian import HessianOperator, top_eigen
-
         from saddles.runs import cost
 
         # The prediction first, from one forward, gradient and HVP (saddles.runs.cost).
