@@ -1,5 +1,5 @@
 """Whole checkpoints on a loopback Ray cluster of 2 workers (``analyze_checkpoints(...,
-executor="ray")``): the rows of one process bit for
+executor="ray")`` and ``saddles dynamics --executor ray``): the rows of one process bit for
 bit (but ``seconds``), for every direction policy; a rerun analyzes only new checkpoints; an
 interrupted checkpoint resumes from what it saved.
 
@@ -16,11 +16,13 @@ import functools
 import importlib.util
 import json
 import os
+import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from saddles.executors import UnitError
 from saddles.experiments import save_checkpoint
@@ -192,6 +194,64 @@ def test_a_factory_that_does_not_pickle_is_refused_in_one_line(tmp_path, cluster
         analyze_checkpoints(LockedFactory(), ckdir, mse, data(), small(), tmp_path / "out",
                             executor="ray", workers=2, progress=False)  # fmt: skip
     assert "\n" not in str(info.value)
+
+
+NET_MODULE = """
+import torch
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(),
+                                        torch.nn.Linear(6, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def make_net():
+    return TinyNet()
+
+
+def mse(model, batch):
+    return ((model(batch[0]) - batch[1]) ** 2).mean()
+"""
+
+
+def test_saddles_dynamics_on_ray_workers(tmp_path, cluster, one_thread, monkeypatch):
+    """A model class and a loss from a module of the working directory (importable on the
+    driver, where the cluster's workers did not start) travel to the workers."""
+    from saddles.cli import app
+    from saddles.experiments import save_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dynamics_ray_net.py").write_text(NET_MODULE)
+    ckdir = tmp_path / "ckpts"
+    ckdir.mkdir()
+    for step in (0, 3, 9):
+        torch.manual_seed(step)
+        net = torch.nn.Module()
+        net.body = make_net()
+        save_checkpoint(net, ckdir / f"step{step}.safetensors")
+    torch.save(data(), tmp_path / "batch.pt")
+    (tmp_path / "dyn.yaml").write_text(textwrap.dedent("""
+        model: dynamics_ray_net:make_net
+        loss: dynamics_ray_net:mse
+        checkpoints: ckpts
+        data: batch.pt
+        analysis: {resolution: 7, representations: [grid-full], hessian_top_k: 2,
+                   trace_matvecs: 9, density_lanczos: 8, noise_points: 0}
+    """))  # fmt: skip
+    runner = CliRunner()
+    tables = {}
+    for name, options in (("local", []), ("ray", ["--executor", "ray", "--workers", "2"])):
+        result = runner.invoke(app, ["dynamics", "dyn.yaml", "--out", name, *options])
+        assert result.exit_code == 0, result.output
+        assert "step 9 done" in result.output and "step 0 done" in result.output
+        tables[name] = _columns_without_seconds(tmp_path / name / "dynamics.csv")
+    assert tables["ray"] == tables["local"] and len(tables["ray"]) == 3
+    assert "3 checkpoint(s) on 2 ray worker(s), [1] torch thread(s) each" in result.output
 
 
 def _columns_without_seconds(path: Path) -> list[dict[str, str]]:
