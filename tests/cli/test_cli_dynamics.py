@@ -275,3 +275,23 @@ def test_a_duplicated_revision_is_named_marked_and_kept_out_of_the_trends(tmp_pa
                                 "--allow-duplicates"])  # fmt: skip
     assert again.exit_code == 0, again.output
     assert "kept in the trends" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--executor", "ray", "--workers", "0"], "--workers: must be a positive integer, not 0"),
+        (["--workers", "2"], "--executor: --workers and --gpus-per-worker need --executor ray"),
+        (
+            ["--executor", "ray", "--gpus-per-worker", "-1"],
+            "--gpus-per-worker: must be >= 0, not -1.0",
+        ),
+    ],
+)
+def test_bad_execution_options_are_one_line_errors_with_exit_2(tmp_path, options, words):
+    setup_files(tmp_path)
+    result = runner.invoke(app, ["dynamics", str(write_config(tmp_path)), *options])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {words}"] and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()

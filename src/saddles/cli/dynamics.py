@@ -23,7 +23,10 @@
              hessian: false}
 
 The model is built once; each checkpoint's weights are loaded into a copy of it (a folder of
-Hugging Face revisions shares one architecture). The step of a checkpoint comes from its
+Hugging Face revisions shares one architecture). With ``--executor ray --workers N`` whole
+checkpoints run on N Ray workers at once (a loopback cluster, or the one ``RAY_ADDRESS``
+names), with the numbers of one process; the table is written, and each checkpoint's result
+printed, as they finish. The step of a checkpoint comes from its
 name (step1000, step_001000, checkpoint-1000), a sidecar <name>.json with "step", or a
 folder's trainer_state.json. A rerun analyzes only checkpoints that are new, and resumes one
 that was interrupted. The keys and their checks are :class:`saddles.runs.schema.RunSpec`'s,
@@ -39,6 +42,7 @@ from pathlib import Path
 import typer
 
 from saddles.cli import app, friendly_errors
+from saddles.cli._options import ExecutorName
 
 
 @app.command()
@@ -50,6 +54,15 @@ def dynamics(
     allow_duplicates: bool = typer.Option(
         False, help="Fit trends over revisions whose weights are byte-identical to another's."
     ),
+    executor: ExecutorName = typer.Option(
+        ExecutorName("local"),
+        help="Where whole checkpoints run: local (one after another, in this process) or ray "
+        "(--workers at once). Values are bit-identical either way.",
+    ),
+    workers: int | None = typer.Option(
+        None, help="Ray workers, one checkpoint each at a time (default: one per CPU)."
+    ),
+    gpus_per_worker: float = typer.Option(0.0, help="GPUs per Ray worker (fractions)."),
 ) -> None:
     """Analyze every checkpoint of a training run as configured in a YAML file.
 
@@ -60,7 +73,7 @@ def dynamics(
     every metric) and report.html, and prints each checkpoint as it is analyzed.
     Every revision's weights are hashed first (checkpoints.csv): revisions byte-identical to
     another are named, marked in every row, and left out of the trends unless
-    --allow-duplicates.
+    --allow-duplicates. With --executor ray, --workers checkpoints are analyzed at once.
     """
     import yaml
     from rich.console import Console
@@ -72,12 +85,22 @@ def dynamics(
     from saddles.report.dynamics import dynamics_report
     from saddles.runs.compare import read_table
     from saddles.runs.series import (
+        ModelCopies,
         analyze_checkpoints,
         discover_checkpoints,
         load_state,
         select_steps,
     )
 
+    if workers is not None and workers < 1:
+        raise typer.BadParameter(f"must be a positive integer, not {workers}",
+                                 param_hint="--workers")  # fmt: skip
+    if not gpus_per_worker >= 0:
+        raise typer.BadParameter(f"must be >= 0, not {gpus_per_worker}",
+                                 param_hint="--gpus-per-worker")  # fmt: skip
+    if executor.value == "local" and (workers is not None or gpus_per_worker):
+        raise typer.BadParameter("--workers and --gpus-per-worker need --executor ray",
+                                 param_hint="--executor")  # fmt: skip
     spec = read_spec(config_path, "dynamics")
     configs = spec.configs
     for cfg in configs.values():
@@ -103,9 +126,10 @@ def dynamics(
     _loading.check_loss(first, loss, data, "data")
     name = spec.name
     out_dir = _loading.check_out_dir(out or spec.out, "out")
-    rows = analyze_checkpoints(lambda: copy.deepcopy(template), ckpts, loss, data, configs,
-                               out_dir, policy=spec.policy, run_name=name, progress=not quiet,
-                               layout="long")  # fmt: skip
+    rows = analyze_checkpoints(ModelCopies(template), ckpts, loss, data, configs, out_dir,
+                               policy=spec.policy, run_name=name, progress=not quiet,
+                               layout="long", executor=executor.value, workers=workers,
+                               gpus_per_worker=gpus_per_worker)  # fmt: skip
     atomic_write_text(out_dir / "run.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     settings = {"policy": spec.policy, "subspaces": {k: c.to_dict() for k, c in configs.items()}}
     report = dynamics_report(rows, out_dir, title=f"saddles dynamics: {name}", config=settings,

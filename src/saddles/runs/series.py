@@ -31,6 +31,20 @@ is saved to ``hessian.npz``/``hessian.json`` as soon as computed and reused when
 configuration matches. The run prints "checkpoint k of N (step S)" with the time spent and an
 estimate of the time left, and each checkpoint's result line as it finishes.
 
+Checkpoints on workers (``executor="ray"``, ``workers=N``): each checkpoint's whole analysis
+(:class:`CheckpointWork`: its weights into a fresh model from the factory, the Hessian, each
+subspace, ``row.json``) is one unit of a :class:`saddles.executors.base.Pool`, so ``N`` of them
+run at once; each resumes as above. The driver keeps what needs every checkpoint: discovery
+and hashing (checkpoints.csv), the refusal of another configuration, the PCA policy's
+directions (computed once, then sent to the workers), ``dynamics.csv`` (rewritten in step
+order as each checkpoint arrives, its result line printed then) and the diagram distances.
+The numbers are those of one process: the same code, seeds and data; the Ray executor gives
+each worker one torch thread (:mod:`saddles.executors.threads`), and ``row.json`` records
+where it ran and with how many threads (``execution``), so a one-thread process gives the
+same bits. The factory, loss and data must pickle (with cloudpickle, once, on the driver;
+:class:`ModelCopies` is a factory that does); the workers import from the driver's working
+directory too, as ``module:function`` factories and losses need, and get absolute paths.
+
 Weights of a Hugging Face folder are loaded into the model that the factory builds (one
 architecture for the whole run), by :func:`load_state`: key names may differ by a wrapper's
 prefix (``model.``), and tied weights the folder leaves out (``lm_head.weight`` tied to the
@@ -62,9 +76,9 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -87,6 +101,9 @@ from saddles.runs.config import (
 from saddles.runs.registry import metrics_for
 from saddles.runs.rows import checkpoint_columns
 
+if TYPE_CHECKING:
+    from saddles.executors.base import Executor
+
 LAYOUTS = ("wide", "long")
 #: Per-representation topology metrics copied into the wide dynamics row (the registry's
 #: ``wide`` view).
@@ -106,6 +123,9 @@ def analyze_checkpoints(
     extra: dict[str, Any] | None = None,
     progress: bool = True,
     layout: str = "wide",
+    executor: str | Executor | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Analyze every checkpoint not yet analyzed in ``out_dir``; return all rows by step.
 
@@ -116,7 +136,13 @@ def analyze_checkpoints(
     ``layout``: ``"wide"`` or ``"long"`` rows (see the module docstring). The table is
     rewritten to ``dynamics.csv`` as soon as each checkpoint is done. ``progress``: the
     landscapes' progress bars and the checkpoint lines (see the module docstring).
+
+    ``executor``: where whole checkpoints run. ``None`` or ``"local"``: one after another in
+    this process. ``"ray"`` (or an :class:`~saddles.executors.base.Executor`): each checkpoint
+    is one unit on ``workers`` workers (``gpus_per_worker`` GPUs each), with the same numbers
+    (see "Checkpoints on workers" in the module docstring).
     """
+    spread = executor not in (None, "local")
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
     if layout not in LAYOUTS:
@@ -124,6 +150,7 @@ def analyze_checkpoints(
     if isinstance(configs, AnalysisConfig):
         configs = {f"{configs.n_directions}d": configs}
     configs = {label: with_policy(cfg, policy) for label, cfg in configs.items()}
+    _check_execution(configs, spread, workers, gpus_per_worker)
     if policy == "hessian":  # one eigen-solve per checkpoint serves every subspace
         k = max(c.n_directions for c in configs.values())
         first = next(iter(configs))
@@ -148,34 +175,87 @@ def analyze_checkpoints(
         trajectory = [(c.name, c.step) for c in ckpts]
     same = _Identity(configs, policy, trajectory, stored)
     atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
-    rows: list[dict[str, Any]] = []
     hashes = {r["checkpoint"]: r["sha256"] for r in suite}
     changed = [ck for ck in ckpts if _stored_hash(out_dir / ck.name) not in (None, hashes[ck.name])]
     for ck in changed:  # the weights under this name changed since it was analyzed: start over
         shutil.rmtree(out_dir / ck.name)
     todo = [ck for ck in ckpts if not same.finished(out_dir / ck.name, layout)]
+    for ck in todo:  # refuses another configuration; drops stale PCA landscapes
+        same.prepare(out_dir / ck.name)
+    work = CheckpointWork(  # absolute paths on workers, which start in another folder
+        model_factory, loss, data, configs, out_dir.absolute() if spread else out_dir,
+        policy=policy, run_name=run_name,
+        extra=dict(extra or {}), given=given, hashes=hashes, stamp=same.stamp(),
+        progress=progress and not spread,
+        executor=executor if isinstance(executor, str) else getattr(executor, "name", "local"),
+    )  # fmt: skip
     clock = _Progress(len(ckpts), len(todo), enabled=progress)
 
     def table() -> list[dict[str, Any]]:
         return sorted(rows, key=lambda r: r["step"])  # stable: long rows keep their order
 
-    for index, ck in enumerate(ckpts, start=1):
-        ck_dir = out_dir / ck.name
-        done = ck_dir / "row.json"
+    rows: list[dict[str, Any]] = []
+    for ck in ckpts:
         if ck not in todo:
-            record = _floats(json.loads(done.read_text()))
+            record = _floats(json.loads((out_dir / ck.name / "row.json").read_text()))
             rows.extend([record["row"]] if layout == "wide" else record["rows"])
-            continue
-        same.prepare(ck_dir)  # refuses another configuration; drops stale PCA landscapes
-        clock.start(index, ck.step)
+
+    def keep(ck: Checkpoint, record: dict[str, Any]) -> None:
+        """A finished checkpoint: its rows join the table, rewritten in step order."""
+        rows.extend([record["row"]] if layout == "wide" else record["rows"])
+        write_csv(out_dir / "dynamics.csv", table())
+        clock.finish(result_line(ck.step, record["rows"]))
+
+    if spread:
+        _spread(work, todo, executor, workers, gpus_per_worker, keep, clock)
+    else:
+        for ck in todo:
+            clock.start(ckpts.index(ck) + 1, ck.step)
+            keep(ck, work(ck))
+    rows = table()
+    if layout == "long":
+        add_diagram_distances(rows, out_dir)
+    for r in rows:
+        r["duplicate_of"] = duplicate_of.get(r["checkpoint"], "")
+    write_csv(out_dir / "dynamics.csv", rows)
+    return rows
+
+
+class CheckpointWork:
+    """One checkpoint's whole analysis, as a picklable callable: ``work(checkpoint)`` loads its
+    weights into a fresh model from the factory, computes the Hessian (saved to
+    ``hessian.npz`` as soon as computed), runs :func:`analyze` on each subspace into
+    ``<out>/<checkpoint>/<subspace>/``, writes ``row.json`` and returns that record.
+
+    The same object runs in this process and on a Ray worker (it travels there once per
+    worker, with the factory, loss, data and the PCA directions it holds), so a checkpoint's
+    numbers do not depend on where it ran. ``stamp``: the fingerprints every row.json records
+    (:meth:`_Identity.stamp`); ``hashes``: each checkpoint's sha256 (checkpoints.csv).
+    """
+
+    def __init__(self, model_factory: Callable[[], Any], loss, data,
+                 configs: dict[str, AnalysisConfig], out_dir: Path, *, policy: str,
+                 run_name: str, extra: dict[str, Any], given: Any, hashes: dict[str, str],
+                 stamp: dict[str, Any], progress: bool, executor: str):  # fmt: skip
+        self.model_factory, self.loss, self.data = model_factory, loss, data
+        self.configs, self.out_dir, self.policy = configs, Path(out_dir), policy
+        self.run_name, self.extra, self.given = run_name, extra, given
+        self.hashes, self.stamp = hashes, stamp
+        self.progress, self.executor = progress, executor
+
+    def __call__(self, ck: Checkpoint) -> dict[str, Any]:
+        from saddles.executors.threads import torch_threads
+
+        configs, loss, data, policy = self.configs, self.loss, self.data, self.policy
+        ck_dir = self.out_dir / ck.name
         t0 = time.perf_counter()
-        model = load_state(model_factory(), ck)
+        model = load_state(self.model_factory(), ck)
         row: dict[str, Any] = {
-            "run": run_name,
+            "run": self.run_name,
             "checkpoint": ck.name,
             "step": ck.step,
             "policy": policy,
-            **(extra or {}),
+            **self.extra,
         }
         for key in ("tokens", "tokens_seen", "train_loss", "val_loss"):
             if key in ck.info:
@@ -195,10 +275,10 @@ def analyze_checkpoints(
                 loss,
                 data,
                 replace(cfg, hessian=False),
-                name=f"{run_name}@{ck.step}",
+                name=f"{self.run_name}@{ck.step}",
                 run_dir=ck_dir / label,
-                progress=progress,
-                given=_first(given, cfg.n_directions),
+                progress=self.progress,
+                given=_first(self.given, cfg.n_directions),
                 eigenpairs=eigenpairs,
             )
             if label == owner:  # the checkpoint's Hessian, as analyze would have computed it
@@ -228,26 +308,131 @@ def analyze_checkpoints(
         ck_dir.mkdir(parents=True, exist_ok=True)
         record = {
             "schema_version": SCHEMA_VERSION,
-            "fingerprint": same.fingerprint,
-            "config_fingerprint": same.config_fingerprint,
-            "identity": same.identity,
-            "sha256": hashes[ck.name],
+            **self.stamp,
+            "sha256": self.hashes[ck.name],
+            # Where it ran (provenance only: the numbers do not depend on it).
+            "execution": {"executor": self.executor, "torch_threads": torch_threads()},
             "row": row,
             "rows": long_rows,
         }
         # Through JSON either way, so a fresh row equals the same row read back on a rerun.
         record = _floats(json.loads(json.dumps(to_jsonable(record, nonfinite="string"))))
-        atomic_write_text(done, json.dumps(to_jsonable(record, nonfinite="string")))
-        rows.extend([record["row"]] if layout == "wide" else record["rows"])
-        write_csv(out_dir / "dynamics.csv", table())
-        clock.finish(result_line(ck.step, record["rows"]))
-    rows = table()
-    if layout == "long":
-        add_diagram_distances(rows, out_dir)
-    for r in rows:
-        r["duplicate_of"] = duplicate_of.get(r["checkpoint"], "")
-    write_csv(out_dir / "dynamics.csv", rows)
-    return rows
+        atomic_write_text(ck_dir / "row.json", json.dumps(to_jsonable(record, nonfinite="string")))
+        return record
+
+
+class ModelCopies:
+    """A picklable model factory: a deep copy of one template model per call (a folder of
+    Hugging Face revisions shares one architecture; each revision's weights are loaded into
+    a fresh copy). Unlike ``lambda: copy.deepcopy(template)`` it pickles with the standard
+    library, so it travels to workers as it is."""
+
+    def __init__(self, template: Any):
+        self.template = template
+
+    def __call__(self) -> Any:
+        import copy
+
+        return copy.deepcopy(self.template)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One checkpoint as a unit of an executor; named by the checkpoint in errors."""
+
+    checkpoint: Checkpoint
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.checkpoint.name} (step {self.checkpoint.step})"
+
+
+@dataclass(frozen=True)
+class _Shipped:
+    """The work as it travels to the workers: pickled on the driver (cloudpickle: functions
+    and classes of modules the workers cannot import go by value), with the driver's working
+    directory, from which ``module:function`` factories and losses are imported."""
+
+    blob: bytes
+    cwd: str
+
+
+def _ship(work: CheckpointWork) -> _Shipped:
+    """The work, pickled here, so that what does not pickle is refused before any worker
+    starts (one line naming the reason)."""
+    import os
+    import pickle
+
+    from saddles.executors.base import one_line
+
+    try:
+        blob = _cloudpickle().dumps(work)
+    except (TypeError, pickle.PicklingError) as exc:
+        raise ValueError(
+            "the model factory, loss and data travel to the workers, and they do not pickle: "
+            f"{one_line(exc)}"
+        ) from exc
+    return _Shipped(blob, os.getcwd())
+
+
+def _unship(shipped: _Shipped) -> CheckpointWork:
+    """Each worker's state: the work, unpickled once the driver's working directory is
+    importable there too (as it is on the driver)."""
+    import sys
+
+    if shipped.cwd not in sys.path:
+        sys.path.append(shipped.cwd)
+    return _cloudpickle().loads(shipped.blob)
+
+
+def _cloudpickle():
+    try:
+        import cloudpickle
+    except ImportError:  # Ray carries its own copy
+        from ray import cloudpickle
+    return cloudpickle
+
+
+def _run_job(work: CheckpointWork, job: _Job) -> dict[str, Any]:
+    return work(job.checkpoint)
+
+
+def _check_execution(configs: dict[str, AnalysisConfig], spread: bool, workers: int | None,
+                     gpus_per_worker: float) -> None:  # fmt: skip
+    """Refuse execution settings that cannot be honoured, before anything is computed."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):  # fmt: skip
+        raise ValueError(f"workers must be a positive integer, not {workers!r}")
+    if not gpus_per_worker >= 0:
+        raise ValueError(f"gpus_per_worker must be >= 0, not {gpus_per_worker!r}")
+    if not spread and (workers not in (None, 1) or gpus_per_worker):
+        raise ValueError("workers and gpus_per_worker need executor='ray'")
+    nested = sorted(label for label, c in configs.items() if c.executor != "local")
+    if spread and nested:
+        raise ValueError(
+            f"checkpoints run on workers, so each landscape runs in its worker: subspace(s) "
+            f"{nested} ask for executor {configs[nested[0]].executor!r}; leave it local"
+        )
+
+
+def _spread(work: CheckpointWork, todo: list[Checkpoint], executor, workers: int | None,
+            gpus_per_worker: float, keep: Callable[[Checkpoint, dict[str, Any]], None],
+            clock: _Progress) -> None:  # fmt: skip
+    """Every checkpoint of ``todo`` as one unit on ``executor``'s workers (one torch thread
+    each, as the Ray executor sets); ``keep(checkpoint, record)`` as each one finishes."""
+    from saddles.executors.base import make_executor
+
+    if not todo:
+        return
+    shipped = _ship(work)
+    ex, owned = make_executor(executor, workers=workers, gpus_per_worker=gpus_per_worker)
+    try:
+        with ex.open(_unship, shipped, _run_job) as pool:
+            clock.spread(pool.info)
+            pool.run([_Job(replace(ck, path=ck.path.absolute())) for ck in todo],
+                     lambda job, record: keep(job.checkpoint, record))  # fmt: skip
+    finally:
+        if owned:
+            ex.close()
 
 
 def add_diagram_distances(rows: list[dict[str, Any]], out_dir: str | Path) -> None:
@@ -382,6 +567,11 @@ class _Identity:
                 self.legacy = (_digest({"policy": policy, "trajectory": trajectory, **old}),
                                _digest({"policy": policy, "trajectory": None, **old}))  # fmt: skip
 
+    def stamp(self) -> dict[str, Any]:
+        """What a row.json made now records about its configuration."""
+        return {"fingerprint": self.fingerprint, "config_fingerprint": self.config_fingerprint,
+                "identity": self.identity}  # fmt: skip
+
     def fresh(self, record: dict[str, Any]) -> bool:
         """Was this row.json made with this identity (and, for PCA, this trajectory)?"""
         if record.get("fingerprint") == self.fingerprint:
@@ -431,6 +621,7 @@ class _Progress:
     def __init__(self, total: int, todo: int, enabled: bool):
         self.total, self.left, self.enabled = total, todo, enabled
         self.began, self.finished = time.perf_counter(), 0
+        self.workers: int | None = None  # set when the checkpoints run on workers
 
     def start(self, index: int, step: int) -> None:
         if not self.enabled:
@@ -441,8 +632,22 @@ class _Progress:
         print(f"checkpoint {index} of {self.total} (step {step}): {_duration(spent)} "
               f"elapsed{left}", flush=True)  # fmt: skip
 
+    def spread(self, info: dict[str, Any]) -> None:
+        """Checkpoints on workers: they start there, so the driver says where they run and,
+        as each one finishes, how many are done (:meth:`finish`)."""
+        self.workers = info.get("workers")
+        if self.enabled:
+            print(f"{self.left} checkpoint(s) on {self.workers} {info.get('name')} worker(s), "
+                  f"{info.get('threads_per_worker')} torch thread(s) each", flush=True)  # fmt: skip
+
     def finish(self, line: str) -> None:
         self.finished, self.left = self.finished + 1, self.left - 1
+        if self.enabled and self.workers:
+            spent = time.perf_counter() - self.began
+            left = (f", about {_duration(spent / self.finished * self.left)} left"
+                    if self.left else "")  # fmt: skip
+            print(f"{self.finished} of {self.finished + self.left} done: {_duration(spent)} "
+                  f"elapsed{left}", flush=True)  # fmt: skip
         if self.enabled:
             print(line, flush=True)
 
