@@ -140,7 +140,7 @@ def test_two_workers_equal_one_process_rerun_new_and_resume(tmp_path, cluster, o
     with pytest.raises(UnitError, match=r"checkpoint ckpt-20 \(step 20\) failed.*interrupted"):
         dynamics("ray", executor="ray", workers=2)
     interrupted = tmp_path / "ray" / "ckpt-20"
-    assert (interrupted / "started.json").is_file() and (interrupted / "hessian.npz").is_file()
+    assert (interrupted / "started.json").is_file() and (interrupted / "hessian.json").is_file()
     assert not (interrupted / "row.json").exists()
     # ... then resumed: only it is analyzed, its Hessian and finished chunks are reused, and
     # the rows are those of one process.

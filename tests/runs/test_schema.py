@@ -166,7 +166,7 @@ def test_an_interrupted_checkpoint_resumes_its_landscapes_and_hessian(
         tally[phase["now"]] = tally.get(phase["now"], 0) + 1
         return mse(model, batch)
 
-    real_analyze, real_hessian = dyn.analyze, pipe.hessian_metrics
+    real_analyze, real_hessian = dyn.analyze, pipe.hessian_record
 
     def analyze(*args, **kwargs):
         phase["now"] = kwargs["run_dir"].name
@@ -179,7 +179,7 @@ def test_an_interrupted_checkpoint_resumes_its_landscapes_and_hessian(
         return real_hessian(*args, **kwargs)
 
     monkeypatch.setattr(dyn, "analyze", analyze)
-    monkeypatch.setattr(pipe, "hessian_metrics", hessian)
+    monkeypatch.setattr(pipe, "hessian_record", hessian)
     fresh = analyze_checkpoints(make_net, ckdir, loss, data(), configs, tmp_path / "fresh",
                                 progress=False, layout="long", policy=policy)  # fmt: skip
     whole = dict(tally)
@@ -344,7 +344,7 @@ def test_a_grown_pca_trajectory_recomputes_landscapes_but_keeps_hessians(tmp_pat
     analyze_checkpoints(make_net, ckdir, mse, data(), cfg, tmp_path / "o", policy="pca",
                         progress=False)  # fmt: skip
     write_run(ckdir, [0, 3, 9, 30])
-    solved = count_calls(monkeypatch, pipe, "hessian_metrics")
+    solved = count_calls(monkeypatch, pipe, "hessian_record")
     calls = count_calls(monkeypatch, dyn, "analyze", lambda kwargs: kwargs["name"])
     grown = analyze_checkpoints(make_net, ckdir, mse, data(), cfg, tmp_path / "o", policy="pca",
                                 progress=False)  # fmt: skip

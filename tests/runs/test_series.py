@@ -165,7 +165,7 @@ def test_hessian_is_solved_once_per_checkpoint(tmp_path, monkeypatch):
     write_run(ckdir, [0, 10])
     import saddles.runs.analyze as pipe
 
-    calls = count_calls(monkeypatch, pipe, "hessian_metrics")
+    calls = count_calls(monkeypatch, pipe, "hessian_record")  # what a checkpoint solves
     configs = {
         "2d": small(),
         "3d": small(

@@ -265,6 +265,13 @@ def make_coordinates(config: AnalysisConfig):
 def hessian_metrics(model, loss, data, config: AnalysisConfig, dtype):
     """Top eigenpairs, trace and density of the loss Hessian: ``(scalars, density, eigenpairs)``,
     the scalars being :func:`hessian_scalars` of :func:`compute_hessian`'s record."""
+    record, dens, eig = hessian_record(model, loss, data, config, dtype)
+    return hessian_scalars(record), dens, eig
+
+
+def hessian_record(model, loss, data, config: AnalysisConfig, dtype):
+    """:func:`compute_hessian` under ``config``: ``(record, density, eigenpairs)``, the record
+    being the one serialisation of Hessian results (``hessian.json``)."""
     from saddles.hessian import HessianOperator
 
     op = HessianOperator(model, loss, data, dtype=dtype, device=config.device,
@@ -275,7 +282,7 @@ def hessian_metrics(model, loss, data, config: AnalysisConfig, dtype):
         n_lanczos=min(config.density_lanczos, op.dim), n_runs=config.density_runs,
         seed=config.seed, memory=config.hessian_memory,
     )  # fmt: skip
-    return hessian_scalars(record), dens, eig
+    return record, dens, eig
 
 
 def compute_hessian(

@@ -99,7 +99,7 @@ from saddles.runs.config import (
     configs_from_dict,  # noqa: F401 (re-exported)
 )
 from saddles.runs.registry import metrics_for
-from saddles.runs.rows import checkpoint_columns
+from saddles.runs.rows import CHECKPOINT_CURVATURE, checkpoint_columns
 
 if TYPE_CHECKING:
     from saddles.executors.base import Executor
@@ -293,13 +293,7 @@ class CheckpointWork:
                 long_rows.append({**head, "subspace": label, **r, "n_params": n_params})
             row.update(checkpoint_columns(analysis.rows(), label, list(ROW_METRICS), cfg.seed))
             if analysis.hessian and not hessian_done:
-                row.update(
-                    {
-                        k: v
-                        for k, v in analysis.hessian.items()
-                        if k in ("top_eigenvalue", "trace", "trace_stderr")
-                    }
-                )
+                row.update({k: v for k, v in analysis.hessian.items() if k in CHECKPOINT_CURVATURE})
                 row["top_eigenvalues"] = analysis.hessian["top_eigenvalues"]
                 hessian_done = True
         row["seconds"] = round(time.perf_counter() - t0, 2)
@@ -683,40 +677,36 @@ def _short(value: Any) -> str:
 def _checkpoint_hessian(model, loss, data, config: AnalysisConfig, ck_dir: Path, *,
                         vectors: bool):  # fmt: skip
     """The checkpoint's Hessian ``(scalars, density, eigenpairs, seconds)`` as
-    :func:`saddles.runs.analyze.hessian_metrics` computes it for ``config``; saved to
-    ``hessian.npz`` and ``hessian.json`` as soon as computed and reused from there when the
-    configuration's identity, the weights and the data match. Eigenvectors are kept only
-    when ``vectors`` (the "hessian" policy's directions): at LM scale they are the size of k
-    models."""
+    :func:`saddles.runs.analyze.hessian_metrics` computes it for ``config``, saved as soon as
+    computed: ``hessian.json`` is :func:`~saddles.runs.analyze.compute_hessian`'s record (the
+    file ``saddles hessian`` writes) with the key it is reused under (the configuration's
+    identity, the weights and the data); ``hessian.npz`` holds the eigenvectors, kept only when
+    ``vectors`` (the "hessian" policy's directions: at LM scale they are the size of k
+    models)."""
     import saddles.runs.analyze as pipeline
 
     key = _digest([config.identity(), _content_digest(model, data)])
     meta_file, arrays_file = ck_dir / "hessian.json", ck_dir / "hessian.npz"
-    if meta_file.is_file() and arrays_file.is_file():
-        meta = _floats(json.loads(meta_file.read_text()))
-        if meta.get("key") == key and (meta.get("vectors") or not vectors):
-            found = _read_hessian(model, meta, arrays_file)
+    if meta_file.is_file():
+        record = _floats(json.loads(meta_file.read_text()))
+        if record.get("key") == key and (record.get("vectors") or not vectors):
+            found = _read_hessian(model, record, arrays_file if vectors else None)
             if found is not None:
                 return found
     import torch
 
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     t0 = time.perf_counter()
-    scalars, density, eig = pipeline.hessian_metrics(model, loss, data, config, dtype)
+    record, density, eig = pipeline.hessian_record(model, loss, data, config, dtype)
     seconds = time.perf_counter() - t0
-    arrays = {"eigenvalues": eig.eigenvalues, "residual_norms": eig.residual_norms,
-              "converged": eig.converged, "grid": density.grid, "density": density.density,
-              "nodes": density.nodes, "weights": density.weights}  # fmt: skip
-    if vectors:
-        arrays["vectors"] = eig.vectors
-        arrays["eigenvectors"] = _flat_vectors(eig.eigenvectors)
     ck_dir.mkdir(parents=True, exist_ok=True)
-    atomic_savez(arrays_file, arrays)
-    meta = {"schema_version": SCHEMA_VERSION, "key": key, "vectors": vectors,
-            "scalars": scalars, "seconds": seconds, "n_hvps": eig.n_hvps, "which": eig.which,
-            "tol": eig.tol, "sigma": density.sigma, "density_hvps": density.n_hvps}  # fmt: skip
-    atomic_write_text(meta_file, json.dumps(to_jsonable(meta, nonfinite="string")))
-    return scalars, density, eig, seconds
+    if vectors:
+        atomic_savez(arrays_file, {"vectors": eig.vectors,
+                                   "eigenvectors": _flat_vectors(eig.eigenvectors)})  # fmt: skip
+    record = {**record, "schema_version": SCHEMA_VERSION, "key": key, "vectors": vectors,
+              "seconds": seconds}  # fmt: skip
+    atomic_write_text(meta_file, json.dumps(to_jsonable(record, nonfinite="string")))
+    return pipeline.hessian_scalars(record), density, eig, seconds
 
 
 def _content_digest(model, data) -> str:
@@ -765,35 +755,44 @@ def _flat_vectors(eigenvectors):
                      for vec in eigenvectors])  # fmt: skip
 
 
-def _read_hessian(model, meta: dict[str, Any], path: Path):
-    """A saved checkpoint Hessian back as ``(scalars, density, eigenpairs, seconds)``; None
-    when its eigenvectors do not fit ``model``'s parameters."""
+def _read_hessian(model, record: dict[str, Any], path: Path | None):
+    """A saved checkpoint Hessian (its record, and the eigenvectors in ``path`` when given)
+    back as ``(scalars, density, eigenpairs, seconds)``; None when the eigenvectors do not fit
+    ``model``'s parameters."""
     import numpy as np
     import torch
 
     from saddles.hessian import Eigenpairs, SpectralDensity
+    from saddles.runs.analyze import hessian_scalars
 
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
     eigenvectors: list = []
-    if "eigenvectors" in arrays:
+    vectors = None
+    if path is not None:
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            flat, vectors = z["eigenvectors"], z["vectors"]
         params = list(model.parameters())
-        flat = arrays["eigenvectors"]
         if flat.shape[1] != sum(p.numel() for p in params):
             return None
         for row in flat:
             pieces = torch.from_numpy(row.copy()).split([p.numel() for p in params])
             eigenvectors.append([t.reshape(p.shape).to(device=p.device, dtype=p.dtype)
                                  for t, p in zip(pieces, params, strict=True)])  # fmt: skip
-    eig = Eigenpairs(eigenvalues=arrays["eigenvalues"], residual_norms=arrays["residual_norms"],
-                     converged=arrays["converged"], vectors=arrays.get("vectors"),
-                     eigenvectors=eigenvectors, n_hvps=int(meta["n_hvps"]), which=meta["which"],
-                     tol=float(meta["tol"]))  # fmt: skip
-    density = SpectralDensity(grid=arrays["grid"], density=arrays["density"],
-                              nodes=arrays["nodes"], weights=arrays["weights"],
-                              sigma=float(meta["sigma"]),
-                              n_hvps=int(meta["density_hvps"]))  # fmt: skip
-    return meta["scalars"], density, eig, float(meta["seconds"])
+    eigen, dens = record["eigen"], record["density"]
+    eig = Eigenpairs(eigenvalues=np.array(eigen["eigenvalues"]),
+                     residual_norms=np.array(eigen["residual_norms"]),
+                     converged=np.array(eigen["converged"]), vectors=vectors,
+                     eigenvectors=eigenvectors, n_hvps=int(eigen["n_hvps"]),
+                     which=eigen["which"], tol=float(eigen["tol"]),
+                     strategy=eigen.get("strategy", ""), restarts=int(eigen.get("restarts", 0)),
+                     hvp_noise=eigen.get("hvp_noise"))  # fmt: skip
+    density = SpectralDensity(grid=np.array(dens["grid"]), density=np.array(dens["density"]),
+                              nodes=np.array(dens["nodes"]), weights=np.array(dens["weights"]),
+                              sigma=float(dens["sigma"]),
+                              n_hvps=int(dens["n_lanczos"]) * int(dens["n_runs"]),
+                              max_basis=int(dens.get("max_basis", 0)))  # fmt: skip
+    return hessian_scalars(record), density, eig, float(record["seconds"])
 
 
 def _pca_directions(model_factory, ckpts: list[Checkpoint], configs) -> Any:
