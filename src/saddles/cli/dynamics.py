@@ -79,7 +79,7 @@ def dynamics(
     from rich.console import Console
 
     from saddles.cli import _loading
-    from saddles.cli.run import load_data_and_loss, read_spec
+    from saddles.cli.run import load_spec, read_spec
     from saddles.files import atomic_write_text
     from saddles.io.suite import duplicates_message
     from saddles.report.dynamics import dynamics_report
@@ -116,14 +116,13 @@ def dynamics(
     template = _loading.build_model(spec.model, "model")
     for cfg in configs.values():
         _loading.check_params(template, cfg.params, "params")
-    data, loss = load_data_and_loss(spec)
     first = copy.deepcopy(template)
     try:
         load_state(first, ckpts[0])  # a checkpoint that does not fit is refused up front
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="checkpoints") from exc
-    _loading.check_tokens(first, data, "data")
-    _loading.check_loss(first, loss, data, "data")
+    problem = load_spec(spec, model=first)  # data and loss, checked on the first checkpoint
+    data, loss = problem.data, problem.loss
     name = spec.name
     out_dir = _loading.check_out_dir(out or spec.out, "out")
     rows = analyze_checkpoints(ModelCopies(template), ckpts, loss, data, configs, out_dir,

@@ -123,16 +123,3 @@ def load_spec(spec, model=None):
     if model is None and spec.checkpoint is None:
         _loading.warn_random_init(spec.model, "checkpoint:")
     return problem
-
-
-def load_data_and_loss(spec):
-    """The spec's data (split into ``batch_size`` batches) and ``loss(model, batch)``."""
-    from saddles.cli import _loading
-
-    data = _loading.load_data(spec.data, "data")
-    if spec.batch_size is not None:
-        data = _loading.split_batches(data, spec.batch_size)
-    loss, _ = _loading.build_loss(spec.criterion, spec.loss, loss_hint="loss",
-                                  criterion_hint="criterion", inputs_key=spec.inputs_key,
-                                  targets_key=spec.targets_key)  # fmt: skip
-    return data, loss
