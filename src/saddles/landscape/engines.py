@@ -21,7 +21,9 @@ Only the parameters some direction moves are written or swapped (``Problem.movin
 parameter selection (:mod:`saddles.io.params`) the others keep the model's own tensors, so a
 language model's embedding matrix is neither rewritten per point nor copied per vmapped point.
 A batch is passed to the loss as it is, a tuple or a dict (vmap's ``in_dims=None`` leaves the
-whole pytree unbatched).
+whole pytree unbatched). Both run under ``Problem.grad_mode`` (see
+:func:`saddles.landscape.problem.grad_context`): without autograd where the loss was found
+not to need it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from saddles.io.data import Batch
-from saddles.landscape.problem import Problem, perturbed, values_of, weighted_sum
+from saddles.landscape.problem import Problem, grad_context, perturbed, values_of, weighted_sum
 
 #: The warning vmap gives for operators without a batching rule (run in a slow loop instead).
 NO_BATCHING_RULE = ".*performance drop because we have not yet implemented the batching rule"
@@ -46,7 +48,7 @@ def run_sequential(problem: Problem, c: torch.Tensor) -> np.ndarray:
     bases = [problem.basis[j] for j in moving]
     c = c.to(problem.basis[0].dtype)
     per_batch: list[list[torch.Tensor]] = [[] for _ in problem.batches]  # 0-d values
-    with torch.enable_grad():
+    with grad_context(problem):
         for i in range(c.shape[0]):
             point = c[i : i + 1]
             with torch.no_grad():
@@ -88,7 +90,7 @@ def run_batched(problem: Problem, c: torch.Tensor, quiet: bool = True) -> np.nda
 
     mapped = torch.vmap(one_point, in_dims=(0, None), randomness="different")
     blocks = []
-    with torch.enable_grad(), warnings.catch_warnings():
+    with grad_context(problem), warnings.catch_warnings():
         if quiet:
             warnings.filterwarnings("ignore", message=NO_BATCHING_RULE)
         for batch in problem.batches:

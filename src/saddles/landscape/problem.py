@@ -9,7 +9,18 @@ Values are accumulated the same way by every engine: each loss or metric of a ba
 float64 number, and the batches are combined by :func:`weighted_sum` in batch order, so an
 engine differs from another only in how the forward passes are computed.
 
-Owns :class:`Problem`, :func:`setup`, :func:`values_of` and :func:`center_pass`. Imports
+Gradient mode (``Problem.grad_mode``): a loss that only evaluates the model needs no
+autograd, and under ``torch.no_grad`` its forward records nothing for a backward pass; a loss
+that differentiates its inputs (a PINN's ``torch.autograd.grad``) needs autograd and raises
+without it ("element 0 of tensors does not require grad"). The driver finds out which on the
+centre (:func:`saddles.landscape.evaluate.center_values`). Autograd does not change the
+values a forward computes, so the mode changes memory, never values. ``no_grad`` rather than
+``torch.inference_mode``: tensors that a model caches during an inference-mode forward (rotary
+tables, masks) cannot be used by autograd afterwards (PyTorch, "Autograd mechanics",
+inference mode), and the user's model must stay fit for training.
+
+Owns :class:`Problem`, :func:`setup`, :func:`values_of`, :func:`center_pass` and
+:func:`grad_context`. Imports
 :mod:`saddles.io.data`, :mod:`saddles.directions` and :mod:`saddles.sampling`; must not import the
 engines, the plan or :mod:`~saddles.landscape.evaluate` (they import this).
 """
@@ -82,6 +93,8 @@ class Problem:
     # The centre's values (:func:`center_pass`), once the driver has them: the sequential
     # engine takes them for a point at the origin instead of evaluating it again.
     center_values: np.ndarray | None = None
+    # "enable_grad" (autograd on, as a training step has it) or "no_grad", set by the driver.
+    grad_mode: str = "enable_grad"
 
     @property
     def n_values(self) -> int:
@@ -243,10 +256,18 @@ def weighted_sum(problem: Problem, per_batch: list[np.ndarray]) -> np.ndarray:
     return total
 
 
-def center_pass(problem: Problem) -> np.ndarray:
-    """Loss and metrics of the unperturbed model, float64, failing early with a clear message."""
+def grad_context(problem: Problem) -> contextlib.AbstractContextManager:
+    """``torch.no_grad()`` or ``torch.enable_grad()``, as ``problem.grad_mode`` says."""
+    return torch.no_grad() if problem.grad_mode == "no_grad" else torch.enable_grad()
+
+
+def center_pass(problem: Problem, mode: str = "enable_grad") -> np.ndarray:
+    """Loss and metrics of the unperturbed model, float64, failing early with a clear message.
+
+    ``mode``: ``"enable_grad"`` or ``"no_grad"`` (see :func:`grad_context`).
+    """
     per_batch = []
-    with torch.enable_grad():
+    with torch.no_grad() if mode == "no_grad" else torch.enable_grad():
         for i, batch in enumerate(problem.batches):
             try:
                 vals = values_of(problem, problem.model, batch)

@@ -1,0 +1,128 @@
+"""Tests of the lean landscape: evaluation without autograd where the loss needs none (found on
+the centre, values unchanged), and the memory a problem holds beyond the model.
+
+The oracle for values is a plain loop written here: a fresh copy of the model, each point's
+weights written as ``theta_0 + c @ basis`` with one ``torch.addmm`` per parameter (the same
+arithmetic as the sequential engine, so the same bits), the loss called with autograd
+enabled, as every pass ran before the gradient mode existed.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from models_for_tests import (
+    convection_data,
+    convection_pinn,
+    next_token_loss,
+    pinn_loss_autograd,
+    pinn_loss_jacrev,
+    pinn_loss_jvp,
+    tiny_mlp,
+    tiny_transformer,
+)
+
+from saddles import directions as D
+from saddles import sampling as S
+from saddles.io.data import as_batches
+from saddles.landscape import evaluate
+from saddles.landscape.engines import run_batched, run_sequential
+from saddles.landscape.problem import setup
+
+torch.set_num_threads(1)
+
+
+def ce_loss(model, batch):
+    return F.cross_entropy(model(batch[0]), batch[1])
+
+
+def addmm_loop(model, loss_fn, data, directions, points, train=False):
+    """The oracle: per point, ``w0 + c @ basis`` per parameter into a copy, loss with autograd."""
+    m = copy.deepcopy(model).train(train)
+    params = list(m.parameters())
+    w0 = [p.detach().reshape(-1).clone() for p in params]
+    basis = [torch.stack([d[j].reshape(-1) for d in directions.tensors]) for j in range(len(w0))]
+    batches = as_batches(data)
+    sizes = np.array([b[0].shape[0] for b in batches], dtype=float)
+    out = []
+    with torch.enable_grad():
+        for c in np.asarray(points):
+            row = torch.as_tensor(c[None], dtype=torch.float64).to(w0[0].dtype)
+            with torch.no_grad():
+                for p, w, b in zip(params, w0, basis, strict=True):
+                    p.copy_(torch.addmm(w[None], row, b).reshape(p.shape))
+            vals = [float(loss_fn(m, b).detach()) for b in batches]
+            out.append(vals[0] if len(vals) == 1 else float(np.dot(sizes / sizes.sum(), vals)))
+    return np.array(out)
+
+
+WORKLOADS = {
+    "mlp": lambda: (*tiny_mlp(), ce_loss),
+    "transformer": lambda: (*tiny_transformer(), next_token_loss),
+    "pinn_jvp": lambda: (convection_pinn(), convection_data(), pinn_loss_jvp),
+    "pinn_jacrev": lambda: (convection_pinn(), convection_data(), pinn_loss_jacrev),
+    "pinn_autograd": lambda: (convection_pinn(), convection_data(), pinn_loss_autograd),
+}
+#: The mode the centre pass should find: only a loss calling torch.autograd.grad needs autograd
+#: (torch.func transforms differentiate without the outer autograd state).
+NEEDS_GRAD = {"pinn_autograd"}
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+def test_grad_mode_is_detected_and_values_are_the_plain_loops_bits(workload):
+    model, data, loss = WORKLOADS[workload]()
+    dirs = D.random_directions(model, 2, seed=3)
+    coords = S.grid(4, (-1, 1))
+    land = evaluate(model, loss, data, dirs, coords, engine="sequential", progress=False)
+    expected = "enable_grad" if workload in NEEDS_GRAD else "no_grad"
+    assert land.info["grad_mode"] == expected
+    np.testing.assert_array_equal(land.loss, addmm_loop(model, loss, data, dirs, coords.points))
+
+
+def test_train_mode_keeps_autograd():
+    model, data = tiny_mlp()
+    dirs = D.random_directions(model, 2, seed=0)
+    land = evaluate(model, ce_loss, data, dirs, S.grid(3), engine="sequential", train_mode=True,
+                    progress=False)  # fmt: skip
+    assert land.info["grad_mode"] == "enable_grad"
+
+
+@pytest.mark.parametrize("engine", [run_sequential, run_batched])
+@pytest.mark.parametrize("workload", ["mlp", "pinn_jvp"])
+def test_engines_give_the_same_bits_in_either_mode(workload, engine):
+    model, data, loss = WORKLOADS[workload]()
+    model.eval()
+    dirs = D.random_directions(model, 2, seed=1)
+    coords = S.grid(3, (-1, 1))
+    problem = setup(model, loss, None, None, data, dirs, coords, None, None)
+    c = torch.as_tensor(coords.points, dtype=torch.float64)
+    problem.grad_mode = "enable_grad"
+    with_grad = engine(problem, c.clone())
+    problem.grad_mode = "no_grad"
+    without = engine(problem, c.clone())
+    np.testing.assert_array_equal(with_grad, without)
+
+
+def test_a_failed_attempt_without_autograd_leaves_the_random_state_alone():
+    """A loss that draws random numbers before it needs autograd: the attempt without autograd
+    fails after drawing, and the values are those of a run that never tried it."""
+    model, data = convection_pinn(), convection_data()
+
+    def noisy(m, batch):
+        jitter = 1e-3 * torch.randn(())
+        return pinn_loss_autograd(m, batch) + jitter
+
+    dirs = D.random_directions(model, 2, seed=0)
+    torch.manual_seed(7)
+    land = evaluate(model, noisy, data, dirs, S.grid(3), engine="sequential", progress=False)
+    assert land.info["grad_mode"] == "enable_grad"
+    # The engine draws for the centre first (the centre pass), then for the other points in
+    # grid order; the loop draws from the same seed in that order.
+    order = [4, 0, 1, 2, 3, 5, 6, 7, 8]
+    torch.manual_seed(7)
+    expected = addmm_loop(model, noisy, data, dirs, S.grid(3).points[order])
+    np.testing.assert_array_equal(land.loss[order], expected)
