@@ -4,7 +4,11 @@
     Li et al. 2018's loop: write each point's weights into the model in place (one fused
     ``addmm`` per parameter straight into the parameter's storage, no copy of the model),
     run the loss over every batch, next point; the centre is written back after the chunk.
-    Its cost over a plain Python loop is a few tensor operations per point.
+    Its cost over a plain Python loop is a few tensor operations per point. The parameter's
+    ``(k, numel)`` basis is stacked into one reused buffer just before its ``addmm``
+    (:func:`~saddles.landscape.problem.basis_of`), so the engine holds ``k`` times the largest
+    moving parameter, not ``k`` copies of the model; copying the directions into it per point
+    costs far less than a language model's forward.
 ``batched``
     Many perturbed parameter sets per call: ``torch.func.functional_call`` swaps a point's
     parameters into the model and ``torch.vmap`` maps that over the chunk. This wins where a
@@ -34,7 +38,14 @@ import numpy as np
 import torch
 
 from saddles.io.data import Batch
-from saddles.landscape.problem import Problem, grad_context, perturbed, values_of, weighted_sum
+from saddles.landscape.problem import (
+    Problem,
+    basis_of,
+    grad_context,
+    perturbed,
+    values_of,
+    weighted_sum,
+)
 
 #: The warning vmap gives for operators without a batching rule (run in a slow loop instead).
 NO_BATCHING_RULE = ".*performance drop because we have not yet implemented the batching rule"
@@ -45,15 +56,18 @@ def run_sequential(problem: Problem, c: torch.Tensor) -> np.ndarray:
     moving = problem.moving
     flat = [problem.params[j].view(1, -1) for j in moving]
     rows = [problem.center[j].unsqueeze(0) for j in moving]
-    bases = [problem.basis[j] for j in moving]
-    c = c.to(problem.basis[0].dtype)
+    buffers = basis_buffers(problem)
+    c = c.to(problem.params[0].dtype)
     per_batch: list[list[torch.Tensor]] = [[] for _ in problem.batches]  # 0-d values
     with grad_context(problem):
         for i in range(c.shape[0]):
             point = c[i : i + 1]
             with torch.no_grad():
-                for out, w0, basis in zip(flat, rows, bases, strict=True):
-                    torch.addmm(w0, point, basis, out=out)
+                for j, out, w0 in zip(moving, flat, rows, strict=True):
+                    p = problem.params[j]
+                    buffer = buffers[p.dtype][: problem.n_directions * p.numel()]
+                    basis = basis_of(problem, j, buffer.view(problem.n_directions, -1))
+                    torch.addmm(w0, point.to(basis.dtype), basis, out=out)
             for b, batch in enumerate(problem.batches):
                 per_batch[b].extend(values_of(problem, problem.model, batch))
     with torch.no_grad():  # leave the centre in place between chunks
@@ -62,6 +76,15 @@ def run_sequential(problem: Problem, c: torch.Tensor) -> np.ndarray:
     shape = (c.shape[0], problem.n_values)
     blocks = [torch.stack(v).to(torch.float64).cpu().numpy().reshape(shape) for v in per_batch]
     return weighted_sum(problem, blocks)
+
+
+def basis_buffers(problem: Problem) -> dict[torch.dtype, torch.Tensor]:
+    """One flat buffer per dtype of the moving parameters, ``k`` times the largest of them."""
+    sizes: dict[torch.dtype, int] = {}
+    for j in problem.moving:
+        p = problem.params[j]
+        sizes[p.dtype] = max(sizes.get(p.dtype, 0), problem.n_directions * p.numel())
+    return {dtype: torch.empty(n, dtype=dtype, device=problem.device) for dtype, n in sizes.items()}
 
 
 class _Call(torch.nn.Module):

@@ -171,7 +171,7 @@ def evaluate(
                     params=params, autocast=autocast, eval_tokens=eval_tokens)  # fmt: skip
     out = console() if progress else None
 
-    state = ModelState.capture(problem.model)
+    state = ModelState.capture(problem.model, problem.center)
     try:
         problem.model.train(train_mode)
         for p in problem.params:
@@ -313,7 +313,12 @@ def _all_params(problem: Problem) -> dict[str, Any]:
 
 @dataclass
 class ModelState:
-    """What a run must leave exactly as it found it: parameters, buffers, flags, modes."""
+    """What a run must leave exactly as it found it: parameters, buffers, flags, modes.
+
+    The parameters are kept as the problem's centre (``Problem.center``, flat copies taken by
+    :func:`~saddles.landscape.problem.setup` and never written), so restoring them costs no
+    second copy of the model.
+    """
 
     params: list[torch.Tensor]
     buffers: list[torch.Tensor]
@@ -321,10 +326,12 @@ class ModelState:
     training: list[bool]
 
     @classmethod
-    def capture(cls, model: torch.nn.Module) -> ModelState:
+    def capture(cls, model: torch.nn.Module, center: list[torch.Tensor]) -> ModelState:
         ps = list(model.parameters())
+        if len(ps) != len(center):
+            raise ValueError(f"the centre has {len(center)} tensors, the model {len(ps)}")
         return cls(
-            params=[p.detach().clone() for p in ps],
+            params=[w0.view(p.shape) for p, w0 in zip(ps, center, strict=True)],
             buffers=[b.detach().clone() for b in model.buffers()],
             requires_grad=[p.requires_grad for p in ps],
             training=[m.training for m in model.modules()],

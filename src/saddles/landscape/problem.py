@@ -2,8 +2,16 @@
 
 :func:`setup` checks the model, loss, metrics, data, directions and coordinates once, moves
 what must move to the evaluation device and dtype (a copy of the model when they differ from
-its own), and flattens each direction per parameter into a ``(k, numel)`` basis, so that a
-point's parameters are ``theta_0 + c @ basis``. The engines then only compute.
+its own), and keeps each direction per parameter as a flat view, so that a point's parameters
+are ``theta_0 + c @ basis`` with ``basis`` the ``(k, numel)`` stack of those views
+(:func:`basis_of`). The engines then only compute.
+
+Memory: a problem holds one copy of the parameters, the centre ``theta_0`` (the model's own
+tensors are written per point), and the directions as given, without a copy when they are
+already in the model's dtype and on its device. The ``(k, numel)`` stack is made per parameter
+when it is needed (into a buffer the sequential engine reuses), never for the whole model at
+once; a parameter that no direction moves keeps no direction entries at all. The stack holds
+the same numbers wherever it lives, so ``addmm`` gives the same bits as with a stack made once.
 
 Values are accumulated the same way by every engine: each loss or metric of a batch becomes a
 float64 number, and the batches are combined by :func:`weighted_sum` in batch order, so an
@@ -19,8 +27,8 @@ values a forward computes, so the mode changes memory, never values. ``no_grad``
 tables, masks) cannot be used by autograd afterwards (PyTorch, "Autograd mechanics",
 inference mode), and the user's model must stay fit for training.
 
-Owns :class:`Problem`, :func:`setup`, :func:`values_of`, :func:`center_pass` and
-:func:`grad_context`. Imports
+Owns :class:`Problem`, :func:`setup`, :func:`basis_of`, :func:`values_of`, :func:`center_pass`
+and :func:`grad_context`. Imports
 :mod:`saddles.io.data`, :mod:`saddles.directions` and :mod:`saddles.sampling`; must not import the
 engines, the plan or :mod:`~saddles.landscape.evaluate` (they import this).
 """
@@ -76,7 +84,9 @@ class Problem:
     names: list[str]  # parameter names
     params: list[torch.Tensor]  # the model's parameter tensors (written by the sequential engine)
     center: list[torch.Tensor]  # theta_0, flattened per parameter: (numel,)
-    basis: list[torch.Tensor]  # per parameter: (k, numel), row i = direction i's entries
+    # per parameter, the k directions' entries as flat (numel,) views of the given tensors;
+    # None for a parameter whose directions are all +0.0 (it does not move: nothing kept)
+    rows: list[list[torch.Tensor] | None]
     batches: list[Batch]
     weights: list[float]
     fns: list[LossFn]  # the loss first, then the metrics
@@ -87,6 +97,7 @@ class Problem:
     dtype: torch.dtype
     n_samples: int
     moving: list[int]  # indices of the parameters some direction moves (the others stay put)
+    n_directions: int  # k
     autocast: str | None = None  # "bf16"/"fp16": forwards under torch.autocast
     eval_tokens: int | None = None  # the token budget the batches were cut to
     n_tokens: int = 0  # tokens evaluated per point
@@ -175,23 +186,24 @@ def setup(
             f"coordinates have {coords.dims} column(s) but there are {len(dirs)} direction(s); "
             "each point needs one coordinate per direction"
         )
-    basis = [
-        torch.stack([d[j].reshape(-1) for d in dirs.tensors]).to(device=device, dtype=p.dtype)
-        for j, p in enumerate(params)
-    ]
     center = [p.detach().reshape(-1).clone() for p in params]
-    for name, w0, b in zip(names, center, basis, strict=True):
+    rows: list[list[torch.Tensor] | None] = []
+    for j, (name, w0, p) in enumerate(zip(names, center, params, strict=True)):
         if w0.is_floating_point() and not bool(torch.isfinite(w0).all()):
             raise ValueError(f"the model's parameter {name!r} holds NaN or inf values")
-        if not bool(torch.isfinite(b).all()):
+        # views of the directions (from_tensors gave them the parameter's dtype and device)
+        row = [d[j].detach().to(device=device, dtype=p.dtype).reshape(-1) for d in dirs.tensors]
+        if not all(bool(torch.isfinite(r).all()) for r in row):
             raise ValueError(f"a direction holds NaN or inf values in parameter {name!r}")
-    moving = [j for j, b in enumerate(basis) if bool(b.any())]
+        plus_zero = not any(bool(r.any()) or bool(torch.signbit(r).any()) for r in row)
+        rows.append(None if plus_zero else row)
+    moving = [j for j, r in enumerate(rows) if r is not None and any(bool(x.any()) for x in r)]
     return Problem(
         model=work,
         names=names,
         params=params,
         center=center,
-        basis=basis,
+        rows=rows,
         batches=batches,
         weights=weights,
         fns=fns,
@@ -202,10 +214,22 @@ def setup(
         dtype=dtype,
         n_samples=n_samples,
         moving=moving,
+        n_directions=len(dirs),
         autocast=autocast,
         eval_tokens=eval_tokens,
         n_tokens=sum(n_tokens(b) for b in batches),
     )
+
+
+def basis_of(problem: Problem, j: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Parameter ``j``'s ``(k, numel)`` basis, row ``i`` direction ``i``'s entries: stacked
+    into ``out`` when given (a reused buffer), else into a new tensor. A parameter that no
+    direction moves has a basis of zeros."""
+    p, row = problem.params[j], problem.rows[j]
+    if row is None:
+        shape = (problem.n_directions, p.numel())
+        return torch.zeros(shape, dtype=p.dtype, device=p.device, out=out)
+    return torch.stack(row, out=out)
 
 
 def perturbed(problem: Problem, c: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -213,7 +237,7 @@ def perturbed(problem: Problem, c: torch.Tensor) -> dict[str, torch.Tensor]:
     parameter (those with a zero direction keep the model's own tensor)."""
     out = {}
     for j in problem.moving:
-        w0, basis, p = problem.center[j], problem.basis[j], problem.params[j]
+        w0, basis, p = problem.center[j], basis_of(problem, j), problem.params[j]
         flat = torch.addmm(w0.unsqueeze(0), c.to(basis.dtype), basis)
         out[problem.names[j]] = flat.reshape((c.shape[0],) + tuple(p.shape))
     return out
