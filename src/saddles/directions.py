@@ -276,18 +276,21 @@ def random_directions(
         raise ValueError(f"orthogonalize must be one of {ORTHOGONALIZE}, not {orthogonalize!r}")
     names, weights = parameters(model)
     keep, selection = _selection(model, params)
-    weights64 = [w.detach().to("cpu", torch.float64) for w in weights]
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    dirs = []
-    for _ in range(n):
-        d = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in weights64]
-        dirs.append(normalize(d, weights64, norm=norm, ignore_1d=ignore_1d, keep=keep))
-    if orthogonalize != "none":
-        dirs = orthonormalize(dirs, keep_norms=orthogonalize == "orthogonal")
-    tensors = [
-        [t.to(dtype=w.dtype, device=w.device) for t, w in zip(d, weights, strict=True)]
-        for d in dirs
-    ]
+    if orthogonalize == "none" and norm != "model":
+        tensors = [_random_by_tensor(weights, gen, norm, ignore_1d, keep) for _ in range(n)]
+    else:  # a norm or an orthogonalization over whole directions: all of them in float64
+        weights64 = [w.detach().to("cpu", torch.float64) for w in weights]
+        dirs = []
+        for _ in range(n):
+            d = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in weights64]
+            dirs.append(normalize(d, weights64, norm=norm, ignore_1d=ignore_1d, keep=keep))
+        if orthogonalize != "none":
+            dirs = orthonormalize(dirs, keep_norms=orthogonalize == "orthogonal")
+        tensors = [
+            [t.to(dtype=w.dtype, device=w.device) for t, w in zip(d, weights, strict=True)]
+            for d in dirs
+        ]
     info = {
         "kind": "random",
         "n": int(n),
@@ -408,6 +411,30 @@ def trajectory_pca(
         **selection,
     }
     return Directions([[t.detach() for t in d] for d in tensors], names, info)
+
+
+def _random_by_tensor(
+    weights: list[torch.Tensor],
+    gen: torch.Generator,
+    norm: str,
+    ignore_1d: bool,
+    keep: list[bool] | None,
+) -> Direction:
+    """One random direction drawn and normalized one parameter at a time.
+
+    The same numbers as drawing the whole direction in float64 and normalizing it (the draws
+    come in the same order, and ``"filter"``, ``"layer"`` and ``"none"`` scale each tensor on
+    its own), but only one tensor is ever held in float64, so making directions for a
+    language model needs about the directions themselves, not several float64 copies of it.
+    """
+    out = []
+    for j, w in enumerate(weights):
+        d = torch.randn(w.shape, generator=gen, dtype=torch.float64)
+        w64 = w.detach().to("cpu", torch.float64)
+        kept = None if keep is None else [keep[j]]
+        (d,) = normalize([d], [w64], norm=norm, ignore_1d=ignore_1d, keep=kept)
+        out.append(d.to(dtype=w.dtype, device=w.device))
+    return out
 
 
 def from_tensors(
