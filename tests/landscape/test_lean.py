@@ -10,6 +10,8 @@ enabled, as every pass ran before the gradient mode existed.
 from __future__ import annotations
 
 import copy
+import importlib
+import weakref
 
 import numpy as np
 import pytest
@@ -25,6 +27,8 @@ from models_for_tests import (
     tiny_mlp,
     tiny_transformer,
 )
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from saddles import directions as D
 from saddles import sampling as S
@@ -33,6 +37,7 @@ from saddles.landscape import evaluate
 from saddles.landscape.engines import run_batched, run_sequential
 from saddles.landscape.problem import setup
 
+evaluate_module = importlib.import_module("saddles.landscape.evaluate")
 torch.set_num_threads(1)
 
 
@@ -126,3 +131,119 @@ def test_a_failed_attempt_without_autograd_leaves_the_random_state_alone():
     torch.manual_seed(7)
     expected = addmm_loop(model, noisy, data, dirs, S.grid(3).points[order])
     np.testing.assert_array_equal(land.loss[order], expected)
+
+
+# --- the memory a landscape holds beyond the model ---------------------------------------------
+
+
+def wide_mlp(seed: int = 0):
+    """``(model, data)``: parameters (about 75k floats) dwarf the activations of 8 samples."""
+    torch.manual_seed(seed)
+    layers = [torch.nn.Linear(64, 128), torch.nn.Tanh()]
+    for _ in range(4):
+        layers += [torch.nn.Linear(128, 128), torch.nn.Tanh()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(128, 10)).eval()
+    gen = torch.Generator().manual_seed(seed + 1)
+    return model, (torch.randn(8, 64, generator=gen), torch.randint(0, 10, (8,), generator=gen))
+
+
+def storages(obj, seen: set[int] | None = None) -> dict[int, int]:
+    """``{data_ptr: nbytes}`` of every tensor storage reachable through dataclass fields,
+    lists, tuples and dicts (not through modules: the model is counted apart)."""
+    seen = set() if seen is None else seen
+    out: dict[int, int] = {}
+    if id(obj) in seen or isinstance(obj, torch.nn.Module):
+        return out
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        s = obj.untyped_storage()
+        return {s.data_ptr(): s.nbytes()}
+    if hasattr(obj, "__dataclass_fields__"):
+        items = [getattr(obj, f) for f in obj.__dataclass_fields__]
+    elif isinstance(obj, dict):
+        items = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        items = list(obj)
+    else:
+        return out
+    for item in items:
+        out.update(storages(item, seen))
+    return out
+
+
+def test_a_problem_holds_one_copy_of_the_parameters_beyond_the_model():
+    """Beyond the model's tensors, the given directions and the data, a problem holds the
+    centre and nothing else: a stacked basis or a second centre would add bytes here."""
+    model, data = wide_mlp()
+    dirs = D.random_directions(model, 2, seed=0)
+    problem = setup(model, ce_loss, None, None, data, dirs, S.grid(3), None, None)
+    theirs = storages([list(model.parameters()), list(model.buffers()), dirs.tensors, data])
+    held = {k: n for k, n in storages(problem).items() if k not in theirs}
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert sum(held.values()) == param_bytes  # the centre, exactly once
+
+
+def test_parameters_no_direction_moves_keep_no_direction_entries():
+    model, data = wide_mlp()
+    dirs = D.random_directions(model, 2, seed=0, params={"include": ["0.*"]})
+    problem = setup(model, ce_loss, None, None, data, dirs, S.grid(3), None, None)
+    names = [n for n, _ in model.named_parameters()]
+    assert [names[j] for j in problem.moving] == ["0.weight"]  # 1-D biases: ignore_1d
+    assert [n for n, r in zip(names, problem.rows, strict=True) if r is not None] == ["0.weight"]
+
+
+class LiveBytes(TorchDispatchMode):
+    """The peak bytes of tensor storage allocated inside the block and still alive; storages
+    that exist before (``existing``) are not counted."""
+
+    def __init__(self, existing):
+        super().__init__()
+        self.live = self.peak = 0
+        self.seen = set(storages(existing))
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self.seen.discard(key)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                s = t.untyped_storage()
+                key, nbytes = s.data_ptr(), s.nbytes()
+                if nbytes and key not in self.seen:
+                    self.seen.add(key)
+                    self.live += nbytes
+                    self.peak = max(self.peak, self.live)
+                    weakref.finalize(s, self._free, key, nbytes)
+        return out
+
+
+def landscape_peak(model, data, dirs, capture=None) -> int:
+    existing = [list(model.parameters()), list(model.buffers()), dirs.tensors, data]
+    with LiveBytes(existing) as meter:
+        evaluate(model, ce_loss, data, dirs, S.grid(5), engine="sequential", progress=False)
+    return meter.peak
+
+
+def test_the_sequential_engine_holds_the_centre_and_one_basis_buffer(monkeypatch):
+    """The peak tensor memory allocated inside ``evaluate`` is the centre, one buffer of k
+    times the largest moving parameter and a forward's own memory, within a quarter of a
+    parameter copy; a regression that keeps one more copy of the parameters fails here (the
+    test checks that it does, with the restore copy ``evaluate`` kept before)."""
+    model, data = wide_mlp()
+    dirs = D.random_directions(model, 2, seed=0)
+    sizes = [p.numel() * p.element_size() for p in model.parameters()]
+    with LiveBytes([list(model.parameters()), data]) as forward, torch.no_grad():
+        ce_loss(model, data)
+    bound = sum(sizes) + 2 * max(sizes) + forward.peak + sum(sizes) // 4
+    assert landscape_peak(model, data, dirs) <= bound
+
+    def capture_with_a_copy(m, center):  # what evaluate did before: a clone of every tensor
+        state = original(m, center)
+        state.params = [p.detach().clone() for p in m.parameters()]
+        return state
+
+    original = evaluate_module.ModelState.capture
+    monkeypatch.setattr(evaluate_module.ModelState, "capture", capture_with_a_copy)
+    assert landscape_peak(model, data, dirs) > bound
