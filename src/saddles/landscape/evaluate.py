@@ -37,6 +37,11 @@ again would give. That pass also decides whether the points need autograd
 run again, and every point with it, with autograd enabled. Values are the same bits either
 way; without autograd a forward records nothing for a backward pass.
 
+Memory: beyond the model and the directions it is given, a sequential run holds one copy of
+the parameters, the centre, which also restores the model afterwards, and a buffer of ``k``
+times the largest moving parameter (:mod:`~saddles.landscape.problem`,
+:mod:`~saddles.landscape.engines`); ``benchmarks/lm_scale.py`` measures it.
+
 Owns :func:`evaluate` and the centre pass around it. Imports the stages of this package and
 :mod:`saddles.executors`; must not import the CLI, the pipeline or the topology package.
 """
