@@ -127,7 +127,7 @@ def measure(kind: str, args) -> dict:
     out["seconds"] = time.perf_counter() - t0
     out["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if "directions_kib" in out:  # the reset may have lowered getrusage's peak too
-        out["peak_rss_kib"] = max(out["peak_rss_kib"], out["directions_kib"])
+        out["peak_rss_kib"] = max(out["peak_rss_kib"], out["directions_kib"], out["evaluate_kib"])
     return out
 
 
