@@ -247,3 +247,36 @@ def test_the_sequential_engine_holds_the_centre_and_one_basis_buffer(monkeypatch
     original = evaluate_module.ModelState.capture
     monkeypatch.setattr(evaluate_module.ModelState, "capture", capture_with_a_copy)
     assert landscape_peak(model, data, dirs) > bound
+
+
+def test_directions_stored_in_bfloat16_are_widened_per_parameter_and_not_copied():
+    """Opt-in bfloat16 directions: the draws rounded once to bfloat16, recorded; a landscape
+    keeps them as they are (half the bytes) and gives the plain loop's bits for the directions
+    widened to float32; the default's directions and record are unchanged."""
+    model, data = wide_mlp()
+    dirs = D.random_directions(model, 2, seed=0, dtype="bfloat16")
+    wide64 = D.random_directions(copy.deepcopy(model).double(), 2, seed=0)  # the float64 draws
+    assert dirs.info["dtype"] == "bfloat16" and "dtype" not in wide64.info
+    for mine, exact in zip(dirs.tensors, wide64.tensors, strict=True):
+        assert all(torch.equal(a, b.bfloat16()) for a, b in zip(mine, exact, strict=True))
+
+    problem = setup(model, ce_loss, None, None, data, dirs, S.grid(3), None, None)
+    theirs = storages([list(model.parameters()), list(model.buffers()), dirs.tensors, data])
+    held = {k: n for k, n in storages(problem).items() if k not in theirs}
+    assert sum(held.values()) == sum(p.numel() * 4 for p in model.parameters())  # the centre
+
+    widened = D.from_tensors(model, [[t.float() for t in d] for d in dirs.tensors])
+    coords = S.grid(4, (-1, 1))
+    land = evaluate(model, ce_loss, data, dirs, coords, engine="sequential", progress=False)
+    np.testing.assert_array_equal(
+        land.loss, addmm_loop(model, ce_loss, data, widened, coords.points)
+    )
+    batched = evaluate(model, ce_loss, data, dirs, coords, engine="batched", progress=False)
+    same = evaluate(model, ce_loss, data, widened, coords, engine="batched", progress=False)
+    np.testing.assert_array_equal(batched.loss, same.loss)
+
+
+def test_a_bad_storage_dtype_is_refused():
+    model, _ = wide_mlp()
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        D.random_directions(model, 2, dtype="int8")

@@ -7,15 +7,14 @@ are ``theta_0 + c @ basis`` with ``basis`` the ``(k, numel)`` stack of those vie
 (:func:`basis_of`). The engines then only compute.
 
 Memory: a problem holds one copy of the parameters, the centre ``theta_0`` (the model's own
-tensors are written per point), and the directions as given, without a copy when they are
-already in the model's dtype and on its device. The ``(k, numel)`` stack is made per parameter
-when it is needed (into a buffer the sequential engine reuses), never for the whole model at
-once; a parameter that no direction moves keeps no direction entries at all. The stack holds
-the same numbers wherever it lives, so ``addmm`` gives the same bits as with a stack made once.
-
-Values are accumulated the same way by every engine: each loss or metric of a batch becomes a
-float64 number, and the batches are combined by :func:`weighted_sum` in batch order, so an
-engine differs from another only in how the forward passes are computed.
+tensors are written per point), and the directions as given: without a copy when they are on
+the model's device, in the model's dtype or in another one (directions stored in bfloat16,
+:func:`saddles.directions.random_directions` ``dtype=``, stay half the size; each parameter's
+entries are widened when used, exactly as casting the whole direction would have). The
+``(k, numel)`` stack is made per parameter when it is needed (into a buffer the sequential
+engine reuses), never for the whole model at once; a parameter that no direction moves keeps
+no direction entries at all. The stack holds the same numbers wherever it lives, so ``addmm``
+gives the same bits as with a stack made once.
 
 Gradient mode (``Problem.grad_mode``): a loss that only evaluates the model needs no
 autograd, and under ``torch.no_grad`` its forward records nothing for a backward pass; a loss
@@ -84,8 +83,8 @@ class Problem:
     names: list[str]  # parameter names
     params: list[torch.Tensor]  # the model's parameter tensors (written by the sequential engine)
     center: list[torch.Tensor]  # theta_0, flattened per parameter: (numel,)
-    # per parameter, the k directions' entries as flat (numel,) views of the given tensors;
-    # None for a parameter whose directions are all +0.0 (it does not move: nothing kept)
+    # per parameter, the k directions' entries as flat (numel,) views of the given tensors, in
+    # their own dtype; None for a parameter whose directions are all +0.0 (nothing kept)
     rows: list[list[torch.Tensor] | None]
     batches: list[Batch]
     weights: list[float]
@@ -180,7 +179,7 @@ def setup(
     weights = batch_weights(batches)
     batches = move_batches(batches, device, dtype)
 
-    dirs = from_tensors(work, directions, params=spec)
+    dirs = from_tensors(work, directions, params=spec, keep_dtype=True)
     if coords.dims != len(dirs):
         raise ValueError(
             f"coordinates have {coords.dims} column(s) but there are {len(dirs)} direction(s); "
@@ -188,16 +187,19 @@ def setup(
         )
     center = [p.detach().reshape(-1).clone() for p in params]
     rows: list[list[torch.Tensor] | None] = []
+    moving: list[int] = []
     for j, (name, w0, p) in enumerate(zip(names, center, params, strict=True)):
         if w0.is_floating_point() and not bool(torch.isfinite(w0).all()):
             raise ValueError(f"the model's parameter {name!r} holds NaN or inf values")
-        # views of the directions (from_tensors gave them the parameter's dtype and device)
-        row = [d[j].detach().to(device=device, dtype=p.dtype).reshape(-1) for d in dirs.tensors]
-        if not all(bool(torch.isfinite(r).all()) for r in row):
+        # views of the directions, on the parameter's device and in their own dtype
+        row = [d[j].detach().reshape(-1) for d in dirs.tensors]
+        wide = [r.to(p.dtype) for r in row]  # checked as used: the parameter's dtype
+        if not all(bool(torch.isfinite(r).all()) for r in wide):
             raise ValueError(f"a direction holds NaN or inf values in parameter {name!r}")
-        plus_zero = not any(bool(r.any()) or bool(torch.signbit(r).any()) for r in row)
+        moves = any(bool(r.any()) for r in wide)
+        plus_zero = not moves and not any(bool(torch.signbit(r).any()) for r in wide)
         rows.append(None if plus_zero else row)
-    moving = [j for j, r in enumerate(rows) if r is not None and any(bool(x.any()) for x in r)]
+        moving += [j] if moves else []
     return Problem(
         model=work,
         names=names,
@@ -226,10 +228,16 @@ def basis_of(problem: Problem, j: int, out: torch.Tensor | None = None) -> torch
     into ``out`` when given (a reused buffer), else into a new tensor. A parameter that no
     direction moves has a basis of zeros."""
     p, row = problem.params[j], problem.rows[j]
+    shape = (problem.n_directions, p.numel())
     if row is None:
-        shape = (problem.n_directions, p.numel())
         return torch.zeros(shape, dtype=p.dtype, device=p.device, out=out)
-    return torch.stack(row, out=out)
+    if out is None:
+        if all(r.dtype == p.dtype for r in row):
+            return torch.stack(row)
+        out = torch.empty(shape, dtype=p.dtype, device=p.device)
+    for i, r in enumerate(row):
+        out[i].copy_(r)  # widened (or narrowed) to the parameter's dtype as torch's .to would
+    return out
 
 
 def perturbed(problem: Problem, c: torch.Tensor) -> dict[str, torch.Tensor]:
