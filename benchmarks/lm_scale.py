@@ -25,7 +25,9 @@ with those directions held: the peak is reset between the two by writing ``5`` t
 ``/proc/self/clear_refs`` (Linux; ``proc(5)``), which sets ``VmHWM`` to the current RSS.
 
 Usage: python benchmarks/lm_scale.py [--quick] [--resolution N] [--batch B] [--seq T]
-``--quick``: a 7 x 7 grid and the top 2 eigenvalues.
+[--only landscape] [--engine sequential] [--directions-dtype bfloat16]
+``--quick``: a 7 x 7 grid and the top 2 eigenvalues. ``--directions-dtype``: the directions
+stored in that dtype (:func:`saddles.directions.random_directions`, opt-in).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def measure(kind: str, args) -> dict:
         out["loaded_kib"] = high_water_kib()
     if kind == "landscape":
         t0 = time.perf_counter()
-        d = random_directions(model, 2, seed=0, norm="filter")
+        d = random_directions(model, 2, seed=0, norm="filter", dtype=args.directions_dtype)
         out["directions_kib"] = high_water_kib()
         release_freed()
         out["held_kib"] = high_water_kib("VmRSS")
@@ -182,6 +184,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--engine", default="auto", help="landscape engine: auto, sequential or batched"
+    )
+    parser.add_argument(
+        "--directions-dtype", default=None, help="store the directions in this dtype (bfloat16)"
     )
     parser.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
