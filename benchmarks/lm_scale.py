@@ -94,7 +94,8 @@ def measure(kind: str, args) -> dict:
         out["loaded_kib"] = high_water_kib()
     if kind == "landscape":
         t0 = time.perf_counter()
-        d = random_directions(model, 2, seed=0, norm="filter", dtype=args.directions_dtype)
+        stored = {"dtype": args.directions_dtype} if args.directions_dtype else {}
+        d = random_directions(model, 2, seed=0, norm="filter", **stored)
         out["directions_kib"] = high_water_kib()
         release_freed()
         out["held_kib"] = high_water_kib("VmRSS")
