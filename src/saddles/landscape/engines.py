@@ -5,7 +5,7 @@
     ``addmm`` per parameter straight into the parameter's storage, no copy of the model),
     run the loss over every batch, next point; the centre is written back after the chunk.
     Its cost over a plain Python loop is a few tensor operations per point. The parameter's
-    ``(k, numel)`` basis is stacked into one reused buffer just before its ``addmm``
+    ``(k, numel)`` basis is stacked just before its ``addmm`` into one buffer, kept for the run
     (:func:`~saddles.landscape.problem.basis_of`), so the engine holds ``k`` times the largest
     moving parameter, not ``k`` copies of the model; copying the directions into it per point
     costs far less than a language model's forward.
@@ -56,7 +56,9 @@ def run_sequential(problem: Problem, c: torch.Tensor) -> np.ndarray:
     moving = problem.moving
     flat = [problem.params[j].view(1, -1) for j in moving]
     rows = [problem.center[j].unsqueeze(0) for j in moving]
-    buffers = basis_buffers(problem)
+    if problem.basis_buffers is None:
+        problem.basis_buffers = basis_buffers(problem)
+    buffers = problem.basis_buffers
     c = c.to(problem.params[0].dtype)
     per_batch: list[list[torch.Tensor]] = [[] for _ in problem.batches]  # 0-d values
     with grad_context(problem):

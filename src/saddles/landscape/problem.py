@@ -105,6 +105,9 @@ class Problem:
     center_values: np.ndarray | None = None
     # "enable_grad" (autograd on, as a training step has it) or "no_grad", set by the driver.
     grad_mode: str = "enable_grad"
+    # The sequential engine's basis buffers, one per dtype, made on its first chunk and kept
+    # for the next ones (a buffer made and freed per chunk would churn the allocator).
+    basis_buffers: dict[torch.dtype, torch.Tensor] | None = None
 
     @property
     def n_values(self) -> int:
