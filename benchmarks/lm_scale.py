@@ -22,7 +22,13 @@ loss under ``torch.no_grad`` (what any evaluation of the model needs). Its table
 peak above that baseline as a multiple of the parameter bytes, split into making the two
 directions (:func:`saddles.directions.random_directions`) and :func:`saddles.landscape.evaluate`
 with those directions held: the peak is reset between the two by writing ``5`` to
-``/proc/self/clear_refs`` (Linux; ``proc(5)``), which sets ``VmHWM`` to the current RSS.
+``/proc/self/clear_refs`` (Linux; ``proc(5)``), which sets ``VmHWM`` to the current RSS,
+after ``malloc_trim(3)`` has handed the pages freed so far back to the system (in both
+processes). Resident memory also holds heap pages that glibc keeps after a free: its dynamic
+mmap threshold (``mallopt(3)``) rises after a large block is freed, and later blocks below it
+come from a heap that is not handed back, so a phase's peak can vary between runs (by about
+half a parameter copy at 10.5M parameters); ``MALLOC_MMAP_THRESHOLD_=1048576`` fixes the
+threshold and the variation.
 
 Usage: python benchmarks/lm_scale.py [--quick] [--resolution N] [--batch B] [--seq T]
 [--only landscape] [--engine sequential] [--directions-dtype bfloat16]
