@@ -28,6 +28,10 @@ A batch is passed to the loss as it is, a tuple or a dict (vmap's ``in_dims=None
 whole pytree unbatched). Both run under ``Problem.grad_mode`` (see
 :func:`saddles.landscape.problem.grad_context`): without autograd where the loss was found
 not to need it.
+
+Owns :func:`run_sequential`, :func:`run_batched`, :func:`has_batching_rules` and
+:func:`basis_buffers`. Imports :mod:`~saddles.landscape.problem`; must not import the plan,
+the memory meter or :mod:`~saddles.landscape.evaluate` (the plan imports this).
 """
 
 from __future__ import annotations
