@@ -16,8 +16,24 @@ baseline subprocess that imports torch, builds the model and the batch and stops
 measurement's own extra memory. Seconds exclude that set-up. The torch thread count is
 printed (``--threads``; torch's default otherwise).
 
+The landscape is also measured against a second baseline, ``loaded``: a subprocess that
+builds the model and the batch, imports the landscape code and runs one forward pass and
+loss under ``torch.no_grad`` (what any evaluation of the model needs). Its table gives the
+peak above that baseline as a multiple of the parameter bytes, split into making the two
+directions (:func:`saddles.directions.random_directions`) and :func:`saddles.landscape.evaluate`
+with those directions held: the peak is reset between the two by writing ``5`` to
+``/proc/self/clear_refs`` (Linux; ``proc(5)``), which sets ``VmHWM`` to the current RSS,
+after ``malloc_trim(3)`` has handed the pages freed so far back to the system (in both
+processes). Resident memory also holds heap pages that glibc keeps after a free: its dynamic
+mmap threshold (``mallopt(3)``) rises after a large block is freed, and later blocks below it
+come from a heap that is not handed back, so a phase's peak can vary between runs (by about
+half a parameter copy at 10.5M parameters); ``MALLOC_MMAP_THRESHOLD_=1048576`` fixes the
+threshold and the variation.
+
 Usage: python benchmarks/lm_scale.py [--quick] [--resolution N] [--batch B] [--seq T]
-``--quick``: a 7 x 7 grid and the top 2 eigenvalues.
+[--only landscape] [--engine sequential] [--directions-dtype bfloat16]
+``--quick``: a 7 x 7 grid and the top 2 eigenvalues. ``--directions-dtype``: the directions
+stored in that dtype (:func:`saddles.directions.random_directions`, opt-in).
 """
 
 from __future__ import annotations
@@ -29,8 +45,9 @@ import subprocess
 import sys
 import time
 
-#: Measurements, each in its own subprocess; "gradient" is the baseline of the Hessian rows.
-KINDS = ("baseline", "forward", "gradient", "landscape", "hessian", "hessian-whole")
+#: Measurements, each in its own subprocess; "gradient" is the baseline of the Hessian rows,
+#: "loaded" that of the landscape's table (one no-grad forward, landscape code imported).
+KINDS = ("baseline", "forward", "loaded", "gradient", "landscape", "hessian", "hessian-whole")
 
 
 def build(args):
@@ -72,16 +89,30 @@ def measure(kind: str, args) -> dict:
     if kind == "forward":
         with torch.no_grad():
             out["loss"] = float(causal_lm_loss(model, batch))
-    elif kind == "landscape":
+    elif kind in ("loaded", "landscape"):
         from saddles.directions import random_directions
-        from saddles.landscape import evaluate
+        from saddles.landscape.evaluate import evaluate
         from saddles.sampling import grid
 
-        d = random_directions(model, 2, seed=0, norm="filter")
+        with torch.no_grad():
+            out["loss"] = float(causal_lm_loss(model, batch))
+        release_freed()
+        out["loaded_kib"] = high_water_kib()
+    if kind == "landscape":
+        t0 = time.perf_counter()
+        stored = {"dtype": args.directions_dtype} if args.directions_dtype else {}
+        d = random_directions(model, 2, seed=0, norm="filter", **stored)
+        out["directions_kib"] = high_water_kib()
+        release_freed()
+        out["held_kib"] = high_water_kib("VmRSS")
+        reset_high_water()
         land = evaluate(model, causal_lm_loss, batch, d, grid(args.resolution, (-1.0, 1.0), dims=2),
-                        progress=False)  # fmt: skip
+                        progress=False, engine=args.engine)  # fmt: skip
+        out["evaluate_kib"] = high_water_kib()
         out["engine"] = land.info.get("engine")
+        out["grad_mode"] = land.info.get("grad_mode")
         out["points"] = args.resolution**2
+        out["center_loss"] = land.info["center_loss"]
     elif kind == "gradient":
         causal_lm_loss(model, batch).backward()
     elif kind in ("hessian", "hessian-whole"):
@@ -124,7 +155,35 @@ def measure(kind: str, args) -> dict:
         out["warned"] = bool(caught)
     out["seconds"] = time.perf_counter() - t0
     out["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if "directions_kib" in out:  # the reset may have lowered getrusage's peak too
+        out["peak_rss_kib"] = max(out["peak_rss_kib"], out["directions_kib"], out["evaluate_kib"])
     return out
+
+
+def high_water_kib(field: str = "VmHWM") -> int:
+    """Peak resident set size since the start or the last :func:`reset_high_water` (KiB);
+    ``field="VmRSS"``: the current one."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def release_freed() -> None:
+    """Hand the heap's freed pages back to the system (glibc ``malloc_trim(3)``), so that the
+    resident set holds what is alive, not what an earlier phase freed."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def reset_high_water() -> None:
+    """Set the peak resident set size to the current one (``proc(5)``, ``clear_refs``)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def main() -> None:
@@ -147,8 +206,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        default=",".join(KINDS[2:]),
+        default=",".join(KINDS[3:]),
         help="comma-separated measurements besides the baseline and forward",
+    )
+    parser.add_argument(
+        "--engine", default="auto", help="landscape engine: auto, sequential or batched"
+    )
+    parser.add_argument(
+        "--directions-dtype", default=None, help="store the directions in this dtype (bfloat16)"
     )
     parser.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,7 +224,9 @@ def main() -> None:
         return
     passed = sys.argv[1:]
     results = {}
-    wanted = ["baseline", "forward", *[k for k in args.only.split(",") if k in KINDS[2:]]]
+    wanted = ["baseline", "forward", *[k for k in args.only.split(",") if k in KINDS[3:]]]
+    if "landscape" in wanted:
+        wanted.insert(2, "loaded")
     for kind in wanted:
         cmd = [sys.executable, __file__, *passed, "--resolution", str(args.resolution),
                "--top-k", str(args.top_k), "--measure", kind]  # fmt: skip
@@ -191,7 +258,10 @@ def main() -> None:
         print(f"{label:<38}{r['seconds']:>9.2f}{per:>9.3f}{extra / 1024:>16.1f}"
               f"{extra / fwd_mem:>11.1f}{extra / 1024 / param_mib:>10.1f}")  # fmt: skip
     if "landscape" in results:
-        print(f"\nlandscape engine {results['landscape']['engine']}")
+        print(f"\nlandscape engine {results['landscape']['engine']}, "
+              f"grad mode {results['landscape']['grad_mode']}, "
+              f"centre loss {results['landscape']['center_loss']!r}")  # fmt: skip
+        lean_table(results, param_mib)
     for kind in ("hessian", "hessian-whole"):
         if kind in results:
             h = results[kind]
@@ -203,6 +273,22 @@ def main() -> None:
                 f"{h['predicted_hvps']} HVPs, {h['predicted_s']:.1f} s, "
                 f"{h['predicted_mib']:.0f} MiB above the loaded model"
             )
+
+
+def lean_table(results: dict, param_mib: float) -> None:
+    """The landscape's peak above the ``loaded`` baseline, in MiB and parameter sizes."""
+    loaded, land = results["loaded"], results["landscape"]
+    base = loaded["loaded_kib"]
+    print(f"\nabove a loaded process (model, batch, landscape code, one no-grad forward): "
+          f"peak RSS {base / 1024:.0f} MiB; parameters {param_mib:.1f} MiB")  # fmt: skip
+    print(f"{'landscape phase':<44}{'peak above loaded MiB':>22}{'x params':>10}")
+    rows = [("making 2 random directions", land["directions_kib"]),
+            ("after making them (RSS)", land["held_kib"]),
+            ("evaluate (directions held)", land["evaluate_kib"]),
+            ("whole process", land["peak_rss_kib"])]  # fmt: skip
+    for label, kib in rows:
+        extra = (kib - base) / 1024
+        print(f"{label:<44}{extra:>22.1f}{extra / param_mib:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -259,6 +259,7 @@ def random_directions(
     ignore_1d: bool = True,
     orthogonalize: str = "none",
     params: Mapping[str, Any] | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> Directions:
     """``n`` (1 to 10) Gaussian random directions, normalized as Li et al. 2018.
 
@@ -268,26 +269,35 @@ def random_directions(
     ``orthogonalize``: ``"none"`` (default, as Li et al.), ``"orthonormal"`` (Gram-Schmidt to a
     unit-norm orthogonal basis; the filter-wise scale is lost) or ``"orthogonal"`` (Gram-Schmidt
     keeping each direction's normalized length). ``params``: a parameter selection
-    (:mod:`saddles.io.params`); the entries outside it are zero.
+    (:mod:`saddles.io.params`); the entries outside it are zero. ``dtype``: store the
+    directions in this floating-point dtype instead of the parameters' (opt-in, e.g.
+    ``"bfloat16"``: half the bytes of float32 directions; the entries are rounded to it, so the
+    landscape is that of the rounded directions; recorded in ``info["dtype"]``). A landscape
+    keeps them in that dtype and widens one parameter's entries at a time
+    (:mod:`saddles.landscape.problem`).
     """
+    store = _storage_dtype(dtype)
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_RANDOM_DIRECTIONS:
         raise ValueError(f"n must be an integer from 1 to {MAX_RANDOM_DIRECTIONS}, not {n!r}")
     if orthogonalize not in ORTHOGONALIZE:
         raise ValueError(f"orthogonalize must be one of {ORTHOGONALIZE}, not {orthogonalize!r}")
     names, weights = parameters(model)
     keep, selection = _selection(model, params)
-    weights64 = [w.detach().to("cpu", torch.float64) for w in weights]
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    dirs = []
-    for _ in range(n):
-        d = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in weights64]
-        dirs.append(normalize(d, weights64, norm=norm, ignore_1d=ignore_1d, keep=keep))
-    if orthogonalize != "none":
-        dirs = orthonormalize(dirs, keep_norms=orthogonalize == "orthogonal")
-    tensors = [
-        [t.to(dtype=w.dtype, device=w.device) for t, w in zip(d, weights, strict=True)]
-        for d in dirs
-    ]
+    if orthogonalize == "none" and norm != "model":
+        tensors = [_random_by_tensor(weights, gen, norm, ignore_1d, keep, store) for _ in range(n)]
+    else:  # a norm or an orthogonalization over whole directions: all of them in float64
+        weights64 = [w.detach().to("cpu", torch.float64) for w in weights]
+        dirs = []
+        for _ in range(n):
+            d = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in weights64]
+            dirs.append(normalize(d, weights64, norm=norm, ignore_1d=ignore_1d, keep=keep))
+        if orthogonalize != "none":
+            dirs = orthonormalize(dirs, keep_norms=orthogonalize == "orthogonal")
+        tensors = [
+            [t.to(dtype=store or w.dtype, device=w.device) for t, w in zip(d, weights, strict=True)]
+            for d in dirs
+        ]
     info = {
         "kind": "random",
         "n": int(n),
@@ -298,6 +308,8 @@ def random_directions(
         "n_params": sum(w.numel() for w in weights),
         **selection,
     }
+    if store is not None:  # only when asked for: the default's record is unchanged
+        info["dtype"] = str(store).replace("torch.", "")
     return Directions(tensors, names, info)
 
 
@@ -410,6 +422,48 @@ def trajectory_pca(
     return Directions([[t.detach() for t in d] for d in tensors], names, info)
 
 
+def _random_by_tensor(
+    weights: list[torch.Tensor],
+    gen: torch.Generator,
+    norm: str,
+    ignore_1d: bool,
+    keep: list[bool] | None,
+    store: torch.dtype | None = None,
+) -> Direction:
+    """One random direction drawn and normalized one parameter at a time, each tensor cast to
+    ``store`` (default: its parameter's dtype).
+
+    The same numbers as drawing the whole direction in float64 and normalizing it (the draws
+    come in the same order, and ``"filter"``, ``"layer"`` and ``"none"`` scale each tensor on
+    its own), but only one tensor is ever held in float64, so making directions for a
+    language model needs about the directions themselves, not several float64 copies of it.
+    """
+    out = []
+    for j, w in enumerate(weights):
+        d = torch.randn(w.shape, generator=gen, dtype=torch.float64)
+        w64 = w.detach().to("cpu", torch.float64)
+        kept = None if keep is None else [keep[j]]
+        (d,) = normalize([d], [w64], norm=norm, ignore_1d=ignore_1d, keep=kept)
+        out.append(d.to(dtype=store or w.dtype, device=w.device))
+    return out
+
+
+def _kept(t: torch.Tensor, w: torch.Tensor, keep_dtype: bool) -> torch.dtype:
+    """The dtype a given direction tensor is stored in: its own (floating point, with
+    ``keep_dtype``) or its parameter's."""
+    return t.dtype if keep_dtype and t.is_floating_point() else w.dtype
+
+
+def _storage_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``None``, or the floating-point torch dtype named by ``dtype``."""
+    if dtype is None:
+        return None
+    out = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if not isinstance(out, torch.dtype) or not out.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point dtype such as 'bfloat16', not {dtype!r}")
+    return out
+
+
 def from_tensors(
     model: torch.nn.Module,
     directions: Any,
@@ -418,6 +472,7 @@ def from_tensors(
     ignore_1d: bool = False,
     info: dict[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
+    keep_dtype: bool = False,
 ) -> Directions:
     """Wrap given directions (e.g. Hessian eigenvectors) after checking them against ``model``.
 
@@ -426,7 +481,9 @@ def from_tensors(
     (tensor or numpy array). Shapes are checked parameter by parameter and a mismatch names the
     parameter. ``norm``/``ignore_1d`` optionally apply :func:`normalize` (off by default: an
     eigenvector is usually wanted as it is). ``params`` (:mod:`saddles.io.params`) zeroes the
-    entries outside the selection. The tensors take the parameters' dtype and device.
+    entries outside the selection. The tensors take the parameters' dtype and device;
+    with ``keep_dtype``, floating-point tensors keep their own dtype (a landscape keeps
+    directions stored narrower than the model, e.g. in bfloat16, as they are).
     """
     names, weights = parameters(model)
     keep, selection = _selection(model, params)
@@ -446,7 +503,10 @@ def from_tensors(
         ]
     tensors = [_zero_outside(d, keep) for d in tensors]
     tensors = [
-        [t.detach().to(dtype=w.dtype, device=w.device) for t, w in zip(d, weights, strict=True)]
+        [
+            t.detach().to(dtype=_kept(t, w, keep_dtype), device=w.device)
+            for t, w in zip(d, weights, strict=True)
+        ]
         for d in tensors
     ]
     record = {"kind": "given", **given_info, **(info or {})}

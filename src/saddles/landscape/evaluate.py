@@ -31,7 +31,16 @@ model itself is left alone.
 
 The centre is evaluated once per run: the sequential engine takes its values for a point at
 the origin (:func:`~saddles.landscape.plan.sequential_values`), bit for bit what evaluating it
-again would give.
+again would give. That pass also decides whether the points need autograd
+(:func:`center_values`; ``info["grad_mode"]`` says which mode was used): it runs under
+``torch.no_grad`` first, and a loss that fails there (a PINN's ``torch.autograd.grad``) is
+run again, and every point with it, with autograd enabled. Values are the same bits either
+way; without autograd a forward records nothing for a backward pass.
+
+Memory: beyond the model and the directions it is given, a sequential run holds one copy of
+the parameters, the centre, which also restores the model afterwards, and a buffer of ``k``
+times the largest moving parameter (:mod:`~saddles.landscape.problem`,
+:mod:`~saddles.landscape.engines`); ``benchmarks/lm_scale.py`` measures it.
 
 Owns :func:`evaluate` and the centre pass around it. Imports the stages of this package and
 :mod:`saddles.executors`; must not import the CLI, the pipeline or the topology package.
@@ -167,7 +176,7 @@ def evaluate(
                     params=params, autocast=autocast, eval_tokens=eval_tokens)  # fmt: skip
     out = console() if progress else None
 
-    state = ModelState.capture(problem.model)
+    state = ModelState.capture(problem.model, problem.center)
     try:
         problem.model.train(train_mode)
         for p in problem.params:
@@ -234,22 +243,70 @@ def evaluate(
 
 
 def center_values(problem: Problem, measure: bool) -> tuple[np.ndarray, PointCost | None]:
-    """Loss and metrics of the unperturbed model and, with ``measure``, what a point costs.
+    """Loss and metrics of the unperturbed model and, with ``measure``, what a point costs;
+    sets ``problem.grad_mode`` to the mode the points will be evaluated in.
 
-    This first evaluation fails early, with a clear message, on a broken loss; measuring
-    costs no extra forward. If the metered pass fails, it is repeated unmetered: a broken
-    loss raises its own error there, and a meter that failed only loses its counts.
+    The pass runs without autograd first (``"no_grad"``). If that raises, the loss needs
+    autograd (it differentiates its inputs): the random-number state is put back as it was
+    and the pass runs again with autograd enabled (``"enable_grad"``), as every pass did
+    before the mode existed. In train mode it runs with autograd from the start, so that no
+    failed attempt can have drawn dropout masks or moved BatchNorm's running statistics.
+    Forward values do not depend on the mode, so a mode is a question of memory only.
+    """
+    modes = ["enable_grad"] if problem.model.training else ["no_grad", "enable_grad"]
+    rng = RandomState.capture(problem.device)
+    for mode in modes:
+        try:
+            values, cost = measured_pass(problem, measure, mode)
+        except Exception as exc:
+            if mode == modes[-1]:
+                raise
+            log.info("the loss fails without autograd (%s); evaluating with it", exc)
+            rng.restore()
+            continue
+        problem.grad_mode = mode
+        return values, cost
+    raise AssertionError("unreachable: the last mode returns or raises")
+
+
+def measured_pass(
+    problem: Problem, measure: bool, mode: str
+) -> tuple[np.ndarray, PointCost | None]:
+    """The centre pass in ``mode`` and, with ``measure``, what a point costs.
+
+    It fails early, with a clear message, on a broken loss; measuring costs no extra forward.
+    If the metered pass fails, it is repeated unmetered: a broken loss raises its own error
+    there, and a meter that failed only loses its counts.
     """
     if not measure:
-        return center_pass(problem), None
+        return center_pass(problem, mode), None
     try:
         meter = cost_meter(problem)
         with meter:
-            values = center_pass(problem)
+            values = center_pass(problem, mode)
         return values, meter.cost
     except Exception as exc:
         log.info("could not measure what a point costs (%s)", exc)
-        return center_pass(problem), None
+        return center_pass(problem, mode), None
+
+
+@dataclass
+class RandomState:
+    """Torch's random-number state on the CPU and, for a CUDA device, on that device."""
+
+    device: torch.device
+    cpu: torch.Tensor
+    cuda: torch.Tensor | None
+
+    @classmethod
+    def capture(cls, device: torch.device) -> RandomState:
+        cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        return cls(device, torch.get_rng_state(), cuda)
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)
 
 
 def _all_params(problem: Problem) -> dict[str, Any]:
@@ -261,7 +318,12 @@ def _all_params(problem: Problem) -> dict[str, Any]:
 
 @dataclass
 class ModelState:
-    """What a run must leave exactly as it found it: parameters, buffers, flags, modes."""
+    """What a run must leave exactly as it found it: parameters, buffers, flags, modes.
+
+    The parameters are kept as the problem's centre (``Problem.center``, flat copies taken by
+    :func:`~saddles.landscape.problem.setup` and never written), so restoring them costs no
+    second copy of the model.
+    """
 
     params: list[torch.Tensor]
     buffers: list[torch.Tensor]
@@ -269,10 +331,12 @@ class ModelState:
     training: list[bool]
 
     @classmethod
-    def capture(cls, model: torch.nn.Module) -> ModelState:
+    def capture(cls, model: torch.nn.Module, center: list[torch.Tensor]) -> ModelState:
         ps = list(model.parameters())
+        if len(ps) != len(center):
+            raise ValueError(f"the centre has {len(center)} tensors, the model {len(ps)}")
         return cls(
-            params=[p.detach().clone() for p in ps],
+            params=[w0.view(p.shape) for p, w0 in zip(ps, center, strict=True)],
             buffers=[b.detach().clone() for b in model.buffers()],
             requires_grad=[p.requires_grad for p in ps],
             training=[m.training for m in model.modules()],
@@ -322,6 +386,7 @@ def provenance(
         },
         "params": problem.directions_info.get("params", _all_params(problem)),
         "autocast": problem.autocast,
+        "grad_mode": problem.grad_mode,
         "loss": problem.ids,
         "value_names": problem.value_names,
         "engine": plan.engine,

@@ -2,14 +2,32 @@
 
 :func:`setup` checks the model, loss, metrics, data, directions and coordinates once, moves
 what must move to the evaluation device and dtype (a copy of the model when they differ from
-its own), and flattens each direction per parameter into a ``(k, numel)`` basis, so that a
-point's parameters are ``theta_0 + c @ basis``. The engines then only compute.
+its own), and keeps each direction per parameter as a flat view, so that a point's parameters
+are ``theta_0 + c @ basis`` with ``basis`` the ``(k, numel)`` stack of those views
+(:func:`basis_of`). The engines then only compute.
 
-Values are accumulated the same way by every engine: each loss or metric of a batch becomes a
-float64 number, and the batches are combined by :func:`weighted_sum` in batch order, so an
-engine differs from another only in how the forward passes are computed.
+Memory: a problem holds one copy of the parameters, the centre ``theta_0`` (the model's own
+tensors are written per point), and the directions as given: without a copy when they are on
+the model's device, in the model's dtype or in another one (directions stored in bfloat16,
+:func:`saddles.directions.random_directions` ``dtype=``, stay half the size; each parameter's
+entries are widened when used, exactly as casting the whole direction would have). The
+``(k, numel)`` stack is made per parameter when it is needed (into a buffer the sequential
+engine reuses), never for the whole model at once; a parameter that no direction moves keeps
+no direction entries at all. The stack holds the same numbers wherever it lives, so ``addmm``
+gives the same bits as with a stack made once.
 
-Owns :class:`Problem`, :func:`setup`, :func:`values_of` and :func:`center_pass`. Imports
+Gradient mode (``Problem.grad_mode``): a loss that only evaluates the model needs no
+autograd, and under ``torch.no_grad`` its forward records nothing for a backward pass; a loss
+that differentiates its inputs (a PINN's ``torch.autograd.grad``) needs autograd and raises
+without it ("element 0 of tensors does not require grad"). The driver finds out which on the
+centre (:func:`saddles.landscape.evaluate.center_values`). Autograd does not change the
+values a forward computes, so the mode changes memory, never values. ``no_grad`` rather than
+``torch.inference_mode``: tensors that a model caches during an inference-mode forward (rotary
+tables, masks) cannot be used by autograd afterwards (PyTorch, "Autograd mechanics",
+inference mode), and the user's model must stay fit for training.
+
+Owns :class:`Problem`, :func:`setup`, :func:`basis_of`, :func:`values_of`, :func:`center_pass`
+and :func:`grad_context`. Imports
 :mod:`saddles.io.data`, :mod:`saddles.directions` and :mod:`saddles.sampling`; must not import the
 engines, the plan or :mod:`~saddles.landscape.evaluate` (they import this).
 """
@@ -65,7 +83,9 @@ class Problem:
     names: list[str]  # parameter names
     params: list[torch.Tensor]  # the model's parameter tensors (written by the sequential engine)
     center: list[torch.Tensor]  # theta_0, flattened per parameter: (numel,)
-    basis: list[torch.Tensor]  # per parameter: (k, numel), row i = direction i's entries
+    # per parameter, the k directions' entries as flat (numel,) views of the given tensors, in
+    # their own dtype; None for a parameter whose directions are all +0.0 (nothing kept)
+    rows: list[list[torch.Tensor] | None]
     batches: list[Batch]
     weights: list[float]
     fns: list[LossFn]  # the loss first, then the metrics
@@ -76,12 +96,18 @@ class Problem:
     dtype: torch.dtype
     n_samples: int
     moving: list[int]  # indices of the parameters some direction moves (the others stay put)
+    n_directions: int  # k
     autocast: str | None = None  # "bf16"/"fp16": forwards under torch.autocast
     eval_tokens: int | None = None  # the token budget the batches were cut to
     n_tokens: int = 0  # tokens evaluated per point
     # The centre's values (:func:`center_pass`), once the driver has them: the sequential
     # engine takes them for a point at the origin instead of evaluating it again.
     center_values: np.ndarray | None = None
+    # "enable_grad" (autograd on, as a training step has it) or "no_grad", set by the driver.
+    grad_mode: str = "enable_grad"
+    # The sequential engine's basis buffers, one per dtype, made on its first chunk and kept
+    # for the next ones (a buffer made and freed per chunk would churn the allocator).
+    basis_buffers: dict[torch.dtype, torch.Tensor] | None = None
 
     @property
     def n_values(self) -> int:
@@ -156,29 +182,33 @@ def setup(
     weights = batch_weights(batches)
     batches = move_batches(batches, device, dtype)
 
-    dirs = from_tensors(work, directions, params=spec)
+    dirs = from_tensors(work, directions, params=spec, keep_dtype=True)
     if coords.dims != len(dirs):
         raise ValueError(
             f"coordinates have {coords.dims} column(s) but there are {len(dirs)} direction(s); "
             "each point needs one coordinate per direction"
         )
-    basis = [
-        torch.stack([d[j].reshape(-1) for d in dirs.tensors]).to(device=device, dtype=p.dtype)
-        for j, p in enumerate(params)
-    ]
     center = [p.detach().reshape(-1).clone() for p in params]
-    for name, w0, b in zip(names, center, basis, strict=True):
+    rows: list[list[torch.Tensor] | None] = []
+    moving: list[int] = []
+    for j, (name, w0, p) in enumerate(zip(names, center, params, strict=True)):
         if w0.is_floating_point() and not bool(torch.isfinite(w0).all()):
             raise ValueError(f"the model's parameter {name!r} holds NaN or inf values")
-        if not bool(torch.isfinite(b).all()):
+        # views of the directions, on the parameter's device and in their own dtype
+        row = [d[j].detach().reshape(-1) for d in dirs.tensors]
+        wide = [r.to(p.dtype) for r in row]  # checked as used: the parameter's dtype
+        if not all(bool(torch.isfinite(r).all()) for r in wide):
             raise ValueError(f"a direction holds NaN or inf values in parameter {name!r}")
-    moving = [j for j, b in enumerate(basis) if bool(b.any())]
+        moves = any(bool(r.any()) for r in wide)
+        plus_zero = not moves and not any(bool(torch.signbit(r).any()) for r in wide)
+        rows.append(None if plus_zero else row)
+        moving += [j] if moves else []
     return Problem(
         model=work,
         names=names,
         params=params,
         center=center,
-        basis=basis,
+        rows=rows,
         batches=batches,
         weights=weights,
         fns=fns,
@@ -189,10 +219,28 @@ def setup(
         dtype=dtype,
         n_samples=n_samples,
         moving=moving,
+        n_directions=len(dirs),
         autocast=autocast,
         eval_tokens=eval_tokens,
         n_tokens=sum(n_tokens(b) for b in batches),
     )
+
+
+def basis_of(problem: Problem, j: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Parameter ``j``'s ``(k, numel)`` basis, row ``i`` direction ``i``'s entries: stacked
+    into ``out`` when given (a reused buffer), else into a new tensor. A parameter that no
+    direction moves has a basis of zeros."""
+    p, row = problem.params[j], problem.rows[j]
+    shape = (problem.n_directions, p.numel())
+    if row is None:
+        return torch.zeros(shape, dtype=p.dtype, device=p.device, out=out)
+    if out is None:
+        if all(r.dtype == p.dtype for r in row):
+            return torch.stack(row)
+        out = torch.empty(shape, dtype=p.dtype, device=p.device)
+    for i, r in enumerate(row):
+        out[i].copy_(r)  # widened (or narrowed) to the parameter's dtype as torch's .to would
+    return out
 
 
 def perturbed(problem: Problem, c: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -200,7 +248,7 @@ def perturbed(problem: Problem, c: torch.Tensor) -> dict[str, torch.Tensor]:
     parameter (those with a zero direction keep the model's own tensor)."""
     out = {}
     for j in problem.moving:
-        w0, basis, p = problem.center[j], problem.basis[j], problem.params[j]
+        w0, basis, p = problem.center[j], basis_of(problem, j), problem.params[j]
         flat = torch.addmm(w0.unsqueeze(0), c.to(basis.dtype), basis)
         out[problem.names[j]] = flat.reshape((c.shape[0],) + tuple(p.shape))
     return out
@@ -243,10 +291,18 @@ def weighted_sum(problem: Problem, per_batch: list[np.ndarray]) -> np.ndarray:
     return total
 
 
-def center_pass(problem: Problem) -> np.ndarray:
-    """Loss and metrics of the unperturbed model, float64, failing early with a clear message."""
+def grad_context(problem: Problem) -> contextlib.AbstractContextManager:
+    """``torch.no_grad()`` or ``torch.enable_grad()``, as ``problem.grad_mode`` says."""
+    return torch.no_grad() if problem.grad_mode == "no_grad" else torch.enable_grad()
+
+
+def center_pass(problem: Problem, mode: str = "enable_grad") -> np.ndarray:
+    """Loss and metrics of the unperturbed model, float64, failing early with a clear message.
+
+    ``mode``: ``"enable_grad"`` or ``"no_grad"`` (see :func:`grad_context`).
+    """
     per_batch = []
-    with torch.enable_grad():
+    with torch.no_grad() if mode == "no_grad" else torch.enable_grad():
         for i, batch in enumerate(problem.batches):
             try:
                 vals = values_of(problem, problem.model, batch)

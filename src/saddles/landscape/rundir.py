@@ -25,7 +25,7 @@ import torch
 
 from saddles.files import atomic_savez, atomic_write_text
 from saddles.landscape.plan import Plan
-from saddles.landscape.problem import Problem
+from saddles.landscape.problem import Problem, basis_of
 from saddles.landscape.result import Landscape, dumps
 from saddles.sampling import Coordinates
 
@@ -159,8 +159,8 @@ def config_parts(problem: Problem, coords: Coordinates, train_mode: bool) -> dic
         model.update(name.encode())
         hash_tensor(model, t)
     dirs = hashlib.sha256()
-    for b in problem.basis:
-        hash_tensor(dirs, b)
+    for j in range(len(problem.params)):  # each parameter's (k, numel) basis, as it was stored
+        hash_tensor(dirs, basis_of(problem, j))
     data = hashlib.sha256()
     for batch in problem.batches:
         if isinstance(batch, dict):  # by sorted key and value; tuple batches hash as before
