@@ -174,11 +174,7 @@ def lanczos(
     if store_products and window < m:
         raise ValueError("store_products needs the whole basis (max_basis >= n_steps)")
     gen = generator(seed)
-    q = gaussian((n,), gen, op) if v0 is None else op._check_tensor(v0, "v0", ndim=1).clone()
-    norm = q.norm()
-    if not torch.isfinite(norm) or norm == 0:
-        raise ValueError("the starting vector must be finite and nonzero")
-    q = q / norm
+    q = _start_vector(op, v0, gen)
     Q = torch.empty((window, n), dtype=op.dtype, device=op.device)  # a ring when window < m
     W = _Rows(n, op.dtype, op.device, m) if store_products else None
     alphas: list[float] = []
@@ -199,11 +195,8 @@ def lanczos(
         w = w - alpha * q
         if j > 0:
             w = w - betas[-1] * Q[(j - 1) % window]
-        for _ in range(2):  # (a ring: no thick-restart storage to keep in place)
-            c = rows @ w
-            w = w - rows.T @ c
-            alpha += c[j % window].item()
-        beta = _dot(w, w) ** 0.5 if _wide(w) else w.norm().item()
+        beta, correction = _reorthogonalize(rows, w, j % window)
+        alpha += correction
         alphas.append(alpha)
         betas.append(beta)
         seconds.append(time.perf_counter() - start)
@@ -347,6 +340,15 @@ def _default_tol(dtype: torch.dtype) -> float:
     return 1e-8 if dtype == torch.float64 else 1e-4
 
 
+def _start_vector(op: SymmetricOperator, v0: torch.Tensor | None, gen) -> torch.Tensor:
+    """The unit starting vector: ``v0`` normalized, or a seeded Gaussian one."""
+    q = gaussian((op.dim,), gen, op) if v0 is None else op._check_tensor(v0, "v0", ndim=1).clone()
+    norm = q.norm()
+    if not torch.isfinite(norm) or norm == 0:
+        raise ValueError("the starting vector must be finite and nonzero")
+    return q / norm
+
+
 def _reorthogonalize(rows: torch.Tensor, w: torch.Tensor, j: int) -> tuple[float, float]:
     """Orthogonalize ``w`` against ``rows`` in place by classical Gram-Schmidt; return its norm
     after and the correction to row ``j``'s coefficient (alpha). Twice for short vectors ("twice
@@ -435,11 +437,7 @@ def top_eigen(
 
     hvps_before = op.n_hvps
     gen = generator(seed)
-    q = gaussian((n,), gen, op) if v0 is None else op._check_tensor(v0, "v0", ndim=1).clone()
-    norm = q.norm()
-    if not torch.isfinite(norm) or norm == 0:
-        raise ValueError("the starting vector must be finite and nonzero")
-    q = q / norm
+    q = _start_vector(op, v0, gen)
     Q = torch.empty((window, n), dtype=op.dtype, device=op.device)
     W = torch.empty((window, n), dtype=op.dtype, device=op.device) if plan.products else None
     # Before the first restart T is tridiagonal (alphas, betas, solved as such); after it, the
