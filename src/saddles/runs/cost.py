@@ -1,10 +1,11 @@
 """What a run will cost before it starts: time and peak memory, predicted from measurements.
 
-:func:`probe` measures, on the run's own model and data, one forward pass (no autograd), one
-gradient and one Hessian-vector product: seconds and the peak memory each adds above what the
-process held before. :func:`landscape_cost` and :func:`hessian_cost` turn those into predicted
-seconds and peak memory by counting what a run does (points, noise re-evaluations, HVPs of the
-eigen-solve, the trace and the density; the Krylov storage of
+:func:`probe` measures, on the run's own model and data, a forward pass (no autograd), a
+gradient and a Hessian-vector product: the peak memory each adds above what the process held
+before (first call) and its seconds (second call). :func:`landscape_cost` and
+:func:`hessian_cost` turn those into predicted seconds and peak memory by counting what a
+run does (points, noise re-evaluations, HVPs of the eigen-solve, the trace and the density;
+the Krylov storage of
 :func:`saddles.hessian.krylov.krylov_plan`), and :func:`analysis_cost` adds them up for an
 :class:`~saddles.runs.config.AnalysisConfig` (every direction kind, seed and subspace), per
 checkpoint. ``--dry-run`` on ``saddles landscape``, ``hessian`` and ``run`` prints the table
@@ -83,8 +84,8 @@ class Estimate:
 
 def probe(model, loss, data, *, params: Any = "all", dtype=None, device=None) -> Probe:
     """Measure one forward pass (under ``no_grad``), one gradient and one HVP of ``loss`` over
-    every batch of ``data`` on ``model`` (the forward once more after a warm-up, so lazy
-    initialisation is not counted). The model's gradients are cleared afterwards."""
+    every batch of ``data`` on ``model``, each twice (memory from the first, time from the
+    second). The model's gradients are cleared afterwards."""
     import torch
 
     from saddles.hessian import HessianOperator
@@ -121,14 +122,18 @@ def probe(model, loss, data, *, params: Any = "all", dtype=None, device=None) ->
         for b in batches:
             loss(model, b).backward()
 
-    forward()  # warm-up
-    forward_s, forward_bytes = timed(forward)
-    gradient_s, gradient_bytes = timed(gradient)
+    # Each is run twice: the first call's peak memory (a process's peak only grows, so the
+    # second would show none), the second call's time (without one-off initialisation).
+    forward_bytes = timed(forward)[1]
+    forward_s = timed(forward)[0]
+    gradient_bytes = timed(gradient)[1]
+    gradient_s = timed(gradient)[0]
     for p in model.parameters():
         p.grad = None
     op = HessianOperator(model, loss, batches, params=params, dtype=dtype, device=device)
     v = torch.ones(op.dim, dtype=op.dtype, device=op.device) / math.sqrt(op.dim)
-    hvp_s, hvp_bytes = timed(lambda: op.matvec(v))
+    hvp_bytes = timed(lambda: op.matvec(v))[1]
+    hvp_s = timed(lambda: op.matvec(v))[0]
     return Probe(n_params=int(n_params), param_bytes=int(n_params * itemsize),
                  itemsize=int(itemsize), n_batches=len(batches), forward_s=forward_s,
                  gradient_s=gradient_s, hvp_s=hvp_s, forward_bytes=forward_bytes,
