@@ -114,3 +114,23 @@ def test_dry_run_prints_the_prediction_and_a_run_records_it(tmp_path, monkeypatc
         assert done.exit_code == 0, done.output
         assert "total" in done.output and "measured on 51 parameters" in done.output
     assert not (tmp_path / "h").exists() and not (tmp_path / "l").exists()
+
+
+def test_run_and_dynamics_take_a_thread_count(tmp_path, monkeypatch):
+    (tmp_path / "netdef.py").write_text(FACTORY)
+    torch.save((torch.randn(40, 4), torch.randint(0, 3, (40,))), tmp_path / "batch.pt")
+    (tmp_path / "config.yaml").write_text(
+        "model: netdef.py:make_net\ndata: batch.pt\ncriterion: cross_entropy\n"
+        "analysis: {resolution: 5, hessian: false, representations: [grid-full]}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    before = torch.get_num_threads()
+    try:
+        done = CliRunner().invoke(app, ["run", "config.yaml", "--threads", "1", "--dry-run"])
+        assert done.exit_code == 0, done.output
+        assert torch.get_num_threads() == 1
+        bad = CliRunner().invoke(app, ["run", "config.yaml", "--threads", "0", "--dry-run"])
+        assert bad.exit_code == 2
+        assert "--threads" in CliRunner().invoke(app, ["dynamics", "--help"]).output
+    finally:
+        torch.set_num_threads(before)

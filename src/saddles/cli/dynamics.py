@@ -42,7 +42,7 @@ from pathlib import Path
 import typer
 
 from saddles.cli import app, friendly_errors
-from saddles.cli._options import ExecutorName
+from saddles.cli._options import ExecutorName, ThreadsOption
 
 
 @app.command()
@@ -51,6 +51,7 @@ def dynamics(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="A YAML file (see --help)."),
     out: Path | None = typer.Option(None, help="Output folder (overrides the file's `out`)."),
     quiet: bool = typer.Option(False, help="No progress display."),
+    threads: ThreadsOption = None,
     allow_duplicates: bool = typer.Option(
         False, help="Fit trends over revisions whose weights are byte-identical to another's."
     ),
@@ -102,6 +103,10 @@ def dynamics(
         raise typer.BadParameter("--workers and --gpus-per-worker need --executor ray",
                                  param_hint="--executor")  # fmt: skip
     spec = read_spec(config_path, "dynamics")
+    if threads is not None:  # this process's; Ray workers run one thread each
+        import torch
+
+        torch.set_num_threads(threads)
     configs = spec.configs
     for cfg in configs.values():
         _loading.check_device(cfg.device, "device")

@@ -30,6 +30,7 @@ from pathlib import Path
 import typer
 
 from saddles.cli import app, friendly_errors
+from saddles.cli._options import ThreadsOption
 
 
 @app.command()
@@ -38,6 +39,7 @@ def run(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="A YAML file (see --help)."),
     out: Path | None = typer.Option(None, help="Run directory (overrides the file's `out`)."),
     quiet: bool = typer.Option(False, help="No progress display."),
+    threads: ThreadsOption = None,
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -65,6 +67,10 @@ def run(
 
     spec = read_spec(config_path, "run")
     config = spec.analysis
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     _loading.check_device(config.device, "device")
     problem = load_spec(spec)
     model, loss, data = problem.model, problem.loss, problem.data
