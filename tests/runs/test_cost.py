@@ -32,7 +32,6 @@ def test_the_probe_measures_the_run_s_own_model_and_data():
     assert p.n_params == sum(q.numel() for q in net.parameters()) == 131
     assert p.param_bytes == 4 * 131 and p.itemsize == 4 and p.n_batches == 2
     assert min(p.forward_s, p.gradient_s, p.hvp_s) > 0
-    assert min(p.forward_bytes, p.gradient_bytes, p.hvp_bytes) >= 0
     assert all(q.grad is None for q in net.parameters())  # left as it was found
 
 

@@ -43,19 +43,6 @@ def build_model(spec: str, hint: str = "--model"):
         return library_load(spec)
 
 
-def load_model(spec: str, checkpoint: Path | None, hint: str = "--model",
-               checkpoint_hint: str = "--checkpoint"):  # fmt: skip
-    """The model with the checkpoint's weights; without a checkpoint, a factory's model gets
-    one line on stderr saying that its (random) initialization is what gets analysed (an
-    ``hf:`` folder holds its own weights)."""
-    net = build_model(spec, hint)
-    if checkpoint is None:
-        warn_random_init(spec, checkpoint_hint)
-    else:
-        load_checkpoint(net, checkpoint, checkpoint_hint)
-    return net
-
-
 def warn_random_init(spec: str, checkpoint_hint: str = "--checkpoint") -> None:
     """Say on stderr that a factory's model is analysed at its random initialization."""
     from saddles.io.sources import source_of
@@ -64,35 +51,6 @@ def warn_random_init(spec: str, checkpoint_hint: str = "--checkpoint") -> None:
     if source is None or not source.pretrained:
         typer.echo(f"warning: no {checkpoint_hint}: analysing {spec}()'s random "
                    "initialization", err=True)  # fmt: skip
-
-
-def load_checkpoint(net, path: Path, hint: str) -> None:
-    """Load a checkpoint (a state-dict file or a Hugging Face folder) into ``net`` with
-    :func:`saddles.io.checkpoints.load_into`."""
-    from saddles.io.checkpoints import load_into
-
-    try:
-        load_into(net, path)
-    except FileNotFoundError as exc:
-        raise typer.BadParameter(f"no such file: {path}", param_hint=hint) from exc
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=hint) from exc
-
-
-def load_data(path: Path, hint: str = "--data") -> Any:
-    """The data in ``path``, as stored (:func:`saddles.io.data.read_data`)."""
-    from saddles.io.data import read_data
-
-    with option(hint):
-        return read_data(path)
-
-
-def split_batches(data: Any, size: int) -> list:
-    """:func:`saddles.io.data.split_batches`."""
-    from saddles.io.data import split_batches as library_split
-
-    with option("batch_size", TypeError):
-        return library_split(data, size)
 
 
 def param_spec(include: list[str], exclude: list[str], exclude_1d: bool,
@@ -114,41 +72,6 @@ def check_params(net, spec: dict | None, hint: str = "--params-include"):
         return select(net, spec)
 
 
-def build_loss(criterion: str | None, loss: str | None, *, loss_hint: str = "--loss",
-               criterion_hint: str = "--criterion", inputs_key: str | None = None,
-               targets_key: str | None = None):  # fmt: skip
-    """The loss and its label (:func:`saddles.io.problem.build_loss`)."""
-    from saddles.io.problem import InputError
-    from saddles.io.problem import build_loss as library_build
-
-    try:
-        return library_build(criterion, loss, inputs_key=inputs_key, targets_key=targets_key)
-    except InputError as exc:
-        if exc.argument == "criterion":
-            raise typer.BadParameter(exc.message, param_hint=criterion_hint) from exc
-        message = exc.message
-        if loss is not None and criterion is not None:
-            message = f"give {loss_hint} or {criterion_hint}, not both"
-        raise typer.BadParameter(message, param_hint=loss_hint) from exc
-
-
-def check_loss(net, loss, data, hint: str = "--data") -> None:
-    """:func:`saddles.io.data.check_loss`: the loss, once, on the first batch."""
-    from saddles.io.data import check_loss as library_check
-
-    with option(hint, TypeError):
-        library_check(net, loss, data)
-
-
-def check_tokens(net, data, hint: str = "--data") -> None:
-    """:func:`saddles.io.data.check_tokens`: token ids within the model's vocabulary."""
-    from saddles.io.data import check_tokens as library_check
-
-    with option(hint, TypeError):
-        library_check(net, data)
-
-
-#: The option of each argument of :func:`saddles.io.load_problem`.
 OPTIONS = {"model": "--model", "checkpoint": "--checkpoint", "data": "--data",
            "batch_size": "--batch-size", "loss": "--loss", "criterion": "--criterion",
            "params": "--params-include/--params-exclude/--params-type"}  # fmt: skip

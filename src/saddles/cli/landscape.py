@@ -206,7 +206,7 @@ def landscape(
         if not path.exists():
             raise typer.BadParameter(f"no such file or folder: {path}", param_hint="--to")
     if max_memory is not None:
-        from saddles.landscape import parse_bytes
+        from saddles.files import parse_bytes
 
         with _loading.option("--max-memory"):
             parse_bytes(max_memory)

@@ -34,7 +34,7 @@ _LAZY = {
     "evaluate": "saddles.landscape.evaluate",
     "MAX_CHUNK": "saddles.landscape.memory",
     "PointCost": "saddles.landscape.memory",
-    "parse_bytes": "saddles.landscape.memory",
+    "parse_bytes": "saddles.files",
     "EngineFallbackWarning": "saddles.landscape.plan",
     "Plan": "saddles.landscape.plan",
     "RUN_FORMAT_VERSION": "saddles.landscape.rundir",

@@ -60,8 +60,9 @@ import torch
 
 from saddles.directions import Directions
 from saddles.executors import Executor, make_executor
+from saddles.files import parse_bytes
 from saddles.io.data import LossFn
-from saddles.landscape.memory import PointCost, chunk_cap, cost_meter, parse_bytes
+from saddles.landscape.memory import PointCost, chunk_cap, cost_meter
 from saddles.landscape.plan import (
     Loop,
     Plan,
