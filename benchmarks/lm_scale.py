@@ -32,8 +32,16 @@ threshold and the variation.
 
 Usage: python benchmarks/lm_scale.py [--quick] [--resolution N] [--batch B] [--seq T]
 [--only landscape] [--engine sequential] [--directions-dtype bfloat16]
+[--shapes pythia-14m,pythia-70m,pythia-160m] [--max-rss-gib 20]
 ``--quick``: a 7 x 7 grid and the top 2 eigenvalues. ``--directions-dtype``: the directions
-stored in that dtype (:func:`saddles.directions.random_directions`, opt-in).
+stored in that dtype (:func:`saddles.directions.random_directions`, opt-in). ``--shapes``:
+models shaped like those of the Pythia suite (:data:`SHAPES`: hidden size, layers, heads;
+vocabulary 50,304, random initialization), each measured as above, then one summary table
+across them: seconds per HVP as a multiple of a gradient, per landscape point as a multiple of
+a forward, the share of the Hessian's time outside HVPs, the peaks above one-gradient and
+loaded processes as multiples of the parameter bytes, and predicted beside measured cost.
+Every subprocess is killed if its resident set exceeds ``--max-rss-gib`` (a guard for the
+machine, polled every half second).
 """
 
 from __future__ import annotations
@@ -44,6 +52,14 @@ import resource
 import subprocess
 import sys
 import time
+
+#: Pythia-shaped models (hidden size, layers, heads), vocabulary 50,304 (Biderman et al. 2023).
+SHAPES = {
+    "pythia-14m": (128, 6, 4),
+    "pythia-70m": (512, 6, 8),
+    "pythia-160m": (768, 12, 12),
+    "pythia-410m": (1024, 24, 16),
+}
 
 #: Measurements, each in its own subprocess; "gradient" is the baseline of the Hessian rows,
 #: "loaded" that of the landscape's table (one no-grad forward, landscape code imported).
@@ -88,6 +104,8 @@ def measure(kind: str, args) -> dict:
     t0 = time.perf_counter()
     if kind == "forward":
         with torch.no_grad():
+            causal_lm_loss(model, batch)
+            t0 = time.perf_counter()  # the second pass, timed
             out["loss"] = float(causal_lm_loss(model, batch))
     elif kind in ("loaded", "landscape"):
         from saddles.directions import random_directions
@@ -115,6 +133,10 @@ def measure(kind: str, args) -> dict:
         out["center_loss"] = land.info["center_loss"]
     elif kind == "gradient":
         causal_lm_loss(model, batch).backward()
+        release_freed()
+        t0 = time.perf_counter()  # a second gradient, timed (the first pays one-off set-up)
+        model.zero_grad(set_to_none=False)
+        causal_lm_loss(model, batch).backward()
     elif kind in ("hessian", "hessian-whole"):
         import warnings
 
@@ -140,11 +162,14 @@ def measure(kind: str, args) -> dict:
                 inside[0] += time.perf_counter() - start
 
         op._apply = timed_apply
+        hvps_before = op.n_hvps
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             eig = top_eigen(op, k=args.top_k, seed=0, memory=memory)
         out["outside_share"] = 1 - inside[0] / (time.perf_counter() - t0)
+        out["hvp_s"] = inside[0] / max(op.n_hvps - hvps_before, 1)
+        out["warning"] = str(caught[0].message) if caught else None
         out["predicted_s"], out["predicted_hvps"] = predicted.seconds, predicted.count
         out["predicted_mib"] = predicted.peak_bytes / 2**20
         out["eigenvalues"] = [round(float(v), 4) for v in eig.eigenvalues]
@@ -215,14 +240,44 @@ def main() -> None:
     parser.add_argument(
         "--directions-dtype", default=None, help="store the directions in this dtype (bfloat16)"
     )
-    parser.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--shapes",
+        default=None,
+        help=f"comma-separated Pythia shapes ({', '.join(SHAPES)}): one table",
+    )
+    parser.add_argument(
+        "--max-rss-gib",
+        type=float,
+        default=20.0,
+        help="kill a measurement whose resident set exceeds this",
+    )
+    parser.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
     args.resolution = args.resolution or (7 if args.quick else 21)
     args.top_k = args.top_k or (2 if args.quick else 5)
     if args.measure:
         print(json.dumps(measure(args.measure, args)))
         return
-    passed = sys.argv[1:]
+    if not args.shapes:
+        report_shape(args, run_shape(args, sys.argv[1:]))
+        return
+    summary = {}
+    for name in args.shapes.split(","):
+        if name not in SHAPES:
+            sys.exit(f"unknown shape {name!r}; known: {', '.join(SHAPES)}")
+        args.hidden, args.layers, args.heads = SHAPES[name]
+        args.vocab = 50304
+        extra = ["--hidden", str(args.hidden), "--layers", str(args.layers),
+                 "--heads", str(args.heads), "--vocab", "50304"]  # fmt: skip
+        print(f"== {name}")
+        summary[name] = run_shape(args, [*sys.argv[1:], *extra])
+        report_shape(args, summary[name])
+        print(flush=True)
+    summary_table(args, summary)
+
+
+def run_shape(args, passed: list[str]) -> dict:
+    """Every wanted measurement of one model, each in a fresh subprocess."""
     results = {}
     wanted = ["baseline", "forward", *[k for k in args.only.split(",") if k in KINDS[3:]]]
     if "landscape" in wanted:
@@ -230,10 +285,49 @@ def main() -> None:
     for kind in wanted:
         cmd = [sys.executable, __file__, *passed, "--resolution", str(args.resolution),
                "--top-k", str(args.top_k), "--measure", kind]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            sys.exit(f"{kind} failed:\n{done.stderr[-3000:]}")
-        results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+        code, stdout, stderr = run_capped(cmd, args.max_rss_gib)
+        if code != 0:
+            sys.exit(f"{kind} failed (exit {code}):\n{stderr[-3000:]}")
+        results[kind] = json.loads(stdout.strip().splitlines()[-1])
+    return results
+
+
+def run_capped(cmd: list[str], max_rss_gib: float) -> tuple[int, str, str]:
+    """Run ``cmd``; kill it (by its pid) if its resident set exceeds ``max_rss_gib``."""
+    import tempfile
+    import threading
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        killed = []
+
+        def watch() -> None:
+            while proc.poll() is None:
+                try:
+                    with open(f"/proc/{proc.pid}/status") as f:
+                        rss = next(int(x.split()[1]) for x in f if x.startswith("VmRSS:"))
+                except (OSError, StopIteration):
+                    rss = 0
+                if rss > max_rss_gib * 2**20:
+                    killed.append(rss)
+                    proc.kill()
+                    return
+                time.sleep(0.5)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        code = proc.wait()
+        watcher.join()
+        out.seek(0)
+        err.seek(0)
+        stderr = err.read()
+        if killed:
+            stderr += f"\nkilled: resident set {killed[0] / 2**20:.1f} GiB > {max_rss_gib} GiB"
+        return code, out.read(), stderr
+
+
+def report_shape(args, results: dict) -> None:
+    """The tables of one model."""
     base = results["baseline"]
     print(f"GPT-NeoX-style LM: hidden {args.hidden}, {args.layers} layers, {args.heads} heads, "
           f"vocab {args.vocab}: {base['n_params']:,} parameters; batch {args.batch} x "
@@ -273,6 +367,52 @@ def main() -> None:
                 f"{h['predicted_hvps']} HVPs, {h['predicted_s']:.1f} s, "
                 f"{h['predicted_mib']:.0f} MiB above the loaded model"
             )
+            if h.get("warning"):
+                print(f"  warning: {h['warning']}")
+
+
+def summary_table(args, summary: dict) -> None:
+    """One row per model: the costs as multiples of what the model itself costs."""
+    print(f"summary: batch {args.batch} x {args.seq} tokens, top-{args.top_k}, "
+          f"{args.resolution}x{args.resolution} landscape")  # fmt: skip
+    head = (f"{'shape':<13}{'params':>12}{'HVP/grad':>9}{'pt/fwd':>8}{'outside':>8}"
+            f"{'H x par':>8}{'L x par':>8}{'HVPs pred/meas':>15}{'s pred/meas':>14}"
+            f"{'MiB pred/meas':>15}  basis")  # fmt: skip
+    print(head)
+    for name, r in summary.items():
+        base, grad, fwd = r["baseline"], r.get("gradient"), r["forward"]
+        param_mib = base["n_params"] * 4 / 2**20
+        h, land = r.get("hessian"), r.get("landscape")
+        cells = [f"{name:<13}{base['n_params']:>12,}"]
+        cells.append(f"{h['hvp_s'] / grad['seconds']:>9.2f}" if h and grad else f"{'-':>9}")
+        per = land["seconds"] / land["points"] / fwd["seconds"] if land else None
+        cells.append(f"{per:>8.2f}" if per else f"{'-':>8}")
+        if h and grad:
+            above = (h["peak_rss_kib"] - grad["peak_rss_kib"]) / 1024 / param_mib
+            measured_mib = (h["peak_rss_kib"] - base["peak_rss_kib"]) / 1024
+            cells += [f"{100 * h['outside_share']:>7.0f}%", f"{above:>8.1f}"]
+        else:
+            cells += [f"{'-':>8}", f"{'-':>8}"]
+        if land:
+            loaded = r["loaded"]["loaded_kib"]
+            cells.append(f"{(land['evaluate_kib'] - loaded) / 1024 / param_mib:>8.2f}")
+        else:
+            cells.append(f"{'-':>8}")
+        if h and grad:
+            cells += [
+                f"{h['predicted_hvps']:>7}/{h['hvps']:<7}",
+                f"{h['predicted_s']:>7.0f}/{h['seconds']:<6.0f}",
+                f"{h['predicted_mib']:>7.0f}/{measured_mib:<7.0f}",
+                f"  {h['strategy'].split(',')[0]}; {h['converged']}/{args.top_k} conv.",
+            ]
+        print("".join(cells))
+    print(
+        "HVP/grad: seconds per HVP over seconds per gradient; pt/fwd: per landscape point over "
+        "a forward; outside: the Hessian's time outside HVPs; H x par: the Hessian's peak "
+        "above the one-gradient process, in parameter sizes (float32); L x par: the "
+        "landscape's evaluation peak above the loaded process; pred/meas: the cost estimate "
+        "(saddles.runs.cost) beside the measurement (MiB above the loaded model)."
+    )
 
 
 def lean_table(results: dict, param_mib: float) -> None:

@@ -36,9 +36,13 @@ def test_the_plan_keeps_everything_when_it_fits_and_restarts_when_it_does_not():
     bounded = krylov_plan(1000, 8, k=5, max_hvps=300, memory=8000 * 16)
     assert bounded.window == 11 and bounded.restarts and not bounded.products
     assert "thick restart within 11" in bounded.strategy
-    # The default grows with k and the dimension: never fewer than 2k + 6 vectors.
+    assert not bounded.in_place  # below WIDE the Ritz vectors are formed beside the basis
+    # The default grows with k and the dimension: never fewer than 2k + 2 vectors; from WIDE
+    # entries on the Ritz vectors are formed inside the basis, so all of it is basis.
     big = krylov_plan(100_000_000, 4, k=5, max_hvps=300)
-    assert big.memory == 16 * 400_000_000 and big.window == 11
+    assert big.memory == 12 * 400_000_000 and big.window == 12 and big.in_place
+    assert big.storage_bytes(300, 5) == big.memory
+    assert bounded.storage_bytes(300, 5) == 16 * 8000
     with pytest.raises(ValueError, match="the top 5 eigenpairs need at least 12"):
         krylov_plan(1000, 8, k=5, max_hvps=300, memory=8000 * 11)
     with pytest.raises(ValueError, match="memory must be a positive number of bytes"):
@@ -156,6 +160,37 @@ def test_peak_memory_stays_within_the_budget():
                          check=True, timeout=300, env=env)  # fmt: skip
     res = json.loads(out.stdout)
     assert res["converged"] and res["restarts"] > 0
-    # The budget plus a few transient vectors (w, a product and its temporaries).
-    assert res["extra"] <= (16 + 3) * res["vector"], res
+    # The budget (the Ritz vectors are formed inside it) plus the step's product: measured
+    # 16.8 vectors; the basis beside its Ritz vectors took 16.5 for a window of 11.
+    assert res["extra"] <= (16 + 1.5) * res["vector"], res
     assert res["hvps"] > 16  # more products than the window held: the bound did bite
+
+
+def test_a_wide_float32_run_restarts_and_forms_its_ritz_vectors_in_place():
+    """Vectors of 2 WIDE float32 entries take the streamed step (blocked float64 sums, one
+    Gram-Schmidt pass over the basis) and form the Ritz vectors inside a 12-row basis: against
+    the exact answer of a diagonal operator whose clustered top is known."""
+    from saddles.hessian.krylov import WIDE
+    from saddles.hessian.operator import SymmetricOperator
+
+    class Diagonal(SymmetricOperator):
+        def __init__(self, d):
+            self.d, self.dim, self.dtype, self.device = d, len(d), d.dtype, d.device
+
+        def _apply(self, V):
+            return self.d[:, None] * V
+
+    n = 2 * WIDE
+    gen = torch.Generator().manual_seed(1)
+    d = torch.rand(n, generator=gen) * 2.0
+    top = [3.0, 2.95, 2.9, 2.85, 2.8]
+    d[[7, 70_000, 700_000, 1_500_000, n - 1]] = torch.tensor(top)
+    plan = krylov_plan(n, 4, k=5, max_hvps=300, memory=12 * n * 4)
+    assert plan.in_place and plan.window == 12 and plan.restarts
+    r = top_eigen(Diagonal(d), 5, memory=12 * n * 4)
+    assert r.converged.all() and r.restarts > 0 and r.vectors.shape == (5, n)
+    np.testing.assert_allclose(r.eigenvalues, top, rtol=1e-4)
+    where = np.abs(r.vectors).argmax(axis=1)
+    assert where.tolist() == [7, 70_000, 700_000, 1_500_000, n - 1]
+    true = np.linalg.norm(r.vectors * d.numpy() - r.eigenvalues[:, None] * r.vectors, axis=1)
+    np.testing.assert_allclose(r.residual_norms, true, rtol=1e-3, atol=1e-6)

@@ -16,6 +16,7 @@ algorithms (they run on any operator, this one included).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -264,7 +265,7 @@ class HessianOperator(SymmetricOperator):
         self._batches = self._load(data)
         self.n_batches = len(self._batches)
         self.cache_graph = self.n_batches == 1 if cache_graph is None else bool(cache_graph)
-        self._cache: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
+        self._cache: list[tuple[list[torch.Tensor], list[int], list]] | None = None
         self.batched = batched
         self.n_hvps = 0
         self.n_setup_hvps = 0
@@ -303,15 +304,36 @@ class HessianOperator(SymmetricOperator):
             for m, flag in flags:
                 m.training = flag
 
-    def _tensors(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _tensors(self, theta: torch.Tensor | Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The model's tensors from the flat ``theta`` or from its pieces, one per parameter."""
         tensors = dict(self._fixed)
-        for name, shape, piece in zip(
-            self.names, self.shapes, theta.split(self.numels), strict=True
-        ):
+        pieces = theta.split(self.numels) if isinstance(theta, torch.Tensor) else theta
+        for name, shape, piece in zip(self.names, self.shapes, pieces, strict=True):
             tensors[f"model.{name}"] = piece.view(shape)
         return tensors
 
-    def _loss(self, theta: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def _leaves(self) -> list[torch.Tensor]:
+        """One leaf per selected parameter, views of the snapshot: gradients come back per
+        tensor, so a product is assembled into one flat vector without a second full copy (a
+        flat leaf's gradient is the concatenation of the pieces, both alive at once)."""
+        return [t.detach().requires_grad_(True) for t in self._theta.split(self.numels)]
+
+    def _assemble(self, pieces: list[torch.Tensor | None], like: torch.Tensor) -> torch.Tensor:
+        """``(dim, k)`` from per-parameter ``(numel, k)`` pieces (None: zero), each piece freed
+        once copied."""
+        out = torch.empty_like(like)
+        start = 0
+        for i, numel in enumerate(self.numels):
+            piece, pieces[i] = pieces[i], None
+            if piece is None:
+                out[start : start + numel].zero_()
+            else:
+                out[start : start + numel] = piece.reshape(numel, -1)
+            del piece
+            start += numel
+        return out
+
+    def _loss(self, theta: torch.Tensor | Sequence[torch.Tensor], batch: Batch) -> torch.Tensor:
         out = functional_call(self._module, self._tensors(theta), (batch,))
         if not isinstance(out, torch.Tensor) or out.numel() != 1:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -362,42 +384,52 @@ class HessianOperator(SymmetricOperator):
         with torch.enable_grad(), self._model_mode():
             _require_grad(self._loss(theta, self._batches[0]))
 
-    def _gradient(self, batch: Batch, weight: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A leaf copy of theta and the weighted gradient at it, with its graph kept."""
-        theta = self._theta.detach().requires_grad_(True)
+    def _gradient(self, batch: Batch, weight: float) -> tuple[list[torch.Tensor], list[int], list]:
+        """Leaves for theta's pieces, the indices of those whose gradient still depends on theta,
+        and the weighted gradient at them (those pieces), with its graph kept."""
+        leaves = self._leaves()
         with torch.enable_grad():
-            value = _require_grad(weight * self._loss(theta, batch))
-            (g,) = torch.autograd.grad(value, theta, create_graph=True, allow_unused=True)
-        return theta, (g if g is not None and g.requires_grad else None)
+            value = _require_grad(weight * self._loss(leaves, batch))
+            g = torch.autograd.grad(value, leaves, create_graph=True, allow_unused=True)
+        live = [i for i, gi in enumerate(g) if gi is not None and gi.requires_grad]
+        return leaves, live, [g[i] for i in live]
 
     def _backward(
-        self, theta: torch.Tensor, g: torch.Tensor | None, V: torch.Tensor, retain: bool
+        self, leaves: list[torch.Tensor], live: list[int], g: list, V: torch.Tensor, retain: bool
     ) -> torch.Tensor:
-        """``d/dtheta <g, V[:, j]>`` for every column, through one gradient graph."""
-        if g is None:  # the gradient is constant: this batch's Hessian is zero
+        """``d/dtheta <g, V[:, j]>`` for every column, through one gradient graph. Where no piece
+        of the gradient depends on theta, this batch's Hessian is zero."""
+        if not live:
             return torch.zeros_like(V)
-        if V.shape[1] == 1:
-            (hv,) = torch.autograd.grad(g, theta, V[:, 0], retain_graph=retain, allow_unused=True)
-            return torch.zeros_like(V) if hv is None else hv[:, None]
-        if self.batched is not False:
-            try:
-                (HV,) = torch.autograd.grad(
-                    g, theta, V.T.contiguous(), retain_graph=True, is_grads_batched=True
-                )
-                return HV.T
-            except Exception:  # an op without a batching rule: fall back to a loop
-                self.batched = False
-        cols = []
-        for j in range(V.shape[1]):
-            last = j == V.shape[1] - 1
-            (hv,) = torch.autograd.grad(
-                g, theta, V[:, j], retain_graph=retain or not last, allow_unused=True
-            )
-            cols.append(torch.zeros_like(V[:, j]) if hv is None else hv)
-        return torch.stack(cols, dim=1)
+        bounds = [0, *itertools.accumulate(self.numels)]
+        if V.shape[1] == 1 or self.batched is False:
+            cols = []
+            for j in range(V.shape[1]):
+                v = V[:, j]
+                outs = [v[bounds[i] : bounds[i + 1]].view_as(g[n]) for n, i in enumerate(live)]
+                last = j == V.shape[1] - 1
+                hv = torch.autograd.grad(g, leaves, outs, retain_graph=retain or not last,
+                                         allow_unused=True)  # fmt: skip
+                if V.shape[1] == 1:
+                    return self._assemble(list(hv), V)
+                cols.append(self._assemble(list(hv), V[:, :1]))
+            return torch.cat(cols, dim=1)
+        try:
+            Vt = V.T.contiguous()
+            outs = [Vt[:, bounds[i] : bounds[i + 1]].reshape(-1, *g[n].shape)
+                    for n, i in enumerate(live)]  # fmt: skip
+            HV = torch.autograd.grad(g, leaves, outs, retain_graph=True, is_grads_batched=True,
+                                     allow_unused=True)  # fmt: skip
+            return self._assemble([None if h is None else h.reshape(h.shape[0], -1).T
+                                   for h in HV], V)  # fmt: skip
+        except Exception:  # an op without a batching rule: fall back to a loop
+            self.batched = False
+            return self._backward(leaves, live, g, V, retain)
 
     def _hvp_reverse(self, V: torch.Tensor, batches: list[Batch], cached: bool) -> torch.Tensor:
-        out = torch.zeros_like(V)
+        # The first batch's product is the sum itself (no zeroed buffer beside it: one vector
+        # less at the peak of a single-batch product).
+        out: torch.Tensor | None = None
         weights = batch_weights(batches)
         with self._model_mode():
             if cached:
@@ -405,13 +437,15 @@ class HessianOperator(SymmetricOperator):
                     self._cache = [
                         self._gradient(b, w) for b, w in zip(batches, weights, strict=True)
                     ]
-                for theta, g in self._cache:
-                    out += self._backward(theta, g, V, retain=True)
+                for leaves, live, g in self._cache:
+                    hv = self._backward(leaves, live, g, V, retain=True)
+                    out = hv if out is None else out.add_(hv)
             else:
                 for b, w in zip(batches, weights, strict=True):
-                    theta, g = self._gradient(b, w)
-                    out += self._backward(theta, g, V, retain=False)
-        return out.detach()
+                    leaves, live, g = self._gradient(b, w)
+                    hv = self._backward(leaves, live, g, V, retain=False)
+                    out = hv if out is None else out.add_(hv)
+        return (torch.zeros_like(V) if out is None else out).detach()
 
     def _hvp_forward(self, V: torch.Tensor, batches: list[Batch]) -> torch.Tensor:
         out = torch.zeros_like(V)

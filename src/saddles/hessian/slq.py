@@ -29,9 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from saddles.hessian.krylov import DEFAULT_MEMORY, lanczos
+from saddles.hessian.krylov import default_memory, lanczos
 from saddles.hessian.operator import SymmetricOperator
 from saddles.hessian.random_vectors import generator, rademacher
+
+#: The default basis budget of SLQ is :func:`~saddles.hessian.krylov.default_memory` for this
+#: many eigenpairs: 12 vectors where 256 MiB hold fewer (models of about 5M parameters and up),
+#: so local reorthogonalization keeps a window of 12.
+SLQ_K = 5
 
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 has only trapz
 
@@ -83,7 +88,8 @@ def spectral_density(
     variance 1e-5 on the spectrum rescaled to [-1, 1], i.e. ``sqrt(1e-5) * width / 2``) on a grid
     covering the nodes plus 5 sigma on each side.
 
-    ``memory`` (bytes, default :data:`~saddles.hessian.krylov.DEFAULT_MEMORY`) bounds the
+    ``memory`` (bytes, default :func:`~saddles.hessian.krylov.default_memory` for ``k =``
+    :data:`SLQ_K`: 256 MiB, or 12 vectors where those take more) bounds the
     Lanczos basis: where ``n_lanczos`` vectors do not fit, each run reorthogonalizes against the
     latest vectors that do (see :func:`~saddles.hessian.krylov.lanczos`'s ``max_basis``).
     """
@@ -98,7 +104,7 @@ def spectral_density(
     gen = generator(seed)
     m = min(int(n_lanczos), op.dim)
     itemsize = torch.empty((), dtype=op.dtype).element_size()
-    budget = DEFAULT_MEMORY if memory is None else memory
+    budget = default_memory(op.dim, itemsize, SLQ_K) if memory is None else memory
     if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
         raise ValueError(f"memory must be a positive number of bytes, not {memory!r}")
     max_basis = min(m, int(budget) // (op.dim * itemsize))

@@ -165,7 +165,8 @@ def hessian_cost(
 ) -> Estimate:
     """Top-k eigenpairs, Hutch++ trace and SLQ density: their HVPs (see the module docstring)
     and the peak of an HVP plus the Krylov storage the memory budget allows."""
-    from saddles.hessian.krylov import DEFAULT_MEMORY, krylov_plan
+    from saddles.hessian.krylov import default_memory, krylov_plan
+    from saddles.hessian.slq import SLQ_K
 
     dim = probe.n_params
     k = max(1, min(top_k, dim))
@@ -179,10 +180,9 @@ def hessian_cost(
     density = min(density_lanczos, dim) * density_runs
     hvps = eigen + min(trace_matvecs, 3 * dim) + density
     vector = dim * probe.itemsize
-    budget = memory if memory is not None else max(DEFAULT_MEMORY, (2 * k + 6) * vector)
+    budget = memory if memory is not None else default_memory(dim, probe.itemsize, SLQ_K)
     slq_basis = min(density_lanczos, dim, budget // vector) * vector
-    storage = max(min(eigen, plan.window) * vector * (2 if plan.products else 1) + k * vector,
-                  slq_basis)  # fmt: skip
+    storage = max(plan.storage_bytes(eigen, k), slq_basis)
     return Estimate("hessian", int(hvps), "HVPs", hvps * probe.hvp_s, probe.hvp_bytes + storage)
 
 
