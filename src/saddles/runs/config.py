@@ -197,7 +197,7 @@ class AnalysisConfig:
     gives directions), Hutch++ trace with ``trace_matvecs`` HVPs, SLQ density with
     ``density_lanczos`` steps x ``density_runs`` runs. ``hessian_memory`` (bytes, or a size
     such as ``"4GiB"``) bounds the Lanczos bases (:func:`saddles.hessian.krylov.krylov_plan`;
-    None: 256 MiB or ``2 k + 6`` vectors, whichever is more; schema version 2).
+    None: 256 MiB or ``2 k + 2`` vectors, whichever is more; schema version 2).
     Uncertainty: ``direction_seeds`` random planes (seeds ``seed``, ``seed + 1``, ...) for the
     "random" kind; every topology metric is computed on every plane (Hessian and given
     directions are deterministic: one plane). ``noise_points`` points of each landscape are
