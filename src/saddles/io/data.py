@@ -160,6 +160,42 @@ def cap_tokens(batches: list[Batch], eval_tokens: int | None) -> list[Batch]:
     return out
 
 
+def take_samples(batches: list[Batch], start: int, stop: int) -> list[Batch]:
+    """Samples ``[start, stop)`` of the data, counted over its batches in order, as slices of
+    those batches (a batch is never reordered or joined with another). Every tensor of a batch
+    is cut along its first dimension, so each must hold one row per sample: a batch whose
+    tensors have other first dimensions (a PINN's point sets) is refused, naming it."""
+    out, offset = [], 0
+    for i, b in enumerate(batches):
+        size = batch_size(b)
+        a, z = max(start - offset, 0), min(stop - offset, size)
+        if a < z:
+            rows = {int(t.shape[0]) if t.ndim else -1 for t in tensors_of(b)}
+            if rows != {size}:
+                raise ValueError(
+                    f"batch {i} cannot be cut into examples: its tensors' first dimensions "
+                    f"are {sorted(rows)}, not all {size} (one row per example is needed to "
+                    "take part of the data)"
+                )
+            out.append(b if (a, z) == (0, size) else map_batch(b, lambda t, a=a, z=z: t[a:z]))
+        offset += size
+    return out
+
+
+def split_parts(batches: list[Batch], parts: int) -> list[list[Batch]]:
+    """The data's samples cut, in order, into ``parts`` disjoint parts of nearly equal size
+    (``numpy.array_split``'s sizes), each a list of slices of the batches
+    (:func:`take_samples`); for the batch noise floor of :mod:`saddles.landscape.noise`."""
+    total = sum(batch_size(b) for b in batches)
+    if not isinstance(parts, int) or isinstance(parts, bool) or not 2 <= parts <= total:
+        raise ValueError(f"the data ({total} samples) cannot be cut into {parts!r} parts; "
+                         f"give 2 to {total}")  # fmt: skip
+    bounds = [0]
+    for j in range(parts):
+        bounds.append(bounds[-1] + total // parts + (1 if j < total % parts else 0))
+    return [take_samples(batches, a, z) for a, z in zip(bounds, bounds[1:], strict=False)]
+
+
 # --- per-example noise ----------------------------------------------------------------------
 
 

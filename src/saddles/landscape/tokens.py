@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from saddles.io.data import Batch, batch_size, batch_weights, map_batch, n_tokens
+from saddles.io.data import Batch, batch_size, batch_weights, n_tokens, take_samples
+from saddles.names import EVAL_TOKENS_AUTO, STDERR_TARGET
 
-AUTO = "auto"
+#: The word and the default target (a fraction of the value range), from :mod:`saddles.names`.
+AUTO, DEFAULT_TARGET = EVAL_TOKENS_AUTO, STDERR_TARGET
 #: Doubling prefixes: the first holds 1 / 2**(STAGES - 1) of the data's samples.
 STAGES = 5
-#: The default target standard error, as a fraction of the landscape's value range.
-DEFAULT_TARGET = 0.005
 #: Points of the pilot that measures the value range.
 PILOT_POINTS = 16
 
@@ -67,21 +67,8 @@ def auto_tokens(batches: list[Batch], relative: float) -> tuple[list[Batch], Aut
     ends = sorted({min(total, max(2, -(-total // 2 ** (STAGES - 1 - j)))) for j in range(STAGES)})
     pieces: list[Batch] = []
     stage_ends: list[int] = []
-    start = 0  # first sample not yet in a piece, counted over the whole data
-    offset = 0  # first sample of the current batch
-    batch_iter = iter(batches)
-    batch = next(batch_iter)
-    for end in ends:
-        while start < end:
-            size = batch_size(batch)
-            if start >= offset + size:
-                offset += size
-                batch = next(batch_iter)
-                continue
-            a, b = start - offset, min(end, offset + size) - offset
-            whole = a == 0 and b == size
-            pieces.append(batch if whole else map_batch(batch, lambda t, a=a, b=b: t[a:b]))
-            start = offset + b
+    for a, z in zip([0, *ends], ends, strict=False):
+        pieces += take_samples(batches, a, z)
         stage_ends.append(len(pieces))
     weights = [batch_weights(pieces[:e]) for e in stage_ends]
     tokens = [sum(n_tokens(p) for p in pieces[:e]) for e in stage_ends]
