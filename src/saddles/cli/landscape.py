@@ -178,8 +178,6 @@ def landscape(
     ),
     stderr_target: float = typer.Option(
         DEFAULTS["stderr_target"],
-        min=0.0,
-        min_open=True,
         help="With --eval-tokens auto: the target standard error, a fraction of the value range.",
     ),
     train: bool = typer.Option(False, "--train", help="Evaluate in train mode (default: eval)."),
@@ -219,13 +217,17 @@ def landscape(
 
         with _loading.option("--max-memory"):
             parse_bytes(max_memory)
-    if eval_tokens is not None:
-        from saddles.runs.config import parse_tokens
+    from saddles.runs.config import AnalysisConfig, parse_tokens
 
+    if eval_tokens is not None:
         try:
             eval_tokens = parse_tokens("--eval-tokens", eval_tokens)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--eval-tokens") from None
+    try:  # the library's rule for the target
+        AnalysisConfig(stderr_target=stderr_target)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--stderr-target") from None
     _loading.check_device(device)
     _loading.check_out_dir(out)
     if plot is not None:
