@@ -19,11 +19,16 @@ stage), so the whole schedule is a function of the inputs. Default :data:`DEFAUL
 half of an analysis's default simplification threshold (1% of the range), so that a pair at
 that threshold is two standard errors above the noise of each of its values.
 
-A point stops at the first stage whose standard error is at most the target (or whose value
-or standard error is not finite: more data cannot help), or at the last stage. The tokens it
-used are kept beside its value (``Landscape.tokens``).
+The standard error treats the examples of a prefix as a random sample of the data, so the
+data's order matters: give the examples in a random (seeded) order, not sorted by position
+in a text, or a prefix is one stretch of it and its mean may lie further from the whole
+data's than its standard error says. A point stops at the first stage whose standard error
+is at most the target (or whose value or standard error is not finite: more data cannot
+help), or at the last stage. The tokens it used are kept beside its value
+(``Landscape.tokens``).
 
-Owns :class:`AutoTokens`, :func:`auto_tokens`, :func:`pilot_rows` and :func:`run_auto`.
+Owns :class:`AutoTokens`, :func:`auto_tokens`, :func:`pilot_rows`, :func:`set_target` and
+:func:`run_auto`.
 Imports :mod:`saddles.io.data` only; the engines call :func:`run_auto` with their own way of
 evaluating one piece on some points.
 """
