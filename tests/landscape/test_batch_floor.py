@@ -74,3 +74,27 @@ def test_noise_metrics_say_which_floor_they_use():
     assert batch["n_minima_above_noise"] < arithmetic["n_minima_above_noise"]
     neither = noise_metrics(tree, float("nan"))
     assert neither["noise_floor_source"] == "none" and np.isnan(neither["n_saddles_above_noise"])
+
+
+def test_an_auto_landscape_in_an_analysis_has_an_arithmetic_floor_on_its_own_tokens(tmp_path):
+    # the float64 reference of each noise point is evaluated on the tokens that point used:
+    # on all the data instead, the floor would be the data's noise (about the standard error)
+    model, _ = tiny_mlp(seed=5)
+    gen = torch.Generator().manual_seed(6)
+    x, y = torch.randn(2048, 4, generator=gen), torch.randint(0, 3, (2048,), generator=gen)
+    config = AnalysisConfig(directions=["random"], resolution=7, span=2.0, hessian=False,
+                            representations=["grid-full"], loops=False, noise_points=8,
+                            eval_tokens="auto", stderr_target=0.05)  # fmt: skip
+    analysis = analyze(model, make_loss(criterion="cross_entropy"), (x, y), config,
+                       run_dir=tmp_path, progress=False)  # fmt: skip
+    land = analysis.landscapes["random"]
+    assert land.tokens is not None and land.tokens.min() < land.tokens.max()
+    metrics = analysis.topology["random"]["grid-full"]
+    assert metrics["arithmetic_floor"] < 1e-5 < metrics["loss_stderr_median"]
+    assert metrics["noise_floor_source"] == "arithmetic"
+    assert metrics["tokens_per_point"] == pytest.approx(land.tokens.mean())
+    from saddles.report.figures import write_figures
+
+    figures = write_figures(analysis, tmp_path / "figures")
+    assert (tmp_path / "figures" / "random-tokens.png").exists()
+    assert any("tokens per point" in label for label in figures)

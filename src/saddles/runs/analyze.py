@@ -219,6 +219,7 @@ def analyze(
                     metrics.update(noise_metrics(tree, arithmetic, batch_floor=batch))
                 if noise is not None:
                     metrics["batch_stderr"] = noise["batch_stderr"]
+                metrics.update(data_noise(land))
                 plane_trees[rep], plane_metrics[rep] = tree, metrics
             timings[f"topology_{tag}_s"] = time.perf_counter() - t0
             ensembles[kind].append({"direction_seed": seed, "topology": plane_metrics})
@@ -229,6 +230,18 @@ def analyze(
     if run_dir is not None:
         analysis.save(run_dir)
     return analysis
+
+
+def data_noise(landscape) -> dict[str, float]:
+    """The landscape's noise from the evaluation data, per plane: the median standard error of
+    its loss values over the examples (when the loss reports it) and, with
+    ``eval_tokens="auto"``, the mean tokens a point used."""
+    out = {}
+    if landscape.loss_stderr is not None and np.isfinite(landscape.loss_stderr).any():
+        out["loss_stderr_median"] = float(np.nanmedian(landscape.loss_stderr))
+    if landscape.tokens is not None:
+        out["tokens_per_point"] = float(np.nanmean(landscape.tokens))
+    return out
 
 
 def seed_list(config: AnalysisConfig) -> list[int]:

@@ -172,6 +172,10 @@ METRICS: tuple[Metric, ...] = (
        "count", "count", "noise"),
     _m("batch_stderr", "standard error of the loss over evaluation batches", "loss", "loss",
        "noise"),
+    _m("loss_stderr_median", "median over the plane of each loss value's standard error over "
+       "the evaluation examples", "loss", "loss", "noise", ("summary",)),
+    _m("tokens_per_point", "mean tokens a point was evaluated on (eval_tokens auto)", "tokens",
+       "info", "noise"),
     # Loops of 2-D and 3-D grids (saddles.topology.persistence.loop_metrics).
     _m("n_loops", "one-dimensional classes (loops) of the sublevel sets", "count", "count",
        "loops", ("dynamics", "wide")),
