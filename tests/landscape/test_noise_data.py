@@ -290,3 +290,22 @@ def test_auto_without_a_variance_is_a_one_line_error():
     with pytest.raises(ValueError, match="spread of its per-example"):
         evaluate(model, lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]), (x, y), d,
                  grid(3, (-1.0, 1.0), dims=1), eval_tokens="auto", progress=False)  # fmt: skip
+
+
+def test_analysis_config_reads_auto_from_yaml_and_keeps_old_ids(tmp_path):
+    from saddles.runs.config import AnalysisConfig
+
+    (tmp_path / "a.yaml").write_text(
+        "analysis:\n  eval_tokens: auto\n  stderr_target: 0.02\n  batch_floor: 3\n"
+    )
+    config = AnalysisConfig.from_yaml(tmp_path / "a.yaml")
+    assert (config.eval_tokens, config.stderr_target, config.batch_floor) == ("auto", 0.02, 3)
+    assert AnalysisConfig(eval_tokens=4096).eval_tokens == 4096
+    for bad in ({"eval_tokens": "most"}, {"eval_tokens": 0}, {"batch_floor": 1},
+                {"stderr_target": 0.0}):  # fmt: skip
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            AnalysisConfig(**bad)
+    # the new fields at their defaults leave a configuration's identity as it was
+    assert "batch_floor" not in AnalysisConfig().identity()
+    assert "stderr_target" not in AnalysisConfig().identity()
+    assert "batch_floor" in AnalysisConfig(batch_floor=2).identity()
