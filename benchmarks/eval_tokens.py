@@ -15,6 +15,11 @@ every prefix that auto can stop at. For each target the table prints:
   distance from the all-data diagram (8-connected merge tree, gudhi) / range, for auto and
   for the fixed budget.
 
+A second table puts the noise floors of the all-data landscape side by side: the arithmetic
+floor (float32 against float64 at 32 points), the batch floor (the bottleneck distance between
+the landscapes on the two halves of the windows) and the median standard error, with the
+saddles counted raw and above twice the floor used.
+
 Everything runs on one torch thread (printed). A few minutes on a laptop CPU.
 
 Usage: python benchmarks/eval_tokens.py [--steps N] [--resolution N]
@@ -38,7 +43,9 @@ from saddles.experiments.lm import (
     train_val_split,
 )
 from saddles.landscape import evaluate
+from saddles.landscape.noise import batch_floor, batch_landscapes, noise_floor
 from saddles.sampling import grid
+from saddles.topology import noise_metrics
 from saddles.topology.distances import bottleneck_distance, distance_diagram
 
 TARGETS = (0.05, 0.03, 0.02)
@@ -128,6 +135,25 @@ def main() -> None:
     for target, auto in autos.items():
         counts = {m: int((auto.tokens == m).sum()) for m in prefixes}
         print(f"target {target:g}: points stopping at each prefix {counts}")
+
+    tree = full.topology("full")[0]
+    arithmetic = noise_floor(model, lm_loss, data, dirs, full)["noise_floor"]
+    halves = batch_landscapes(model, lm_loss, data, dirs, coords, 2, **kw)
+    batch = batch_floor([h.topology("full")[0] for h in halves])
+    counts = noise_metrics(tree, arithmetic, batch_floor=batch)
+    only_arithmetic = noise_metrics(tree, arithmetic)
+    print("\nnoise floors of the all-data landscape (loss units and / range):")
+    print(f"{'arithmetic':>12} {'batch (2 halves)':>17} {'median SE':>10} {'saddles raw':>12} "
+          f"{'>2x arith':>10} {'>2x used':>9} {'floor used':>11}")  # fmt: skip
+    print(
+        f"{arithmetic:>12.3g} {batch:>17.3g} {np.median(full.loss_stderr):>10.3g} "
+        f"{len(tree.saddles):>12} {only_arithmetic['n_saddles_above_noise']:>10} "
+        f"{counts['n_saddles_above_noise']:>9} {counts['noise_floor_source']:>11}"
+    )
+    print(
+        f"{arithmetic / spread:>12.2e} {batch / spread:>17.4f} "
+        f"{np.median(full.loss_stderr) / spread:>10.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -309,3 +309,17 @@ def test_analysis_config_reads_auto_from_yaml_and_keeps_old_ids(tmp_path):
     assert "batch_floor" not in AnalysisConfig().identity()
     assert "stderr_target" not in AnalysisConfig().identity()
     assert "batch_floor" in AnalysisConfig(batch_floor=2).identity()
+
+
+def test_mse_reports_the_standard_error_of_its_per_sample_means():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    x, y = torch.randn(50, 3), torch.randn(50, 2)
+    loss = make_loss(criterion="mse")
+    value, variance = loss.with_variance(model, (x, y))
+    assert torch.equal(value, loss(model, (x, y)))
+    with torch.no_grad():
+        per_sample = ((model(x) - y) ** 2).mean(dim=1).double().numpy()
+    assert math.sqrt(float(variance.detach())) == pytest.approx(stats.sem(per_sample), rel=1e-5)
+    # a criterion of the user's: its examples are unknown, so no variance is claimed
+    assert not hasattr(make_loss(criterion=torch.nn.HuberLoss()), "with_variance")
