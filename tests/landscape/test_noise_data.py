@@ -323,3 +323,35 @@ def test_mse_reports_the_standard_error_of_its_per_sample_means():
     assert math.sqrt(float(variance.detach())) == pytest.approx(stats.sem(per_sample), rel=1e-5)
     # a criterion of the user's: its examples are unknown, so no variance is claimed
     assert not hasattr(make_loss(criterion=torch.nn.HuberLoss()), "with_variance")
+
+
+def test_a_run_directory_from_before_the_stderr_resumes(tmp_path):
+    import json
+
+    model, batches = mlp_batches()
+    d = random_directions(model, 2, seed=1)
+    coords = grid(6, (-1.0, 1.0), dims=2)
+    kw = {"criterion": "cross_entropy", "engine": "sequential", "chunk_size": 6,
+          "progress": False}  # fmt: skip
+    full = evaluate(model, None, batches, d, coords, run_dir=tmp_path / "r", **kw)
+    # as an older saddles left it: chunks of the values alone, no columns in config.json, and
+    # the run interrupted (half the chunks and the landscape missing)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    del config["columns"]
+    (tmp_path / "r" / "config.json").write_text(json.dumps(config))
+    chunks = sorted((tmp_path / "r" / "chunks").glob("*.npz"))
+    for f in chunks[::2]:
+        f.unlink()
+    for f in chunks[1::2]:
+        with np.load(f) as z:
+            values, engine = z["values"][:, :1], z["engine"]
+        np.savez(f, values=values, engine=engine)
+    (tmp_path / "r" / "landscape.npz").unlink()
+    again = evaluate(model, None, batches, d, coords, run_dir=tmp_path / "r", resume=True, **kw)
+    np.testing.assert_array_equal(again.loss, full.loss)
+    old = np.zeros(coords.n_points, dtype=bool)
+    for f in chunks[1::2]:
+        start, stop = (int(v) for v in f.stem.split("-"))
+        old[start:stop] = True
+    assert np.isnan(again.loss_stderr[old]).all()  # not computed then: not claimed now
+    np.testing.assert_array_equal(again.loss_stderr[~old], full.loss_stderr[~old])

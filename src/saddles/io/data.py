@@ -28,7 +28,9 @@ independent draws; :func:`ratio_variance`), ``cross_entropy`` and ``mse`` per sa
 (:func:`mean_variance`).
 
 :func:`split_batches`, :func:`check_tokens` and :func:`check_loss` check data against a
-model and a loss before anything is computed (one ``ValueError`` line each).
+model and a loss before anything is computed (one ``ValueError`` line each);
+:func:`take_samples` and :func:`split_parts` take samples of the data in order (prefixes for
+``eval_tokens="auto"``, disjoint parts for the batch noise floor).
 
 This module imports torch; the topology package never imports it. It must not import the CLI,
 the landscape or the Hessian packages.

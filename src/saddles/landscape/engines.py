@@ -33,8 +33,8 @@ whole pytree unbatched). Both run under ``Problem.grad_mode`` (see
 :func:`saddles.landscape.problem.grad_context`): without autograd where the loss was found
 not to need it.
 
-Owns :func:`run_sequential`, :func:`run_batched`, :func:`has_batching_rules` and
-:func:`basis_buffers`. Imports :mod:`~saddles.landscape.problem`; must not import the plan,
+Owns :func:`run_sequential`, :func:`run_batched`, :func:`has_batching_rules`,
+:func:`write_point`, :func:`restore_center` and :func:`basis_buffers`. Imports :mod:`~saddles.landscape.problem`; must not import the plan,
 the memory meter or :mod:`~saddles.landscape.evaluate` (the plan imports this).
 """
 

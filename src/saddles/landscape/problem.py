@@ -26,9 +26,10 @@ values a forward computes, so the mode changes memory, never values. ``no_grad``
 tables, masks) cannot be used by autograd afterwards (PyTorch, "Autograd mechanics",
 inference mode), and the user's model must stay fit for training.
 
-Owns :class:`Problem`, :func:`setup`, :func:`basis_of`, :func:`values_of`, :func:`center_pass`
-and :func:`grad_context`. Imports
-:mod:`saddles.io.data`, :mod:`saddles.directions` and :mod:`saddles.sampling`; must not import the
+Owns :class:`Problem`, :func:`setup`, :func:`basis_of`, :func:`values_of`, :func:`weighted_sum`,
+:func:`center_pass` and :func:`grad_context`. Imports :mod:`saddles.io.data`,
+:mod:`saddles.directions`, :mod:`saddles.sampling` and :mod:`saddles.landscape.tokens` (the
+``eval_tokens="auto"`` schedule); must not import the
 engines, the plan or :mod:`~saddles.landscape.evaluate` (they import this).
 """
 
