@@ -34,8 +34,9 @@ whole pytree unbatched). Both run under ``Problem.grad_mode`` (see
 not to need it.
 
 Owns :func:`run_sequential`, :func:`run_batched`, :func:`has_batching_rules`,
-:func:`write_point`, :func:`restore_center` and :func:`basis_buffers`. Imports :mod:`~saddles.landscape.problem`; must not import the plan,
-the memory meter or :mod:`~saddles.landscape.evaluate` (the plan imports this).
+:func:`write_point`, :func:`restore_center` and :func:`basis_buffers`. Imports
+:mod:`~saddles.landscape.problem` and :mod:`~saddles.landscape.tokens`; must not import the
+plan, the memory meter or :mod:`~saddles.landscape.evaluate` (the plan imports this).
 """
 
 from __future__ import annotations
