@@ -165,7 +165,7 @@ METRICS: tuple[Metric, ...] = (
     _m("arithmetic_floor", "largest |float32 - float64| difference of the loss (rounding)",
        "loss", "loss", "noise"),
     _m("batch_floor", "largest bottleneck distance between the diagrams of landscapes on "
-       "disjoint parts of the evaluation data", "loss", "loss", "noise", ("summary",)),
+       "disjoint parts of the evaluation data", "loss", "loss", "noise"),
     _m("noise_threshold", "persistence a feature needs to count as above the noise", "loss",
        "info", "noise"),
     _m("n_minima_above_noise", "minima whose persistence is at least twice the noise floor",
@@ -173,7 +173,7 @@ METRICS: tuple[Metric, ...] = (
     _m("batch_stderr", "standard error of the loss over evaluation batches", "loss", "loss",
        "noise"),
     _m("loss_stderr_median", "median over the plane of each loss value's standard error over "
-       "the evaluation examples", "loss", "loss", "noise", ("summary",)),
+       "the evaluation examples", "loss", "loss", "noise"),
     _m("tokens_per_point", "mean tokens a point was evaluated on (eval_tokens auto)", "tokens",
        "info", "noise"),
     # Loops of 2-D and 3-D grids (saddles.topology.persistence.loop_metrics).
