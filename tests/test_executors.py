@@ -28,6 +28,7 @@ from models_for_tests import accuracy, small_cnn, tiny_mlp
 from saddles import directions as D
 from saddles import sampling as S
 from saddles.executors import UnitError, map_units
+from saddles.io.data import make_loss
 from saddles.landscape import evaluate
 
 TESTS = Path(__file__).resolve().parent
@@ -152,6 +153,24 @@ def test_ray_gives_the_local_loops_values_bit_for_bit(cluster, engine):
     assert ex["name"] == "ray" and ex["workers"] == 2 and ex["threads_per_worker"] == [1]
     assert ex["cluster"] == "existing"  # the module's cluster is used and left running
     assert local.info["executor"] == {"name": "local", "workers": 1, "threads_per_worker": 1}
+
+
+@needs_ray
+@pytest.mark.parametrize("engine", ["sequential", "batched"])
+def test_ray_keeps_the_standard_errors_and_eval_tokens_auto_bit_for_bit(cluster, engine):
+    model, _ = tiny_mlp(seed=5)
+    dirs, coords = D.random_directions(model, 2, seed=0), S.grid(7, (-2, 2))
+    gen = torch.Generator().manual_seed(6)
+    data = (torch.randn(512, 4, generator=gen), torch.randint(0, 3, (512,), generator=gen))
+    kw = dict(engine=engine, chunk_size=6, eval_tokens="auto", stderr_target=0.05,
+              progress=False)  # fmt: skip
+    loss = make_loss(criterion="cross_entropy")  # its per-example variance travels with it
+    local = evaluate(model, loss, data, dirs, coords, **kw)
+    distributed = evaluate(model, loss, data, dirs, coords, executor="ray", workers=2, **kw)
+    assert np.isfinite(local.loss_stderr).all() and len(np.unique(local.tokens)) > 1
+    np.testing.assert_array_equal(distributed.loss, local.loss)
+    np.testing.assert_array_equal(distributed.loss_stderr, local.loss_stderr)
+    np.testing.assert_array_equal(distributed.tokens, local.tokens)
 
 
 @needs_ray

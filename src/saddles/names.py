@@ -41,3 +41,9 @@ EXECUTORS = tuple(_executor_registry.BUILTIN)
 
 #: Mixed-precision forwards under ``torch.autocast`` (:func:`saddles.landscape.evaluate`).
 AUTOCAST = ("bf16", "fp16")
+
+#: ``eval_tokens`` may be this word instead of a token count (:mod:`saddles.landscape.tokens`),
+#: with its default target standard error, a fraction of the value range: half of an
+#: analysis's default simplification threshold (1% of the range).
+EVAL_TOKENS_AUTO = "auto"
+STDERR_TARGET = 0.005

@@ -190,6 +190,27 @@ def test_plot_draws_the_landscape_over_its_coordinates(files):
     assert bad.exit_code == 2 and "--plot" in bad.text
 
 
+def test_eval_tokens_auto_saves_and_plots_the_tokens_per_point(files):
+    tmp, _, _ = files
+    args = ["--model", f"{tmp / 'factory.py'}:make", "--checkpoint", tmp / "ckpt.pt",
+            "--data", tmp / "data.pt", "--quiet", "--grid", "7", "--span", "3"]  # fmt: skip
+    auto = _run(*args, "--eval-tokens", "auto", "--stderr-target", "0.05", "--out",
+                tmp / "auto", "--plot", tmp / "figs")  # fmt: skip
+    assert auto.exit_code == 0, auto.output
+    assert "eval_tokens auto:" in auto.text and "standard error of the loss" in auto.text
+    land = Landscape.load(tmp / "auto")
+    # tokens as saddles counts them (samples x the first tensor's second dimension: 40 x 4);
+    # the doubling prefixes hold 3, 5, 10, 20 and 40 samples
+    prefixes = land.info["data"]["prefix_tokens"]
+    assert prefixes == [12, 20, 40, 80, 160]
+    assert set(land.tokens) <= set(prefixes) and land.tokens.min() < 160
+    assert land.info["data"]["stderr_target_relative"] == 0.05
+    assert (tmp / "figs" / "auto-tokens.png").stat().st_size > 1000
+    fixed = _run(*args, "--eval-tokens", "20", "--out", tmp / "fixed")
+    assert fixed.exit_code == 0, fixed.output
+    assert Landscape.load(tmp / "fixed").tokens is None
+
+
 BOMB = "raise SystemExit('the model module was imported')\n"
 
 
@@ -207,6 +228,9 @@ BOMB = "raise SystemExit('the model module was imported')\n"
         (["--max-memory", "lots"], "--max-memory"),
         (["--metric", "acc"], "--metric"),
         (["--device", "bogus"], "--device"),
+        (["--eval-tokens", "lots"], "--eval-tokens"),
+        (["--eval-tokens", "0"], "--eval-tokens"),
+        (["--eval-tokens", "auto", "--stderr-target", "0"], "--stderr-target"),
     ],
 )
 def test_options_are_checked_before_the_model_is_imported(files, args, option):

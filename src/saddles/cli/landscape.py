@@ -21,7 +21,7 @@ The model, checkpoint, data and loss are given as for `saddles hessian`:
 
 ``--params-include/--params-exclude GLOB`` (repeatable), ``--params-exclude-1d`` and
 ``--params-type CLASS`` select the parameters the directions move (:mod:`saddles.io.params`);
-``--autocast bf16|fp16`` and ``--eval-tokens N`` trade precision and data for speed at LM
+``--autocast bf16|fp16`` and ``--eval-tokens N|auto`` trade precision and data for speed at LM
 scale.
 
 Directions are random (``--directions``, ``--seed``, ``--norm``, ``--keep-1d``,
@@ -170,8 +170,15 @@ def landscape(
     autocast: Autocast | None = typer.Option(
         None, help="Forwards under torch.autocast (faster at LM scale, adds rounding noise)."
     ),
-    eval_tokens: int | None = typer.Option(
-        None, min=1, help="Evaluate only the data's first N tokens (whole sequences) per point."
+    eval_tokens: str | None = typer.Option(
+        None,
+        help="Evaluate only the data's first N tokens (whole sequences) per point; 'auto': "
+        "each point on doubling prefixes of the data until the standard error of its loss "
+        "meets --stderr-target (the tokens per point are saved and plotted).",
+    ),
+    stderr_target: float = typer.Option(
+        DEFAULTS["stderr_target"],
+        help="With --eval-tokens auto: the target standard error, a fraction of the value range.",
     ),
     train: bool = typer.Option(False, "--train", help="Evaluate in train mode (default: eval)."),
     threads: ThreadsOption = None,
@@ -210,6 +217,17 @@ def landscape(
 
         with _loading.option("--max-memory"):
             parse_bytes(max_memory)
+    from saddles.runs.config import AnalysisConfig, parse_tokens
+
+    if eval_tokens is not None:
+        try:
+            eval_tokens = parse_tokens("--eval-tokens", eval_tokens)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--eval-tokens") from None
+    try:  # the library's rule for the target
+        AnalysisConfig(stderr_target=stderr_target)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--stderr-target") from None
     _loading.check_device(device)
     _loading.check_out_dir(out)
     if plot is not None:
@@ -270,6 +288,7 @@ def landscape(
         dtype=dtype.value if dtype else None,
         autocast=autocast.value if autocast else None,
         eval_tokens=eval_tokens,
+        stderr_target=stderr_target,
         params=spec,
         train_mode=train,
         run_dir=out,
@@ -292,6 +311,16 @@ def landscape(
     typer.echo(f"centre loss {info['center_loss']:.6g}; loss from {low} to {high}")
     if result.n_nonfinite:
         typer.echo(f"{result.n_nonfinite} point(s) gave a non-finite loss (kept as NaN/inf)")
+    if result.loss_stderr is not None:
+        se = result.loss_stderr[np.isfinite(result.loss_stderr)]
+        if se.size:
+            typer.echo(f"standard error of the loss over the examples: {np.median(se):.3g} "
+                       f"(median), {se.max():.3g} (largest)")  # fmt: skip
+    if result.tokens is not None:
+        data = info["data"]
+        typer.echo(f"eval_tokens auto: {int(result.tokens.sum()):,} tokens in all, "
+                   f"{int(data['n_tokens']) * result.n_points:,} with all the data at every "
+                   f"point; target standard error {data['stderr_target']:.3g}")  # fmt: skip
     typer.echo(f"wrote {out / 'landscape.npz'} and {out / 'landscape.json'}")
     if plot is not None:
         from saddles.report.figures import landscape_figures

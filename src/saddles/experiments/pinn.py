@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from saddles.experiments import load_checkpoint, save_checkpoint
-from saddles.io.data import Batch, LossFn
+from saddles.io.data import Batch, LossFn, mean_variance, with_variance
 
 __all__ = [
     "BATCH_LAYOUT",
@@ -142,7 +142,16 @@ def _check_batch(batch: Batch) -> None:
 def convection_loss_terms(
     model: nn.Module, batch: Batch, beta: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The three MSE terms ``(initial condition, boundary, residual)`` of the PINN loss.
+    """The three MSE terms ``(initial condition, boundary, residual)`` of the PINN loss: the
+    means of :func:`convection_squares`."""
+    return tuple(torch.mean(sq) for sq in convection_squares(model, batch, beta))
+
+
+def convection_squares(
+    model: nn.Module, batch: Batch, beta: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The squared errors behind the three terms, one per point of each term's own set
+    (initial-condition points, boundary pairs, collocation points).
 
     The residual ``u_t + beta u_x`` is the derivative of u along (beta, 1) in (x, t), taken by
     one ``torch.func.jvp`` through the model: vmappable and twice differentiable with respect
@@ -150,11 +159,11 @@ def convection_loss_terms(
     """
     _check_batch(batch)
     xt_f, xt_0, u_0, xt_lb, xt_ub = batch
-    ic = torch.mean((model(xt_0) - u_0) ** 2)
-    bc = torch.mean((model(xt_lb) - model(xt_ub)) ** 2)
+    ic = (model(xt_0) - u_0) ** 2
+    bc = (model(xt_lb) - model(xt_ub)) ** 2
     direction = torch.tensor([beta, 1.0], dtype=xt_f.dtype, device=xt_f.device)
     _, residual = torch.func.jvp(model, (xt_f,), (direction.expand_as(xt_f),))
-    return ic, bc, torch.mean(residual**2)
+    return ic, bc, residual**2
 
 
 def convection_loss(beta: float) -> LossFn:
@@ -172,8 +181,15 @@ def convection_loss(beta: float) -> LossFn:
         ic, bc, res = convection_loss_terms(model, batch, beta)
         return ic + bc + res
 
+    def stats(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        # The loss is a sum of three means over disjoint point sets, so its squared standard
+        # error is the sum of theirs (each var / n over its own points).
+        squares = convection_squares(model, batch, beta)
+        ic, bc, res = (torch.mean(sq) for sq in squares)
+        return ic + bc + res, sum(mean_variance(sq) for sq in squares)
+
     loss.__name__ = loss.__qualname__ = f"convection_loss_beta_{beta:g}"
-    return loss
+    return with_variance(loss, stats)
 
 
 def train_pinn(

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from saddles.experiments import load_checkpoint, save_checkpoint
-from saddles.io.data import Batch, as_batches
+from saddles.io.data import Batch, as_batches, cross_entropy_variance, with_variance
 from saddles.names import DATASETS
 
 __all__ = [
@@ -363,6 +363,16 @@ def classification_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     """Mean cross-entropy of ``model(images)`` against ``labels``: the loss-protocol form."""
     images, labels = batch[0], batch[1]
     return F.cross_entropy(model(images), labels)
+
+
+def _classification_stats(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`classification_loss` and its squared standard error over the batch's images."""
+    images, labels = batch[0], batch[1]
+    out = model(images)
+    return F.cross_entropy(out, labels), cross_entropy_variance(out, labels)
+
+
+with_variance(classification_loss, _classification_stats)
 
 
 def batch_accuracy(model: nn.Module, batch: Batch) -> torch.Tensor:

@@ -19,8 +19,18 @@ The loss over several batches is their average weighted by batch size. The size 
 the first dimension of its first tensor (for a dict: of ``input_ids`` when it has that key,
 else of its first value), so the result does not depend on how the data was split.
 
+*Standard errors*. A loss that is a mean over examples may also say how noisy that mean is:
+``loss.with_variance(model, batch) -> (value, variance)`` gives the same value, bit for bit,
+and the squared standard error of it over the batch's examples, from the same forward pass
+(:func:`loss_and_variance` reads it; losses without it give NaN). The built-in ones do:
+``causal_lm`` and :func:`next_token_loss` per *sequence* (tokens of one sequence are not
+independent draws; :func:`ratio_variance`), ``cross_entropy`` and ``mse`` per sample
+(:func:`mean_variance`).
+
 :func:`split_batches`, :func:`check_tokens` and :func:`check_loss` check data against a
-model and a loss before anything is computed (one ``ValueError`` line each).
+model and a loss before anything is computed (one ``ValueError`` line each);
+:func:`take_samples` and :func:`split_parts` take samples of the data in order (prefixes for
+``eval_tokens="auto"``, disjoint parts for the batch noise floor).
 
 This module imports torch; the topology package never imports it. It must not import the CLI,
 the landscape or the Hessian packages.
@@ -150,6 +160,91 @@ def cap_tokens(batches: list[Batch], eval_tokens: int | None) -> list[Batch]:
             f"({n_tokens(batches[0]) // batch_size(batches[0])} tokens)"
         )
     return out
+
+
+def take_samples(batches: list[Batch], start: int, stop: int) -> list[Batch]:
+    """Samples ``[start, stop)`` of the data, counted over its batches in order, as slices of
+    those batches (a batch is never reordered or joined with another). Every tensor of a batch
+    is cut along its first dimension, so each must hold one row per sample: a batch whose
+    tensors have other first dimensions (a PINN's point sets) is refused, naming it."""
+    out, offset = [], 0
+    for i, b in enumerate(batches):
+        size = batch_size(b)
+        a, z = max(start - offset, 0), min(stop - offset, size)
+        if a < z:
+            rows = {int(t.shape[0]) if t.ndim else -1 for t in tensors_of(b)}
+            if rows != {size}:
+                raise ValueError(
+                    f"batch {i} cannot be cut into examples: its tensors' first dimensions "
+                    f"are {sorted(rows)}, not all {size} (one row per example is needed to "
+                    "take part of the data)"
+                )
+            out.append(b if (a, z) == (0, size) else map_batch(b, lambda t, a=a, z=z: t[a:z]))
+        offset += size
+    return out
+
+
+def split_parts(batches: list[Batch], parts: int) -> list[list[Batch]]:
+    """The data's samples cut, in order, into ``parts`` disjoint parts of nearly equal size
+    (``numpy.array_split``'s sizes), each a list of slices of the batches
+    (:func:`take_samples`); for the batch noise floor of :mod:`saddles.landscape.noise`."""
+    total = sum(batch_size(b) for b in batches)
+    if not isinstance(parts, int) or isinstance(parts, bool) or not 2 <= parts <= total:
+        raise ValueError(f"the data ({total} samples) cannot be cut into {parts!r} parts; "
+                         f"give 2 to {total}")  # fmt: skip
+    bounds = [0]
+    for j in range(parts):
+        bounds.append(bounds[-1] + total // parts + (1 if j < total % parts else 0))
+    return [take_samples(batches, a, z) for a, z in zip(bounds, bounds[1:], strict=False)]
+
+
+# --- per-example noise ----------------------------------------------------------------------
+
+
+def with_variance(loss: LossFn, stats: Callable[[torch.nn.Module, Batch], Any]) -> LossFn:
+    """Attach ``stats(model, batch) -> (value, variance)`` to ``loss`` as ``loss.with_variance``.
+
+    ``value`` must be what ``loss(model, batch)`` returns, bit for bit, and ``variance`` the
+    squared standard error of that value over the batch's examples, both from one forward
+    pass, so that a landscape gets its standard errors at no extra cost."""
+    loss.with_variance = stats  # type: ignore[attr-defined]
+    return loss
+
+
+def loss_and_variance(
+    fn: LossFn, model: torch.nn.Module, batch: Batch
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(value, variance)`` from ``fn.with_variance`` when the loss has it, else
+    ``(fn(model, batch), None)`` (the variance is then unknown)."""
+    stats = getattr(fn, "with_variance", None)
+    if stats is None:
+        return fn(model, batch), None
+    return stats(model, batch)
+
+
+def mean_variance(per_example: torch.Tensor) -> torch.Tensor:
+    """Squared standard error of the mean of ``per_example`` (one value per example, any
+    shape flattened): ``var / n`` with the unbiased (``n - 1``) variance; NaN for one example.
+    Written without data-dependent control flow, so it runs under ``torch.vmap``."""
+    x = per_example.reshape(-1)
+    if x.shape[0] < 2:
+        return torch.full((), float("nan"), dtype=x.dtype, device=x.device)
+    return x.var(correction=1) / x.shape[0]
+
+
+def ratio_variance(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Squared standard error of the ratio ``R = sum(sums) / sum(counts)`` over ``n`` clusters
+    (cluster ``i`` holding ``counts[i]`` items whose losses sum to ``sums[i]``):
+    ``n / (n - 1) * sum_i (sums_i - R counts_i)^2 / (sum counts)^2``, the linearised
+    (cluster-robust) variance of a ratio estimator (Cochran, *Sampling Techniques*, 1977,
+    section 6.4). With equal counts it is ``var(cluster means) / n``; NaN for one cluster."""
+    counts = counts.to(sums.dtype)
+    n = sums.shape[0]
+    if n < 2:
+        return torch.full((), float("nan"), dtype=sums.dtype, device=sums.device)
+    total = counts.sum().clamp_min(1)
+    ratio = sums.sum() / total
+    return n / (n - 1) * ((sums - ratio * counts) ** 2).sum() / total**2
 
 
 # --- data files -----------------------------------------------------------------------------
@@ -300,6 +395,24 @@ def make_loss(
         label = getattr(criterion, "__qualname__", None) or repr(criterion)
     keys = (inputs_key or "inputs", targets_key or "targets")
 
+    def inputs_targets(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(batch, Mapping):
+            missing = [k for k in keys if k not in batch]
+            if missing:
+                raise ValueError(
+                    f"a criterion on a dict batch needs the keys {list(keys)}; this batch has "
+                    f"{sorted(batch)} (name them with --inputs-key/--targets-key, YAML "
+                    "inputs_key/targets_key)"
+                )
+            return batch[keys[0]], batch[keys[1]]
+        if len(batch) < 2:
+            raise ValueError(
+                "a criterion needs batches of (inputs, targets); this batch has "
+                f"{len(batch)} tensor(s)"
+            )
+        return batch[0], batch[1]
+
+    # kept as it was: its code's digest names the loss in run directories
     def criterion_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         if isinstance(batch, Mapping):
             missing = [k for k in keys if k not in batch]
@@ -321,11 +434,73 @@ def make_loss(
     # tells them apart.
     named = f", keys={list(keys)}" if inputs_key or targets_key else ""
     criterion_loss.__qualname__ = f"make_loss(criterion={label}{named})"
-    return criterion_loss
+    per_example = _PER_EXAMPLE.get(label)
+    if per_example is None:  # a criterion of the user's: its examples are not known
+        return criterion_loss
+
+    def criterion_stats(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = inputs_targets(batch)
+        out = model(inputs)  # one forward; the value exactly as criterion_loss computes it
+        return criterion(out, targets), per_example(out, targets)
+
+    return with_variance(criterion_loss, criterion_stats)
 
 
 _CRITERIA = {"cross_entropy": torch.nn.functional.cross_entropy,
               "mse": torch.nn.functional.mse_loss}  # fmt: skip
+
+
+def cross_entropy_variance(out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Squared standard error of the mean cross-entropy over the batch's samples (a sample's
+    positions, for outputs with extra dimensions, form one cluster; ignored targets count no
+    items)."""
+    per = torch.nn.functional.cross_entropy(out, targets, reduction="none")
+    per = per.reshape(per.shape[0], -1)
+    if targets.is_floating_point():  # class probabilities: every position counts
+        return mean_variance(per.mean(dim=1))
+    valid = (targets != IGNORE_INDEX).reshape(per.shape[0], -1)
+    return ratio_variance(per.sum(dim=1), valid.sum(dim=1))
+
+
+def mse_variance(out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Squared standard error of the mean squared error over the batch's samples."""
+    per = torch.nn.functional.mse_loss(out, targets, reduction="none")
+    return mean_variance(per.reshape(per.shape[0], -1).mean(dim=1))
+
+
+#: The per-example variance of each named criterion (see :func:`with_variance`).
+_PER_EXAMPLE = {"cross_entropy": cross_entropy_variance, "mse": mse_variance}
+
+
+def _causal_lm_logits(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shifted logits and targets of :func:`causal_lm_loss` (one forward pass)."""
+    if isinstance(batch, Mapping):
+        if "input_ids" not in batch:
+            raise ValueError(
+                f"the causal_lm criterion needs a dict batch with 'input_ids' (and optionally "
+                f"'attention_mask', 'labels'); this batch has {sorted(batch)}"
+            )
+        ids, mask, labels = batch["input_ids"], batch.get("attention_mask"), batch.get("labels")
+    elif len(batch) == 1:
+        ids, mask, labels = batch[0], None, None
+    else:
+        raise ValueError(
+            f"the causal_lm criterion takes a dict batch (input_ids, attention_mask, labels) or "
+            f"one tensor of token ids; this batch is a tuple of {len(batch)} tensors"
+        )
+    if ids.ndim != 2 or ids.is_floating_point() or ids.shape[1] < 2:
+        raise ValueError(f"input_ids must be (batch, sequence >= 2) integers, not "
+                         f"{ids.dtype} {tuple(ids.shape)}")  # fmt: skip
+    check_token_ids(model, ids)
+    if _takes_input_ids(model):
+        kwargs = {"input_ids": ids} if mask is None else {"input_ids": ids, "attention_mask": mask}
+        out = model(**kwargs)
+    else:
+        out = model(ids)
+    targets = (ids if labels is None else labels)[:, 1:]
+    if mask is not None:
+        targets = targets.masked_fill(mask[:, 1:] == 0, IGNORE_INDEX)
+    return _logits(out)[:, :-1], targets
 
 
 def causal_lm_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -342,6 +517,9 @@ def causal_lm_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     The mean is written with ``log_softmax`` and ``gather`` (no data-dependent indexing), so it
     runs under ``torch.vmap`` and double backward wherever the model does. Token ids at or past
     the model's vocabulary (``get_input_embeddings()``) are refused before the forward pass.
+    ``causal_lm_loss.with_variance`` also gives the squared standard error over sequences
+    (the same parsing, in :func:`_causal_lm_logits`; this body is kept as it was, since its
+    code's digest names the loss in run directories).
     """
     if isinstance(batch, Mapping):
         if "input_ids" not in batch:
@@ -372,6 +550,10 @@ def causal_lm_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return next_token_loss(_logits(out)[:, :-1], targets)
 
 
+def _causal_lm_stats(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    return next_token_loss_and_variance(*_causal_lm_logits(model, batch))
+
+
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of ``logits`` ``(B, T, V)`` against ``targets`` ``(B, T)`` (already
     shifted: ``targets[:, t]`` is the token after position ``t``), positions whose target is
@@ -379,13 +561,31 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     language-model experiment's ``lm_loss``). Low-precision logits are averaged in float32, as
     Hugging Face does; ``log_softmax`` and ``gather`` (no data-dependent indexing) keep it
     working under ``torch.vmap`` and double backward."""
-    valid = targets != IGNORE_INDEX
-    logp = torch.log_softmax(logits.float() if logits.dtype in _LOW else logits, dim=-1)
-    picked = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    picked, valid = _picked(logits, targets)
     return -(picked * valid).sum() / valid.sum().clamp_min(1)
 
 
+def next_token_loss_and_variance(
+    logits: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`next_token_loss` (the same bits) and its squared standard error over the batch's
+    sequences: each sequence is one cluster of tokens (:func:`ratio_variance`), since the
+    tokens of one text are not independent draws."""
+    picked, valid = _picked(logits, targets)
+    value = -(picked * valid).sum() / valid.sum().clamp_min(1)
+    return value, ratio_variance(-(picked * valid).sum(dim=-1), valid.sum(dim=-1))
+
+
+def _picked(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of each target ``(B, T)`` and the mask of the counted positions."""
+    valid = targets != IGNORE_INDEX
+    logp = torch.log_softmax(logits.float() if logits.dtype in _LOW else logits, dim=-1)
+    return logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1), valid
+
+
 _LOW = (torch.float16, torch.bfloat16)  # logits averaged in float32, as HF does
+
+with_variance(causal_lm_loss, _causal_lm_stats)
 
 
 def check_token_ids(model: torch.nn.Module, ids: torch.Tensor) -> None:

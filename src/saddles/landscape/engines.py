@@ -16,10 +16,14 @@
     evaluation already saturates the hardware (a CNN or a transformer on a few hundred
     samples on a CPU); :mod:`saddles.landscape.plan` decides which to use.
 
-Both return ``(B, n_values)`` float64 arrays, combined over batches by
-:func:`saddles.landscape.problem.weighted_sum`. They agree to rounding, not bit for bit:
-vmap's batched kernels round differently from the single-point ones. Each is deterministic
-for a given chunk, so a run's values are a function of its plan (recorded with the results).
+Both return ``(B, n_values + 1)`` float64 arrays (``+ 2`` with ``eval_tokens="auto"``; the
+columns are ``Problem.columns``), combined over batches by
+:func:`saddles.landscape.problem.weighted_sum`: the values, the loss's standard error over
+the examples (from the same forwards, :func:`~saddles.landscape.problem.values_of`) and the
+tokens each point used (:func:`saddles.landscape.tokens.run_auto`). They agree to rounding,
+not bit for bit: vmap's batched kernels round differently from the single-point ones. Each
+is deterministic for a given chunk, so a run's values are a function of its plan (recorded
+with the results).
 
 Only the parameters some direction moves are written or swapped (``Problem.moving``): with a
 parameter selection (:mod:`saddles.io.params`) the others keep the model's own tensors, so a
@@ -29,9 +33,10 @@ whole pytree unbatched). Both run under ``Problem.grad_mode`` (see
 :func:`saddles.landscape.problem.grad_context`): without autograd where the loss was found
 not to need it.
 
-Owns :func:`run_sequential`, :func:`run_batched`, :func:`has_batching_rules` and
-:func:`basis_buffers`. Imports :mod:`~saddles.landscape.problem`; must not import the plan,
-the memory meter or :mod:`~saddles.landscape.evaluate` (the plan imports this).
+Owns :func:`run_sequential`, :func:`run_batched`, :func:`has_batching_rules`,
+:func:`write_point`, :func:`restore_center` and :func:`basis_buffers`. Imports
+:mod:`~saddles.landscape.problem` and :mod:`~saddles.landscape.tokens`; must not import the
+plan, the memory meter or :mod:`~saddles.landscape.evaluate` (the plan imports this).
 """
 
 from __future__ import annotations
@@ -50,38 +55,76 @@ from saddles.landscape.problem import (
     values_of,
     weighted_sum,
 )
+from saddles.landscape.tokens import run_auto
 
 #: The warning vmap gives for operators without a batching rule (run in a slow loop instead).
 NO_BATCHING_RULE = ".*performance drop because we have not yet implemented the batching rule"
 
 
 def run_sequential(problem: Problem, c: torch.Tensor) -> np.ndarray:
-    """Reference engine: write each point's weights into the model, evaluate, next point."""
-    moving = problem.moving
-    flat = [problem.params[j].view(1, -1) for j in moving]
-    rows = [problem.center[j].unsqueeze(0) for j in moving]
-    if problem.basis_buffers is None:
-        problem.basis_buffers = basis_buffers(problem)
-    buffers = problem.basis_buffers
+    """Reference engine: write each point's weights into the model, evaluate, next point.
+
+    Returns ``(B, len(problem.columns))``: the values, the loss's standard error and, with
+    ``eval_tokens="auto"`` (:func:`saddles.landscape.tokens.run_auto`), the tokens used."""
     c = c.to(problem.params[0].dtype)
+    if problem.auto is not None:
+        return _auto(problem, c, _sequential_piece)
     per_batch: list[list[torch.Tensor]] = [[] for _ in problem.batches]  # 0-d values
     with grad_context(problem):
         for i in range(c.shape[0]):
-            point = c[i : i + 1]
-            with torch.no_grad():
-                for j, out, w0 in zip(moving, flat, rows, strict=True):
-                    p = problem.params[j]
-                    buffer = buffers[p.dtype][: problem.n_directions * p.numel()]
-                    basis = basis_of(problem, j, buffer.view(problem.n_directions, -1))
-                    torch.addmm(w0, point.to(basis.dtype), basis, out=out)
+            write_point(problem, c[i : i + 1])
             for b, batch in enumerate(problem.batches):
                 per_batch[b].extend(values_of(problem, problem.model, batch))
-    with torch.no_grad():  # leave the centre in place between chunks
-        for p, w0 in zip(problem.params, problem.center, strict=True):
-            p.copy_(w0.reshape(p.shape))
-    shape = (c.shape[0], problem.n_values)
+    restore_center(problem)
+    shape = (c.shape[0], problem.n_values + 1)
     blocks = [torch.stack(v).to(torch.float64).cpu().numpy().reshape(shape) for v in per_batch]
     return weighted_sum(problem, blocks)
+
+
+def write_point(problem: Problem, point: torch.Tensor) -> None:
+    """Write the weights of ``point`` (``(1, k)``) into the model's moving parameters: one
+    fused ``addmm`` per parameter, straight into its storage."""
+    if problem.basis_buffers is None:
+        problem.basis_buffers = basis_buffers(problem)
+    with torch.no_grad():
+        for j in problem.moving:
+            p = problem.params[j]
+            buffer = problem.basis_buffers[p.dtype][: problem.n_directions * p.numel()]
+            basis = basis_of(problem, j, buffer.view(problem.n_directions, -1))
+            torch.addmm(problem.center[j].unsqueeze(0), point.to(basis.dtype), basis,
+                        out=p.view(1, -1))  # fmt: skip
+
+
+def restore_center(problem: Problem) -> None:
+    """Put the centre back into the model (between chunks, the model is the centre)."""
+    with torch.no_grad():
+        for p, w0 in zip(problem.params, problem.center, strict=True):
+            p.copy_(w0.reshape(p.shape))
+
+
+def _sequential_piece(problem: Problem, c: torch.Tensor, piece: int) -> np.ndarray:
+    """One piece of the data at every point of ``c``, point by point."""
+    values = []
+    with grad_context(problem):
+        for i in range(c.shape[0]):
+            write_point(problem, c[i : i + 1])
+            values.append(torch.stack(values_of(problem, problem.model, problem.batches[piece])))
+    restore_center(problem)
+    return torch.stack(values).to(torch.float64).cpu().numpy()
+
+
+def _auto(problem: Problem, c: torch.Tensor, piece_fn) -> np.ndarray:
+    """``eval_tokens="auto"`` at the points ``c``, each piece evaluated by ``piece_fn``."""
+    rows_of = np.arange(c.shape[0])
+
+    def evaluate_piece(rows: np.ndarray, piece: int) -> np.ndarray:
+        sub = c if len(rows) == len(rows_of) else c[torch.as_tensor(rows, device=c.device)]
+        return piece_fn(problem, sub, piece)
+
+    def combine(blocks: list[np.ndarray], weights: list[float]) -> np.ndarray:
+        return weighted_sum(problem, blocks, weights)
+
+    return run_auto(problem.auto, c.shape[0], problem.n_values, evaluate_piece, combine)
 
 
 def basis_buffers(problem: Problem) -> dict[torch.dtype, torch.Tensor]:
@@ -110,6 +153,14 @@ def run_batched(problem: Problem, c: torch.Tensor, quiet: bool = True) -> np.nda
 
     ``quiet`` hides vmap's warning about operators without a batching rule (the plan checks
     for them once, on the first chunk, with :func:`has_batching_rules`)."""
+    if problem.auto is not None:
+        return _auto(problem, c, lambda p, sub, piece: _batched_blocks(p, sub, [piece], quiet)[0])
+    blocks = _batched_blocks(problem, c, range(len(problem.batches)), quiet)
+    return weighted_sum(problem, blocks)
+
+
+def _batched_blocks(problem: Problem, c: torch.Tensor, which, quiet: bool) -> list[np.ndarray]:
+    """The ``(B, n_values + 1)`` block of each batch ``which`` names, at the points ``c``."""
     call = _Call(problem)
     with torch.no_grad():
         stacked = {f"model.{n}": t for n, t in perturbed(problem, c).items()}
@@ -122,9 +173,10 @@ def run_batched(problem: Problem, c: torch.Tensor, quiet: bool = True) -> np.nda
     with grad_context(problem), warnings.catch_warnings():
         if quiet:
             warnings.filterwarnings("ignore", message=NO_BATCHING_RULE)
-        for batch in problem.batches:
+        for b in which:
+            batch = problem.batches[b]
             blocks.append(mapped(stacked, batch).detach().to(torch.float64).cpu().numpy())
-    return weighted_sum(problem, blocks)
+    return blocks
 
 
 def has_batching_rules(problem: Problem, c: torch.Tensor) -> tuple[np.ndarray, bool]:

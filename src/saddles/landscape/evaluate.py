@@ -49,6 +49,7 @@ Owns :func:`evaluate` and the centre pass around it. Imports the stages of this 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -62,6 +63,7 @@ from saddles.directions import Directions
 from saddles.executors import Executor, make_executor
 from saddles.files import parse_bytes
 from saddles.io.data import LossFn
+from saddles.landscape.engines import run_sequential
 from saddles.landscape.memory import PointCost, chunk_cap, cost_meter
 from saddles.landscape.plan import (
     Loop,
@@ -76,6 +78,7 @@ from saddles.landscape.plan import (
 from saddles.landscape.problem import Problem, center_pass, setup
 from saddles.landscape.result import Landscape
 from saddles.landscape.rundir import RunDir
+from saddles.landscape.tokens import DEFAULT_TARGET, pilot_rows, set_target
 from saddles.names import ENGINES
 from saddles.sampling import Coordinates, as_coordinates
 
@@ -106,7 +109,8 @@ def evaluate(
     max_retries: int = 3,
     params: Mapping[str, Any] | None = None,
     autocast: str | None = None,
-    eval_tokens: int | None = None,
+    eval_tokens: int | str | None = None,
+    stderr_target: float = DEFAULT_TARGET,
 ) -> Landscape:
     """Evaluate the loss at ``theta_0 + sum_k c_k d_k`` for every point ``c`` of ``coords``.
 
@@ -156,7 +160,16 @@ def evaluate(
             measures that noise too. Float64 tensors are never autocast.
         eval_tokens: a token budget per point: only the data's first ``eval_tokens`` tokens
             are evaluated, in whole sequences (:func:`saddles.data.cap_tokens`); recorded in
-            ``info["data"]``.
+            ``info["data"]``. ``"auto"``: each point on a doubling prefix of the data until
+            the standard error of its loss is at most ``stderr_target`` x the value range
+            (:mod:`saddles.landscape.tokens`); the tokens each point used are
+            ``Landscape.tokens``.
+        stderr_target: the target of ``eval_tokens="auto"``, a fraction of the value range.
+
+    Beside the values, ``Landscape.loss_stderr`` holds each loss value's standard error over
+    the evaluation examples, from the same forwards, for losses that report it
+    (:func:`saddles.io.data.with_variance`: ``causal_lm``, ``cross_entropy``, ``mse``, the
+    experiments' losses); ``None`` for the others.
     """
     started = time.perf_counter()
     if engine not in ENGINES:
@@ -174,7 +187,8 @@ def evaluate(
     )
     coords = as_coordinates(coords)
     problem = setup(model, loss, criterion, metrics, data, directions, coords, device, dtype,
-                    params=params, autocast=autocast, eval_tokens=eval_tokens)  # fmt: skip
+                    params=params, autocast=autocast, eval_tokens=eval_tokens,
+                    stderr_target=stderr_target)  # fmt: skip
     out = console() if progress else None
 
     state = ModelState.capture(problem.model, problem.center)
@@ -188,12 +202,16 @@ def evaluate(
         # The plan needs the point's cost unless the caller fixed engine and chunk size.
         fixed = engine == "sequential" or (engine == "batched" and chunk_size is not None)
         center, cost = center_values(problem, not finished and plan is None and not fixed)
-        problem.center_values = center  # a grid's origin is not evaluated again
+        # A grid's origin is not evaluated again; with "auto" it is evaluated like any point
+        # (the centre pass used all the data).
+        problem.center_values = center if problem.auto is None else None
         if run is not None:
-            run.check_center(center)
+            run.check_center(center[: problem.n_values])
         if finished:
             say(out, f"the run in {run.path} is already complete; loaded it")
             return run.load_landscape()
+        if problem.auto is not None:
+            auto_pilot(problem, coords.points)
         results: dict[tuple[int, int], np.ndarray] = run.load_chunks() if run else {}
         if plan is not None:
             done = sum(b - a for a, b in results)
@@ -221,9 +239,9 @@ def evaluate(
     finally:
         state.restore(problem.model)
 
-    values = np.full((coords.n_points, problem.n_values), np.nan)
+    values = np.full((coords.n_points, len(problem.columns)), np.nan)
     for (start, stop), block in results.items():
-        values[start:stop] = block
+        values[start:stop, : block.shape[1]] = block  # a chunk from before the stderr: NaN
     n_bad = int((~np.isfinite(values[:, 0])).sum())
     info = provenance(problem, coords, train_mode, plan, loop, center, n_bad, cost)
     info["executor"] = executor_info
@@ -235,12 +253,26 @@ def evaluate(
         metrics={n: values[:, i + 1].copy() for i, n in enumerate(names[1:])},
         shape=coords.shape,
         info=info,
+        loss_stderr=stderr if np.isfinite(stderr := values[:, problem.n_values]).any() else None,
+        tokens=values[:, problem.n_values + 1].copy() if problem.auto is not None else None,
     )
     if n_bad:
         say(out, f"{n_bad} of {coords.n_points} points gave a non-finite loss (kept, counted)")
     if run is not None:
         run.save_landscape(landscape)
     return landscape
+
+
+def auto_pilot(problem: Problem, points: np.ndarray) -> None:
+    """Set the absolute target of ``eval_tokens="auto"``: the first stage's values at the
+    centre and :func:`~saddles.landscape.tokens.pilot_rows` of the points, their range times
+    the relative target (:func:`~saddles.landscape.tokens.set_target`). Sequential, so the
+    target is the same whichever engine evaluates the points."""
+    auto = problem.auto
+    pilot = np.vstack([np.zeros((1, points.shape[1])), points[pilot_rows(len(points))]])
+    auto.target = math.inf  # every pilot point stops at the first stage
+    block = run_sequential(problem, torch.tensor(pilot, dtype=torch.float64))
+    set_target(auto, block[:, 0], block[:, problem.n_values])
 
 
 def center_values(problem: Problem, measure: bool) -> tuple[np.ndarray, PointCost | None]:
@@ -384,6 +416,7 @@ def provenance(
                 if problem.eval_tokens is not None
                 else {}
             ),
+            **(auto_info(problem.auto) if problem.auto is not None else {}),
         },
         "params": problem.directions_info.get("params", _all_params(problem)),
         "autocast": problem.autocast,
@@ -404,7 +437,19 @@ def provenance(
         "train_mode": bool(train_mode),
         "center_loss": float(center[0]),
         "center_metrics": {
-            n: float(v) for n, v in zip(problem.value_names[1:], center[1:], strict=True)
+            n: float(v)
+            for n, v in zip(problem.value_names[1:], center[1 : problem.n_values], strict=True)
         },
+        "center_loss_stderr": float(center[problem.n_values]),
         "n_nonfinite": n_bad,
+    }
+
+
+def auto_info(auto) -> dict[str, Any]:
+    """``eval_tokens="auto"``'s record: its targets, the pilot and the prefixes' tokens."""
+    return {
+        "stderr_target_relative": auto.relative,
+        "stderr_target": auto.target,
+        "pilot": auto.pilot,
+        "prefix_tokens": list(auto.tokens),
     }

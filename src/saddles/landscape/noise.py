@@ -17,7 +17,21 @@
 Cost: ``n_points`` evaluations in float64 plus, with several batches, ``n_points`` per-batch
 passes over the data, i.e. about 3 x ``n_points`` evaluations (2-4% of a 41 x 41 grid with the
 default 32 points). The sample is drawn with ``numpy.random.default_rng(seed)`` and always
-includes the first point, so it is a function of the inputs.
+includes the first point, so it is a function of the inputs. A landscape evaluated with
+``eval_tokens="auto"`` is compared point by point on the tokens each point used.
+
+The batch noise floor (:func:`batch_landscapes`, :func:`batch_floor`) asks how much the
+*diagram* depends on the data: the same landscape (model, directions, points, settings) is
+evaluated on ``parts`` disjoint parts of the evaluation data (:func:`saddles.io.data.split_parts`,
+in order), and the floor is the largest bottleneck distance between the parts' diagrams
+(:func:`saddles.topology.distances.bottleneck_distance`, gudhi). By stability (Cohen-Steiner,
+Edelsbrunner & Harer 2007) a pair more persistent than twice that distance in one part's
+diagram is matched to a pair of the other's, so the distance plays the part of a per-value
+error bound and is used like the arithmetic floor: features above twice the larger of the
+two count as above the noise (:func:`saddles.topology.noise_metrics`). Each part holds
+``1 / parts`` of the data, so its values are noisier than the full landscape's (about
+``sqrt(parts)`` times the standard error): the floor is conservative. Cost: ``parts`` more
+landscapes.
 """
 
 from __future__ import annotations
@@ -27,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saddles.io.data import as_batches, batch_weights
+from saddles.io.data import as_batches, batch_weights, split_parts
 from saddles.landscape.evaluate import evaluate
 from saddles.landscape.result import Landscape
 
@@ -65,7 +79,13 @@ def noise_floor(
         floor = 16 * np.finfo(np.float64).eps * float(np.max(np.abs(values[finite]), initial=0))
         method = "float64 landscape: 16 eps_64 x max|f| (estimate)"
     else:
-        ref = evaluate(model, loss, data, directions, coords, dtype=torch.float64, **kw).loss
+        ref = np.full(len(pick), np.nan)
+        tokens = landscape.tokens[pick] if landscape.tokens is not None else np.full(len(pick), -1)
+        for budget in np.unique(tokens):  # eval_tokens="auto": each point on its own tokens
+            rows = tokens == budget
+            cap = None if budget < 0 else int(budget)
+            ref[rows] = evaluate(model, loss, data, directions, coords[rows], eval_tokens=cap,
+                                 dtype=torch.float64, **kw).loss  # fmt: skip
         ok = finite & np.isfinite(ref)
         floor = float(np.max(np.abs(values[ok] - ref[ok]), initial=0.0))
         method = f"max |{dtype} - float64| over {len(pick)} points"
@@ -85,3 +105,40 @@ def noise_floor(
     out["batch_stderr"] = float(np.nanmedian(se)) if np.isfinite(se).any() else float("nan")
     out["batch_stderr_note"] = f"median over {len(pick)} points of {n_b} batches"
     return out
+
+
+def batch_landscapes(
+    model: torch.nn.Module,
+    loss: Any,
+    data: Any,
+    directions: Any,
+    coords: Any,
+    parts: int,
+    *,
+    run_dirs: list[Any] | None = None,
+    **kw: Any,
+) -> list[Landscape]:
+    """The landscape on each of ``parts`` disjoint parts of the data, in order
+    (:func:`saddles.io.data.split_parts`); ``kw`` as for :func:`evaluate` (the same settings
+    as the full landscape), ``run_dirs`` one resumable run directory per part."""
+    groups = split_parts(as_batches(data), parts)
+    dirs = run_dirs or [None] * parts
+    return [
+        evaluate(
+            model, loss, group, directions, coords, run_dir=where, resume=where is not None, **kw
+        )  # fmt: skip
+        for group, where in zip(groups, dirs, strict=True)
+    ]
+
+
+def batch_floor(trees: list[Any]) -> float:
+    """The largest bottleneck distance between the diagrams of ``trees`` (one merge tree per
+    part of the data, the same representation), TTK's diagrams as the distances use them
+    (:func:`saddles.topology.distances.distance_diagram`)."""
+    from saddles.topology.distances import bottleneck_distance, distance_diagram
+
+    diagrams = [distance_diagram(t) for t in trees]
+    return max(
+        (bottleneck_distance(a, b) for i, a in enumerate(diagrams) for b in diagrams[i + 1 :]),
+        default=float("nan"),
+    )

@@ -154,7 +154,7 @@ class ChunkTask:
 class ChunkDone:
     """A computed chunk: its values, the engine that made them, and any fallback."""
 
-    block: np.ndarray  # (stop - start, n_values) float64
+    block: np.ndarray  # (stop - start, len(problem.columns)) float64
     engine: str
     fallback: str | None = None  # why batching was abandoned on this chunk, if it was
     warn: bool = False  # announce the fallback as an EngineFallbackWarning
@@ -185,7 +185,7 @@ def sequential_values(problem: Problem, c: torch.Tensor) -> np.ndarray:
     at_centre = (c == 0).all(dim=1).cpu().numpy()
     if not at_centre.any():
         return run_sequential(problem, c)
-    block = np.empty((c.shape[0], problem.n_values), dtype=np.float64)
+    block = np.empty((c.shape[0], len(problem.columns)), dtype=np.float64)
     block[at_centre] = known
     if not at_centre.all():
         block[~at_centre] = run_sequential(problem, c[torch.as_tensor(~at_centre, device=c.device)])

@@ -26,9 +26,10 @@ values a forward computes, so the mode changes memory, never values. ``no_grad``
 tables, masks) cannot be used by autograd afterwards (PyTorch, "Autograd mechanics",
 inference mode), and the user's model must stay fit for training.
 
-Owns :class:`Problem`, :func:`setup`, :func:`basis_of`, :func:`values_of`, :func:`center_pass`
-and :func:`grad_context`. Imports
-:mod:`saddles.io.data`, :mod:`saddles.directions` and :mod:`saddles.sampling`; must not import the
+Owns :class:`Problem`, :func:`setup`, :func:`basis_of`, :func:`values_of`, :func:`weighted_sum`,
+:func:`center_pass` and :func:`grad_context`. Imports :mod:`saddles.io.data`,
+:mod:`saddles.directions`, :mod:`saddles.sampling` and :mod:`saddles.landscape.tokens` (the
+``eval_tokens="auto"`` schedule); must not import the
 engines, the plan or :mod:`~saddles.landscape.evaluate` (they import this).
 """
 
@@ -53,10 +54,12 @@ from saddles.io.data import (
     batch_size,
     batch_weights,
     cap_tokens,
+    loss_and_variance,
     make_loss,
     move_batches,
     n_tokens,
 )
+from saddles.landscape.tokens import AUTO, DEFAULT_TARGET, AutoTokens, auto_tokens
 from saddles.names import AUTOCAST
 from saddles.sampling import Coordinates
 
@@ -98,8 +101,10 @@ class Problem:
     moving: list[int]  # indices of the parameters some direction moves (the others stay put)
     n_directions: int  # k
     autocast: str | None = None  # "bf16"/"fp16": forwards under torch.autocast
-    eval_tokens: int | None = None  # the token budget the batches were cut to
-    n_tokens: int = 0  # tokens evaluated per point
+    eval_tokens: int | str | None = None  # the token budget the batches were cut to, or "auto"
+    n_tokens: int = 0  # tokens evaluated per point (with "auto": at most)
+    # eval_tokens="auto": the doubling prefixes over ``batches`` (their pieces) and the target
+    auto: AutoTokens | None = None
     # The centre's values (:func:`center_pass`), once the driver has them: the sequential
     # engine takes them for a point at the origin instead of evaluating it again.
     center_values: np.ndarray | None = None
@@ -112,6 +117,13 @@ class Problem:
     @property
     def n_values(self) -> int:
         return len(self.fns)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns of an engine's block: the values, the loss's standard error over the
+        examples (NaN where the loss does not report it) and, with ``eval_tokens="auto"``,
+        the tokens each point used."""
+        return [*self.value_names, "loss_stderr", *(["tokens"] if self.auto else [])]
 
     @property
     def n_params(self) -> int:
@@ -131,13 +143,16 @@ def setup(
     *,
     params: Mapping[str, Any] | None = None,
     autocast: str | None = None,
-    eval_tokens: int | None = None,
+    eval_tokens: int | str | None = None,
+    stderr_target: float = DEFAULT_TARGET,
 ) -> Problem:
     """Check every input and gather what the engines need, on the evaluation device/dtype.
 
     ``params`` (:mod:`saddles.io.params`) zeroes the directions outside the selection;
-    ``eval_tokens`` cuts the data to its first tokens (:func:`saddles.data.cap_tokens`);
-    ``autocast`` is checked here and applied by :func:`values_of`.
+    ``eval_tokens`` cuts the data to its first tokens (:func:`saddles.data.cap_tokens`), or
+    with ``"auto"`` into the doubling prefixes of :mod:`saddles.landscape.tokens` (target
+    ``stderr_target`` x the value range); ``autocast`` is checked here and applied by
+    :func:`values_of`.
     """
     spec, params = params, None  # `params` names the model's tensors below
     if autocast is not None and autocast not in AUTOCAST:
@@ -177,7 +192,13 @@ def setup(
 
     if data is None:
         raise ValueError("no data: give a tensor, a tuple of tensors or an iterable of batches")
-    batches = cap_tokens(as_batches(data), eval_tokens)
+    auto = None
+    if eval_tokens == AUTO:
+        batches, auto = auto_tokens(as_batches(data), stderr_target)
+    elif isinstance(eval_tokens, str):
+        raise ValueError(f"eval_tokens must be a positive integer or 'auto', not {eval_tokens!r}")
+    else:
+        batches = cap_tokens(as_batches(data), eval_tokens)
     n_samples = sum(batch_size(b) for b in batches)
     weights = batch_weights(batches)
     batches = move_batches(batches, device, dtype)
@@ -223,6 +244,7 @@ def setup(
         autocast=autocast,
         eval_tokens=eval_tokens,
         n_tokens=sum(n_tokens(b) for b in batches),
+        auto=auto,
     )
 
 
@@ -262,32 +284,58 @@ def precision(problem: Problem) -> contextlib.AbstractContextManager:
 
 
 def values_of(problem: Problem, model: torch.nn.Module, batch: Batch) -> list[torch.Tensor]:
-    """Loss and metrics of one batch, each checked to be a scalar tensor (detached)."""
-    vals = []
-    for name, fn in zip(problem.value_names, problem.fns, strict=True):
+    """Loss and metrics of one batch, each checked to be a scalar tensor (detached), and last
+    the squared standard error of the loss over the batch's examples (NaN when the loss does
+    not report it; :func:`saddles.io.data.loss_and_variance`, from the same forward)."""
+    vals, variance = [], None
+    for i, (name, fn) in enumerate(zip(problem.value_names, problem.fns, strict=True)):
         with precision(problem):
-            v = fn(model, batch)
-        if not isinstance(v, torch.Tensor) or v.numel() != 1:
-            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-            raise BadOutput(f"{name} must return a scalar tensor, got {shape}")
-        vals.append(v.detach().reshape(()).float() if v.dtype in _LOW else v.detach().reshape(()))
+            if i == 0:
+                v, variance = loss_and_variance(fn, model, batch)
+            else:
+                v = fn(model, batch)
+        vals.append(_scalar(name, v))
+    if variance is None:
+        variance = torch.full_like(vals[0], float("nan"))
+    vals.append(_scalar("the loss's variance", variance).to(vals[0].dtype))
     return vals
+
+
+def _scalar(name: str, v: Any) -> torch.Tensor:
+    if not isinstance(v, torch.Tensor) or v.numel() != 1:
+        shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise BadOutput(f"{name} must return a scalar tensor, got {shape}")
+    return v.detach().reshape(()).float() if v.dtype in _LOW else v.detach().reshape(())
 
 
 _LOW = (torch.float16, torch.bfloat16)
 
 
-def weighted_sum(problem: Problem, per_batch: list[np.ndarray]) -> np.ndarray:
-    """Combine per-batch float64 values (each ``(..., n_values)``) by batch-size weights.
+def weighted_sum(
+    problem: Problem, per_batch: list[np.ndarray], weights: list[float] | None = None
+) -> np.ndarray:
+    """Combine per-batch float64 blocks (each ``(..., n_values + 1)``: the values, then the
+    loss's variance, as :func:`values_of` gives them) by batch-size weights into
+    ``(..., n_values + 1)``: the values, then the loss's standard error.
 
-    One batch: its values unchanged. Several: ``sum_b w_b * v_b`` in batch order, in float64.
-    Every engine combines batches through this function, so none differs in this step.
+    Values: one batch, its values unchanged; several, ``sum_b w_b * v_b`` in batch order, in
+    float64. Standard error: ``sqrt(sum_b w_b^2 var_b)``, the batches being independent draws
+    (the variance of a stratified mean; Cochran, *Sampling Techniques*, 1977, section 5.3).
+    ``weights``: the batches' (default ``problem.weights``). Every engine combines batches
+    through this function, so none differs in this step.
     """
+    weights = problem.weights if weights is None else weights
     if len(per_batch) == 1:
-        return per_batch[0]
-    total = np.zeros_like(per_batch[0])
-    for w, v in zip(problem.weights, per_batch, strict=True):
-        total += w * v
+        total = per_batch[0].copy()
+    else:
+        total = np.zeros_like(per_batch[0])
+        for w, v in zip(weights, per_batch, strict=True):
+            total += w * v
+        variance = np.zeros_like(total[..., -1])
+        for w, v in zip(weights, per_batch, strict=True):
+            variance += w * w * v[..., -1]
+        total[..., -1] = variance
+    total[..., -1] = np.sqrt(total[..., -1])
     return total
 
 
@@ -297,7 +345,8 @@ def grad_context(problem: Problem) -> contextlib.AbstractContextManager:
 
 
 def center_pass(problem: Problem, mode: str = "enable_grad") -> np.ndarray:
-    """Loss and metrics of the unperturbed model, float64, failing early with a clear message.
+    """Loss and metrics of the unperturbed model and the loss's standard error, float64, on
+    all the data (with ``eval_tokens="auto"`` too), failing early with a clear message.
 
     ``mode``: ``"enable_grad"`` or ``"no_grad"`` (see :func:`grad_context`).
     """

@@ -4,10 +4,11 @@ A landscape is numpy arrays plus provenance. It hands itself to the topology cor
 :mod:`saddles.topology.representations` (imported inside the methods, so reading and writing
 landscapes never loads the topology kernels). This module never imports torch.
 
-File format (``save``/``load``): ``<base>.npz`` holds ``coords`` (n, k), ``loss`` and
-``metric__<name>`` (for a grid in the grid's shape, so ``saddles topology <base>.npz`` reads
-the field directly); ``<base>.json`` holds the format name and version, the shape, the metric
-names and ``info``. Both are written atomically.
+File format (``save``/``load``): ``<base>.npz`` holds ``coords`` (n, k), ``loss``, optionally
+``loss_stderr`` and ``tokens`` (:data:`OPTIONAL_ARRAYS`), and ``metric__<name>`` (for a grid
+in the grid's shape, so ``saddles topology <base>.npz`` reads the field directly);
+``<base>.json`` holds the format name and version, the shape, the metric names and ``info``.
+Both are written atomically.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from saddles.files import atomic_savez, atomic_write_text, to_jsonable
 
 LANDSCAPE_FORMAT = "saddles.landscape"
 LANDSCAPE_VERSION = 1
+#: Per-point arrays a landscape may hold beside its values (files without them still load).
+OPTIONAL_ARRAYS = ("loss_stderr", "tokens")
 
 
 @dataclass
@@ -38,6 +41,11 @@ class Landscape:
         info: provenance: directions (seed, normalization...), coordinates, model size, data
             size, engine and why it was chosen, device, dtype, timings, ``center_loss``,
             ``n_nonfinite``.
+        loss_stderr: ``(n,)`` standard error of each loss value over the evaluation examples
+            (:mod:`saddles.io.data`), or ``None`` where the loss does not report it (and in
+            files written before it existed).
+        tokens: ``(n,)`` tokens each point was evaluated on, with ``eval_tokens="auto"``
+            (:mod:`saddles.landscape.tokens`); ``None`` otherwise.
     """
 
     coords: np.ndarray
@@ -45,6 +53,8 @@ class Landscape:
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     shape: tuple[int, ...] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    loss_stderr: np.ndarray | None = None
+    tokens: np.ndarray | None = None
 
     def __repr__(self) -> str:
         where = f"grid {'x'.join(map(str, self.shape))}" if self.shape else "scattered"
@@ -142,6 +152,9 @@ class Landscape:
         shape = self.shape if self.shape is not None else (self.n_points,)
         arrays = {"coords": self.coords, "loss": self.loss.reshape(shape)}
         arrays.update({f"metric__{k}": v.reshape(shape) for k, v in self.metrics.items()})
+        for name in OPTIONAL_ARRAYS:
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name).reshape(shape)
         npz = base.with_name(base.name + ".npz")
         atomic_savez(npz, arrays)
         meta = {
@@ -177,8 +190,9 @@ class Landscape:
         with np.load(npz, allow_pickle=False) as z:
             coords, loss = z["coords"], z["loss"].reshape(-1)
             metrics = {name: z[f"metric__{name}"].reshape(-1) for name in meta["metrics"]}
+            extra = {k: z[k].reshape(-1) for k in OPTIONAL_ARRAYS if k in z.files}
         shape = tuple(meta["shape"]) if meta["shape"] is not None else None
-        return cls(coords, loss, metrics, shape, meta.get("info", {}))
+        return cls(coords, loss, metrics, shape, meta.get("info", {}), **extra)
 
 
 def strip_suffix(path: Path) -> Path:

@@ -64,6 +64,7 @@ class RunDir:
             "parts": parts,
             "n_points": coords.n_points,
             "value_names": problem.value_names,
+            "columns": problem.columns,
             "plan": None,
         }
         cfg_file = path / "config.json"
@@ -87,6 +88,7 @@ class RunDir:
                     "different data on every run)."
                 )
             plan = stored.get("plan")
+            stored["columns"] = problem.columns  # a run made before the columns had none
             return cls(path, stored, Plan.from_dict(plan) if plan else None)
         if path.exists() and any(path.iterdir()):
             raise FileExistsError(f"{path} is not empty and holds no saddles run; choose another")
@@ -128,7 +130,9 @@ class RunDir:
 
     def load_chunks(self) -> dict[tuple[int, int], np.ndarray]:
         out = {}
-        n, width = self.config["n_points"], len(self.config["value_names"])
+        n = self.config["n_points"]
+        # the values alone (chunks written before the standard-error column), or every column
+        widths = (len(self.config["value_names"]), len(self.config.get("columns", [])))
         for f in sorted((self.path / "chunks").glob("*.npz")):
             match = re.fullmatch(r"(\d+)-(\d+)\.npz", f.name)
             if not match:
@@ -136,7 +140,8 @@ class RunDir:
             start, stop = int(match[1]), int(match[2])
             with np.load(f, allow_pickle=False) as z:
                 block = z["values"]
-            if not (0 <= start < stop <= n) or block.shape != (stop - start, width):
+            fits = block.ndim == 2 and block.shape[0] == stop - start and block.shape[1] in widths
+            if not (0 <= start < stop <= n) or not fits:
                 raise ValueError(f"chunk file {f} does not fit this run; remove it to recompute")
             out[(start, stop)] = block
         return out
@@ -184,6 +189,8 @@ def config_parts(problem: Problem, coords: Coordinates, train_mode: bool) -> dic
     }
     if getattr(problem, "autocast", None):  # only when set: older runs keep their hash
         parts["autocast"] = problem.autocast
+    if getattr(problem, "auto", None) is not None:  # eval_tokens="auto" and its target
+        parts["eval_tokens"] = f"auto:{problem.auto.relative!r}"
     return parts
 
 

@@ -89,7 +89,9 @@ def write_report(
     metrics_note = (
         "<p class='note'>Counts are <b>raw</b> (every critical point) unless the column says "
         f"<b>{escape(simplified)}</b>; <code>_above_noise</code> counts features whose persistence "
-        "is at least twice the landscape's noise floor; <code>_relative</code> values are "
+        "is at least twice the landscape's noise floor (the larger of the arithmetic floor and, "
+        "when measured, the batch floor; <code>noise_floor_source</code> says which); "
+        "<code>_relative</code> values are "
         "divided by the landscape's value range. Persistence conventions: "
         "<code>average_persistence</code> follows TTK (each component's essential class paired "
         "with its maximum); <code>_finite</code> uses finite pairs only.</p>"

@@ -44,10 +44,13 @@ def export_landscape(
     landscape: Any, out_dir: str | os.PathLike, name: str = "landscape", **options: Any
 ) -> list[Path]:
     """:func:`export_arrays` for a :class:`~saddles.landscape.Landscape` (or anything with
-    ``loss``, ``coords``, ``metrics`` and ``shape``)."""
+    ``loss``, ``coords``, ``metrics`` and ``shape``); the loss's standard error and the tokens
+    per point, where the landscape has them, go with the metrics as point data."""
+    extra = {k: getattr(landscape, k, None) for k in ("loss_stderr", "tokens")}
+    metrics = {**landscape.metrics, **{k: v for k, v in extra.items() if v is not None}}
     return export_arrays(
         out_dir, name, landscape.loss, coords=landscape.coords, shape=landscape.shape,
-        metrics=landscape.metrics, **options,
+        metrics=metrics, **options,
     )  # fmt: skip
 
 

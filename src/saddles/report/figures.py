@@ -57,6 +57,12 @@ def write_figures(analysis, fig_dir: str | Path) -> dict[str, Path]:
             plots.persistence_diagram_figure(tree, title=f"persistence, {label}, {rep}"),
             fig_dir / f"{kind}-persistence.png",
         )
+        if landscape.tokens is not None:
+            out[f"{label}: tokens per point (eval_tokens auto)"] = plots.save(
+                plots.tokens_figure(landscape.coords, landscape.tokens, landscape.loss_stderr,
+                                    f"{analysis.name}, {label}: tokens per point"),
+                fig_dir / f"{kind}-tokens.png",
+            )  # fmt: skip
     if analysis.density is not None:
         from saddles.report.hessian_plots import plot_density
 
@@ -70,7 +76,8 @@ def landscape_figures(
 ) -> dict[str, Path]:
     """PNG figures of one landscape: a curve for a 1-D grid; contour and surface for a 2-D
     grid (a log colour scale when the values span decades); the minima and saddles of the
-    8-connected merge tree, simplified at ``threshold`` of the value range, marked on them.
+    8-connected merge tree, simplified at ``threshold`` of the value range, marked on them;
+    with ``eval_tokens="auto"``, the tokens each point used (any landscape).
     Axes carry the stored coordinates. Scattered and 3-D+ landscapes get no picture here
     (``saddles export`` writes them for ParaView). Returns ``{label: path}``."""
     import numpy as np
@@ -80,6 +87,9 @@ def landscape_figures(
 
     fig_dir = Path(fig_dir)
     out: dict[str, Path] = {}
+    if landscape.tokens is not None:  # eval_tokens auto: where the tokens went
+        fig = plots.tokens_figure(landscape.coords, landscape.tokens, landscape.loss_stderr, stem)
+        out[f"{stem}: tokens per point"] = plots.save(fig, fig_dir / f"{stem}-tokens.png")
     if landscape.shape is None or len(landscape.shape) > 2:
         return out
     tree, _ = landscape.topology("full")

@@ -295,6 +295,34 @@ def distance_matrix_figure(matrix: np.ndarray, names: list[str], title: str = ""
     return fig
 
 
+def tokens_figure(
+    coords: np.ndarray, tokens: np.ndarray, stderr: np.ndarray | None, title: str = ""
+) -> Figure:
+    """Where ``eval_tokens="auto"`` spent its tokens: each point coloured by the tokens it was
+    evaluated on (log 2 scale: the prefixes double) and, beside it, by the standard error its
+    loss reached. The first two coordinates; a 1-D landscape as curves."""
+    panels = [("tokens", np.asarray(tokens, dtype=float), "viridis")]
+    if stderr is not None:
+        panels.append(("standard error of the loss", np.asarray(stderr, dtype=float), "magma"))
+    fig = Figure(figsize=(4.6 * len(panels), 3.9))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (label, values, cmap) in zip(axes, panels, strict=True):
+        if coords.shape[1] == 1:
+            ax.step(coords[:, 0], values, where="mid")
+            ax.set(
+                xlabel="direction 1", ylabel=label, yscale="log" if label == "tokens" else "linear"
+            )
+        else:
+            c = np.log2(values) if label == "tokens" else values
+            sc = ax.scatter(coords[:, 0], coords[:, 1], c=c, cmap=cmap, s=18, marker="s")
+            fig.colorbar(sc, ax=ax, label="log2 tokens" if label == "tokens" else label)
+            ax.set(xlabel="direction 1", ylabel="direction 2", aspect="equal")
+        ax.set_title(label, fontsize=9)
+    fig.suptitle(title or "tokens per point (eval_tokens auto)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def spans_decades(values: np.ndarray, decades: float = 3.0) -> bool:
     """Whether positive values span more than ``decades`` orders of magnitude above their
     minimum (then a log colour scale shows the structure near the minimum)."""

@@ -151,7 +151,7 @@ def analyze(
     import torch
 
     from saddles.landscape import evaluate
-    from saddles.landscape.noise import noise_floor
+    from saddles.landscape.noise import batch_floor, batch_landscapes, noise_floor
     from saddles.topology import noise_metrics
 
     config = config or AnalysisConfig()
@@ -169,7 +169,7 @@ def analyze(
 
     landscapes, topology, trees, ensembles = {}, {}, {}, {}
     coords = make_coordinates(config)
-    if config.eval_tokens is not None:  # the landscapes and their noise floors see the same data
+    if isinstance(config.eval_tokens, int):  # the landscapes and their floors see the same data
         from saddles.io.data import as_batches, cap_tokens
 
         land_data = cap_tokens(as_batches(data), config.eval_tokens)
@@ -189,6 +189,7 @@ def analyze(
                 progress=progress, run_dir=Path(run_dir) / where if run_dir else None,
                 resume=True, executor=config.executor, workers=config.workers,
                 params=config.params, autocast=config.autocast, eval_tokens=config.eval_tokens,
+                stderr_target=config.stderr_target,
             )  # fmt: skip
             noise = None
             if config.noise_points:
@@ -196,14 +197,29 @@ def analyze(
                                     n_points=config.noise_points, seed=config.seed,
                                     device=config.device)  # fmt: skip
                 land.info["noise"] = noise
+            parts = []
+            if config.batch_floor:  # the same landscape on disjoint parts of the data
+                part_dirs = [Path(run_dir) / f"{where}-part{i}" if run_dir else None
+                             for i in range(config.batch_floor)]  # fmt: skip
+                parts = batch_landscapes(
+                    model, loss, land_data, d, coords, config.batch_floor, run_dirs=part_dirs,
+                    engine=config.engine, chunk_size=config.chunk_size, device=config.device,
+                    dtype=dtype, progress=progress, executor=config.executor,
+                    workers=config.workers, params=config.params, autocast=config.autocast,
+                )  # fmt: skip
             timings[f"landscape_{tag}_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             plane_trees, plane_metrics = {}, {}
             for rep in config.representations:
                 tree, metrics = landscape_topology(land, rep, config)
+                if noise is not None or parts:
+                    arithmetic = noise["noise_floor"] if noise is not None else float("nan")
+                    batch = (batch_floor([landscape_topology(p, rep, config)[0] for p in parts])
+                             if parts else float("nan"))  # fmt: skip
+                    metrics.update(noise_metrics(tree, arithmetic, batch_floor=batch))
                 if noise is not None:
-                    metrics.update(noise_metrics(tree, noise["noise_floor"]))
                     metrics["batch_stderr"] = noise["batch_stderr"]
+                metrics.update(data_noise(land))
                 plane_trees[rep], plane_metrics[rep] = tree, metrics
             timings[f"topology_{tag}_s"] = time.perf_counter() - t0
             ensembles[kind].append({"direction_seed": seed, "topology": plane_metrics})
@@ -214,6 +230,18 @@ def analyze(
     if run_dir is not None:
         analysis.save(run_dir)
     return analysis
+
+
+def data_noise(landscape) -> dict[str, float]:
+    """The landscape's noise from the evaluation data, per plane: the median standard error of
+    its loss values over the examples (when the loss reports it) and, with
+    ``eval_tokens="auto"``, the mean tokens a point used."""
+    out = {}
+    if landscape.loss_stderr is not None and np.isfinite(landscape.loss_stderr).any():
+        out["loss_stderr_median"] = float(np.nanmedian(landscape.loss_stderr))
+    if landscape.tokens is not None:
+        out["tokens_per_point"] = float(np.nanmean(landscape.tokens))
+    return out
 
 
 def seed_list(config: AnalysisConfig) -> list[int]:

@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from saddles.files import parse_bytes, read_yaml
-from saddles.names import AUTOCAST, ENGINES, EXECUTORS, FLOAT_DTYPES, NORMS
+from saddles.names import (
+    AUTOCAST,
+    ENGINES,
+    EVAL_TOKENS_AUTO,
+    EXECUTORS,
+    FLOAT_DTYPES,
+    NORMS,
+    STDERR_TARGET,
+)
 from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
 from saddles.topology.representations import REPRESENTATIONS
 
@@ -74,6 +82,35 @@ class Number:
                 or not math.isfinite(value) or value < 0):  # fmt: skip
             raise ValueError(f"{name} must be a non-negative number, not {value!r}")
         return value
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A token budget: None (all the data), a positive integer, or ``"auto"`` (each point as
+    many as its standard error needs, :mod:`saddles.landscape.tokens`). Text from a command
+    line (``"4096"``, ``"auto"``) is read as either (:func:`parse_tokens`)."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None or value == EVAL_TOKENS_AUTO:
+            return value
+        if isinstance(value, str):
+            value = parse_tokens(name, value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer or '{EVAL_TOKENS_AUTO}', "
+                             f"not {value!r}")  # fmt: skip
+        return value
+
+
+def parse_tokens(name: str, text: str) -> int | str:
+    """``"auto"`` or a positive integer from text; a one-line error naming ``name`` else."""
+    if text.strip() == EVAL_TOKENS_AUTO:
+        return EVAL_TOKENS_AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive integer or '{EVAL_TOKENS_AUTO}', "
+                         f"not {text!r}") from None  # fmt: skip
+    return Tokens()(name, value)
 
 
 @dataclass(frozen=True)
@@ -211,7 +248,14 @@ class AnalysisConfig:
     parameters and the Hessian is taken over them. At LM scale: ``autocast`` ("bf16"/"fp16")
     runs the landscapes' forwards under ``torch.autocast`` (adds rounding noise, which the
     float64 noise floor measures), and ``eval_tokens`` evaluates each point on the data's
-    first N tokens only (whole sequences; the Hessian uses all the data).
+    first N tokens only (whole sequences; the Hessian uses all the data), or with ``"auto"``
+    on a doubling prefix of the data until the standard error of its loss is at most
+    ``stderr_target`` x the value range (:mod:`saddles.landscape.tokens`; schema version 2).
+    Noise from the data: ``batch_floor`` (None: off; 2 or more) evaluates each landscape again
+    on that many disjoint parts of the evaluation data, and the largest bottleneck distance
+    between their diagrams is the batch noise floor (:mod:`saddles.landscape.noise`); the
+    ``_above_noise`` counts then use the larger of it and the arithmetic floor and
+    ``noise_floor_source`` says which (schema version 2).
 
     The instance is frozen: derive another with :func:`dataclasses.replace`.
     """
@@ -247,7 +291,9 @@ class AnalysisConfig:
                                   identity=False)  # fmt: skip
     params: dict[str, Any] | None = setting(None, ParamSpec())
     autocast: str | None = setting(None, Choice(AUTOCAST, none=True))
-    eval_tokens: int | None = setting(None, Integer(1, none=True, say="a positive integer"))
+    eval_tokens: int | str | None = setting(None, Tokens())
+    stderr_target: float = setting(STDERR_TARGET, Number(), added_in=2)
+    batch_floor: int | None = setting(None, Integer(2, none=True), added_in=2)
     hessian_memory: int | str | None = setting(None, Bytes(), added_in=2)
 
     def __post_init__(self) -> None:
@@ -267,6 +313,8 @@ class AnalysisConfig:
                              f"{', '.join(graphs)}")  # fmt: skip
         if not self.span > 0:
             raise ValueError(f"span must be positive, not {self.span}")
+        if not self.stderr_target > 0:
+            raise ValueError(f"stderr_target must be positive, not {self.stderr_target}")
         if "hessian" in self.directions and self.hessian_top_k < self.n_directions:
             # Hessian directions need that many eigenvectors: the value is raised when the
             # configuration is made (never changed afterwards).

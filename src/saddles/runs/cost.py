@@ -199,6 +199,11 @@ def analysis_cost(probe: Probe, config: Any, *, checkpoints: int = 1) -> list[Es
         rows.append(Estimate(f"landscape ({kind}, {planes} plane{'s' * (planes > 1)})",
                              one.count * planes, one.unit, one.seconds * planes,
                              one.peak_bytes))  # fmt: skip
+        parts = getattr(config, "batch_floor", None)
+        if parts:  # each part's landscape sees 1/parts of the data: about one more landscape
+            rows.append(Estimate(f"batch floor ({kind}, {parts} parts)", points * parts * planes,
+                                 "forwards on 1/parts of the data",
+                                 points * planes * probe.forward_s, one.peak_bytes))  # fmt: skip
     if config.hessian or "hessian" in config.directions:
         rows.append(hessian_cost(probe, top_k=config.hessian_top_k,
                                  trace_matvecs=config.trace_matvecs,

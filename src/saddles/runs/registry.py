@@ -158,14 +158,24 @@ METRICS: tuple[Metric, ...] = (
        _SIMPLE),
     _m("basin_sizes", "samples per basin, largest first (a list)", "count", "info", _SIMPLE),
     # Noise (saddles.landscape.noise, saddles.topology.noise_metrics).
-    _m("noise_floor", "loss change that rounding and batches alone make", "loss", "loss",
-       "noise", ("summary",)),
+    _m("noise_floor", "the floor the _above_noise counts use: the larger of the arithmetic "
+       "and the batch floors", "loss", "loss", "noise", ("summary",)),
+    _m("noise_floor_source", "which floor noise_floor is: arithmetic, batch (or none)", "name",
+       "info", "noise"),
+    _m("arithmetic_floor", "largest |float32 - float64| difference of the loss (rounding)",
+       "loss", "loss", "noise"),
+    _m("batch_floor", "largest bottleneck distance between the diagrams of landscapes on "
+       "disjoint parts of the evaluation data", "loss", "loss", "noise"),
     _m("noise_threshold", "persistence a feature needs to count as above the noise", "loss",
        "info", "noise"),
     _m("n_minima_above_noise", "minima whose persistence is at least twice the noise floor",
        "count", "count", "noise"),
     _m("batch_stderr", "standard error of the loss over evaluation batches", "loss", "loss",
        "noise"),
+    _m("loss_stderr_median", "median over the plane of each loss value's standard error over "
+       "the evaluation examples", "loss", "loss", "noise"),
+    _m("tokens_per_point", "mean tokens a point was evaluated on (eval_tokens auto)", "tokens",
+       "info", "noise"),
     # Loops of 2-D and 3-D grids (saddles.topology.persistence.loop_metrics).
     _m("n_loops", "one-dimensional classes (loops) of the sublevel sets", "count", "count",
        "loops", ("dynamics", "wide")),

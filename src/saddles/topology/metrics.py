@@ -84,28 +84,44 @@ NOISE_MULTIPLE = 2.0
 
 
 def noise_metrics(
-    tree: MergeTree, noise_floor: float, multiple: float = NOISE_MULTIPLE
-) -> dict[str, float | int]:
-    """Minima and saddles whose persistence is at least ``multiple x noise_floor``.
+    tree: MergeTree,
+    noise_floor: float,
+    multiple: float = NOISE_MULTIPLE,
+    batch_floor: float = float("nan"),
+) -> dict[str, float | int | str]:
+    """Minima and saddles whose persistence is at least ``multiple x`` the noise floor.
 
-    ``noise_floor`` bounds the error of each value (e.g. the largest |float32 - float64|
-    difference of the loss, :func:`saddles.landscape.noise.noise_floor`). A pair's persistence
-    is a difference of two values, so errors of at most the floor change it by at most twice
-    the floor: a pair below ``2 x floor`` may be made by rounding alone, one above cannot. The
+    ``noise_floor`` bounds the error of each value from the arithmetic (e.g. the largest
+    |float32 - float64| difference of the loss, :func:`saddles.landscape.noise.noise_floor`);
+    ``batch_floor``, when measured, how far the diagram moves with the evaluation data (the
+    bottleneck distance between landscapes on disjoint parts of it,
+    :func:`saddles.landscape.noise.batch_floor`). The larger of the two is the floor used
+    (``noise_floor``; ``noise_floor_source`` says which: ``"arithmetic"`` or ``"batch"``), and
+    both are kept (``arithmetic_floor``, ``batch_floor``). A pair's persistence is a
+    difference of two values, so errors of at most the floor change it by at most twice the
+    floor: a pair below ``2 x floor`` may be made by the noise alone, one above cannot. The
     counts are those of the tree simplified at that threshold (each component keeps its
-    global minimum). A NaN floor (not measured) gives NaN counts.
+    global minimum). No finite floor (neither measured) gives NaN counts.
     """
-    if not np.isfinite(noise_floor) or noise_floor < 0:
+    floors = {"arithmetic": float(noise_floor), "batch": float(batch_floor)}
+    known = {k: v for k, v in floors.items() if np.isfinite(v) and v >= 0}
+    record = {"arithmetic_floor": floors["arithmetic"], "batch_floor": floors["batch"]}
+    if not known:
         nan = float("nan")
-        return {"noise_floor": float(noise_floor), "noise_threshold": nan,
-                "n_minima_above_noise": nan, "n_saddles_above_noise": nan}  # fmt: skip
-    threshold = multiple * float(noise_floor)
+        return {"noise_floor": float(noise_floor), "noise_floor_source": "none",
+                "noise_threshold": nan, "n_minima_above_noise": nan,
+                "n_saddles_above_noise": nan, **record}  # fmt: skip
+    source = max(known, key=lambda k: (known[k], k == "batch"))
+    floor = known[source]
+    threshold = multiple * floor
     simple = simplify(tree, threshold)
     return {
-        "noise_floor": float(noise_floor),
+        "noise_floor": floor,
+        "noise_floor_source": source,
         "noise_threshold": threshold,
         "n_minima_above_noise": len(simple.minima),
         "n_saddles_above_noise": len(simple.saddles),
+        **record,
     }
 
 

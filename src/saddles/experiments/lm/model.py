@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from saddles.experiments.lm.hf import HFCausalLMAdapter
-from saddles.io.data import Batch, next_token_loss
+from saddles.io.data import Batch, next_token_loss, next_token_loss_and_variance, with_variance
 
 
 @dataclass(frozen=True)
@@ -166,3 +166,19 @@ def lm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     if isinstance(model, HFCausalLMAdapter):
         return model.next_token_loss(x, y)
     return next_token_loss(model(x), y)
+
+
+def _lm_stats(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lm_loss` and its squared standard error over the batch's sequences
+    (:func:`saddles.io.data.next_token_loss_and_variance`); NaN for a model that returns only
+    a loss."""
+    if len(batch) != 2:
+        raise ValueError(f"a language-model batch is (x, y), got {len(batch)} tensor(s)")
+    x, y = batch
+    if isinstance(model, HFCausalLMAdapter) and model.use_labels:
+        value = model.next_token_loss(x, y)
+        return value, torch.full((), float("nan"), dtype=value.dtype, device=value.device)
+    return next_token_loss_and_variance(model(x), y)
+
+
+with_variance(lm_loss, _lm_stats)
