@@ -73,6 +73,8 @@ COARSE = 9
 REL_TARGET = 0.01
 #: Factor on the estimated interpolation error (second differences average the curvature).
 SAFETY = 2.0
+#: Most axes of an adaptive grid (a cell has 2^d corners and 3^d stencil points).
+MAX_DIMS = 4
 #: The representation whose merge tree locates the critical points (the paper's "image").
 REPRESENTATION = "grid-ttk"
 
@@ -121,17 +123,21 @@ class Refiner:
     ):
         self.shape = tuple(int(n) for n in shape)
         d = len(self.shape)
-        if not 1 <= d <= 4:
-            raise ValueError(f"adaptive refinement takes 1 to 4 axes, not {d}")
+        if not 1 <= d <= MAX_DIMS:
+            raise ValueError(f"adaptive refinement takes 1 to {MAX_DIMS} axes, not {d}")
         if any(n < 2 for n in self.shape):
             raise ValueError(f"every axis needs at least 2 points, not {self.shape}")
         if not isinstance(coarse, (int, np.integer)) or coarse < 2:
             raise ValueError(f"coarse must be an integer >= 2, not {coarse!r}")
         if target is not None and not (np.isfinite(target) and target >= 0):
             raise ValueError(f"target must be a non-negative number, not {target!r}")
-        if not (np.isfinite(rel_target) and rel_target > 0):
+        if isinstance(rel_target, bool) or not (np.isfinite(rel_target) and rel_target > 0):
             raise ValueError(f"rel_target must be a positive number, not {rel_target!r}")
-        if budget is not None and (not isinstance(budget, (int, np.integer)) or budget < 1):
+        if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
+            raise ValueError(f"threshold must be a non-negative number, not {threshold!r}")
+        if budget is not None and (
+            not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1
+        ):
             raise ValueError(f"budget must be a positive integer, not {budget!r}")
         from saddles.topology.representations import GRID_REPRESENTATIONS
 
@@ -161,6 +167,13 @@ class Refiner:
         self.stop_reason = ""
         self.started = False
         self.pending = np.zeros(0, np.int64)
+
+    @classmethod
+    def from_coordinates(cls, coords: Any) -> Refiner:
+        """The refiner of :func:`saddles.sampling.adaptive_grid`'s points."""
+        if coords.info.get("kind") != "adaptive":
+            raise ValueError("these coordinates are not an adaptive grid (sampling.adaptive_grid)")
+        return cls(coords.shape, **coords.info["adaptive"])
 
     # --- the two steps ---------------------------------------------------------------------
 

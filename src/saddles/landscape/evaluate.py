@@ -70,6 +70,7 @@ from saddles.landscape.plan import (
     console,
     describe,
     make_plan,
+    run_rounds,
     say,
     worker_problem,
 )
@@ -211,7 +212,8 @@ def evaluate(
             with ex.open(worker_problem, problem, compute_chunk) as pool:
                 loop = Loop(problem, coords.points, results, run, out, pool)
                 try:
-                    loop.run_plan(plan)
+                    adaptive = coords.info.get("kind") == "adaptive"
+                    rounds = run_rounds(loop, plan, coords) if adaptive else loop.run_plan(plan)
                 finally:
                     loop.close()
                 executor_info = pool.info
@@ -224,7 +226,10 @@ def evaluate(
     values = np.full((coords.n_points, problem.n_values), np.nan)
     for (start, stop), block in results.items():
         values[start:stop] = block
-    n_bad = int((~np.isfinite(values[:, 0])).sum())
+    measured = np.ones(len(values), dtype=bool)
+    if rounds is not None:  # an adaptive grid: from evaluation order to the grid's
+        values, measured = rounds.on_grid(values)
+    n_bad = int((~np.isfinite(values[:, 0]) & measured).sum())
     info = provenance(problem, coords, train_mode, plan, loop, center, n_bad, cost)
     info["executor"] = executor_info
     info["elapsed_s"] = time.perf_counter() - started
@@ -236,6 +241,8 @@ def evaluate(
         shape=coords.shape,
         info=info,
     )
+    if rounds is not None:
+        rounds.annotate(landscape)
     if n_bad:
         say(out, f"{n_bad} of {coords.n_points} points gave a non-finite loss (kept, counted)")
     if run is not None:

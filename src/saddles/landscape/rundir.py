@@ -184,6 +184,8 @@ def config_parts(problem: Problem, coords: Coordinates, train_mode: bool) -> dic
     }
     if getattr(problem, "autocast", None):  # only when set: older runs keep their hash
         parts["autocast"] = problem.autocast
+    if coords.info.get("kind") == "adaptive":  # which points are evaluated, and their order
+        parts["adaptive"] = json.dumps(coords.info["adaptive"], sort_keys=True)
     return parts
 
 
