@@ -132,7 +132,10 @@ class Refiner:
         if target is not None and not (np.isfinite(target) and target >= 0):
             raise ValueError(f"target must be a non-negative number, not {target!r}")
         if isinstance(rel_target, bool) or not (np.isfinite(rel_target) and rel_target > 0):
-            raise ValueError(f"rel_target must be a positive number, not {rel_target!r}")
+            raise ValueError(
+                "rel_target must be a positive number (a fraction of the value range), "
+                f"not {rel_target!r}"
+            )
         if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
             raise ValueError(f"threshold must be a non-negative number, not {threshold!r}")
         if budget is not None and (

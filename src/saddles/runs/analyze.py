@@ -191,8 +191,8 @@ def analyze(
                 params=config.params, autocast=config.autocast, eval_tokens=config.eval_tokens,
             )  # fmt: skip
             noise = None
-            if config.noise_points:
-                noise = noise_floor(model, loss, land_data, d, land,
+            if config.noise_points:  # on evaluated points (an adaptive grid has others)
+                noise = noise_floor(model, loss, land_data, d, evaluated(land),
                                     n_points=config.noise_points, seed=config.seed,
                                     device=config.device)  # fmt: skip
                 land.info["noise"] = noise
@@ -253,11 +253,15 @@ def plane_directions(model, kind: str, config: AnalysisConfig, seed, given, eig)
 
 def make_coordinates(config: AnalysisConfig):
     """The sample points of an analysis: a grid, or scattered points with the origin first."""
-    from saddles.sampling import grid, scattered
+    from saddles.sampling import adaptive_grid, grid, scattered
 
     box = (-config.span, config.span)
     if config.sampling == "grid":
         return grid(config.resolution, box, dims=config.n_directions)
+    if config.sampling == "adaptive":
+        return adaptive_grid(config.resolution, box, dims=config.n_directions,
+                             coarse=config.adaptive_coarse, rel_target=config.adaptive_target,
+                             budget=config.adaptive_budget, threshold=config.threshold)  # fmt: skip
     return scattered(config.n_points, config.n_directions, method=config.sampling, ranges=box,
                      seed=config.seed, include_center=True)  # fmt: skip
 
@@ -402,6 +406,18 @@ def hessian_scalars(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def evaluated(landscape):
+    """The landscape itself, or for an adaptive one its evaluated points only."""
+    if not landscape.is_adaptive:
+        return landscape
+    from saddles.landscape import Landscape
+
+    m = landscape.measured
+    return Landscape(landscape.coords[m], landscape.loss[m],
+                     {k: v[m] for k, v in landscape.metrics.items()}, None,
+                     landscape.info)  # fmt: skip
+
+
 def landscape_topology(landscape, representation: str, config: AnalysisConfig):
     """Merge tree and metrics of one landscape under one representation.
 
@@ -411,7 +427,7 @@ def landscape_topology(landscape, representation: str, config: AnalysisConfig):
     from saddles.topology import compute_metrics, loop_metrics, loops_diagram
     from saddles.topology.representations import representation_tree
 
-    values = np.asarray(landscape.loss, dtype=np.float64)
+    values = np.asarray(landscape.filled(), dtype=np.float64)  # adaptive: the filled field
     tree = representation_tree(representation, values, coords=landscape.coords,
                                shape=landscape.shape, k=config.knn_k, nan_policy="max")  # fmt: skip
     metrics = compute_metrics(tree, threshold=config.threshold, relative=True)
