@@ -207,3 +207,23 @@ def test_cli_sampling_adaptive(tmp_path):
     assert land.is_adaptive and land.measured.sum() <= 150
     bad = runner.invoke(app, [*common, "--adaptive-coarse", "1", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "--adaptive-coarse" in bad.output
+
+
+def test_figures_and_export_use_the_filled_field(tmp_path):
+    from saddles.report.export import export_landscape
+    from saddles.report.figures import landscape_figures
+
+    model, data = tiny_mlp()
+    land = evaluate(model, ce_loss, data, D.random_directions(model, 2, seed=1),
+                    S.adaptive_grid(17, coarse=5), progress=False)  # fmt: skip
+    assert landscape_figures(land, tmp_path / "fig")
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkIOXML import vtkXMLImageDataReader
+
+    paths = export_landscape(land, tmp_path / "export")
+    reader = vtkXMLImageDataReader()  # the image read back: the filled field, marked
+    reader.SetFileName(str(next(p for p in paths if p.suffix == ".vti")))
+    reader.Update()
+    point_data = reader.GetOutput().GetPointData()
+    np.testing.assert_allclose(vtk_to_numpy(point_data.GetArray("loss")), land.filled())
+    assert np.array_equal(vtk_to_numpy(point_data.GetArray("measured")), land.measured)

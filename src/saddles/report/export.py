@@ -44,10 +44,16 @@ def export_landscape(
     landscape: Any, out_dir: str | os.PathLike, name: str = "landscape", **options: Any
 ) -> list[Path]:
     """:func:`export_arrays` for a :class:`~saddles.landscape.Landscape` (or anything with
-    ``loss``, ``coords``, ``metrics`` and ``shape``)."""
+    ``loss``, ``coords``, ``metrics`` and ``shape``). An adaptive landscape exports its filled
+    field (the one its metrics use) and a ``measured`` array (1 where evaluated)."""
+    loss, metrics = landscape.loss, landscape.metrics
+    if getattr(landscape, "is_adaptive", False):
+        loss = landscape.filled()
+        metrics = {name: landscape.filled(name) for name in metrics}
+        metrics["measured"] = landscape.measured.astype(np.float64)
     return export_arrays(
-        out_dir, name, landscape.loss, coords=landscape.coords, shape=landscape.shape,
-        metrics=landscape.metrics, **options,
+        out_dir, name, loss, coords=landscape.coords, shape=landscape.shape,
+        metrics=metrics, **options,
     )  # fmt: skip
 
 
