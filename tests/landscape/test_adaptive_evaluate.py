@@ -181,7 +181,10 @@ def test_pipeline_with_adaptive_sampling():
     assert land.is_adaptive and land.measured.sum() < land.measured.size
     assert land.info["noise"]["noise_points"] == 4
     expected = merge_tree_grid(land.filled().reshape(33, 33), "freudenthal")
-    assert result.topology["random"]["grid-ttk"]["n_minima"] == len(expected.minima)
+    metrics = result.topology["random"]["grid-ttk"]
+    assert metrics["n_minima"] == len(expected.minima)
+    assert metrics["adaptive_evaluations"] == land.measured.sum()
+    assert metrics["adaptive_bound"] == land.info["adaptive"]["bottleneck_bound"] > 0
 
 
 def test_cli_sampling_adaptive(tmp_path):

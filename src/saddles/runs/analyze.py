@@ -431,6 +431,12 @@ def landscape_topology(landscape, representation: str, config: AnalysisConfig):
     tree = representation_tree(representation, values, coords=landscape.coords,
                                shape=landscape.shape, k=config.knn_k, nan_policy="max")  # fmt: skip
     metrics = compute_metrics(tree, threshold=config.threshold, relative=True)
+    if landscape.is_adaptive:  # what the refinement spent, and the bound it states
+        a = landscape.info["adaptive"]
+        metrics.update(adaptive_evaluations=a["n_evaluations"],
+                       adaptive_fraction=a["fraction_of_dense"],
+                       adaptive_bound=a["bottleneck_bound"],
+                       adaptive_bound_relative=a["bound_relative"])  # fmt: skip
     shape = landscape.shape
     if config.loops and representation in _GRID_CONNECTIVITY and shape and len(shape) in (2, 3):
         conn = _GRID_CONNECTIVITY[representation]
