@@ -7,7 +7,8 @@ same number of evaluations (its own n x n grid, the largest n with n^2 <= the ad
 count). Printed per field: evaluations (and as a fraction of dense), the measured bottleneck
 distance to the dense diagram (gudhi; absolute and as a fraction of the dense value range),
 the stated bound (the estimated sup-norm error; Cohen-Steiner, Edelsbrunner & Harer 2007),
-whether the bound holds, and the uniform grid's distance at the same cost.
+the measured sup-norm error of the filled field (/range; what the bound estimates), whether
+the bound holds, and the uniform grid's distance at the same cost (/range).
 
 The claim checked (issue 19): the dense diagram within 5% of the value range for at most a
 third of the dense evaluations, and the stated bound never below the measured distance.
@@ -72,6 +73,7 @@ def compare(name: str, dense: np.ndarray, shape, adaptive, uniform_diagram, unif
     span = float(dense.max() - dense.min())
     d_dense = diagram(dense, shape)
     measured = bottleneck_distance(d_dense, diagram(adaptive.filled, shape))
+    measured = measured if measured > 1e-300 else 0.0  # gudhi gives ~2e-308 for equal ones
     bound = adaptive.info["bottleneck_bound"]
     return {
         "field": name,
@@ -83,7 +85,7 @@ def compare(name: str, dense: np.ndarray, shape, adaptive, uniform_diagram, unif
         "bound": bound,
         "bound_rel": bound / span,
         "holds": measured <= bound + 1e-12 * span,
-        "sup_err": float(np.abs(adaptive.filled - dense).max()),
+        "sup_rel": float(np.abs(adaptive.filled - dense).max()) / span,
         "uniform": f"{uniform_n}^{len(shape)}",
         "u_bn_rel": bottleneck_distance(d_dense, uniform_diagram) / span,
     }
@@ -182,13 +184,14 @@ def tiny_gpt_neox():
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'field':<16}{'dense':>7}{'evals':>7}{'frac':>7}{'bottleneck':>12}"
-            f"{'/range':>8}{'bound':>11}{'/range':>8}{'holds':>7}{'uniform':>9}"
+            f"{'/range':>8}{'bound':>11}{'/range':>8}{'sup err':>9}{'holds':>7}{'uniform':>9}"
             f"{'u /range':>10}{'s':>6}")  # fmt: skip
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['field']:<16}{r['dense']:>7}{r['evals']:>7}{r['fraction']:>7.3f}"
               f"{r['bn']:>12.4g}{r['bn_rel']:>8.4f}{r['bound']:>11.4g}{r['bound_rel']:>8.4f}"
+              f"{r['sup_rel']:>9.4f}"
               f"{str(r['holds']):>7}{r['uniform']:>9}{r['u_bn_rel']:>10.4f}"
               f"{r['seconds']:>6.1f}")  # fmt: skip
     ok = [r["bn_rel"] <= CLAIM_DISTANCE and r["fraction"] <= CLAIM_FRACTION for r in rows]
