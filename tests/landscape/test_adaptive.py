@@ -161,3 +161,17 @@ def test_a_noise_floor_target_stops_earlier():
 def test_bad_options_are_refused_by_name(options, message):
     with pytest.raises(ValueError, match=message):
         Refiner((9, 9), **options)
+
+
+def test_pairs_near_the_simplification_threshold_are_resolved():
+    """Himmelblau's least persistent pair (13.31, 1.5% of the range) is below a 2% target,
+    so only the threshold rule puts its minimum and saddle on evaluated points."""
+    axes = [np.linspace(-5, 5, 201)] * 2
+    truth = dense(himmelblau, axes)
+    r = refine(himmelblau, axes, rel_target=0.02, threshold=13.31 / 890)
+    tree = merge_tree_grid(truth.reshape(201, 201), "freudenthal")
+    pers = tree.values[tree.pairs[:, 1]] - tree.values[tree.pairs[:, 0]]
+    birth, death = tree.pairs[np.argmin(np.abs(pers - 13.31))]
+    assert r.measured[birth] and r.measured[death]
+    plain = refine(himmelblau, axes, rel_target=0.02)
+    assert r.n_evaluations > plain.n_evaluations

@@ -29,7 +29,8 @@ and by :func:`saddles.landscape.evaluate` through the chunk loop):
    border a critical point of the filled field's merge tree (the birth and death vertex of
    every pair more persistent than the target error, and each component's minimum and
    maximum), (b) whose estimated error exceeds the target, or (c) hold a vertex of a pair
-   whose persistence is within twice the current error of the simplification threshold.
+   whose persistence is within twice the local error (of the cells holding its vertices) of
+   the simplification threshold, so that whether it survives simplification is settled.
    Evaluate the new corners (one round: a batch of points, sorted by grid index) and repeat.
 5. Stop when no cell is selected (every error below the target, every critical point on a
    cell of the finest spacing), or when the budget of evaluations would be exceeded (the
@@ -343,7 +344,10 @@ class Refiner:
         return self.values[flat].reshape(mesh[0].shape)
 
     def _critical_vertices(self, filled: np.ndarray, tol: float, err: np.ndarray) -> np.ndarray:
-        """Vertices of the pairs that matter (see the module docstring), sorted."""
+        """Vertices of the pairs that matter (see the module docstring), sorted: pairs more
+        persistent than the target, each component's minimum and maximum, and pairs whose
+        persistence is within twice the local error (the largest estimated error of the
+        cells holding the pair's vertices) of the simplification threshold."""
         from saddles.topology.representations import representation_tree
 
         tree = representation_tree(self.representation, filled, shape=self.shape,
@@ -354,8 +358,10 @@ class Refiner:
         if self.threshold is not None:
             finite = filled[np.isfinite(filled)]
             span = float(finite.max() - finite.min()) if finite.size else 0.0
-            slack = 2 * _nanmax(err)
-            keep |= np.abs(pers - self.threshold * span) <= slack
+            gap = np.abs(pers - self.threshold * span)
+            for p in np.flatnonzero(~keep & (gap <= 2 * _nanmax(err))):
+                local = _nanmax(err[self._cells_holding(tree.pairs[p])])
+                keep[p] = gap[p] <= 2 * local
         chosen = [tree.pairs[keep].reshape(-1), tree.essential.reshape(-1)]
         return np.unique(np.concatenate(chosen).astype(np.int64))
 
