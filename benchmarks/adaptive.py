@@ -14,7 +14,8 @@ The claim checked (issue 19): the dense diagram within 5% of the value range for
 third of the dense evaluations, and the stated bound never below the measured distance.
 
 Fields: Himmelblau on [-5, 5]^2 (4 minima, 4 saddles, 1 maximum); a Rastrigin-like field
-(wells at the integers, 3 x 3 on a bowl, [-1.5, 1.5]^2); a narrow deep well (depth 2,
+(wells at the integers on a bowl, 3 x 3 on [-1.5, 1.5]^2, and 5 x 5 on [-2.5, 2.5]^2, where
+the 9-point coarse grid has 1.6 points per well: aliasing); a narrow deep well (depth 2,
 width 0.08) on a gentle tilted bowl ([-1, 1]^2). With ``--models``: the demo's convection
 PINN (beta 1 and 9, trained with L-BFGS) and a tiny GPT-NeoX (trained briefly), at 41 x 41 through
 ``saddles.landscape.evaluate`` with ``sampling.adaptive_grid``; the "s" column is then the
@@ -46,7 +47,8 @@ def himmelblau(p: np.ndarray) -> np.ndarray:
 
 
 def rastrigin_like(p: np.ndarray) -> np.ndarray:
-    """Wells at the integers of [-1.5, 1.5]^2 (3 x 3), deeper towards the centre."""
+    """Wells at the integers (3 x 3 on [-1.5, 1.5]^2, 5 x 5 on [-2.5, 2.5]^2), deeper towards
+    the centre."""
     return (p**2 - 0.25 * np.cos(2 * np.pi * p) + 0.25).sum(axis=1)
 
 
@@ -60,6 +62,7 @@ def narrow_well(p: np.ndarray) -> np.ndarray:
 FIELDS = {
     "himmelblau": (himmelblau, (-5.0, 5.0)),
     "rastrigin-like": (rastrigin_like, (-1.5, 1.5)),
+    "rastrigin-5x5": (rastrigin_like, (-2.5, 2.5)),  # wells 1.6 coarse spacings apart
     "narrow-well": (narrow_well, (-1.0, 1.0)),
 }
 
@@ -195,6 +198,10 @@ def print_table(rows: list[dict]) -> None:
               f"{str(r['holds']):>7}{r['uniform']:>9}{r['u_bn_rel']:>10.4f}"
               f"{r['seconds']:>6.1f}")  # fmt: skip
     ok = [r["bn_rel"] <= CLAIM_DISTANCE and r["fraction"] <= CLAIM_FRACTION for r in rows]
+    for r in rows:
+        if r["sup_rel"] > r["bound_rel"]:
+            print(f"{r['field']}: the measured sup-norm error exceeds the stated bound "
+                  "(the coarse grid aliases features narrower than 2 of its spacings)")  # fmt: skip
     print(f"\nclaim (bottleneck <= {CLAIM_DISTANCE:.0%} of range with <= 1/3 of the dense "
           f"evaluations): {sum(ok)} of {len(rows)} fields; bound holds on "
           f"{sum(r['holds'] for r in rows)} of {len(rows)}")  # fmt: skip
