@@ -175,3 +175,19 @@ def test_pairs_near_the_simplification_threshold_are_resolved():
     assert r.measured[birth] and r.measured[death]
     plain = refine(himmelblau, axes, rel_target=0.02)
     assert r.n_evaluations > plain.n_evaluations
+
+
+def test_diverged_values_are_kept_and_their_cells_left_out_of_the_bound():
+    def diverging(p: np.ndarray) -> np.ndarray:
+        return np.where(p[:, 0] > 3.3, np.inf, himmelblau(p))
+
+    axes = [np.linspace(-5, 5, 101)] * 2
+    r = refine(diverging, axes)
+    truth = dense(diverging, axes)
+    info = r.info
+    assert info["stop_reason"] == "target reached" and info["n_nonfinite_cells"] > 0
+    assert np.isfinite(info["bottleneck_bound"])
+    np.testing.assert_array_equal(r.filled[r.measured], truth[r.measured])
+    ok = np.isfinite(r.filled)
+    assert np.abs(r.filled[ok] - truth[ok]).max() <= info["bottleneck_bound"]
+    assert np.isfinite(truth[~ok]).mean() < 0.5  # what is left unknown is mostly diverged

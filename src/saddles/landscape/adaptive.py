@@ -51,8 +51,10 @@ estimated error (the same for each grid representation, and for TTK's diagram wi
 essential classes capped at the component maximum, since the minimum and maximum move by at
 most as much). The bound is as good as the estimate of ``M``: a feature narrower than the
 coarse spacing, invisible to every second difference, escapes it (aliasing). Cells with a
-non-finite (diverged) corner are not refined and carry NaN, swept last as for dense grids;
-they are counted in ``n_nonfinite_cells`` and left out of the bound.
+non-finite (diverged) value in their stencil have no estimate: they are refined while a
+corner is finite (down to the finest spacing along the divergence's border, where no point is
+missing); cells whose corners all diverged are left so and carry NaN or inf, swept last as
+diverged points of dense grids, counted in ``n_nonfinite_cells`` and left out of the bound.
 
 Determinism: every step is a function of the values measured so far (cells kept in
 lexicographic order, ties broken by grid index, no set order), so an interrupted run that
@@ -197,15 +199,17 @@ class Refiner:
         holds = self._cells_holding(critical)
         splittable = (self.hi - self.lo).max(axis=1) >= 2
         crit_cells = holds & splittable
-        err_cells = ~crit_cells & (err > tol) & splittable
-        # Priority: critical cells (in cell order), then by decreasing error (ties: cell order).
-        order = np.concatenate(
-            [np.flatnonzero(crit_cells), np.flatnonzero(err_cells)[np.argsort(-err[err_cells],
-                                                                              kind="stable")]]
-        )  # fmt: skip
+        # A cell whose stencil diverged has no error estimate: refined while a corner is
+        # finite (the divergence's border), left as diverged when every corner is not.
+        unknown = ~crit_cells & np.isnan(err) & splittable & self._any_finite_corner()
+        err_cells = ~crit_cells & ~unknown & (err > tol) & splittable
+        # Priority: critical cells, cells without an estimate, then by decreasing error
+        # (ties: cell order).
+        by_error = np.flatnonzero(err_cells)[np.argsort(-err[err_cells], kind="stable")]
+        order = np.concatenate([np.flatnonzero(crit_cells), np.flatnonzero(unknown), by_error])
         self.rounds[-1].update(
             error=_nanmax(err), target=float(tol), n_critical_cells=int(crit_cells.sum()),
-            n_error_cells=int(err_cells.sum()),
+            n_error_cells=int(err_cells.sum()), n_unknown_cells=int(unknown.sum()),
         )  # fmt: skip
         if order.size == 0:
             self.stop_reason = "target reached"
@@ -275,6 +279,13 @@ class Refiner:
         self.plo = np.full_like(self.lo, -1)
         self.phi = np.full_like(self.hi, -1)
         self.curv = np.full(len(self.lo), np.nan)
+
+    def _any_finite_corner(self) -> np.ndarray:
+        """Which leaf cells have at least one corner with a finite measured value."""
+        bits = np.array(list(itertools.product((0, 1), repeat=self.d)), dtype=np.int64)
+        pts = self.lo[:, None, :] + bits[None] * (self.hi - self.lo)[:, None, :]
+        flat = np.ravel_multi_index(pts.reshape(-1, self.d).T, self.shape)
+        return np.isfinite(self.values[flat]).reshape(len(self.lo), -1).any(axis=1)
 
     def _corners(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Sorted unique flat indices of the corners of boxes ``[lo, hi]``."""
@@ -472,7 +483,8 @@ def fill(values: np.ndarray, shape: Sequence[int], cells: np.ndarray) -> np.ndar
         corner_idx = np.ravel_multi_index(
             (members[:, None, :] + corners[None] * w).reshape(-1, d).T, shape
         ).reshape(len(members), -1)
-        block = out[corner_idx] @ weights.T  # (cells, offsets)
+        with np.errstate(invalid="ignore", over="ignore"):  # diverged corners give NaN
+            block = out[corner_idx] @ weights.T  # (cells, offsets)
         at = np.ravel_multi_index((members[:, None, :] + offsets[None]).reshape(-1, d).T, shape)
         interp[at] = block.reshape(-1)
     out[~known] = interp[~known]
@@ -513,7 +525,8 @@ def _second_divided(grid: np.ndarray, axis_idx: np.ndarray, axis: int) -> np.nda
     f0 = _take(grid, slice(0, -2), axis)
     f1 = _take(grid, slice(1, -1), axis)
     f2 = _take(grid, slice(2, None), axis)
-    return 2 * ((f2 - f1) / b - (f1 - f0) / a) / (a + b)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN where a value diverged
+        return 2 * ((f2 - f1) / b - (f1 - f0) / a) / (a + b)
 
 
 def _max_second_difference(grid: np.ndarray, axes: list[np.ndarray]) -> float:
