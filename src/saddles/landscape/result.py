@@ -55,6 +55,8 @@ class Landscape:
 
     def __repr__(self) -> str:
         where = f"grid {'x'.join(map(str, self.shape))}" if self.shape else "scattered"
+        if self.is_adaptive:
+            where += f", adaptive: {int(self.measured.sum())} evaluated"
         finite = self.loss[np.isfinite(self.loss)]
         span = f", loss {finite.min():.4g}..{finite.max():.4g}" if finite.size else ""
         extra = f", metrics {sorted(self.metrics)}" if self.metrics else ""
