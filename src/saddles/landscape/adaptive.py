@@ -92,7 +92,7 @@ class Refinement:
         measured: which points were measured (a measured value may itself be NaN: diverged).
         cells: ``(m, 2 d)`` int, the leaf cells as ``(lo..., hi...)`` grid indices.
         filled: the field the metrics use: measured values, the interpolant elsewhere.
-        info: evaluations spent, estimated error, bound, target, rounds (see :meth:`summary`).
+        info: evaluations spent, estimated error, bound, target, rounds (:meth:`Refiner.result`).
     """
 
     shape: tuple[int, ...]
