@@ -121,7 +121,8 @@ def evaluate(
         directions: a :class:`~saddles.directions.Directions` or anything
             :func:`~saddles.directions.from_tensors` accepts (parameter lists, flat vectors).
         coords: a :class:`~saddles.sampling.Coordinates` or an ``(n, k)`` array, ``k`` the
-            number of directions.
+            number of directions; an :func:`~saddles.sampling.adaptive_grid` is evaluated in
+            rounds (:func:`~saddles.landscape.plan.run_rounds`), only where it refines.
         criterion: a plain function ``criterion(outputs, targets)``, instead of ``loss``.
         metrics: extra per-point values, ``{name: fn(model, batch) -> scalar}`` (accuracy...),
             averaged over batches like the loss.
