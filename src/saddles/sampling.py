@@ -112,6 +112,7 @@ def adaptive_grid(
     coarse: int | None = None,
     rel_target: float | None = None,
     target: float | None = None,
+    noise: float | None = None,
     budget: int | None = None,
     threshold: float | None = None,
 ) -> Coordinates:
@@ -120,9 +121,11 @@ def adaptive_grid(
     ``coarse``: points per axis of the first round (default
     :data:`saddles.landscape.adaptive.COARSE`, 9); ``rel_target``: the target error as a
     fraction of the value range (default :data:`~saddles.landscape.adaptive.REL_TARGET`, 1%),
-    or ``target``, an absolute one (e.g. a known noise floor); ``budget``: at most this many
-    evaluations; ``threshold``: the simplification threshold (relative to the range) near
-    which pairs are refined. Checked here, so a bad option fails before anything is loaded.
+    or ``target``, an absolute one, where that is larger; ``noise``: the values' noise floor,
+    which raises the target to what the error estimate can certify above it;
+    ``budget``: at most this many evaluations; ``threshold``: the simplification threshold
+    (relative to the range) near which pairs are refined. Checked here, so a bad option fails
+    before anything is loaded.
     """
     from saddles.landscape import adaptive
 
@@ -133,6 +136,7 @@ def adaptive_grid(
         "coarse": adaptive.COARSE if coarse is None else coarse,
         "rel_target": adaptive.REL_TARGET if rel_target is None else rel_target,
         "target": target,
+        "noise": noise,
         "budget": budget,
         "threshold": threshold,
     }

@@ -19,7 +19,7 @@ from models_for_tests import small_cnn, tiny_mlp
 from saddles import directions as D
 from saddles import sampling as S
 from saddles.landscape import Landscape, evaluate
-from saddles.landscape.adaptive import Refiner
+from saddles.landscape.adaptive import Refiner, noise_target
 from saddles.runs.config import AnalysisConfig
 from saddles.topology import compute_metrics, merge_tree_grid
 
@@ -179,7 +179,13 @@ def test_pipeline_with_adaptive_sampling():
     result = analyze(model, ce_loss, data, cfg, progress=False)
     land = result.landscapes["random"]
     assert land.is_adaptive and land.measured.sum() < land.measured.size
-    assert land.info["noise"]["noise_points"] == 4
+    noise = land.info["noise"]
+    assert noise["noise_points"] == 4 and "coarse points" in noise["noise_note"]
+    # the target is the larger of 1% of the range and what the estimate certifies over noise
+    target = land.info["adaptive"]["target"]
+    floor = noise_target(noise["noise_floor"], 2)
+    assert target == max(0.01 * land.info["adaptive"]["value_range"], floor)
+    assert land.info["coordinates"]["adaptive"]["noise"] == noise["noise_floor"]
     expected = merge_tree_grid(land.filled().reshape(33, 33), "freudenthal")
     metrics = result.topology["random"]["grid-ttk"]
     assert metrics["n_minima"] == len(expected.minima)
@@ -248,3 +254,27 @@ def test_identical_beside_a_busy_process():
     assert loaded.info["chunk_engines"] == quiet.info["chunk_engines"]
     np.testing.assert_array_equal(loaded.measured, quiet.measured)
     np.testing.assert_array_equal(loaded.loss, quiet.loss)
+
+
+def test_a_noise_floor_above_the_target_spares_evaluations():
+    """A float32 loss of 1000 + a small varying part: rounding noise is a large share of the
+    range, so the noise-tied target stops the refinement earlier than 1% of the range."""
+    from saddles.runs.analyze import analyze
+
+    model, data = tiny_mlp()
+
+    def offset_loss(m, batch):
+        return 1000.0 + 1e-2 * ce_loss(m, batch)  # a float32 step is 1.5% of the range
+
+    def run(noise_points: int) -> Landscape:
+        cfg = AnalysisConfig(directions=["random"], sampling="adaptive", resolution=65,
+                             hessian=False, noise_points=noise_points,
+                             representations=["grid-ttk"])  # fmt: skip
+        return analyze(model, offset_loss, data, cfg, progress=False).landscapes["random"]
+
+    plain, tied = run(0), run(8)
+    floor = tied.info["noise"]["noise_floor"]
+    assert noise_target(floor, 2) > 0.01 * tied.info["adaptive"]["value_range"]  # the premise
+    assert tied.info["adaptive"]["target"] == noise_target(floor, 2)
+    assert tied.info["adaptive"]["target_source"] == "noise floor"
+    assert tied.measured.sum() < plain.measured.sum()

@@ -36,8 +36,12 @@ and by :func:`saddles.landscape.evaluate` through the chunk loop):
    cell of the finest spacing), or when the budget of evaluations would be exceeded (the
    round is then cut, in priority order: critical cells first, then by decreasing error).
 
-The target error defaults to :data:`REL_TARGET` (1%) of the measured value range; a known
-noise floor (``target=``) replaces it: refining below the noise buys nothing.
+The target error is the largest of :data:`REL_TARGET` (1%) of the measured value range, an
+absolute ``target`` if given, and, when the values' noise floor is known (``noise=``, e.g.
+:func:`saddles.landscape.noise.noise_floor`), what the estimate itself cannot go below: a
+second difference of values each off by up to the floor is off by up to ``4 floor / h^2``,
+which the estimate turns into ``SAFETY * d * 2 * floor`` (:func:`noise_target`). Below that
+the estimate measures the noise, and refining buys nothing.
 
 What is reported and what the bound is a bound for. The metrics of an adaptive landscape are
 those of the *filled* field on the finest grid, under the graph its representation names
@@ -119,6 +123,7 @@ class Refiner:
         coarse: int = COARSE,
         target: float | None = None,
         rel_target: float = REL_TARGET,
+        noise: float | None = None,
         budget: int | None = None,
         threshold: float | None = None,
         representation: str = REPRESENTATION,
@@ -134,6 +139,8 @@ class Refiner:
             raise ValueError(f"coarse must be an integer >= 2, not {coarse!r}")
         if target is not None and not (np.isfinite(target) and target >= 0):
             raise ValueError(f"target must be a non-negative number, not {target!r}")
+        if noise is not None and not (np.isfinite(noise) and noise >= 0):
+            raise ValueError(f"noise (a noise floor) must be a non-negative number, not {noise!r}")
         if isinstance(rel_target, bool) or not (np.isfinite(rel_target) and rel_target > 0):
             raise ValueError(
                 "rel_target must be a positive number (a fraction of the value range), "
@@ -153,6 +160,7 @@ class Refiner:
         self.coarse = int(coarse)
         self.target = target
         self.rel_target = float(rel_target)
+        self.noise = noise
         self.budget = budget
         self.threshold = threshold
         self.representation = representation
@@ -252,9 +260,8 @@ class Refiner:
             "value_range": span,
             "bound_relative": bound / span if span > 0 else 0.0,
             "target": float(tol),
-            "target_source": "given"
-            if self.target is not None
-            else f"{self.rel_target:g} of range",
+            "target_source": self._target_source(span),
+            "noise_floor": self.noise,
             "budget": self.budget,
             "stop_reason": self.stop_reason or "not finished",
             "n_rounds": len(self.rounds),
@@ -267,6 +274,19 @@ class Refiner:
                           info)  # fmt: skip
 
     # --- internals ------------------------------------------------------------------------
+
+    def _targets(self, span: float) -> dict[str, float]:
+        """The candidates for the target error (the largest is used), by source."""
+        out = {f"{self.rel_target:g} of range": self.rel_target * span}
+        if self.target is not None:
+            out["given"] = float(self.target)
+        if self.noise is not None:
+            out["noise floor"] = noise_target(self.noise, self.d, self.safety)
+        return out
+
+    def _target_source(self, span: float) -> str:
+        targets = self._targets(span)
+        return max(targets, key=lambda k: targets[k])
 
     def _cells(self) -> np.ndarray:
         return np.concatenate([self.lo, self.hi], axis=1)
@@ -303,7 +323,7 @@ class Refiner:
         err[h <= 1] = 0.0  # every point of the cell is a measured corner
         vals = self.values[self.measured & np.isfinite(self.values)]
         span = float(vals.max() - vals.min()) if vals.size else 0.0
-        tol = self.target if self.target is not None else self.rel_target * span
+        tol = max(self._targets(span).values())
         return err, float(tol)
 
     def _estimate_curvature(self, todo: np.ndarray) -> None:
@@ -435,6 +455,12 @@ class Refiner:
         order = np.lexsort(np.concatenate([lo, hi], axis=1).T[::-1])
         self.lo, self.hi, self.plo, self.phi = lo[order], hi[order], plo[order], phi[order]
         self.curv = curv[order]
+
+
+def noise_target(noise: float, dims: int, safety: float = SAFETY) -> float:
+    """The smallest error the estimate can certify on values with noise floor ``noise``:
+    ``safety * dims * 2 * noise`` (see the module docstring)."""
+    return float(safety * dims * 2 * noise)
 
 
 def refine(

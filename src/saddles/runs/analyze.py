@@ -183,18 +183,22 @@ def analyze(
             where = landscape_dir(kind, seed, config)
             tag = where.removeprefix("landscape-")
             t0 = time.perf_counter()
+            plane_coords, noise = coords, None
+            if config.sampling == "adaptive" and config.noise_points:
+                # the target error tied to the noise floor, measured on the coarse grid first
+                plane_coords, noise = noise_tied(model, loss, land_data, d, coords, config)
             land = evaluate(
-                model, loss, land_data, d, coords, engine=config.engine,
+                model, loss, land_data, d, plane_coords, engine=config.engine,
                 chunk_size=config.chunk_size, device=config.device, dtype=dtype,
                 progress=progress, run_dir=Path(run_dir) / where if run_dir else None,
                 resume=True, executor=config.executor, workers=config.workers,
                 params=config.params, autocast=config.autocast, eval_tokens=config.eval_tokens,
             )  # fmt: skip
-            noise = None
-            if config.noise_points:  # on evaluated points (an adaptive grid has others)
-                noise = noise_floor(model, loss, land_data, d, evaluated(land),
+            if config.noise_points and noise is None:
+                noise = noise_floor(model, loss, land_data, d, land,
                                     n_points=config.noise_points, seed=config.seed,
                                     device=config.device)  # fmt: skip
+            if noise is not None:
                 land.info["noise"] = noise
             timings[f"landscape_{tag}_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -406,16 +410,37 @@ def hessian_scalars(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def evaluated(landscape):
-    """The landscape itself, or for an adaptive one its evaluated points only."""
-    if not landscape.is_adaptive:
-        return landscape
-    from saddles.landscape import Landscape
+def noise_tied(model, loss, data, directions, coords, config: AnalysisConfig):
+    """An adaptive grid whose target error is at least the noise floor, and that floor.
 
-    m = landscape.measured
-    return Landscape(landscape.coords[m], landscape.loss[m],
-                     {k: v[m] for k, v in landscape.metrics.items()}, None,
-                     landscape.info)  # fmt: skip
+    The floor (:func:`saddles.landscape.noise.noise_floor`) is measured on the coarse grid the
+    refinement starts from, evaluated once more for it (``adaptive_coarse``^n points and
+    ``noise_points`` re-evaluations): the target is then the larger of ``adaptive_target`` of
+    the range and what the error estimate can certify above that floor
+    (:func:`saddles.landscape.adaptive.noise_target`), so no cell is refined to resolve
+    rounding noise.
+    """
+    import torch
+
+    from saddles.landscape import evaluate
+    from saddles.landscape.adaptive import Refiner
+    from saddles.landscape.noise import noise_floor
+    from saddles.sampling import Coordinates
+
+    first = Refiner.from_coordinates(coords).propose()  # the coarse grid's points
+    coarse = Coordinates(coords.points[first], info={"kind": "points", "n": len(first)})
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    land = evaluate(model, loss, data, directions, coarse, engine=config.engine,
+                    chunk_size=config.chunk_size, device=config.device, dtype=dtype,
+                    progress=False, params=config.params, autocast=config.autocast,
+                    eval_tokens=config.eval_tokens)  # fmt: skip
+    noise = noise_floor(model, loss, data, directions, land, n_points=config.noise_points,
+                        seed=config.seed, device=config.device)  # fmt: skip
+    noise["noise_note"] = "measured on the adaptive grid's coarse points; the target's floor"
+    options = {**coords.info["adaptive"], "noise": float(noise["noise_floor"])}
+    tied = Coordinates(coords.points, coords.shape, coords.axes,
+                       {**coords.info, "adaptive": options})  # fmt: skip
+    return tied, noise
 
 
 def landscape_topology(landscape, representation: str, config: AnalysisConfig):

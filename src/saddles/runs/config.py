@@ -200,7 +200,9 @@ class AnalysisConfig:
     Sampling: ``"grid"``, a ``resolution``-per-axis grid on ``[-span, span]^n_directions``
     (1 to 3 directions); ``"adaptive"``, that grid refined from a coarse sub-grid of
     ``adaptive_coarse`` points per axis until its estimated interpolation error is below
-    ``adaptive_target`` of the value range or ``adaptive_budget`` evaluations are spent
+    ``adaptive_target`` of the value range (or the noise floor, measured on the coarse grid
+    first when ``noise_points`` > 0, where that is larger) or ``adaptive_budget`` evaluations
+    are spent
     (:mod:`saddles.landscape.adaptive`; its metrics are the filled field's, with a stated
     bound on the bottleneck distance to the dense grid's diagram; schema version 3); or
     ``"sobol"``/``"lhs"``/``"uniform"``, ``n_points`` scattered points
