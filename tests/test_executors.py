@@ -174,6 +174,22 @@ def test_ray_keeps_the_standard_errors_and_eval_tokens_auto_bit_for_bit(cluster,
 
 
 @needs_ray
+@pytest.mark.parametrize("engine", ["sequential", "batched"])
+def test_ray_runs_adaptive_rounds_bit_for_bit(cluster, engine):
+    """An adaptive grid's rounds are batches of chunks on the pool: the same points and bits
+    as the local loop."""
+    model, data, dirs, _ = mlp_problem()
+    coords = S.adaptive_grid(17, (-1, 1), dims=2, coarse=5)
+    kw = dict(engine=engine, chunk_size=6, progress=False)
+    local = evaluate(model, ce_loss, data, dirs, coords, **kw)
+    distributed = evaluate(model, ce_loss, data, dirs, coords, executor="ray", workers=2, **kw)
+    assert local.info["adaptive"]["n_rounds"] >= 3
+    np.testing.assert_array_equal(distributed.measured, local.measured)
+    np.testing.assert_array_equal(distributed.loss, local.loss)
+    assert distributed.info["adaptive"]["rounds"] == local.info["adaptive"]["rounds"]
+
+
+@needs_ray
 def test_auto_on_a_model_it_runs_sequentially_also_matches(cluster):
     model, data = small_cnn()
     dirs = D.random_directions(model, 2, seed=2)

@@ -134,3 +134,18 @@ def test_as_coordinates_validates_raw_arrays():
         S.as_coordinates(np.zeros(5))
     with pytest.raises(ValueError, match="non-empty"):
         S.as_coordinates(np.zeros((0, 2)))
+
+
+def test_adaptive_grid_is_the_grid_with_its_refinement_options():
+    a, g = S.adaptive_grid(41, (-2.0, 2.0)), S.grid(41, (-2.0, 2.0))
+    assert np.array_equal(a.points, g.points) and a.shape == g.shape and a.is_grid
+    assert a.info["kind"] == "adaptive" and a.info["adaptive"]["coarse"] == 9
+    assert a.info["adaptive"]["rel_target"] == 0.01 and a.info["contains_origin"]
+    with pytest.raises(ValueError, match="coarse must be"):
+        S.adaptive_grid(41, coarse=1)
+    with pytest.raises(ValueError, match="budget must be"):
+        S.adaptive_grid(41, budget=0)
+    with pytest.raises(ValueError, match="rel_target must be"):
+        S.adaptive_grid(41, rel_target=-0.1)
+    with pytest.raises(ValueError, match="a grid has 1 to 4 axes"):
+        S.adaptive_grid(9, dims=5)

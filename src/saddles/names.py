@@ -7,6 +7,7 @@ without importing torch (``saddles topology`` never does).
 """
 
 from saddles.executors import registry as _executor_registry
+from saddles.sampling import METHODS as _SCATTERED_METHODS
 
 #: Loss criteria on ``(inputs, targets)`` batches, and next-token cross-entropy on token
 #: batches, ``causal_lm`` (:func:`saddles.io.data.make_loss`).
@@ -47,3 +48,11 @@ AUTOCAST = ("bf16", "fp16")
 #: analysis's default simplification threshold (1% of the range).
 EVAL_TOKENS_AUTO = "auto"
 STDERR_TARGET = 0.005
+
+#: How a grid is sampled: every point, or adaptively refined from a coarse sub-grid
+#: (:func:`saddles.sampling.adaptive_grid`, :mod:`saddles.landscape.adaptive`).
+GRID_SAMPLINGS = ("grid", "adaptive")
+
+#: An analysis's sampling (:class:`saddles.runs.config.AnalysisConfig`): a grid kind, or
+#: scattered points by one of :data:`saddles.sampling.METHODS`.
+SAMPLINGS = GRID_SAMPLINGS + _SCATTERED_METHODS

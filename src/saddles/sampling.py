@@ -8,6 +8,10 @@ parameters ``theta_0 + sum_k c_k d_k``; the origin is the model itself. Two kind
   varies fastest, so ``values.reshape(coords.shape)[i, j]`` is the value at
   ``(axes[0][i], axes[1][j])``, the vertex numbering the topology package's ``grid_edges``
   uses. Give an odd resolution on a symmetric range so that the origin is a grid point.
+- :func:`adaptive_grid`: the points of a grid (the finest level) that an adaptive refinement
+  may evaluate (:mod:`saddles.landscape.adaptive`): :func:`saddles.landscape.evaluate`
+  evaluates a coarse sub-grid first and refines it round by round, so only some are
+  evaluated; the landscape is stored on the whole grid with the rest marked missing.
 - :func:`scattered`: quasi-random or random samples in 1 to 10 dimensions, where a grid would
   be too large (21 points per axis in 6-D is 85 million points): Sobol (scrambled, via
   ``scipy.stats.qmc``), Latin hypercube, or uniform random, in a box or in a ball. The topology
@@ -98,6 +102,47 @@ def grid(
         "contains_origin": bool(np.any(np.all(points == 0.0, axis=1))),
     }
     return Coordinates(points, shape, axes, info)
+
+
+def adaptive_grid(
+    resolution: int | Sequence[int] = 201,
+    ranges: Range | Sequence[Range] = (-1.0, 1.0),
+    dims: int | None = None,
+    *,
+    coarse: int | None = None,
+    rel_target: float | None = None,
+    target: float | None = None,
+    noise: float | None = None,
+    budget: int | None = None,
+    threshold: float | None = None,
+) -> Coordinates:
+    """The finest grid of an adaptive refinement (arguments as :func:`grid`), and its options.
+
+    ``coarse``: points per axis of the first round (default
+    :data:`saddles.landscape.adaptive.COARSE`, 9); ``rel_target``: the target error as a
+    fraction of the value range (default :data:`~saddles.landscape.adaptive.REL_TARGET`, 1%),
+    or ``target``, an absolute one, where that is larger; ``noise``: the values' noise floor,
+    which raises the target to what the error estimate can certify above it;
+    ``budget``: at most this many evaluations; ``threshold``: the simplification threshold
+    (relative to the range) near which pairs are refined. Checked here, so a bad option fails
+    before anything is loaded.
+    """
+    from saddles.landscape import adaptive
+
+    base = grid(resolution, ranges, dims)
+    if base.dims > adaptive.MAX_DIMS:
+        raise ValueError(f"adaptive sampling takes 1 to {adaptive.MAX_DIMS} axes, not {base.dims}")
+    options = {
+        "coarse": adaptive.COARSE if coarse is None else coarse,
+        "rel_target": adaptive.REL_TARGET if rel_target is None else rel_target,
+        "target": target,
+        "noise": noise,
+        "budget": budget,
+        "threshold": threshold,
+    }
+    adaptive.Refiner(base.shape, **options)  # checks the options
+    info = {**base.info, "kind": "adaptive", "adaptive": options}
+    return Coordinates(base.points, base.shape, base.axes, info)
 
 
 def scattered(

@@ -120,5 +120,10 @@ def read_landscape(npz: Path) -> dict:
     from saddles.landscape import Landscape
 
     land = Landscape.load(npz)
+    if land.is_adaptive:  # the filled field its metrics use, and which points were evaluated
+        metrics = {name: land.filled(name) for name in land.metrics}
+        metrics["measured"] = land.measured.astype(float)
+        return {"loss": land.filled(), "coords": land.coords, "metrics": metrics,
+                "shape": land.shape}  # fmt: skip
     return {"loss": land.loss, "coords": land.coords, "metrics": land.metrics,
             "shape": land.shape}  # fmt: skip

@@ -27,7 +27,9 @@ scale.
 Directions are random (``--directions``, ``--seed``, ``--norm``, ``--keep-1d``,
 ``--orthogonalize``; Li et al. 2018) or point to other checkpoints (``--to``, repeated: files
 or folders, as ``--checkpoint``). Coordinates are a grid (``--resolution``, also spelled
-``--grid``, on ``[-span, span]`` or ``--range low,high``) or ``--scattered N`` points. The
+``--grid``, on ``[-span, span]`` or ``--range low,high``), that grid refined adaptively
+(``--sampling adaptive``, ``--adaptive-target``, ``--adaptive-budget``, ``--adaptive-coarse``;
+:mod:`saddles.landscape.adaptive`), or ``--scattered N`` points. The
 defaults are :class:`saddles.runs.config.AnalysisConfig`'s (``resolution``, ``span``,
 ``n_directions``, ``seed``, ``norm``, ...), declared once (:data:`saddles.cli._options.DEFAULTS`).
 The run directory ``--out`` receives ``config.json``, ``chunks/`` and
@@ -70,6 +72,7 @@ from saddles.cli._options import (
     ParamsTypeOption,
     QuietOption,
     Region,
+    Sampling,
     TargetsKeyOption,
     ThreadsOption,
 )
@@ -77,7 +80,9 @@ from saddles.cli._options import (
 #: The option each argument of :func:`saddles.sampling.grid`/``scattered`` comes from, by the
 #: word the library's message starts with.
 _COORDINATE_OPTIONS = {"resolution": "--resolution / --grid", "range": "--range / --span",
-                       "ranges": "--range / --span", "radius": "--radius"}  # fmt: skip
+                       "ranges": "--range / --span", "radius": "--radius",
+                       "coarse": "--adaptive-coarse", "rel_target": "--adaptive-target",
+                       "budget": "--adaptive-budget", "adaptive": "--sampling"}  # fmt: skip
 
 
 @app.command()
@@ -135,6 +140,20 @@ def landscape(
         "--range",
         help="Axis range low,high: once for every axis, or repeated once per axis.",
     ),  # fmt: skip
+    sampling: Sampling = typer.Option(
+        Sampling("grid"),
+        help="grid: every point; adaptive: refine the grid from a coarse sub-grid where the "
+        "diagram can still change, with a stated bound on its bottleneck distance.",
+    ),
+    adaptive_target: float = typer.Option(
+        DEFAULTS["adaptive_target"], help="Adaptive: target error, a fraction of the range."
+    ),
+    adaptive_budget: int | None = typer.Option(
+        DEFAULTS["adaptive_budget"], help="Adaptive: at most this many evaluations."
+    ),
+    adaptive_coarse: int = typer.Option(
+        DEFAULTS["adaptive_coarse"], help="Adaptive: points per axis of the first round."
+    ),
     scattered: int | None = typer.Option(
         None, min=1, help="Instead of a grid: this many scattered points (kNN graph later)."
     ),
@@ -205,9 +224,14 @@ def landscape(
         typer.echo(f"error: {out} already holds a run; pass --resume to continue it (or load "
                    "it if finished), or choose another --out", err=True)  # fmt: skip
         raise typer.Exit(code=2)
+    adaptive = None
+    if sampling.value == "adaptive":
+        adaptive = {"coarse": adaptive_coarse, "rel_target": adaptive_target,
+                    "budget": adaptive_budget}  # fmt: skip
     coords = _coordinates(resolution, span, range_ or [], scattered, method.value, region.value,
                           radius, sample_seed, dims=len(to) or directions,
-                          dims_hint="--to" if to else "--directions")  # fmt: skip
+                          dims_hint="--to" if to else "--directions",
+                          adaptive=adaptive)  # fmt: skip
     metrics = _metrics(metric or [])
     for path in to:
         if not path.exists():
@@ -309,6 +333,13 @@ def landscape(
     if spec:
         typer.echo(f"parameters moved: {selection.describe()}")
     typer.echo(f"centre loss {info['center_loss']:.6g}; loss from {low} to {high}")
+    if result.is_adaptive:
+        a = info["adaptive"]
+        typer.echo(f"adaptive: {a['n_evaluations']} of {a['n_dense']} points evaluated "
+                   f"({a['fraction_of_dense']:.1%}) in {a['n_rounds']} rounds, stopped: "
+                   f"{a['stop_reason']}; estimated error {a['error']:.3g} "
+                   f"({a['bound_relative']:.2%} of the range), the bound on the bottleneck "
+                   "distance to the dense grid's diagram")  # fmt: skip
     if result.n_nonfinite:
         typer.echo(f"{result.n_nonfinite} point(s) gave a non-finite loss (kept as NaN/inf)")
     if result.loss_stderr is not None:
@@ -354,11 +385,15 @@ def _metrics(specs: list[str]) -> dict[str, Any]:
 
 def _coordinates(resolution: str, span: float | None, ranges: list[str], scattered: int | None,
                  method: str, region: str, radius: float, seed: int, dims: int,
-                 dims_hint: str):  # fmt: skip
+                 dims_hint: str, adaptive: dict[str, Any] | None = None):  # fmt: skip
     """The points to evaluate (:mod:`saddles.sampling`), built before anything is loaded, so
-    that a bad value is refused at once, naming its option."""
+    that a bad value is refused at once, naming its option. ``adaptive``: the options of
+    :func:`saddles.sampling.adaptive_grid`, for ``--sampling adaptive``."""
     from saddles import sampling
 
+    if adaptive is not None and scattered is not None:
+        raise typer.BadParameter("--sampling adaptive refines a grid; drop --scattered",
+                                 param_hint="--sampling")  # fmt: skip
     if span is not None and ranges:
         raise typer.BadParameter("give --span or --range, not both", param_hint="--span")
     if span is not None:
@@ -372,6 +407,8 @@ def _coordinates(resolution: str, span: float | None, ranges: list[str], scatter
         if scattered is not None:
             return sampling.scattered(scattered, dims, method=method, region=region,
                                       ranges=bounds, radius=radius, seed=seed)  # fmt: skip
+        if adaptive is not None:
+            return sampling.adaptive_grid(_parse_grid(resolution), bounds, dims=dims, **adaptive)
         return sampling.grid(_parse_grid(resolution), bounds, dims=dims)
     except ValueError as exc:
         word = str(exc).split()[0]

@@ -199,7 +199,14 @@ def _load_field(path: Path):
                 f"{path} holds arrays {keys}; expected one array or one named 'loss'"
             )
         coords = data["coords"] if "coords" in keys else None
-        data = data[key]
+        if key == "loss" and "measured" in keys and "cells" in keys:
+            # an adaptive landscape (saddles.landscape.adaptive): the filled field
+            from saddles.landscape.adaptive import fill
+
+            loss, measured, cells = data["loss"], data["measured"], data["cells"]
+            data = fill(np.where(measured, loss, np.nan), loss.shape, cells).reshape(loss.shape)
+        else:
+            data = data[key]
         if coords is not None and data.ndim == 1 and coords.ndim == 2 and coords.shape[1] > 1:
             if coords.shape[0] != data.shape[0]:
                 raise typer.BadParameter(

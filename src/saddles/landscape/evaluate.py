@@ -72,6 +72,7 @@ from saddles.landscape.plan import (
     console,
     describe,
     make_plan,
+    run_rounds,
     say,
     worker_problem,
 )
@@ -124,7 +125,8 @@ def evaluate(
         directions: a :class:`~saddles.directions.Directions` or anything
             :func:`~saddles.directions.from_tensors` accepts (parameter lists, flat vectors).
         coords: a :class:`~saddles.sampling.Coordinates` or an ``(n, k)`` array, ``k`` the
-            number of directions.
+            number of directions; an :func:`~saddles.sampling.adaptive_grid` is evaluated in
+            rounds (:func:`~saddles.landscape.plan.run_rounds`), only where it refines.
         criterion: a plain function ``criterion(outputs, targets)``, instead of ``loss``.
         metrics: extra per-point values, ``{name: fn(model, batch) -> scalar}`` (accuracy...),
             averaged over batches like the loss.
@@ -229,7 +231,8 @@ def evaluate(
             with ex.open(worker_problem, problem, compute_chunk) as pool:
                 loop = Loop(problem, coords.points, results, run, out, pool)
                 try:
-                    loop.run_plan(plan)
+                    adaptive = coords.info.get("kind") == "adaptive"
+                    rounds = run_rounds(loop, plan, coords) if adaptive else loop.run_plan(plan)
                 finally:
                     loop.close()
                 executor_info = pool.info
@@ -242,7 +245,10 @@ def evaluate(
     values = np.full((coords.n_points, len(problem.columns)), np.nan)
     for (start, stop), block in results.items():
         values[start:stop, : block.shape[1]] = block  # a chunk from before the stderr: NaN
-    n_bad = int((~np.isfinite(values[:, 0])).sum())
+    measured = np.ones(len(values), dtype=bool)
+    if rounds is not None:  # an adaptive grid: from evaluation order to the grid's
+        values, measured = rounds.on_grid(values)
+    n_bad = int((~np.isfinite(values[:, 0]) & measured).sum())
     info = provenance(problem, coords, train_mode, plan, loop, center, n_bad, cost)
     info["executor"] = executor_info
     info["elapsed_s"] = time.perf_counter() - started
@@ -256,6 +262,8 @@ def evaluate(
         loss_stderr=stderr if np.isfinite(stderr := values[:, problem.n_values]).any() else None,
         tokens=values[:, problem.n_values + 1].copy() if problem.auto is not None else None,
     )
+    if rounds is not None:
+        rounds.annotate(landscape)
     if n_bad:
         say(out, f"{n_bad} of {coords.n_points} points gave a non-finite loss (kept, counted)")
     if run is not None:

@@ -18,9 +18,15 @@ The chunk size of the batched engine keeps a chunk's working set near the CPU's 
 (:data:`CACHE_BYTES`; on CUDA up to 256 points), within the memory budget; the sequential
 engine saves about every 1% of the points.
 
+Adaptive grids (:func:`saddles.sampling.adaptive_grid`) run as rounds
+(:func:`run_rounds`): each round of the refinement (:mod:`saddles.landscape.adaptive`) is a
+batch of chunks through the same loop, numbered in evaluation order, so a resumed run replays
+the rounds from its chunk files, proposes the same points, and is bit-identical.
+
 Owns :class:`Plan`, :func:`make_plan`, the unit of work (:class:`ChunkTask`,
-:func:`compute_chunk`) and :class:`Loop`. Imports the engines, the memory counts and the
-problem; must not import :mod:`~saddles.landscape.evaluate`, the executors or the CLI.
+:func:`compute_chunk`), :class:`Loop` and :func:`run_rounds`. Imports the engines, the memory
+counts and the problem (and, for rounds, the numpy-only refinement); must not import
+:mod:`~saddles.landscape.evaluate`, the executors or the CLI.
 """
 
 from __future__ import annotations
@@ -301,6 +307,62 @@ class Loop:
     def close(self) -> None:
         if self.bar is not None:
             self.bar[0].stop()
+
+
+@dataclass
+class Rounds:
+    """An adaptive run's evaluations: ``order[p]`` is the grid index of the ``p``-th point
+    evaluated (the chunk files' numbering), and the refiner that chose them."""
+
+    order: np.ndarray
+    refiner: Any
+
+    def on_grid(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, measured)`` on the grid from values in evaluation order (NaN elsewhere)."""
+        grid = np.full_like(values, np.nan)
+        grid[self.order] = values[: len(self.order)]
+        measured = np.zeros(len(values), dtype=bool)
+        measured[self.order] = True
+        return grid, measured
+
+    def annotate(self, landscape) -> None:
+        """Mark the landscape adaptive: measured points, leaf cells, and the refinement's
+        report (evaluations, estimated error, bottleneck bound) in ``info["adaptive"]``."""
+        result = self.refiner.result()
+        landscape.measured = result.measured
+        landscape.cells = result.cells
+        landscape.info["adaptive"] = result.info
+
+
+def run_rounds(loop: Loop, plan: Plan, coords) -> Rounds:
+    """Evaluate an adaptive grid round by round through ``loop`` (see the module docstring).
+
+    The ``p``-th point evaluated is the ``p``-th row of ``loop.points``; each round's chunks
+    start at the round's first row, on the plan's chunk size, so the chunk grid is a function
+    of the rounds, which are a function of the values.
+    """
+    from saddles.landscape.adaptive import Refiner
+
+    refiner = Refiner.from_coordinates(coords)
+    grid_points = np.asarray(coords.points, dtype=np.float64)
+    loop.points = np.empty_like(grid_points)
+    order = np.zeros(0, dtype=np.int64)
+    while (new := refiner.propose()).size:
+        start = len(order)
+        order = np.concatenate([order, new])
+        loop.points[start : len(order)] = grid_points[new]
+        loop.n = len(order)
+        if loop.bar is not None:  # the total grows with the rounds
+            loop.bar[0].update(loop.bar[1], total=len(order))
+        round_plan = Plan.from_dict({**plan.to_dict(), "start": start})
+        loop.run_plan(round_plan)
+        plan.engine, plan.fallback = round_plan.engine, round_plan.fallback
+        loss = np.empty(len(new))  # the refinement reads the loss column only
+        for (a, b), values in loop.results.items():
+            if start <= a < len(order):  # this round's chunks (a resumed run has later ones)
+                loss[a - start : b - start] = values[:, 0]
+        refiner.record(new, loss)
+    return Rounds(order, refiner)
 
 
 def describe(plan: Plan) -> str:

@@ -40,12 +40,17 @@ class Landscape:
         shape: the grid's shape, or ``None`` for scattered points.
         info: provenance: directions (seed, normalization...), coordinates, model size, data
             size, engine and why it was chosen, device, dtype, timings, ``center_loss``,
-            ``n_nonfinite``.
+            ``n_nonfinite``; for an adaptive landscape ``info["adaptive"]`` (evaluations,
+            estimated error, bottleneck bound, rounds).
         loss_stderr: ``(n,)`` standard error of each loss value over the evaluation examples
             (:mod:`saddles.io.data`), or ``None`` where the loss does not report it (and in
             files written before it existed).
         tokens: ``(n,)`` tokens each point was evaluated on, with ``eval_tokens="auto"``
             (:mod:`saddles.landscape.tokens`); ``None`` otherwise.
+        measured: for an adaptive landscape, ``(n,)`` bool: which points were evaluated;
+            ``None`` when every point was.
+        cells: for an adaptive landscape, ``(m, 2 k)`` int: its leaf cells as grid indices
+            ``(lo..., hi...)``.
     """
 
     coords: np.ndarray
@@ -55,9 +60,13 @@ class Landscape:
     info: dict[str, Any] = field(default_factory=dict)
     loss_stderr: np.ndarray | None = None
     tokens: np.ndarray | None = None
+    measured: np.ndarray | None = None
+    cells: np.ndarray | None = None
 
     def __repr__(self) -> str:
         where = f"grid {'x'.join(map(str, self.shape))}" if self.shape else "scattered"
+        if self.is_adaptive:
+            where += f", adaptive: {int(self.measured.sum())} evaluated"
         finite = self.loss[np.isfinite(self.loss)]
         span = f", loss {finite.min():.4g}..{finite.max():.4g}" if finite.size else ""
         extra = f", metrics {sorted(self.metrics)}" if self.metrics else ""
@@ -77,8 +86,35 @@ class Landscape:
 
     @property
     def n_nonfinite(self) -> int:
-        """Number of points whose loss is NaN or inf."""
-        return int((~np.isfinite(self.loss)).sum())
+        """Number of evaluated points whose loss is NaN or inf."""
+        bad = ~np.isfinite(self.loss)
+        return int((bad & self.measured).sum() if self.is_adaptive else bad.sum())
+
+    @property
+    def is_adaptive(self) -> bool:
+        """Whether only some points were evaluated (:mod:`saddles.landscape.adaptive`)."""
+        return self.measured is not None
+
+    def filled(self, name: str = "loss") -> np.ndarray:
+        """The values the metrics use: :meth:`values`, and on an adaptive landscape the
+        interpolant of its refinement where no point was evaluated
+        (:func:`saddles.landscape.adaptive.fill`)."""
+        values = self.values(name)
+        if not self.is_adaptive:
+            return values
+        from saddles.landscape.adaptive import fill
+
+        return fill(np.where(self.measured, values, np.nan), self.shape, self.cells)
+
+    def refinement(self):
+        """An adaptive landscape's :class:`~saddles.landscape.adaptive.Refinement`."""
+        from saddles.landscape.adaptive import Refinement
+
+        if not self.is_adaptive:
+            raise ValueError("this landscape was not refined adaptively; every point is measured")
+        return Refinement(self.shape, np.where(self.measured, self.loss, np.nan),
+                          self.measured.copy(), self.cells.copy(), self.filled(),
+                          dict(self.info.get("adaptive", {})))  # fmt: skip
 
     def values(self, name: str = "loss") -> np.ndarray:
         """The loss (default) or a metric, one value per point."""
@@ -113,7 +149,7 @@ class Landscape:
         """
         from saddles.topology import representation_edges, representation_name
 
-        values = np.asarray(self.values(name), dtype=np.float64)
+        values = np.asarray(self.filled(name), dtype=np.float64)
         rep = representation_name(connectivity, grid=self.is_grid, method=method, dims=self.dims)
         edges = representation_edges(rep, coords=self.coords, shape=self.shape, k=k, mode=mode)
         return values, edges
@@ -138,7 +174,7 @@ class Landscape:
         from saddles.topology import compute_metrics, representation_name, representation_tree
 
         rep = representation_name(connectivity, grid=self.is_grid, method=method, dims=self.dims)
-        tree = representation_tree(rep, self.values(name), coords=self.coords, shape=self.shape,
+        tree = representation_tree(rep, self.filled(name), coords=self.coords, shape=self.shape,
                                    k=k, mode=mode, nan_policy=nan_policy)  # fmt: skip
         return tree, compute_metrics(tree, threshold=threshold, relative=relative)
 
@@ -155,6 +191,8 @@ class Landscape:
         for name in OPTIONAL_ARRAYS:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name).reshape(shape)
+        if self.is_adaptive:
+            arrays.update(measured=self.measured.reshape(shape), cells=self.cells)
         npz = base.with_name(base.name + ".npz")
         atomic_savez(npz, arrays)
         meta = {
@@ -191,8 +229,11 @@ class Landscape:
             coords, loss = z["coords"], z["loss"].reshape(-1)
             metrics = {name: z[f"metric__{name}"].reshape(-1) for name in meta["metrics"]}
             extra = {k: z[k].reshape(-1) for k in OPTIONAL_ARRAYS if k in z.files}
+            measured = z["measured"].reshape(-1) if "measured" in z.files else None
+            cells = z["cells"] if "cells" in z.files else None
         shape = tuple(meta["shape"]) if meta["shape"] is not None else None
-        return cls(coords, loss, metrics, shape, meta.get("info", {}), **extra)
+        return cls(coords, loss, metrics, shape, meta.get("info", {}), **extra,
+                   measured=measured, cells=cells)  # fmt: skip
 
 
 def strip_suffix(path: Path) -> Path:

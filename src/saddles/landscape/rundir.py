@@ -191,6 +191,8 @@ def config_parts(problem: Problem, coords: Coordinates, train_mode: bool) -> dic
         parts["autocast"] = problem.autocast
     if getattr(problem, "auto", None) is not None:  # eval_tokens="auto" and its target
         parts["eval_tokens"] = f"auto:{problem.auto.relative!r}"
+    if coords.info.get("kind") == "adaptive":  # which points are evaluated, and their order
+        parts["adaptive"] = json.dumps(coords.info["adaptive"], sort_keys=True)
     return parts
 
 

@@ -44,12 +44,19 @@ def export_landscape(
     landscape: Any, out_dir: str | os.PathLike, name: str = "landscape", **options: Any
 ) -> list[Path]:
     """:func:`export_arrays` for a :class:`~saddles.landscape.Landscape` (or anything with
-    ``loss``, ``coords``, ``metrics`` and ``shape``); the loss's standard error and the tokens
-    per point, where the landscape has them, go with the metrics as point data."""
+    ``loss``, ``coords``, ``metrics`` and ``shape``). An adaptive landscape exports its filled
+    field (the one its metrics use) and a ``measured`` array (1 where evaluated); the loss's
+    standard error and the tokens per point, where the landscape has them, go with the metrics
+    as point data."""
+    loss, metrics = landscape.loss, landscape.metrics
+    if getattr(landscape, "is_adaptive", False):
+        loss = landscape.filled()
+        metrics = {name: landscape.filled(name) for name in metrics}
+        metrics["measured"] = landscape.measured.astype(np.float64)
     extra = {k: getattr(landscape, k, None) for k in ("loss_stderr", "tokens")}
-    metrics = {**landscape.metrics, **{k: v for k, v in extra.items() if v is not None}}
+    metrics = {**metrics, **{k: v for k, v in extra.items() if v is not None}}
     return export_arrays(
-        out_dir, name, landscape.loss, coords=landscape.coords, shape=landscape.shape,
+        out_dir, name, loss, coords=landscape.coords, shape=landscape.shape,
         metrics=metrics, **options,
     )  # fmt: skip
 

@@ -35,7 +35,8 @@ def write_figures(analysis, fig_dir: str | Path) -> dict[str, Path]:
         )
         legend = f"simplified at {cfg.threshold:g} of the range" if cfg.threshold else "raw"
         if landscape.shape is not None and len(landscape.shape) == 2:
-            field = landscape.grid()  # field[i, j] at (direction 1 = i, direction 2 = j)
+            # field[i, j] at (direction 1 = i, direction 2 = j); adaptive: the filled field
+            field = landscape.filled().reshape(landscape.shape)
             extent = (-span, span, -span, span)
             out[f"{label}: contour ({marks})"] = plots.save(
                 plots.field_figure(
@@ -97,10 +98,10 @@ def landscape_figures(
     marks = f"simplified at {threshold:g} of the range" if threshold else "raw"
     if len(landscape.shape) == 1:
         xs = landscape.coords[:, 0]
-        fig = plots.curve_figure(xs, landscape.loss, shown, title=stem, marks=marks)
+        fig = plots.curve_figure(xs, landscape.filled(), shown, title=stem, marks=marks)
         out[f"{stem}: curve ({marks})"] = plots.save(fig, fig_dir / f"{stem}-curve.png")
         return out
-    field = landscape.grid()
+    field = landscape.filled().reshape(landscape.shape)  # adaptive: the filled field
     axis0, axis1 = (np.unique(landscape.coords[:, i]) for i in (0, 1))
     extent = (axis0[0], axis0[-1], axis1[0], axis1[-1])
     log = plots.spans_decades(field)

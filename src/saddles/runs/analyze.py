@@ -183,19 +183,23 @@ def analyze(
             where = landscape_dir(kind, seed, config)
             tag = where.removeprefix("landscape-")
             t0 = time.perf_counter()
+            plane_coords, noise = coords, None
+            if config.sampling == "adaptive" and config.noise_points:
+                # the target error tied to the noise floor, measured on the coarse grid first
+                plane_coords, noise = noise_tied(model, loss, land_data, d, coords, config)
             land = evaluate(
-                model, loss, land_data, d, coords, engine=config.engine,
+                model, loss, land_data, d, plane_coords, engine=config.engine,
                 chunk_size=config.chunk_size, device=config.device, dtype=dtype,
                 progress=progress, run_dir=Path(run_dir) / where if run_dir else None,
                 resume=True, executor=config.executor, workers=config.workers,
                 params=config.params, autocast=config.autocast, eval_tokens=config.eval_tokens,
                 stderr_target=config.stderr_target,
             )  # fmt: skip
-            noise = None
-            if config.noise_points:
+            if config.noise_points and noise is None:
                 noise = noise_floor(model, loss, land_data, d, land,
                                     n_points=config.noise_points, seed=config.seed,
                                     device=config.device)  # fmt: skip
+            if noise is not None:
                 land.info["noise"] = noise
             parts = []
             if config.batch_floor:  # the same landscape on disjoint parts of the data
@@ -281,11 +285,15 @@ def plane_directions(model, kind: str, config: AnalysisConfig, seed, given, eig)
 
 def make_coordinates(config: AnalysisConfig):
     """The sample points of an analysis: a grid, or scattered points with the origin first."""
-    from saddles.sampling import grid, scattered
+    from saddles.sampling import adaptive_grid, grid, scattered
 
     box = (-config.span, config.span)
     if config.sampling == "grid":
         return grid(config.resolution, box, dims=config.n_directions)
+    if config.sampling == "adaptive":
+        return adaptive_grid(config.resolution, box, dims=config.n_directions,
+                             coarse=config.adaptive_coarse, rel_target=config.adaptive_target,
+                             budget=config.adaptive_budget, threshold=config.threshold)  # fmt: skip
     return scattered(config.n_points, config.n_directions, method=config.sampling, ranges=box,
                      seed=config.seed, include_center=True)  # fmt: skip
 
@@ -430,6 +438,39 @@ def hessian_scalars(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def noise_tied(model, loss, data, directions, coords, config: AnalysisConfig):
+    """An adaptive grid whose target error is at least the noise floor, and that floor.
+
+    The floor (:func:`saddles.landscape.noise.noise_floor`) is measured on the coarse grid the
+    refinement starts from, evaluated once more for it (``adaptive_coarse``^n points and
+    ``noise_points`` re-evaluations): the target is then the larger of ``adaptive_target`` of
+    the range and what the error estimate can certify above that floor
+    (:func:`saddles.landscape.adaptive.noise_target`), so no cell is refined to resolve
+    rounding noise.
+    """
+    import torch
+
+    from saddles.landscape import evaluate
+    from saddles.landscape.adaptive import Refiner
+    from saddles.landscape.noise import noise_floor
+    from saddles.sampling import Coordinates
+
+    first = Refiner.from_coordinates(coords).propose()  # the coarse grid's points
+    coarse = Coordinates(coords.points[first], info={"kind": "points", "n": len(first)})
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    land = evaluate(model, loss, data, directions, coarse, engine=config.engine,
+                    chunk_size=config.chunk_size, device=config.device, dtype=dtype,
+                    progress=False, params=config.params, autocast=config.autocast,
+                    eval_tokens=config.eval_tokens)  # fmt: skip
+    noise = noise_floor(model, loss, data, directions, land, n_points=config.noise_points,
+                        seed=config.seed, device=config.device)  # fmt: skip
+    noise["noise_note"] = "measured on the adaptive grid's coarse points; the target's floor"
+    options = {**coords.info["adaptive"], "noise": float(noise["noise_floor"])}
+    tied = Coordinates(coords.points, coords.shape, coords.axes,
+                       {**coords.info, "adaptive": options})  # fmt: skip
+    return tied, noise
+
+
 def landscape_topology(landscape, representation: str, config: AnalysisConfig):
     """Merge tree and metrics of one landscape under one representation.
 
@@ -439,10 +480,16 @@ def landscape_topology(landscape, representation: str, config: AnalysisConfig):
     from saddles.topology import compute_metrics, loop_metrics, loops_diagram
     from saddles.topology.representations import representation_tree
 
-    values = np.asarray(landscape.loss, dtype=np.float64)
+    values = np.asarray(landscape.filled(), dtype=np.float64)  # adaptive: the filled field
     tree = representation_tree(representation, values, coords=landscape.coords,
                                shape=landscape.shape, k=config.knn_k, nan_policy="max")  # fmt: skip
     metrics = compute_metrics(tree, threshold=config.threshold, relative=True)
+    if landscape.is_adaptive:  # what the refinement spent, and the bound it states
+        a = landscape.info["adaptive"]
+        metrics.update(adaptive_evaluations=a["n_evaluations"],
+                       adaptive_fraction=a["fraction_of_dense"],
+                       adaptive_bound=a["bottleneck_bound"],
+                       adaptive_bound_relative=a["bound_relative"])  # fmt: skip
     shape = landscape.shape
     if config.loops and representation in _GRID_CONNECTIVITY and shape and len(shape) in (2, 3):
         conn = _GRID_CONNECTIVITY[representation]

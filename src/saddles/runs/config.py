@@ -27,23 +27,25 @@ from pathlib import Path
 from typing import Any
 
 from saddles.files import parse_bytes, read_yaml
+from saddles.landscape import adaptive as _adaptive
 from saddles.names import (
     AUTOCAST,
     ENGINES,
     EVAL_TOKENS_AUTO,
     EXECUTORS,
     FLOAT_DTYPES,
+    GRID_SAMPLINGS,
     NORMS,
     STDERR_TARGET,
 )
+from saddles.names import SAMPLINGS as SAMPLINGS
 from saddles.topology.representations import GRID_REPRESENTATIONS as _GRID_CONNECTIVITY
 from saddles.topology.representations import REPRESENTATIONS
 
 #: The version of the run schema (these fields, row.json, config.yaml); files without one were
 #: written before versioning and hold version 1's fields.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DIRECTION_KINDS = ("random", "hessian", "given")
-SAMPLINGS = ("grid", "sobol", "lhs", "uniform")
 
 
 # --- constraints (in the manner of scikit-learn's _parameter_constraints) --------------------
@@ -111,6 +113,16 @@ def parse_tokens(name: str, text: str) -> int | str:
         raise ValueError(f"{name} must be a positive integer or '{EVAL_TOKENS_AUTO}', "
                          f"not {text!r}") from None  # fmt: skip
     return Tokens()(name, value)
+
+
+class Fraction:
+    """A number in (0, 1] (not a bool)."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not 0 < value <= 1):  # fmt: skip
+            raise ValueError(f"{name} must be a number in (0, 1], not {value!r}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -223,7 +235,14 @@ class AnalysisConfig:
     normalized by ``norm`` too, so both kinds have filter-wise comparable scales by default;
     "given": directions passed to :func:`analyze`, e.g. a trajectory's PCA, normalized too).
     Sampling: ``"grid"``, a ``resolution``-per-axis grid on ``[-span, span]^n_directions``
-    (1 to 3 directions); or ``"sobol"``/``"lhs"``/``"uniform"``, ``n_points`` scattered points
+    (1 to 3 directions); ``"adaptive"``, that grid refined from a coarse sub-grid of
+    ``adaptive_coarse`` points per axis until its estimated interpolation error is below
+    ``adaptive_target`` of the value range (or the noise floor, measured on the coarse grid
+    first when ``noise_points`` > 0, where that is larger) or ``adaptive_budget`` evaluations
+    are spent
+    (:mod:`saddles.landscape.adaptive`; its metrics are the filled field's, with a stated
+    bound on the bottleneck distance to the dense grid's diagram; schema version 3); or
+    ``"sobol"``/``"lhs"``/``"uniform"``, ``n_points`` scattered points
     in that box (1 to 10 directions, the origin included), for graph representations only.
     Representations: names from :data:`REPRESENTATIONS` (see
     :mod:`saddles.topology.representations`); ``knn_k`` neighbours for kNN graphs, None (the
@@ -292,14 +311,18 @@ class AnalysisConfig:
     params: dict[str, Any] | None = setting(None, ParamSpec())
     autocast: str | None = setting(None, Choice(AUTOCAST, none=True))
     eval_tokens: int | str | None = setting(None, Tokens())
-    stderr_target: float = setting(STDERR_TARGET, Number(), added_in=2)
-    batch_floor: int | None = setting(None, Integer(2, none=True), added_in=2)
+    stderr_target: float = setting(STDERR_TARGET, Number(), added_in=3)
+    batch_floor: int | None = setting(None, Integer(2, none=True), added_in=3)
     hessian_memory: int | str | None = setting(None, Bytes(), added_in=2)
+    adaptive_target: float = setting(_adaptive.REL_TARGET, Fraction(), added_in=3)
+    adaptive_budget: int | None = setting(None, Integer(1, none=True, say="a positive integer"),
+                                          added_in=3)  # fmt: skip
+    adaptive_coarse: int = setting(_adaptive.COARSE, Integer(2), added_in=3)
 
     def __post_init__(self) -> None:
         check_fields(self)
         # The rules between fields.
-        if self.sampling == "grid" and not 1 <= self.n_directions <= 3:
+        if self.sampling in GRID_SAMPLINGS and not 1 <= self.n_directions <= 3:
             raise ValueError(
                 f"a grid takes 1 to 3 directions, not {self.n_directions}; "
                 "use scattered sampling (sampling: sobol) for more"
@@ -307,7 +330,7 @@ class AnalysisConfig:
         if not 1 <= self.n_directions <= 10:
             raise ValueError(f"n_directions must be 1 to 10, not {self.n_directions}")
         grids = [r for r in self.representations if r in _GRID_CONNECTIVITY]
-        if self.sampling != "grid" and grids:
+        if self.sampling not in GRID_SAMPLINGS and grids:
             graphs = [r for r in REPRESENTATIONS if r not in _GRID_CONNECTIVITY]
             raise ValueError(f"{grids} need grid sampling; scattered points take "
                              f"{', '.join(graphs)}")  # fmt: skip

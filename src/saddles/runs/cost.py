@@ -36,6 +36,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from saddles.names import GRID_SAMPLINGS
+
 #: HVPs of a top-k eigen-solve: ``EIGEN_HVPS[0] + EIGEN_HVPS[1] * k``, capped by max_hvps.
 EIGEN_HVPS = (8, 9)
 #: Extra share of HVPs when the memory budget makes the eigen-solve restart.
@@ -190,8 +192,11 @@ def analysis_cost(probe: Probe, config: Any, *, checkpoints: int = 1) -> list[Es
     """Every stage of :func:`saddles.runs.analyze.analyze` under ``config`` (an
     :class:`~saddles.runs.config.AnalysisConfig`), per checkpoint, and the total over
     ``checkpoints``: one row per direction kind (its seeds together), the Hessian, the total."""
-    points = (config.resolution**config.n_directions if config.sampling == "grid"
+    # An adaptive grid evaluates at most its dense grid (and at most its budget).
+    points = (config.resolution**config.n_directions if config.sampling in GRID_SAMPLINGS
               else config.n_points)  # fmt: skip
+    if config.sampling == "adaptive" and config.adaptive_budget is not None:
+        points = min(points, config.adaptive_budget)
     rows = []
     for kind in config.directions:
         planes = config.direction_seeds if kind == "random" else 1

@@ -42,7 +42,8 @@ VIEWS: dict[str, str] = {
 #: Views whose metrics are ordered by stage (then declaration order).
 BY_STAGE = ("table",)
 #: Stages in pipeline order; a metric's ``stage`` is one of them.
-STAGES = ("topology", "simplified", "noise", "loops", "distances", "hessian", "training")
+STAGES = ("sampling", "topology", "simplified", "noise", "loops", "distances", "hessian",
+          "training")  # fmt: skip
 KINDS = ("count", "raw", "relative", "scale-free", "curvature", "loss", "info")
 
 
@@ -157,6 +158,15 @@ METRICS: tuple[Metric, ...] = (
     _m("simplification_threshold", "absolute simplification threshold used", "loss", "info",
        _SIMPLE),
     _m("basin_sizes", "samples per basin, largest first (a list)", "count", "info", _SIMPLE),
+    # Adaptive sampling (saddles.landscape.adaptive): what it spent and the bound it states.
+    _m("adaptive_evaluations", "points an adaptive grid evaluated", "count", "info",
+       "sampling"),
+    _m("adaptive_fraction", "adaptive evaluations as a fraction of the dense grid's", "1",
+       "info", "sampling"),
+    _m("adaptive_bound", "stated bound on the bottleneck distance to the dense grid's "
+       "diagram: the estimated sup-norm interpolation error", "loss", "info", "sampling"),
+    _m("adaptive_bound_relative", "adaptive_bound divided by the value range", "1", "info",
+       "sampling"),
     # Noise (saddles.landscape.noise, saddles.topology.noise_metrics).
     _m("noise_floor", "the floor the _above_noise counts use: the larger of the arithmetic "
        "and the batch floors", "loss", "loss", "noise", ("summary",)),
