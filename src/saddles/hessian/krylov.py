@@ -13,8 +13,13 @@ reorthogonalization keeps the whole Krylov space: after ``m`` HVPs its largest R
 maximum of the Rayleigh quotient over everything those ``m`` products span. ARPACK's implicit
 restarts throw part of that space away to bound memory, and spent 1.2-4x more HVPs for the same
 residual tolerance on the benchmark's models (``benchmarks/hessian.py`` prints both). We store
-the basis (``m`` vectors of the parameter dimension), affordable for the tens to hundreds of steps
-used here.
+the basis (``m`` vectors of the parameter dimension) where the memory budget allows, and
+restart thickly within it where it does not (:func:`krylov_plan`).
+
+At language-model size (:data:`WIDE` entries and more) every pass over the basis is a pass over
+gigabytes, so a step of :func:`top_eigen` is streamed (:func:`_orthogonalize`): one pass of
+classical Gram-Schmidt over the whole basis and at most one more, dot products block-summed in
+float64, no temporary vector; the Ritz vectors are formed inside the basis.
 
 The exact answer on a small matrix: the 1-D Laplacian ``tridiag(-1, 2, -1)`` of order ``n`` has
 largest eigenvalue ``2 + 2 cos(pi / (n + 1))``, found to rounding within ``n`` products:
