@@ -236,7 +236,7 @@ def test_the_sequential_engine_holds_the_centre_and_one_basis_buffer(monkeypatch
     sizes = [p.numel() * p.element_size() for p in model.parameters()]
     with LiveBytes([list(model.parameters()), data]) as forward, torch.no_grad():
         ce_loss(model, data)
-    bound = sum(sizes) + 2 * max(sizes) + forward.peak + sum(sizes) // 4
+    bound = sum(sizes) + 2 * max(sizes) + forward.peak + sum(sizes) // 4  # k = 2 rows
     assert landscape_peak(model, data, dirs) <= bound
 
     def capture_with_a_copy(m, center):  # what evaluate did before: a clone of every tensor
@@ -280,3 +280,23 @@ def test_a_bad_storage_dtype_is_refused():
     model, _ = wide_mlp()
     with pytest.raises(ValueError, match="floating-point dtype"):
         D.random_directions(model, 2, dtype="int8")
+
+
+def test_parameters_larger_than_a_write_block_get_the_whole_tensor_addmm_bits(monkeypatch):
+    """A parameter of more than WRITE_BLOCK entries is written block by block through a buffer
+    of k rows of a block: the values are the bits of one addmm over the whole tensor (the
+    oracle loop), and the buffer is the block's size, not the parameter's."""
+    from saddles.landscape import engines
+
+    monkeypatch.setattr(engines, "WRITE_BLOCK", 1000)  # blocks of 1000 of the 8192-entry weight
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Tanh(),
+                                torch.nn.Linear(128, 10)).eval()  # fmt: skip
+    gen = torch.Generator().manual_seed(4)
+    data = (torch.randn(16, 64, generator=gen), torch.randint(0, 10, (16,), generator=gen))
+    dirs = D.random_directions(model, 2, seed=1)
+    coords = S.grid(5, (-1.5, 1.5))
+    land = evaluate(model, ce_loss, data, dirs, coords, engine="sequential", progress=False)
+    np.testing.assert_array_equal(land.loss, addmm_loop(model, ce_loss, data, dirs, coords.points))
+    problem = setup(model, ce_loss, None, None, data, dirs, coords, None, None)
+    assert sum(b.numel() for b in engines.basis_buffers(problem).values()) == 2 * 1000

@@ -248,19 +248,28 @@ def setup(
     )
 
 
-def basis_of(problem: Problem, j: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Parameter ``j``'s ``(k, numel)`` basis, row ``i`` direction ``i``'s entries: stacked
-    into ``out`` when given (a reused buffer), else into a new tensor. A parameter that no
-    direction moves has a basis of zeros."""
+def basis_of(
+    problem: Problem,
+    j: int,
+    out: torch.Tensor | None = None,
+    cols: slice | None = None,
+) -> torch.Tensor:
+    """Parameter ``j``'s ``(k, numel)`` basis, row ``i`` direction ``i``'s entries (only the
+    entries ``cols`` of the flat parameter, when given): stacked into ``out`` when given (a
+    reused buffer), else into a new tensor. A parameter that no direction moves has a basis of
+    zeros."""
     p, row = problem.params[j], problem.rows[j]
-    shape = (problem.n_directions, p.numel())
+    cols = slice(0, p.numel()) if cols is None else cols
+    width = len(range(*cols.indices(p.numel())))
+    shape = (problem.n_directions, width)
     if row is None:
         return torch.zeros(shape, dtype=p.dtype, device=p.device, out=out)
+    pieces = [r.reshape(-1)[cols] for r in row]
     if out is None:
         if all(r.dtype == p.dtype for r in row):
-            return torch.stack(row)
+            return torch.stack(pieces)
         out = torch.empty(shape, dtype=p.dtype, device=p.device)
-    for i, r in enumerate(row):
+    for i, r in enumerate(pieces):
         out[i].copy_(r)  # widened (or narrowed) to the parameter's dtype as torch's .to would
     return out
 
