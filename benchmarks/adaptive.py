@@ -18,7 +18,8 @@ Fields: Himmelblau on [-5, 5]^2 (4 minima, 4 saddles, 1 maximum); a Rastrigin-li
 the 9-point coarse grid has 1.6 points per well: aliasing); a narrow deep well (depth 2,
 width 0.08) on a gentle tilted bowl ([-1, 1]^2). With ``--models``: the demo's convection
 PINN (beta 1 and 9, trained with L-BFGS) and a tiny GPT-NeoX (trained briefly), at 41 x 41 through
-``saddles.landscape.evaluate`` with ``sampling.adaptive_grid``; the "s" column is then the
+``saddles.landscape.evaluate`` with ``sampling.adaptive_grid`` (and at 61 x 61), with
+a table per run of where its evaluations went; the "s" column is then the
 adaptive run's seconds. Everything runs on one thread (torch.set_num_threads(1)).
 
 Usage: python benchmarks/adaptive.py [--models] [--figure PATH]
@@ -109,10 +110,11 @@ def analytic_row(name: str, resolution: int, rel_target: float) -> tuple[dict, o
     return row, adaptive, axes
 
 
-def model_rows(resolution: int, rel_target: float) -> list[dict]:
-    """The PINN (beta 1 and 9) and a tiny GPT-NeoX at ``resolution``^2 on [-1, 1]^2 along two
-    filter-normalized random directions: dense, adaptive and uniform runs through
-    ``evaluate`` (float32, the engine ``auto`` picks, one thread)."""
+def model_rows(resolutions: list[int], rel_target: float) -> list[dict]:
+    """The PINN (beta 1 and 9) and a tiny GPT-NeoX at each ``resolution``^2 on [-1, 1]^2
+    along two filter-normalized random directions: dense, adaptive and uniform runs through
+    ``evaluate`` (float32, the engine ``auto`` picks, one thread). Prints where each adaptive
+    run's evaluations went (:func:`print_rounds`)."""
     import torch
 
     from saddles.directions import random_directions
@@ -121,24 +123,47 @@ def model_rows(resolution: int, rel_target: float) -> list[dict]:
 
     torch.set_num_threads(1)
     rows = []
-    for name, (model, loss, data) in model_problems().items():
-        d = random_directions(model, 2, seed=0)
-        kw = {"progress": False}
-        t0 = time.perf_counter()
-        dense = evaluate(model, loss, data, d, grid(resolution), **kw).loss
-        t_dense = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        coords = adaptive_grid(resolution, rel_target=rel_target)
-        refinement = evaluate(model, loss, data, d, coords, **kw).refinement()
-        t_adaptive = time.perf_counter() - t0
-        n = int(np.floor(np.sqrt(refinement.n_evaluations)))
-        uniform = evaluate(model, loss, data, d, grid(n), **kw).loss
-        shape = (resolution, resolution)
-        row = compare(name, dense, shape, refinement, diagram(uniform, (n, n)), n)
-        row["seconds"] = t_adaptive
-        row["dense_seconds"] = t_dense
-        rows.append(row)
+    problems = model_problems()
+    for resolution in resolutions:
+        for name, (model, loss, data) in problems.items():
+            d = random_directions(model, 2, seed=0)
+            kw = {"progress": False}
+            t0 = time.perf_counter()
+            dense = evaluate(model, loss, data, d, grid(resolution), **kw).loss
+            t_dense = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            coords = adaptive_grid(resolution, rel_target=rel_target)
+            refinement = evaluate(model, loss, data, d, coords, **kw).refinement()
+            t_adaptive = time.perf_counter() - t0
+            n = int(np.floor(np.sqrt(refinement.n_evaluations)))
+            uniform = evaluate(model, loss, data, d, grid(n), **kw).loss
+            shape = (resolution, resolution)
+            label = f"{name}@{resolution}"
+            row = compare(label, dense, shape, refinement, diagram(uniform, (n, n)), n)
+            row["seconds"] = t_adaptive
+            row["dense_seconds"] = t_dense
+            rows.append(row)
+            print_rounds(label, refinement)
     return rows
+
+
+def print_rounds(label: str, refinement) -> None:
+    """Where the evaluations went: per round, the new points, the cells split by each
+    criterion (critical: holding a vertex of a pair that matters; error: estimated error
+    above the target; unknown: a diverged stencil), and the largest estimated error against
+    the target before the round."""
+    info = refinement.info
+    print(f"{label}: {info['n_evaluations']} evaluations, stop: {info['stop_reason']}, "
+          f"target {info['target']:.4g} ({info['target_source']})")  # fmt: skip
+    print(f"  {'round':>5}{'points':>8}{'critical':>9}{'error':>7}{'unknown':>8}"
+          f"{'err/target':>11}")  # fmt: skip
+    rounds = info["rounds"]
+    for k, r in enumerate(rounds):
+        by = r.get("split_by", {})
+        before = rounds[k - 1] if k else {}
+        ratio = before.get("error", np.nan) / before["target"] if k else np.nan
+        print(f"  {k:>5}{r['new_points']:>8}{by.get('critical', 0):>9}{by.get('error', 0):>7}"
+              f"{by.get('unknown', 0):>8}{ratio:>11.2f}")  # fmt: skip
 
 
 def model_problems() -> dict:
@@ -233,7 +258,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, default=201, help="analytic fields' grid")
     parser.add_argument("--models", action="store_true", help="add the PINN and GPT-NeoX rows")
-    parser.add_argument("--model-resolution", type=int, default=41)
+    parser.add_argument("--model-resolution", type=int, nargs="+", default=[41, 61])
     parser.add_argument("--figure", type=Path, default=None, help="where to save the picture")
     parser.add_argument("--rel-target", type=float, default=REL_TARGET,
                         help="target error, a fraction of the value range")  # fmt: skip

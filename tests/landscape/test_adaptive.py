@@ -6,7 +6,7 @@ budget and determinism."""
 import numpy as np
 import pytest
 
-from saddles.landscape.adaptive import Refiner, fill, points_of, refine
+from saddles.landscape.adaptive import SAFETY, Refiner, fill, points_of, refine
 from saddles.topology import bottleneck_distance, merge_tree_grid, ttk_diagram
 
 
@@ -147,9 +147,10 @@ def test_a_noise_floor_target_stops_earlier():
     assert coarse.n_evaluations < fine.n_evaluations
     assert coarse.info["target"] == 40.0
     assert coarse.info["bottleneck_bound"] <= 40.0
-    # a noise floor of 5 raises the target to what the estimate certifies: 2 x 2 x 2 x 5
-    noisy = refine(himmelblau, axes, noise=5.0)
-    assert noisy.info["target"] == 40.0 and noisy.info["target_source"] == "noise floor"
+    # a noise floor raises the target to what the estimate certifies: safety x d^2 x floor / 2
+    noisy = refine(himmelblau, axes, noise=40.0 / (SAFETY * 2**2 / 2))
+    assert noisy.info["target"] == pytest.approx(40.0)
+    assert noisy.info["target_source"] == "noise floor"
     np.testing.assert_array_equal(noisy.measured, coarse.measured)
 
 
