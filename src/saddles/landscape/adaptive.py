@@ -196,6 +196,9 @@ class Refiner:
         self.stop_reason = ""
         self.started = False
         self.pending = np.zeros(0, np.int64)
+        self._predicted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        #: The estimate checked where it made a prediction (:meth:`_check_estimate`).
+        self.check = {"n_checked": 0, "n_exceeded": 0, "max_ratio": 0.0}
 
     @classmethod
     def from_coordinates(cls, coords: Any) -> Refiner:
@@ -217,6 +220,7 @@ class Refiner:
             self.rounds.append({"new_points": int(self.pending.size), "reason": "coarse grid"})
             return self.pending.copy()
         err, tol = self._errors()
+        self._check_estimate()
         filled = fill(self.values, self.shape, self._cells())
         critical = self._critical_vertices(filled, tol, err)
         holds = self._cells_holding(critical)
@@ -241,6 +245,7 @@ class Refiner:
         if chosen.size == 0:
             self.stop_reason = "budget"
             return np.zeros(0, np.int64)
+        self._predicted = (new, filled[new], self._painted(err)[np.unravel_index(new, self.shape)])
         self._split(chosen)
         self.pending = new
         n_crit, n_unknown = int(crit_cells.sum()), int(unknown.sum())
@@ -249,6 +254,8 @@ class Refiner:
                     "error": max(chosen.size - n_crit - n_unknown, 0)}  # fmt: skip
         self.rounds.append({"new_points": int(new.size), "split_cells": int(chosen.size),
                             "split_by": split_by})  # fmt: skip
+        if new.size == 0:  # the split cells' points were all measured: split again
+            return self.propose()
         return new.copy()
 
     def record(self, indices: np.ndarray, values: np.ndarray) -> None:
@@ -288,6 +295,7 @@ class Refiner:
             "rounds": self.rounds,
             "n_cells": int(len(cells)),
             "n_nonfinite_cells": int((~finite).sum()),
+            "estimate_check": dict(self.check),
         }
         filled = fill(self.values, self.shape, cells)
         return Refinement(self.shape, self.values.copy(), self.measured.copy(), cells, filled,
@@ -347,17 +355,45 @@ class Refiner:
         tol = max(self._targets(span).values())
         return err, float(tol)
 
+    def _painted(self, per_cell: np.ndarray) -> np.ndarray:
+        """The finest grid with each point the largest of ``per_cell`` over the leaves whose
+        closed box holds it (NaN ignored; 0 where none is finite)."""
+        painted = np.zeros(self.shape)
+        for lo, hi, m in zip(self.lo, self.hi, per_cell, strict=True):
+            box = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+            painted[box] = np.fmax(painted[box], m)
+        return painted
+
+    def _check_estimate(self) -> None:
+        """Aliasing detection: every point a round adds was predicted by the interpolant
+        within the estimated error of the cells holding it. Counts the points where the
+        measured value left that interval (``n_exceeded``) and the largest ratio of the
+        deviation to the estimate (``max_ratio``; above 1: the estimate of ``M`` missed a
+        feature there, and may elsewhere). Reported in ``info["estimate_check"]``."""
+        if self._predicted is None:
+            return
+        idx, predicted, allowed = self._predicted
+        self._predicted = None
+        with np.errstate(invalid="ignore", over="ignore"):
+            dev = np.abs(self.values[idx] - predicted)
+        ok = np.isfinite(dev) & np.isfinite(allowed)
+        dev, allowed = dev[ok], allowed[ok]
+        ratio = np.where(
+            allowed > 0, dev / np.where(allowed > 0, allowed, 1), np.where(dev > 0, np.inf, 0)
+        )
+        self.check["n_checked"] += int(ok.sum())
+        self.check["n_exceeded"] += int((ratio > 1).sum())
+        if ratio.size:
+            self.check["max_ratio"] = max(self.check["max_ratio"], float(ratio.max()))
+
     def _neighbourhood_curvature(self) -> np.ndarray:
         """Each leaf's ``M``: the largest of its own and of every leaf touching it (sharing a
         corner, edge or face), so that curvature growing towards a cell's border, which the
         parent's one stencil in the middle misses, is seen from the neighbour's side. NaN
         where the leaf's own is."""
-        painted = np.zeros(self.shape)
-        boxes = [tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
-                 for lo, hi in zip(self.lo, self.hi, strict=True)]  # fmt: skip
-        for box, m in zip(boxes, self.curv, strict=True):
-            painted[box] = np.fmax(painted[box], m)
-        out = np.array([painted[box].max() for box in boxes])
+        painted = self._painted(self.curv)
+        out = np.array([painted[tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))].max()
+                        for lo, hi in zip(self.lo, self.hi, strict=True)])  # fmt: skip
         out[np.isnan(self.curv)] = np.nan
         return out
 
