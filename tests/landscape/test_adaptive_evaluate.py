@@ -278,3 +278,33 @@ def test_a_noise_floor_above_the_target_spares_evaluations():
     assert tied.info["adaptive"]["target"] == noise_target(floor, 2)
     assert tied.info["adaptive"]["target_source"] == "noise floor"
     assert tied.measured.sum() < plain.measured.sum()
+
+
+def test_adaptive_with_eval_tokens_auto_matches_a_dense_auto_run_at_its_points():
+    """eval_tokens='auto' on an adaptive grid (a bowl whose per-example noise is known, so
+    points need different prefixes): the pilot (the centre and pilot rows of the finest grid)
+    and so the standard-error target are the dense auto run's, and each point's prefix depends
+    on its own values only, so every measured point has the dense run's loss, standard error
+    and tokens, bit for bit; the unmeasured points have none."""
+    from tests.landscape.test_noise_data import NOISE, UNIT, NoisyBowl, bowl_loss
+
+    batches = [(t,) for t in NOISE.split(256)]
+    dirs = [UNIT[:1].reshape(2), UNIT[1:].reshape(2)]
+    kw = dict(engine="sequential", progress=False, eval_tokens="auto", stderr_target=0.01)
+    coords = S.adaptive_grid(33, (-1.0, 1.0), rel_target=0.02)
+    land = evaluate(NoisyBowl(), bowl_loss, batches, dirs, coords, **kw)
+    dense = evaluate(NoisyBowl(), bowl_loss, batches, dirs, S.grid(33, (-1.0, 1.0)), **kw)
+    m = land.measured
+    assert land.is_adaptive and m.sum() < m.size
+    assert land.info["data"]["stderr_target"] == dense.info["data"]["stderr_target"]
+    assert len(np.unique(dense.tokens[m])) > 1  # the budgets differ between points
+    for name in ("loss", "loss_stderr", "tokens"):
+        np.testing.assert_array_equal(getattr(land, name)[m], getattr(dense, name)[m])
+        assert np.isnan(getattr(land, name)[~m]).all()
+
+
+def test_adaptive_with_a_batch_floor_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="batch_floor needs grid or scattered sampling") as e:
+        AnalysisConfig(sampling="adaptive", batch_floor=2)
+    assert "\n" not in str(e.value)
+    AnalysisConfig(sampling="adaptive", eval_tokens="auto", noise_points=4)  # accepted

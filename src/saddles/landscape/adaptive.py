@@ -95,6 +95,14 @@ REL_TARGET = 0.01
 SAFETY = 1.5
 #: Most axes of an adaptive grid (a cell has 2^d corners and 3^d stencil points).
 MAX_DIMS = 4
+#: Why an adaptive run has no batch noise floor: each part of the data would refine its own
+#: point set, so the distance between the parts' diagrams would add two interpolation errors
+#: (each up to its bound) to the data's noise. The arithmetic floor (noise_points) and
+#: eval_tokens (a number or "auto") work with adaptive sampling.
+BATCH_FLOOR_REFUSED = (
+    "batch_floor needs grid or scattered sampling: with sampling 'adaptive' each part of the "
+    "data would refine its own points and the floor would include their interpolation errors"
+)
 #: The representation whose merge tree locates the critical points (the paper's "image").
 REPRESENTATION = "grid-ttk"
 
