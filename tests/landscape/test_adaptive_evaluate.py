@@ -303,8 +303,14 @@ def test_adaptive_with_eval_tokens_auto_matches_a_dense_auto_run_at_its_points()
         assert np.isnan(getattr(land, name)[~m]).all()
 
 
-def test_adaptive_with_a_batch_floor_is_refused_in_one_line():
+def test_adaptive_with_a_batch_floor_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match="batch_floor needs grid or scattered sampling") as e:
         AnalysisConfig(sampling="adaptive", batch_floor=2)
     assert "\n" not in str(e.value)
+    path = tmp_path / "study.yaml"
+    path.write_text("analysis:\n  sampling: adaptive\n  batch_floor: 2\n")
+    with pytest.raises(ValueError, match="study.yaml: analysis: batch_floor needs") as e:
+        AnalysisConfig.from_yaml(path)
+    assert "\n" not in str(e.value)
+    AnalysisConfig(sampling="grid", batch_floor=2)  # accepted
     AnalysisConfig(sampling="adaptive", eval_tokens="auto", noise_points=4)  # accepted

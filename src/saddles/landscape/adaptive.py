@@ -89,9 +89,10 @@ REL_TARGET = 0.01
 #: Factor on the estimated interpolation error (second differences average the curvature).
 #: Measured: over every leaf cell of Himmelblau, the Rastrigin-like fields and the narrow well
 #: (201^2) and of 12 random 2-D and 4 random 3-D smooth fields (the tests' ``smooth_field``),
-#: the cell's largest true error was at most 1.21 times its estimate at factor 1 (1.96 in a
-#: cell of the 5 x 5 wells the coarse grid aliases, whose sup-norm error still stays below
-#: the stated bound); 1.5 covers the first with a margin.
+#: refined with this factor, the cell's largest true error was at most 1.21 times its
+#: estimate without it (1.96 in a cell of the 5 x 5 wells the coarse grid aliases, whose
+#: sup-norm error still stays below the stated bound); 1.5 covers the first with a margin
+#: (benchmarks/adaptive_safety.py prints the table).
 SAFETY = 1.5
 #: Most axes of an adaptive grid (a cell has 2^d corners and 3^d stencil points).
 MAX_DIMS = 4
