@@ -62,7 +62,11 @@ interpolation error over the missing vertices: ``bound = max`` over leaf cells o
 estimated error (the same for each grid representation, and for TTK's diagram with the
 essential classes capped at the component maximum, since the minimum and maximum move by at
 most as much). The bound is as good as the estimate of ``M``: a feature narrower than the
-coarse spacing, invisible to every second difference, escapes it (aliasing). Cells with a
+coarse spacing, invisible to every second difference, escapes it (aliasing). Each round
+checks for that where it can: the points it adds were predicted by the interpolant within the
+estimated error of their cells, and ``info["estimate_check"]`` counts the misses and the
+worst ratio (a miss raises the estimates around it through the children's stencils and the
+neighbours' maximum; cells never split are not checked). Cells with a
 non-finite (diverged) value in their stencil have no estimate: they are refined while a
 corner is finite (down to the finest spacing along the divergence's border, where no point is
 missing); cells whose corners all diverged are left so and carry NaN or inf, swept last as
