@@ -314,3 +314,19 @@ def test_adaptive_with_a_batch_floor_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(e.value)
     AnalysisConfig(sampling="grid", batch_floor=2)  # accepted
     AnalysisConfig(sampling="adaptive", eval_tokens="auto", noise_points=4)  # accepted
+
+
+def test_a_run_of_another_error_estimate_is_not_resumed(tmp_path, monkeypatch):
+    """The rounds follow from the error estimate, so its version is in the run's hash: a run
+    directory made with another estimate is refused by name, not replayed onto wrong points."""
+    from saddles.landscape import adaptive
+
+    model, data = tiny_mlp()
+    dirs = D.random_directions(model, 2, seed=1)
+    coords = S.adaptive_grid(17, (-1.0, 1.0), rel_target=0.05)
+    kw = dict(engine="sequential", progress=False, run_dir=tmp_path / "run")
+    evaluate(model, ce_loss, data, dirs, coords, **kw)
+    evaluate(model, ce_loss, data, dirs, coords, resume=True, **kw)  # the same estimate
+    monkeypatch.setattr(adaptive, "ESTIMATE", adaptive.ESTIMATE + 1)
+    with pytest.raises(ValueError, match="differs in adaptive"):
+        evaluate(model, ce_loss, data, dirs, coords, resume=True, **kw)

@@ -98,6 +98,10 @@ REL_TARGET = 0.01
 #: sup-norm error still stays below the stated bound); 1.5 covers the first with a margin
 #: (benchmarks/adaptive_safety.py prints the table).
 SAFETY = 1.5
+#: The error estimate's version, in a run directory's configuration hash: the rounds (which
+#: points, in which order) follow from it, so a run made with another estimate is not resumed
+#: with this one. 2: Waldron's radius, the spectral bound and the neighbours' stencils.
+ESTIMATE = 2
 #: Most axes of an adaptive grid (a cell has 2^d corners and 3^d stencil points).
 MAX_DIMS = 4
 #: Why an adaptive run has no batch noise floor: each part of the data would refine its own
@@ -292,6 +296,8 @@ class Refiner:
             "coarse": self.coarse,
             "representation": self.representation,
             "safety": self.safety,
+            "estimate": ESTIMATE,
+            "neighbours": self.neighbours,
             "n_evaluations": int(self.measured.sum()),
             "n_dense": n,
             "fraction_of_dense": float(self.measured.sum()) / n,
