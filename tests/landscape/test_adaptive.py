@@ -6,7 +6,14 @@ budget and determinism."""
 import numpy as np
 import pytest
 
-from saddles.landscape.adaptive import Refiner, fill, points_of, refine
+from saddles.landscape.adaptive import (
+    SAFETY,
+    Refiner,
+    fill,
+    kuhn_radius_squared,
+    points_of,
+    refine,
+)
 from saddles.topology import bottleneck_distance, merge_tree_grid, ttk_diagram
 
 
@@ -88,6 +95,26 @@ def test_stated_bound_never_below_the_measured_error_on_smooth_fields(dims, n, s
             assert r.n_evaluations < truth.size / 2
 
 
+def test_stated_bound_holds_on_wells_the_first_estimate_aliased():
+    """Wells at the integers on a bowl, 5 x 5 on [-2.5, 2.5]^2 (1.6 coarse spacings apart) and
+    3 x 3 on [-1.5, 1.5]^2: with the parent's stencil alone the sup-norm error exceeded the
+    stated bound on the first; with the neighbours' stencils it stays below, and so does the
+    bottleneck distance."""
+
+    def wells(p):
+        return (p**2 - 0.25 * np.cos(2 * np.pi * p) + 0.25).sum(axis=1)
+
+    for half in (2.5, 1.5):
+        axes = [np.linspace(-half, half, 201)] * 2
+        r = refine(wells, axes)
+        truth = dense(wells, axes)
+        bound = r.info["bottleneck_bound"]
+        assert np.abs(r.filled - truth).max() <= bound
+        a, b = diagram(truth, r.shape, "freudenthal"), diagram(r.filled, r.shape, "freudenthal")
+        assert bottleneck_distance(a, b) <= bound
+        assert r.n_evaluations < truth.size / 10
+
+
 def test_fill_keeps_measured_values_and_is_exact_on_affine_fields():
     shape = (17, 13)
     axes = [np.arange(s, dtype=float) for s in shape]
@@ -147,9 +174,10 @@ def test_a_noise_floor_target_stops_earlier():
     assert coarse.n_evaluations < fine.n_evaluations
     assert coarse.info["target"] == 40.0
     assert coarse.info["bottleneck_bound"] <= 40.0
-    # a noise floor of 5 raises the target to what the estimate certifies: 2 x 2 x 2 x 5
-    noisy = refine(himmelblau, axes, noise=5.0)
-    assert noisy.info["target"] == 40.0 and noisy.info["target_source"] == "noise floor"
+    # a noise floor raises the target to what the estimate certifies: safety x d^2 x floor / 2
+    noisy = refine(himmelblau, axes, noise=40.0 / (SAFETY * 2**2 / 2))
+    assert noisy.info["target"] == pytest.approx(40.0)
+    assert noisy.info["target_source"] == "noise floor"
     np.testing.assert_array_equal(noisy.measured, coarse.measured)
 
 
@@ -195,3 +223,62 @@ def test_diverged_values_are_kept_and_their_cells_left_out_of_the_bound():
     ok = np.isfinite(r.filled)
     assert np.abs(r.filled[ok] - truth[ok]).max() <= info["bottleneck_bound"]
     assert np.isfinite(truth[~ok]).mean() < 0.5  # what is left unknown is mostly diverged
+
+
+def test_kuhn_simplices_hold_the_flipped_diagonal_and_the_ball_on_it():
+    """Every grid-ttk simplex has the last-axis-flipped main diagonal of its box as an edge,
+    so the smallest ball holding it has radius half that diagonal (kuhn_radius_squared)."""
+    from saddles.landscape.adaptive import _kuhn_weights
+
+    rng = np.random.default_rng(0)
+    for d in (2, 3, 4):
+        weights, corners = _kuhn_weights(rng.uniform(0, 1, (500, d)))
+        ends = {(0,) * (d - 1) + (1,), (1,) * (d - 1) + (0,)}
+        for w in weights:
+            support = {tuple(int(x) for x in corners[k]) for k in np.flatnonzero(w > 0)}
+            assert len(support) == d + 1 and ends <= support
+        width = rng.uniform(1, 5, d)
+        centre = width / 2
+        radius2 = ((corners * width - centre) ** 2).sum(axis=1)
+        np.testing.assert_allclose(radius2, kuhn_radius_squared(width[None])[0])
+
+
+def test_waldron_bound_holds_and_is_nearly_attained_on_quadratics():
+    """On f = x'Ax/2 (constant Hessian A) the interpolant's error on one cell is at most
+    ||A|| r^2 / 2 (Waldron 1998), and the estimate at safety 1, which sees A exactly, is
+    within a factor 2 of the true error for a definite A."""
+    rng = np.random.default_rng(1)
+    for d in (2, 3):
+        q = np.linalg.qr(rng.normal(size=(d, d)))[0]
+        a = q @ np.diag(rng.uniform(0.5, 2.0, d)) @ q.T
+        n = 9
+        axes = [np.arange(n, dtype=float)] * d
+
+        def f(p, a=a):
+            return 0.5 * np.einsum("ij,jk,ik->i", p, a, p)
+
+        r = refine(f, axes, coarse=3, safety=1.0, neighbours=False, rel_target=10.0)
+        truth = dense(f, axes)
+        width = np.full((1, d), (n - 1) / 2)
+        waldron = np.linalg.norm(a, 2) * kuhn_radius_squared(width)[0] / 2
+        err = np.abs(r.filled - truth).max()
+        assert err <= waldron + 1e-12
+        assert err <= r.info["bottleneck_bound"] + 1e-12
+        assert r.info["bottleneck_bound"] <= 2 * d * err
+
+
+def test_the_estimate_is_checked_where_it_predicted_and_misses_are_counted():
+    """Every round's new points test the interpolant against the local error estimated before
+    they were measured: on smooth fields it holds up to the safety factor's margin; on wells
+    of twice the coarse spacing (the coarse grid samples each at its crest and trough) it is
+    exceeded many times over."""
+    axes = [np.linspace(-2, 2, 129)] * 2
+    for seed in range(4):
+        smooth = refine(smooth_field(seed, 2), axes).info["estimate_check"]
+        assert smooth["n_checked"] > 0 and smooth["max_ratio"] <= SAFETY
+
+    def wells(p):  # period 1 on [-2, 2]: the 9-point coarse grid's spacing is half of it
+        return np.cos(2 * np.pi * p).sum(axis=1) + 0.1 * (p**2).sum(axis=1)
+
+    aliased = refine(wells, axes, rel_target=0.05).info["estimate_check"]
+    assert aliased["n_exceeded"] > 0 and aliased["max_ratio"] > 10

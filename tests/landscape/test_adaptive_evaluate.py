@@ -278,3 +278,55 @@ def test_a_noise_floor_above_the_target_spares_evaluations():
     assert tied.info["adaptive"]["target"] == noise_target(floor, 2)
     assert tied.info["adaptive"]["target_source"] == "noise floor"
     assert tied.measured.sum() < plain.measured.sum()
+
+
+def test_adaptive_with_eval_tokens_auto_matches_a_dense_auto_run_at_its_points():
+    """eval_tokens='auto' on an adaptive grid (a bowl whose per-example noise is known, so
+    points need different prefixes): the pilot (the centre and pilot rows of the finest grid)
+    and so the standard-error target are the dense auto run's, and each point's prefix depends
+    on its own values only, so every measured point has the dense run's loss, standard error
+    and tokens, bit for bit; the unmeasured points have none."""
+    from tests.landscape.test_noise_data import NOISE, UNIT, NoisyBowl, bowl_loss
+
+    batches = [(t,) for t in NOISE.split(256)]
+    dirs = [UNIT[:1].reshape(2), UNIT[1:].reshape(2)]
+    kw = dict(engine="sequential", progress=False, eval_tokens="auto", stderr_target=0.01)
+    coords = S.adaptive_grid(33, (-1.0, 1.0), rel_target=0.02)
+    land = evaluate(NoisyBowl(), bowl_loss, batches, dirs, coords, **kw)
+    dense = evaluate(NoisyBowl(), bowl_loss, batches, dirs, S.grid(33, (-1.0, 1.0)), **kw)
+    m = land.measured
+    assert land.is_adaptive and m.sum() < m.size
+    assert land.info["data"]["stderr_target"] == dense.info["data"]["stderr_target"]
+    assert len(np.unique(dense.tokens[m])) > 1  # the budgets differ between points
+    for name in ("loss", "loss_stderr", "tokens"):
+        np.testing.assert_array_equal(getattr(land, name)[m], getattr(dense, name)[m])
+        assert np.isnan(getattr(land, name)[~m]).all()
+
+
+def test_adaptive_with_a_batch_floor_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ValueError, match="batch_floor needs grid or scattered sampling") as e:
+        AnalysisConfig(sampling="adaptive", batch_floor=2)
+    assert "\n" not in str(e.value)
+    path = tmp_path / "study.yaml"
+    path.write_text("analysis:\n  sampling: adaptive\n  batch_floor: 2\n")
+    with pytest.raises(ValueError, match="study.yaml: analysis: batch_floor needs") as e:
+        AnalysisConfig.from_yaml(path)
+    assert "\n" not in str(e.value)
+    AnalysisConfig(sampling="grid", batch_floor=2)  # accepted
+    AnalysisConfig(sampling="adaptive", eval_tokens="auto", noise_points=4)  # accepted
+
+
+def test_a_run_of_another_error_estimate_is_not_resumed(tmp_path, monkeypatch):
+    """The rounds follow from the error estimate, so its version is in the run's hash: a run
+    directory made with another estimate is refused by name, not replayed onto wrong points."""
+    from saddles.landscape import adaptive
+
+    model, data = tiny_mlp()
+    dirs = D.random_directions(model, 2, seed=1)
+    coords = S.adaptive_grid(17, (-1.0, 1.0), rel_target=0.05)
+    kw = dict(engine="sequential", progress=False, run_dir=tmp_path / "run")
+    evaluate(model, ce_loss, data, dirs, coords, **kw)
+    evaluate(model, ce_loss, data, dirs, coords, resume=True, **kw)  # the same estimate
+    monkeypatch.setattr(adaptive, "ESTIMATE", adaptive.ESTIMATE + 1)
+    with pytest.raises(ValueError, match="differs in adaptive"):
+        evaluate(model, ce_loss, data, dirs, coords, resume=True, **kw)

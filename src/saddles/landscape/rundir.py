@@ -192,7 +192,10 @@ def config_parts(problem: Problem, coords: Coordinates, train_mode: bool) -> dic
     if getattr(problem, "auto", None) is not None:  # eval_tokens="auto" and its target
         parts["eval_tokens"] = f"auto:{problem.auto.relative!r}"
     if coords.info.get("kind") == "adaptive":  # which points are evaluated, and their order
-        parts["adaptive"] = json.dumps(coords.info["adaptive"], sort_keys=True)
+        from saddles.landscape.adaptive import ESTIMATE  # a run of another estimate differs
+
+        parts["adaptive"] = json.dumps({**coords.info["adaptive"], "estimate": ESTIMATE},
+                                       sort_keys=True)  # fmt: skip
     return parts
 
 

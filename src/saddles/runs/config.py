@@ -334,6 +334,8 @@ class AnalysisConfig:
             graphs = [r for r in REPRESENTATIONS if r not in _GRID_CONNECTIVITY]
             raise ValueError(f"{grids} need grid sampling; scattered points take "
                              f"{', '.join(graphs)}")  # fmt: skip
+        if self.sampling == "adaptive" and self.batch_floor:  # see _adaptive.BATCH_FLOOR_REFUSED
+            raise ValueError(_adaptive.BATCH_FLOOR_REFUSED)
         if not self.span > 0:
             raise ValueError(f"span must be positive, not {self.span}")
         if not self.stderr_target > 0:
