@@ -85,6 +85,8 @@ def main() -> None:
                 for threads, policy in settings:
                     r = run(threads, policy, args.work)
                     times.setdefault((threads, policy, load), []).append(r["forward"] + r["hvp"])
+                    print(f"  measured: threads {threads}, {policy or 'default'}, busy {load}: "
+                          f"{r['forward'] + r['hvp']:.2f} s", flush=True)  # fmt: skip
         finally:
             for h in hogs:
                 h.kill()
