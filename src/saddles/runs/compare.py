@@ -13,8 +13,8 @@ name), the parameter count ``n_params`` (a row's ``n_params`` or ``hessian_n_par
 landscape's ``landscape.json``), a column constant over the run's rows (``loss``, ``step``),
 or a value of its analysis configuration. :func:`compare_runs` correlates every metric with
 it per subspace x direction kind x representation
-(:func:`saddles.runs.relate.relations_from_rows`: over seed ensembles with the two-level
-bootstrap, else a plain correlation), adjusts every p-value by Holm over the whole table
+(:func:`saddles.runs.relate.relations_from_rows`: Fisher-z intervals, over seed ensembles
+widened by the seed spread), adjusts every p-value by Holm over the whole table
 (:func:`saddles.runs.relate.mark_significant`), and fits power laws of metrics against model
 size (:func:`saddles.runs.relate.power_laws`). :func:`setting_warnings` names the settings
 that change the numbers (AnalysisConfig's identity fields; a run's criterion, loss, batch size,

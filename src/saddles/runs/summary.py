@@ -7,10 +7,11 @@ representation) into one row per model x direction kind x representation with, p
 the seeds, :func:`saddles.runs.relate.bootstrap_ci`; NaN where one seed or equal values give
 no interval). :func:`relations` (:func:`saddles.runs.relate.relations_from_rows`, the one
 relations table of the package) correlates every TDA metric with every model-level quantity,
-per direction kind and representation: over seed ensembles with the two-level bootstrap
-(models, then seeds within models), over single planes with a plain correlation; every p-value
-is also given Holm-adjusted over the whole table (``spearman_p_holm``), and ``significant``
-marks the relations whose adjusted p is below 0.05 and whose interval excludes 0.
+per direction kind and representation, with Fisher-z intervals (over seed ensembles widened
+by the seed spread); every p-value is also given Holm-adjusted within its family
+(``spearman_p_holm``: the experiment's pre-stated primary relations, or the exploratory
+rest), ``significant`` marks the relations whose adjusted p is below 0.05 and ``verdict``
+words each one (:mod:`saddles.runs.relate.verdicts`).
 :func:`summary_tables` writes the three tables (:func:`saddles.report.summary.summarize`
 adds the figures and the page). The metrics come from :mod:`saddles.runs.registry`. Never
 imports torch, never imports :mod:`saddles.report`.
