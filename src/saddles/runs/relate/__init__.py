@@ -71,7 +71,7 @@ from saddles.runs.relate.table import (
     undefined_summary,
 )
 from saddles.runs.relate.trends import ChangePoints, Trend, change_points, trend
-from saddles.runs.relate.verdicts import Claim, claim_verdict, verdict
+from saddles.runs.relate.verdicts import Claim, claim_verdict, claims_table, verdict
 
 __all__ = [
     "ALPHA",
@@ -88,6 +88,7 @@ __all__ = [
     "bootstrap_ci",
     "change_points",
     "claim_verdict",
+    "claims_table",
     "correlate",
     "correlate_ensemble",
     "fisher_z_interval",

@@ -58,10 +58,11 @@ def relations_from_rows(
     ``direction``, ``representation`` columns); a quantity of ``against`` is read from each
     model's first row. Where a model has several seeds, :func:`correlate_ensemble` (Fisher-z
     over models widened by the seed spread; ``interval`` "models, widened by seeds"), else
-    :func:`correlate` (``interval`` "models"). Columns as :meth:`Correlation.as_row` (``x`` the metric, ``y`` the quantity,
-    ``n`` the number of models, ``p_min`` the smallest p the runs allow), plus ``n_seeds`` (the fewest seeds of a model) and the
-    columns of :func:`mark_significant` (Holm within the family: ``primary`` pairs (metric,
-    quantity) in ``primary_representation``, or exploratory).
+    :func:`correlate` (``interval`` "models"). Columns as :meth:`Correlation.as_row` (``x``
+    the metric, ``y`` the quantity, ``n`` the number of models, ``p_min`` the smallest p the
+    runs allow), plus ``n_seeds`` (the fewest seeds of a model) and the columns of
+    :func:`mark_significant` (Holm within the family: ``primary`` pairs (metric, quantity)
+    in ``primary_representation``, or exploratory).
     """
     out: list[dict[str, Any]] = []
     pairs = list(dict.fromkeys((r["direction"], r["representation"]) for r in rows))
