@@ -50,10 +50,9 @@ def test_claims_table_reads_the_primary_family():
         ("n_saddles", "hessian"),
         ("average_persistence", "random"),
         ("average_persistence", "hessian"),
-        ("n_saddles", "random"),
-        ("n_saddles", "hessian"),
+        ("n_saddles", ""),  # against mae: not measured, one row
     ]
     assert [t["verdict"] for t in table] == ["reproduced"] * 2 + ["not reproduced"] * 2 + [
-        "inconclusive"] * 2  # fmt: skip
+        "inconclusive"]  # fmt: skip
     assert table[-1]["measured"] == "not measured" and table[0]["rho"] > 0.9
     assert table[0]["ci_low"] <= table[0]["rho"] <= table[0]["ci_high"]

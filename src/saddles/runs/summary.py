@@ -81,7 +81,8 @@ def summary_tables(
     They form the primary family, corrected by Holm on their own, in the first
     representation of the configuration and every direction kind; a claim whose metric is not
     a TDA metric (the error or a Hessian number against beta) adds its one relation to the
-    table. Everything else is exploratory (``family`` column)."""
+    table, from the first direction kind's rows (it does not depend on the directions).
+    Everything else is exploratory (``family`` column)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [r for a in analyses for r in a.rows()]
@@ -89,9 +90,11 @@ def summary_tables(
     numeric_x = all(_is_number(r.get(x_key)) for r in rows)
     ys = [*([x_key] if numeric_x else []), *y_metrics, *CURVATURE_METRICS]
     rels = relations(rows, TDA_METRICS, ys)
+    first_kind = rows[0]["direction"] if rows else None
     for c in claims:
-        if c.metric not in TDA_METRICS:
-            rels += relations(rows, [c.metric], [c.against])
+        if c.metric not in TDA_METRICS:  # a per-model number: once, not per direction kind
+            rels += relations([r for r in rows if r["direction"] == first_kind], [c.metric],
+                              [c.against])  # fmt: skip
     rep = analyses[0].config.representations[0] if analyses else None
     mark_significant(rels, primary=[(c.metric, c.against) for c in claims],
                      primary_representation=rep)  # fmt: skip

@@ -120,31 +120,29 @@ def claims_table(
 ) -> list[dict[str, Any]]:
     """One row per claim and direction kind: what the run measured (Spearman's rho, its
     interval, the primary family's Holm-adjusted p, the number of models), the relation's
-    own verdict sentence, and the claim's one word (:func:`claim_verdict`). A claim with no
-    relation in ``relations`` (a quantity not measured, e.g. the Hessian switched off) gets
-    one row saying so."""
+    own verdict sentence, and the claim's one word (:func:`claim_verdict`); direction kinds
+    without the relation (a per-model number is related once) are left out. A claim with no
+    relation in ``relations`` (a quantity not measured) gets one row saying so."""
     kinds = list(dict.fromkeys(r["direction"] for r in relations)) or [""]
     out: list[dict[str, Any]] = []
     for c in claims:
-        for kind in kinds:
-            row = next((r for r in relations if r["x"] == c.metric and r["y"] == c.against
-                        and r["direction"] == kind
-                        and representation in (None, r.get("representation"))), None)  # fmt: skip
-            claimed = {1: "rises", -1: "falls", 0: "moves"}[c.sign]
-            entry: dict[str, Any] = {
-                "claim": c.text or f"{c.metric} {claimed} with {c.against}",
-                "metric": c.metric, "against": c.against, "claimed": claimed,
-                "direction": kind,
-            }  # fmt: skip
-            if row is None:
-                entry.update({"rho": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-                              "p_holm": math.nan, "n": 0, "measured": "not measured",
-                              "verdict": claim_verdict(None, c.sign, alpha)})  # fmt: skip
-            else:
-                entry.update({"rho": row["spearman"], "ci_low": row["spearman_ci_low"],
-                              "ci_high": row["spearman_ci_high"],
-                              "p_holm": row.get("spearman_p_holm", math.nan), "n": row["n"],
-                              "measured": row.get("verdict", ""),
-                              "verdict": claim_verdict(row, c.sign, alpha)})  # fmt: skip
-            out.append(entry)
+        claimed = {1: "rises", -1: "falls", 0: "moves"}[c.sign]
+        base = {"claim": c.text or f"{c.metric} {claimed} with {c.against}",
+                "metric": c.metric, "against": c.against, "claimed": claimed}  # fmt: skip
+        found = [(kind, next((r for r in relations if r["x"] == c.metric and r["y"] == c.against
+                              and r["direction"] == kind
+                              and representation in (None, r.get("representation"))), None))
+                 for kind in kinds]  # fmt: skip
+        found = [(k, r) for k, r in found if r is not None]
+        if not found:
+            out.append({**base, "direction": "", "rho": math.nan, "ci_low": math.nan,
+                        "ci_high": math.nan, "p_holm": math.nan, "n": 0,
+                        "measured": "not measured",
+                        "verdict": claim_verdict(None, c.sign, alpha)})  # fmt: skip
+        for kind, row in found:
+            out.append({**base, "direction": kind, "rho": row["spearman"],
+                        "ci_low": row["spearman_ci_low"], "ci_high": row["spearman_ci_high"],
+                        "p_holm": row.get("spearman_p_holm", math.nan), "n": row["n"],
+                        "measured": row.get("verdict", ""),
+                        "verdict": claim_verdict(row, c.sign, alpha)})  # fmt: skip
     return out
