@@ -17,6 +17,9 @@
 - :func:`correlate_ensemble`: the same for a metric measured on several direction seeds
   per model; the seed spread (seeds resampled within each model) widens the Fisher-z
   interval. :func:`bootstrap_ci`: a per-model summary over its seeds (percentile bootstrap).
+- :func:`hierarchical_bootstrap`: the grand mean of a metric measured on several training runs
+  and several direction seeds within each, with a two-stage bootstrap interval (runs, then
+  seeds within runs) and each level's share of the variance (random-effects ANOVA).
 - :func:`fit_power_law`: L(N) = a N^-alpha + c by least squares, with bootstrap CIs and the
   fit's residuals (as in scaling-law work, e.g. Kaplan et al. 2020, Hoffmann et al. 2022);
   :func:`power_laws`: such fits of metrics in rows against their parameter count, per series
@@ -62,6 +65,11 @@ from saddles.runs.relate.correlation import (
     correlate,
     correlate_ensemble,
 )
+from saddles.runs.relate.hierarchical import (
+    HierarchicalSummary,
+    hierarchical_bootstrap,
+    variance_components,
+)
 from saddles.runs.relate.intervals import fisher_z_interval, smallest_p
 from saddles.runs.relate.power_law import PowerLawFit, fit_power_law, loo_errors, power_laws
 from saddles.runs.relate.table import (
@@ -82,6 +90,7 @@ __all__ = [
     "Claim",
     "Correlation",
     "EnsembleCorrelation",
+    "HierarchicalSummary",
     "PowerLawFit",
     "Trend",
     "adjust_pvalues",
@@ -93,6 +102,7 @@ __all__ = [
     "correlate_ensemble",
     "fisher_z_interval",
     "fit_power_law",
+    "hierarchical_bootstrap",
     "loo_errors",
     "mark_significant",
     "power_laws",
@@ -101,5 +111,6 @@ __all__ = [
     "smallest_p",
     "trend",
     "undefined_summary",
+    "variance_components",
     "verdict",
 ]
