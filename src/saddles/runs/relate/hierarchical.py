@@ -7,10 +7,11 @@ comes from each level?
 - the interval of the grand mean (the mean of the per-run means) is a two-stage percentile
   bootstrap: resample the training runs with replacement, then each drawn run's direction
   seeds with replacement (Davison & Hinkley 1997, sec. 3.8, "strategy 2"; Ren et al. 2010).
-  Resampling both stages counts the within-run spread once more than the data hold, so the
-  interval errs on the wide side (by a factor sqrt(1 + s_w^2 / (n s_b^2 + s_w^2)) at most);
-  with ``within=False`` only the runs are resampled (strategy 1), which is nearly unbiased for
-  many runs and too narrow for few;
+  Resampling both stages counts the within-run spread once more than the data hold, which
+  widens the interval; with few runs a percentile bootstrap is itself too narrow (by about
+  sqrt((k - 1) / k)), and the two roughly cancel: 94% coverage at nominal 95% for 8 runs x 5
+  seeds in the tests, against 89% when only the runs are resampled (``within=False``,
+  strategy 1, nearly unbiased only for many runs);
 - the variance components are the one-way random-effects ANOVA estimates (method of moments,
   unbalanced: Searle, Casella & McCulloch 1992, sec. 3.5): s_w^2 = MSW, s_b^2 = max(0, (MSB -
   MSW) / n0), n0 = (N - sum n_i^2 / N) / (k - 1). ``share_training`` = s_b^2 / (s_b^2 + s_w^2)
@@ -77,7 +78,7 @@ def variance_components(groups: Sequence[np.ndarray]) -> tuple[float, float]:
     msb = float(np.sum(sizes * (means - grand) ** 2)) / (k - 1)
     n0 = (total - float(np.sum(sizes**2)) / total) / (k - 1)
     within = msw if math.isfinite(msw) else 0.0
-    return max(0.0, (msb - within) / n0), msw
+    return float(max(0.0, (msb - within) / n0)), float(msw)
 
 
 def hierarchical_bootstrap(
