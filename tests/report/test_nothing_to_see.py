@@ -99,3 +99,13 @@ def test_compare_report_summarises_nan_relations_in_one_line(tmp_path):
     relations = html.split("<h2>Relations</h2>")[1].split("</section>")[0]
     assert relations.count("<tr>") == 2  # the header and the one defined relation
     assert "<td class='t'>constant</td>" in html
+
+
+def test_a_checkpoint_number_with_a_standard_error_gets_error_bars(tmp_path):
+    rows = [{**r, "hessian_trace": 10.0 + r["step"] / 100, "hessian_trace_stderr": 0.5,
+             "val_loss": 3.0 - r["step"] / 1000}
+            for r in _suite_rows() if r["n_params"] == 1_000]  # fmt: skip
+    html = dynamics_report(rows, tmp_path, n_boot=20).read_text()
+    assert "hessian_trace against the step (mean; error bars: standard error)" in html
+    assert "<th>val_loss</th>" in html  # the evaluation loss as a column, and a curve
+    assert (tmp_path / "figures" / "dynamics-val_loss.png").exists()

@@ -73,12 +73,17 @@ def dynamics_report(
             ).strip()  # fmt: skip
             if _finite(r.get(metric)):
                 groups.setdefault((series, int(r["step"])), []).append(float(r[metric]))
+        # Error bars: the SD over direction seeds, or a per-checkpoint number's own standard
+        # error where the rows carry one (the Hessian trace's ``hessian_trace_stderr``).
+        stderr = {int(r["step"]): float(r[f"{metric}_stderr"]) for r in rows
+                  if _finite(r.get(f"{metric}_stderr"))}  # fmt: skip
         points = [{"series": k[0], "step": k[1], metric: float(np.mean(v)),
-                   "err": float(np.std(v)) if len(v) > 1 else math.nan}
+                   "err": float(np.std(v)) if len(v) > 1 else stderr.get(k[1], math.nan)}
                   for k, v in groups.items()]  # fmt: skip
         fig = plots.dynamics_figure(points, metric, group_key="series", err_key="err",
                                     title=f"{metric} during training")  # fmt: skip
-        figures[f"{metric} against the step (mean and SD over direction seeds)"] = plots.save(
+        bars = "standard error" if stderr and whole else "SD over direction seeds"
+        figures[f"{metric} against the step (mean; error bars: {bars})"] = plots.save(
             fig, out_dir / "figures" / f"dynamics-{metric}.png"
         )
         for series in dict.fromkeys(p["series"] for p in points):
