@@ -21,6 +21,9 @@ def test_claim_words_follow_the_interval_and_the_corrected_p():
     assert claim_verdict(_row(0.9, 0.6, 0.97, 0.001), -1) == "not reproduced"
     assert claim_verdict(_row(-0.7, -0.9, -0.2, 0.2), 1) == "not reproduced"  # interval below 0
     assert claim_verdict(_row(0.7, 0.2, 0.9, 0.2), 1) == "inconclusive"  # not after correction
+    # The interval is on the other side, but the exact test finds nothing: no evidence against.
+    assert claim_verdict(_row(-0.77, -0.97, -0.03, 0.7, spearman_p=0.14), 1) == "inconclusive"
+    assert claim_verdict(_row(-0.77, -0.97, -0.03, 0.7, spearman_p=0.01), 1) == "not reproduced"
     assert claim_verdict(_row(0.1, -0.5, 0.6, 0.9), 1) == "inconclusive"
     assert claim_verdict(_row(math.nan, math.nan, math.nan, math.nan), 1) == "inconclusive"
     assert claim_verdict(None, 1) == "inconclusive"
@@ -56,3 +59,23 @@ def test_claims_table_reads_the_primary_family():
         "inconclusive"]  # fmt: skip
     assert table[-1]["measured"] == "not measured" and table[0]["rho"] > 0.9
     assert table[0]["ci_low"] <= table[0]["rho"] <= table[0]["ci_high"]
+
+
+def test_relation_verdicts_name_a_disagreement_between_test_and_interval():
+    from saddles.runs.relate import verdict
+
+    base = {"n": 8, "p_min": 0.001, "note": ""}
+    assert verdict(_row(-0.77, -0.97, -0.03, 0.7, spearman_p=0.145, **base), 5) == (
+        "interval excludes 0 but the permutation p is 0.145: not significant")  # fmt: skip
+    assert verdict(_row(-0.77, -0.97, -0.03, 0.2, spearman_p=0.02, **base), 5) == (
+        "interval excludes 0, not significant after correction")  # fmt: skip
+    assert verdict(_row(0.1, -0.5, 0.6, 1.0, spearman_p=0.8, **base), 5) == "no detectable change"
+    assert verdict(_row(0.9, 0.5, 0.97, 0.004, spearman_p=0.001, **base), 5) == (
+        "significant after correction")  # fmt: skip
+    few = {**base, "p_min": 1 / 3, "n": 3}
+    assert verdict(_row(1.0, math.nan, math.nan, 1.0, spearman_p=1 / 3, **few), 5) == (
+        "untestable: with 3 runs the smallest permutation p is 0.333")  # fmt: skip
+    many = {**base, "p_min": 2 / 120, "n": 5}
+    assert verdict(_row(-1.0, -1.0, -0.2, 1.0, spearman_p=2 / 120, **many), 330).startswith(
+        "interval excludes 0; untestable after correction: the smallest Holm-adjusted p over "
+        "330 relations is 1")  # fmt: skip

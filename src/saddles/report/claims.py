@@ -30,8 +30,10 @@ def claims_section(rows: list[dict[str, Any]], source: str = "") -> str:
         "error); p_holm: the permutation p, Holm-adjusted over the pre-stated claims only "
         "(the primary family; every other relation in this report is exploratory). "
         "<b>reproduced</b>: significant after that correction, in the claimed direction; "
-        "<b>not reproduced</b>: the interval lies on the other side of 0; <b>inconclusive</b>: "
-        "anything else (the interval holds 0, or the runs are too few to test). "
+        "<b>not reproduced</b>: significant the other way, or the interval lies on the other "
+        "side of 0 with a raw permutation p below 0.05; <b>inconclusive</b>: anything else "
+        "(the interval holds 0, the test and the interval disagree, or the runs are too few "
+        "to test). "
         "<i>measured</i> is the relation's own sentence.</p>"
     )
     hits = [w == "reproduced" for w in words]

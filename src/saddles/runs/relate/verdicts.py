@@ -29,6 +29,7 @@ UNDEFINED = "undefined"
 UNTESTABLE = "untestable"
 SIGNIFICANT = "significant after correction"
 EXCLUDES_ZERO = "interval excludes 0, not significant after correction"
+DISAGREE = "interval excludes 0 but the permutation p is"
 NO_CHANGE = "no detectable change"
 #: One-word verdicts of a claim (:func:`claim_verdict`).
 CLAIM_WORDS = ("reproduced", "not reproduced", "inconclusive")
@@ -71,7 +72,11 @@ def verdict(row: dict[str, Any], family_size: int, alpha: float = ALPHA) -> str:
     - ``untestable: ...``: no p below ``alpha`` is possible with these runs (``p_min`` >
       alpha), or none after the correction (``family_size`` x ``p_min`` > alpha);
     - ``significant after correction``: adjusted p < ``alpha``;
-    - ``interval excludes 0, not significant after correction``;
+    - ``interval excludes 0, not significant after correction``: the raw p is below
+      ``alpha``, the adjusted one is not;
+    - ``interval excludes 0 but the permutation p is <p>``: the two disagree (the exact test
+      wins; the Fisher-z interval is approximate, most of all with heavy ties such as a
+      0/1 quantity over 8 models);
     - ``no detectable change``: the interval holds 0 (or there is none).
     """
     if not _finite(row.get("spearman")):
@@ -88,7 +93,12 @@ def verdict(row: dict[str, Any], family_size: int, alpha: float = ALPHA) -> str:
     p = row.get("spearman_p_holm")
     if _finite(p) and p < alpha:
         return SIGNIFICANT
-    return EXCLUDES_ZERO if excl else NO_CHANGE
+    if not excl:
+        return NO_CHANGE
+    raw = row.get("spearman_p")
+    if _finite(raw) and raw >= alpha:
+        return f"{DISAGREE} {raw:.3g}: not significant"
+    return EXCLUDES_ZERO
 
 
 def claim_verdict(row: dict[str, Any] | None, sign: int, alpha: float = ALPHA) -> str:
@@ -96,8 +106,9 @@ def claim_verdict(row: dict[str, Any] | None, sign: int, alpha: float = ALPHA) -
 
     - ``reproduced``: significant after the primary family's correction, in the claimed
       direction (any direction where the claim states none);
-    - ``not reproduced``: the interval excludes 0 on the other side, or the relation is
-      significant the other way;
+    - ``not reproduced``: the relation is significant the other way, or its interval lies on
+      the other side of 0 with a raw permutation p below ``alpha`` (evidence against the
+      claim that the correction alone does not erase);
     - ``inconclusive``: anything else (an interval holding 0, too few runs, not measured).
     """
     if row is None or not _finite(row.get("spearman")):
@@ -107,7 +118,9 @@ def claim_verdict(row: dict[str, Any] | None, sign: int, alpha: float = ALPHA) -
     significant = _finite(p) and p < alpha
     if significant and (sign == 0 or observed == sign):
         return "reproduced"
-    if sign and (excludes_zero(row) == -sign or (significant and observed == -sign)):
+    raw = row.get("spearman_p")
+    against = excludes_zero(row) == -sign and (not _finite(raw) or raw < alpha)
+    if sign and (against or (significant and observed == -sign)):
         return "not reproduced"
     return "inconclusive"
 
