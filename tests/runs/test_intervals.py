@@ -95,8 +95,12 @@ def test_smallest_permutation_p_is_that_of_the_test_used():
             for p in itertools.permutations(range(5))]  # fmt: skip
     expected = np.mean(np.array(rhos) >= max(rhos) - 1e-12)
     assert correlate(x, y).p_min == pytest.approx(expected)
-    # Monte Carlo: the floor of (count + 1) / (n_perm + 1).
-    assert correlate(np.arange(9.0), np.arange(9.0) ** 2, n_perm=999).p_min == 1 / 1000
+    # Monte Carlo: (draws reaching the largest |rho| + 1) / (n_perm + 1), as the test's p.
+    assert correlate(np.arange(9.0), np.arange(9.0) ** 2, n_perm=999).p_min <= 2 / 1000
+    # A 0/1 quantity over 4 + 4 models: 2 of the C(8, 4) = 70 splits reach |rho| max.
+    skip = np.repeat([0.0, 1.0], 4)
+    mc = correlate(skip, [3.0, 2, 5, 1, 0.5, 0, 1.5, -1], n_perm=20000, seed=1)
+    assert mc.p_min == pytest.approx(2 / 70, abs=0.004)
 
 
 def _rows(values: dict[str, list[float]], beta: list[float]) -> list[dict]:

@@ -22,7 +22,12 @@ from saddles.runs.relate._common import (
     _pair,
     _percentile_ci,
 )
-from saddles.runs.relate.intervals import fisher_z_interval, smallest_p, z_variance
+from saddles.runs.relate.intervals import (
+    fisher_z_interval,
+    largest_abs,
+    smallest_p,
+    z_variance,
+)
 
 
 @dataclass(frozen=True)
@@ -355,8 +360,8 @@ def _permutation_p(fn, x, y, observed: float, n_perm: int, rng) -> tuple[float, 
         perms = np.array(list(itertools.permutations(range(n))))
         null = fn(np.broadcast_to(x, perms.shape), y[perms])
         p = float(np.mean(np.abs(null) >= abs(observed) - 1e-12))
-        return p, smallest_p(null, True, n_perm)
+        return p, smallest_p(null, True, n_perm, largest_abs(fn, x, y))
     perms = rng.permuted(np.broadcast_to(np.arange(n), (n_perm, n)), axis=1)
     null = fn(np.broadcast_to(x, perms.shape), y[perms])
     p = float((np.sum(np.abs(null) >= abs(observed) - 1e-12) + 1) / (n_perm + 1))
-    return p, smallest_p(null, False, n_perm)
+    return p, smallest_p(null, False, n_perm, largest_abs(fn, x, y))
