@@ -112,7 +112,7 @@ def test_three_runs_are_untestable_and_say_so():
     rows = _rows({"n_saddles": [1, 2, 3]}, [1.0, 2.0, 3.0])
     (r,) = relations_from_rows(rows, ["n_saddles"], ["beta"], n_perm=100)
     assert r["spearman"] == pytest.approx(1) and r["p_min"] == pytest.approx(1 / 3)
-    assert r["verdict"] == "untestable: with 3 runs the smallest permutation p is 0.333"
+    assert r["verdict"] == "untestable: the smallest permutation p these 3 runs allow is 0.333"
     assert r["significant"] is False
 
 

@@ -74,7 +74,7 @@ def test_relation_verdicts_name_a_disagreement_between_test_and_interval():
         "significant after correction")  # fmt: skip
     few = {**base, "p_min": 1 / 3, "n": 3}
     assert verdict(_row(1.0, math.nan, math.nan, 1.0, spearman_p=1 / 3, **few), 5) == (
-        "untestable: with 3 runs the smallest permutation p is 0.333")  # fmt: skip
+        "untestable: the smallest permutation p these 3 runs allow is 0.333")  # fmt: skip
     many = {**base, "p_min": 2 / 120, "n": 5}
     assert verdict(_row(-1.0, -1.0, -0.2, 1.0, spearman_p=2 / 120, **many), 330).startswith(
         "interval excludes 0; untestable after correction: the smallest Holm-adjusted p over "

@@ -14,9 +14,9 @@ The questions asked of a multi-size run (one row per checkpoint and size, from
 These are the experiment's pre-stated questions: the entries that are tests (a Spearman
 correlation with a permutation p) form one primary family, Holm-adjusted on its own
 (``p_holm``), and each gets the sentence its numbers allow (``verdict``:
-:func:`saddles.runs.relate.verdict`, e.g. "untestable: with 5 runs the smallest permutation p
-is 0.0167"). With few sizes the rest are descriptions: nothing here declares a hypothesis
-true or false.
+:func:`saddles.runs.relate.verdict`, e.g. "untestable: the smallest permutation p these 3
+runs allow is 0.333"). With few sizes the rest are descriptions: nothing here declares a
+hypothesis true or false.
 
 Owns the hypotheses only: imports numpy, :mod:`saddles.runs.relate` (the statistics) and
 :mod:`saddles.report.html` (its HTML pieces); no torch of its own, nothing of the model,

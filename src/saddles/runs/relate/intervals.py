@@ -118,11 +118,3 @@ def largest_abs(fn, x: np.ndarray, y: np.ndarray) -> float:
     pairings (the rearrangement inequality)."""
     xs, ys = np.sort(x), np.sort(y)
     return float(np.nanmax(np.abs(fn(np.stack([xs, xs]), np.stack([ys, ys[::-1]])))))
-
-
-def untestable_note(p_min: float, n: int, alpha: float) -> str:
-    """ "" when a p below ``alpha`` is possible, else the sentence saying it is not."""
-    if not (math.isfinite(p_min) and p_min > alpha):
-        return ""
-    return (f"untestable: with {n} runs the smallest permutation p is {p_min:.3g} "
-            f"(> {alpha:g})")  # fmt: skip

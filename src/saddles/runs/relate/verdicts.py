@@ -85,7 +85,7 @@ def verdict(row: dict[str, Any], family_size: int, alpha: float = ALPHA) -> str:
     p_min, n = row.get("p_min", math.nan), row.get("n", "?")
     excl = excludes_zero(row)
     if _finite(p_min) and p_min > alpha:
-        return f"{UNTESTABLE}: with {n} runs the smallest permutation p is {p_min:.3g}"
+        return f"{UNTESTABLE}: the smallest permutation p these {n} runs allow is {p_min:.3g}"
     if _finite(p_min) and family_size * p_min > alpha:
         lead = "interval excludes 0; " if excl else ""
         return (f"{lead}{UNTESTABLE} after correction: the smallest Holm-adjusted p over "
