@@ -38,6 +38,7 @@ def test_dynamics_report_lists_constants_once_and_opens_with_a_summary(tmp_path)
     assert body.index(first) < body.index("<table")  # the sentence comes first
     assert first.startswith("5 checkpoints (steps 0..3000).")
     assert "n_saddles = 0" in first and "n_minima = 1" in first
+    assert first.endswith("No line drawn (1 line) moves with the step beyond its interval.")
     assert "Constant at every checkpoint" in html and "persistence_entropy = 0" in html
     figs = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert figs == ["dynamics-average_persistence.png"]  # constants are not drawn
@@ -88,7 +89,7 @@ def test_compare_report_summarises_nan_relations_in_one_line(tmp_path):
     html = write_comparison(result, tmp_path)["report"].read_text()
     body = html.split("<h1>")[1]
     first = re.search(r"<p class='result'>(.*?)</p>", body).group(1)
-    assert first.startswith("3 runs (s1000, s10000, s100000) related to n_params: 1 relations "
+    assert first.startswith("3 runs (s1000, s10000, s100000) related to n_params: 1 relation "
                             "defined")  # fmt: skip
     same = re.search(r"(\d) metric\(s\) are the same in every run \((.*?)\)\.", first)
     assert int(same.group(1)) >= 3

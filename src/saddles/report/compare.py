@@ -120,7 +120,8 @@ def summary_sentence(result: Comparison, constant: dict[str, float]) -> str:
     defined = [r for r in result.relations if math.isfinite(_number(r.get("spearman")))]
     hits = [r for r in defined if r.get("significant")]
     parts = [f"{len(result.runs)} runs ({', '.join(result.runs)}) related to {result.by}: "
-             f"{len(defined)} relations defined, {len(hits)} significant after Holm's "
+             f"{len(defined)} relation{'s' * (len(defined) != 1)} defined, {len(hits)} "
+             "significant after Holm's "
              "correction over all of them"]  # fmt: skip
     if hits:
         parts[-1] += " (" + ", ".join(dict.fromkeys(f"{r['x']}" for r in hits[:6])) + ")"

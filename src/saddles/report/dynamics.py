@@ -151,7 +151,8 @@ def summary_sentence(steps: list[int], trends: list[dict[str, Any]],
         )
     else:
         parts.append(
-            f"None of the {len(trends)} lines drawn moves with the step beyond its interval."
+            f"No line drawn ({len(trends)} line{'s' * (len(trends) != 1)}) moves with the "
+            "step beyond its interval."
         )
     return " ".join(parts)
 
