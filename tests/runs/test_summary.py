@@ -146,7 +146,7 @@ def test_relations_are_holm_adjusted_and_flag_only_what_survives():
     by = {r["x"]: r for r in rels}
     assert by["strong"]["significant"] and not by["noise"]["significant"]
     assert by["strong"]["n"] == 8 and by["strong"]["n_seeds"] == 3
-    assert by["strong"]["interval"] == "seeds and models"
+    assert by["strong"]["interval"] == "models, widened by seeds"
     p = sorted(r["spearman_p"] for r in rels)
     holm = sorted(r["spearman_p_holm"] for r in rels)
     assert holm[0] == pytest.approx(min(1, 2 * p[0]))

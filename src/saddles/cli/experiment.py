@@ -207,15 +207,17 @@ def _print_summary(paths: dict[str, Path]) -> None:
     focus = [r for r in rel if r["representation"] == first_rep and r["x"] in metrics
              and r["y"] in ys]  # fmt: skip
     if focus:
-        t = Table(title="relations: Spearman rho [95% interval over models and seeds], "
-                  "permutation p, Holm-adjusted p over all of relations.csv")  # fmt: skip
-        for c in ("direction", "metric", "against", "models", "rho [interval]", "p", "Holm p"):
+        t = Table(title="relations: Spearman rho [95% Fisher-z interval], permutation p, "
+                  "Holm-adjusted p within its family (primary: the paper's claims; "
+                  "claims.csv and the report give a verdict per claim)")  # fmt: skip
+        for c in ("direction", "metric", "against", "models", "rho [interval]", "p", "Holm p",
+                  "family"):  # fmt: skip
             t.add_column(c, justify="right")
         for r in focus:
             t.add_row(r["direction"], r["x"], r["y"], r["n"],
                       f"{_short(r['spearman'])} [{_short(r['spearman_ci_low'])}, "
                       f"{_short(r['spearman_ci_high'])}]", _short(r["spearman_p"]),
-                      _short(r["spearman_p_holm"]))  # fmt: skip
+                      _short(r["spearman_p_holm"]), r.get("family", ""))  # fmt: skip
         console.print(t)
     console.print(f"report: {paths['report']}")
 

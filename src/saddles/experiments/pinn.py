@@ -328,6 +328,35 @@ def solution_figure(model: nn.Module, beta: float, n_x: int = 256, n_t: int = 10
 # --- the experiment ------------------------------------------------------------------------
 
 
+def _claims():
+    """The paper's PINN claims (Xie et al. 2024, sec. 6.2 of the notes: beta in [1..10]), the
+    primary relations of this experiment: saddles and average persistence (raw, and divided
+    by the value range) rise with beta and with the absolute error, the top Hessian
+    eigenvalue and the trace; the error and both Hessian numbers rise with beta."""
+    from saddles.runs.relate import Claim
+
+    src = "Xie et al. 2024, PINNs"
+    out = [
+        Claim("n_saddles", "beta", 1, f"more saddles with beta ({src})"),
+        Claim("average_persistence", "beta", 1, f"higher average persistence with beta ({src})"),
+        Claim("average_persistence_relative", "beta", 1,
+              "higher average persistence / value range with beta (scale-free companion)"),
+    ]  # fmt: skip
+    quantities = {"mae": "absolute error", "hessian_top_eigenvalue": "top Hessian eigenvalue",
+                  "hessian_trace": "Hessian trace"}  # fmt: skip
+    for q, name in quantities.items():
+        out += [Claim("n_saddles", q, 1, f"more saddles with higher {name} ({src})"),
+                Claim("average_persistence", q, 1,
+                      f"higher average persistence with higher {name} ({src})")]  # fmt: skip
+    out += [Claim(q, "beta", 1, f"{name} rises with beta ({src})")
+            for q, name in quantities.items()]  # fmt: skip
+    return tuple(out)
+
+
+#: The experiment's pre-stated (primary) relations; everything else is exploratory.
+CLAIMS = _claims()
+
+
 def run_pinn_experiment(
     out_dir: str | Path,
     betas: Sequence[float] = tuple(range(1, 11)),
@@ -393,7 +422,8 @@ def run_pinn_experiment(
             "wall seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     return summarize(analyses, out_dir, x_key="beta", y_metrics=["rel_l2", "mae"],
                      title="PINNs for 1D convection: loss landscape topology against beta",
-                     figures=figures, info=info)  # fmt: skip
+                     figures=figures, info=info, claims=CLAIMS,
+                     claims_source="the paper's PINN claims, notes sec. 6.2")  # fmt: skip
 
 
 def _strip(result: tuple[nn.Module, dict[str, Any]]) -> tuple[nn.Module, dict[str, Any]]:

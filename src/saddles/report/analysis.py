@@ -26,7 +26,7 @@ from saddles.report.html import escape, fmt, kv_table, page, table, version
 from saddles.report.html import figures as embed_figures  # ``figures`` names an argument
 from saddles.runs.registry import metrics_for
 
-SECTIONS = ("Result", "Models", "Metrics", "Relations", "Configuration", "Run")
+SECTIONS = ("Claims", "Result", "Models", "Metrics", "Relations", "Configuration", "Run")
 PACKAGES = ("saddles", "numpy", "scipy", "torch", "numba", "matplotlib", "gudhi", "pynndescent")
 
 #: Columns of the metrics table shown in the report (metrics.csv has all of them): the
@@ -54,16 +54,25 @@ def write_report(
     summary: list[dict[str, Any]] | None = None,
     x_key: str | None = None,
     headline: Path | None = None,
+    claims: list[dict[str, Any]] | None = None,
+    claims_source: str = "",
 ) -> Path:
     """Write the report; ``figures[model name]`` maps captions to PNG paths.
+
+    ``claims`` (rows of :func:`saddles.runs.relate.claims_table`) open the report with the
+    paper's claims and a verdict each; ``claims_source`` names where the claims are from.
 
     ``extra_sections`` are (heading, HTML body) pairs inserted before the configuration;
     ``table_columns`` chooses the metrics table's columns (default :data:`TABLE_COLUMNS`);
     ``summary`` (rows over direction seeds), ``x_key`` (what was varied) and ``headline`` (a
     figure) make the result section that opens the report.
     """
+    from saddles.report.claims import claims_section
+
     sections: list[tuple[str, str]] = []
     threshold = config.get("threshold")
+    if claims:
+        sections.append(("Claims", claims_section(claims, claims_source)))
     if x_key is not None:
         sections.append(("Result", result_section(x_key, config, summary or [], relations,
                                                   headline)))  # fmt: skip
@@ -130,41 +139,37 @@ def result_section(
     rep = config.get("representations", [None])[0]
     models = list(dict.fromkeys(r["model"] for r in summary))
     seeds = config.get("direction_seeds", 1)
+    n_primary = sum(r.get("family") == "primary" for r in relations)
     lines = [
         f"<p class='result'>Varied: <b>{escape(x_key)}</b> over {len(models)} models "
         f"({escape(', '.join(map(str, models)))}). Random-direction metrics are computed on "
         f"{seeds} random plane{'s' * (seeds != 1)} per model (seeds "
         f"{config.get('seed', 0)}..{config.get('seed', 0) + seeds - 1}); Hessian directions "
         f"are one plane. Relations are Spearman's rho of each metric against {escape(x_key)} "
-        f"with a 95% interval that resamples models and seeds, a permutation p and its Holm "
-        f"adjustment over all {len(relations)} relations of the report "
-        f"(representation <code>{escape(str(rep))}</code> shown).</p>"
+        f"with a 95% Fisher-z interval over models (widened by the seed spread), a "
+        f"permutation p and its Holm adjustment within its family: the {n_primary} "
+        f"pre-stated (primary) relations, or the {len(relations) - n_primary} exploratory "
+        f"ones (representation <code>{escape(str(rep))}</code> shown).</p>"
     ]
     head = [r for r in relations if r.get("y") == x_key and r.get("representation") == rep
             and r.get("x") in HEADLINE_METRICS]  # fmt: skip
-    verdicts = []
-    for r in head:
-        if r.get("significant"):
-            verdicts.append(f"moved with {x_key}")
-        elif _suggestive(r):
-            verdicts.append("suggestive only (not after the correction)")
-        else:
-            verdicts.append("no detectable change")
-    moved = [r["x"] + f" ({r['direction']})" for r, v in zip(head, verdicts, strict=True)
-             if v.startswith("moved")]  # fmt: skip
+    verdicts = [f"{r.get('verdict', '')} ({r.get('family', 'exploratory')})" for r in head]
+    moved = [r["x"] + f" ({r['direction']})" for r in head if r.get("significant")]
     shown = escape(", ".join(moved)) or "none"
-    lines.append(f"<p class='result'><b>Moved with {escape(x_key)}</b> (Holm p &lt; 0.05 and an "
-                 f"interval that excludes 0): {shown}.</p>")  # fmt: skip
+    lines.append(f"<p class='result'><b>Moved with {escape(x_key)}</b> (Holm p &lt; 0.05 within "
+                 f"its family): {shown}.</p>")  # fmt: skip
     verdict_rows = [{**r, "verdict": v} for r, v in zip(head, verdicts, strict=True)]
     lines.append(table(verdict_rows, ["direction", "x", "spearman", "spearman_ci_low",
                                 "spearman_ci_high", "spearman_p", "spearman_p_holm", "n",
                                 "n_seeds", "verdict"],
-                        hits=[v.startswith("moved") for v in verdicts]))  # fmt: skip
+                        hits=[bool(r.get("significant")) for r in head]))  # fmt: skip
+    p_min = min((r["p_min"] for r in head if _finite(r.get("p_min"))), default=math.nan)
     n = len(models)
-    if n and n <= 6:
+    if _finite(p_min) and p_min > 1e-3:
         lines.append(f"<p class='note'>With {n} models the smallest possible permutation p is "
-                     f"{2 / math.factorial(n):.3g}: few relations can survive a correction "
-                     "over many tests, whatever their size.</p>")  # fmt: skip
+                     f"{p_min:.3g}; Holm over m relations multiplies it by up to m, so a "
+                     f"relation can pass only in a family of at most {int(0.05 / p_min)} "
+                     "(the pre-stated questions are such a family).</p>")  # fmt: skip
     raw = next((r for r in head if r["x"] == "average_persistence"), None)
     rel = next((r for r in head if r["x"] == "average_persistence_relative"), None)
     if raw and rel and all(np.isfinite([raw["spearman"], rel["spearman"]])):
@@ -186,33 +191,43 @@ def result_section(
 def relations_section(
     relations: list[dict[str, Any]], config: dict[str, Any], figures: dict[str, Path]
 ) -> str:
-    """Relations that survive the correction first (highlighted), then every other one."""
+    """The pre-stated (primary) relations first, then the exploratory ones that survive their
+    own correction, then the rest by p-value; undefined (NaN) relations in one line."""
+    from saddles.runs.relate import undefined_summary
+
     cols = ["direction", "representation", "x", "y", "n", "n_seeds", "spearman",
             "spearman_ci_low", "spearman_ci_high", "spearman_p", "spearman_p_holm", "pearson",
-            "pearson_p", "interval", "note"]  # fmt: skip
-    hits = [r for r in relations if r.get("significant")]
-    rest = [r for r in relations if not r.get("significant")]
+            "pearson_p", "verdict", "note"]  # fmt: skip
+    defined = [r for r in relations if _finite(r.get("spearman"))]
+    primary = [r for r in defined if r.get("family") == "primary"]
+    explore = [r for r in defined if r.get("family") != "primary"]
+    hits = [r for r in explore if r.get("significant")]
+    rest = [r for r in explore if not r.get("significant")]
     rest.sort(key=lambda r: (_sortable(r.get("spearman_p")), r["direction"], r["x"]))
-    return (
-        "<p class='note'>Spearman's rho and Pearson's r over models, with 95% percentile-"
-        "bootstrap intervals (over models, and over direction seeds within models where a "
-        "model has several planes) and two-sided permutation p-values; "
-        "<code>spearman_p_holm</code> is Holm-adjusted over every row below. Highlighted: "
-        "adjusted p &lt; 0.05 and an interval that excludes 0. NaN intervals come with a note "
-        "(too few models, or a degenerate bootstrap). <code>relations.csv</code> has every "
-        "column.</p>"
-        f"<h3>Surviving the correction ({len(hits)})</h3>"
-        + table(hits, cols, hits=[True] * len(hits))
-        + f"<h3>The other {len(rest)}, by p-value</h3>"
-        + table(rest, cols)
-        + embed_figures(figures)
+    undefined = undefined_summary(relations)
+    body = (
+        "<p class='note'>Spearman's rho and Pearson's r over models, with 95% Fisher-z "
+        "intervals (Bonett &amp; Wright's standard error for Spearman; where a model has "
+        "several planes, widened by their spread) and two-sided permutation p-values; "
+        "<code>spearman_p_holm</code> is Holm-adjusted within the relation's family: the "
+        "pre-stated (primary) relations, or the exploratory rest. Highlighted: adjusted p "
+        "&lt; 0.05. <code>relations.csv</code> has every column.</p>"
     )
+    if primary:
+        marks = [bool(r.get("significant")) for r in primary]
+        body += f"<h3>Pre-stated (primary) relations ({len(primary)})</h3>"
+        body += table(primary, cols, hits=marks)
+    body += (f"<h3>Exploratory: surviving their correction ({len(hits)})</h3>"
+             + table(hits, cols, hits=[True] * len(hits))
+             + f"<h3>Exploratory: the other {len(rest)}, by p-value</h3>"
+             + table(rest, cols))  # fmt: skip
+    if undefined:
+        body += f"<p class='note'>{escape(undefined)}</p>"
+    return body + embed_figures(figures)
 
 
-def _suggestive(r: dict[str, Any]) -> bool:
-    p, lo, hi = r.get("spearman_p"), r.get("spearman_ci_low"), r.get("spearman_ci_high")
-    ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (p, lo, hi))
-    return bool(ok and p < 0.05 and (lo > 0 or hi < 0))
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _sortable(p: Any) -> float:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from saddles.files import atomic_write_text, write_csv
+from saddles.report.html import fmt
 from saddles.runs.compare import Comparison, _number, distance_matrix
 from saddles.runs.registry import metrics_for
+from saddles.runs.relate import undefined_summary
 
 
 def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -> dict[str, Path]:
@@ -25,10 +28,13 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
              "power_laws": write_csv(out_dir / "power_laws.csv", result.power_laws),
              "runs": write_csv(out_dir / "runs.csv", result.rows)}  # fmt: skip
     figures = {}
-    shown = [m for m in metrics_for("compare_figure") if any(m in r for r in result.rows)]
+    constant = constant_metrics(result.rows, metrics_for("compare_figure"))
+    shown = [m for m in metrics_for("compare_figure")
+             if any(m in r for r in result.rows) and m not in constant]  # fmt: skip
     numeric = all(math.isfinite(_number(r.get(result.by))) for r in result.rows)
-    for sub, kind, rep in dict.fromkeys((r["subspace"], r["direction"], r["representation"])
-                                        for r in result.rows):  # fmt: skip
+    series = dict.fromkeys((r["subspace"], r["direction"], r["representation"])
+                           for r in result.rows) if shown else {}  # fmt: skip
+    for sub, kind, rep in series:
         own = [
             r
             for r in result.rows
@@ -67,22 +73,26 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
         )
     cols = ["subspace", "direction", "representation", "x", "y", "n", "n_seeds", "spearman",
             "spearman_ci_low", "spearman_ci_high", "spearman_p", "spearman_p_holm", "pearson",
-            "pearson_p", "significant", "interval", "note"]  # fmt: skip
-    law_cols = ["subspace", "direction", "representation", "metric", "n", "a", "alpha",
+            "pearson_p", "verdict", "interval", "note"]  # fmt: skip
+    law_cols = ["subspace", "direction", "representation", "metric", "fit", "n", "a", "alpha",
                 "alpha_ci_low", "alpha_ci_high", "c", "rms_residual", "sizes", "note"]  # fmt: skip
-    hits = [r for r in result.relations if r["significant"]]
+    defined = [r for r in result.relations if math.isfinite(_number(r.get("spearman")))]
+    undefined = undefined_summary(result.relations)
     warn = "".join(f"<p class='note'><b>warning:</b> {escape(w)}</p>" for w in result.warnings)
-    intro = (
-        f"<p class='result'>{len(result.runs)} runs ({escape(', '.join(result.runs))}) related "
-        f"to <b>{escape(result.by)}</b>: {len(result.relations)} relations, {len(hits)} with a "
-        "Holm-adjusted p below 0.05 and a 95% interval that excludes 0.</p>" + warn
-    )
+    intro = f"<p class='result'>{escape(summary_sentence(result, constant))}</p>" + warn
+    constant_note = ""
+    if constant:
+        listed = ", ".join(f"{m} = {fmt(v)}" for m, v in constant.items())
+        constant_note = (f"<p class='note'><b>The same in every run</b> (not drawn, not "
+                         f"related): {escape(listed)}.</p>")  # fmt: skip
     sections = [
-        ("Relations", "<p class='note'>Spearman's rho and Pearson's r over runs with 95% "
-         "bootstrap intervals (over runs, and over direction seeds within runs where a run "
+        ("Relations", constant_note + "<p class='note'>Spearman's rho and Pearson's r over runs "
+         "with 95% Fisher-z intervals (widened by the spread over direction seeds where a run "
          "has several) and permutation p-values; <code>spearman_p_holm</code> is adjusted "
-         "over the whole table. compare.csv has every column.</p>"
-         + figures_and_table(figures, result.relations, cols)),
+         "over the whole table (every relation here is exploratory: nothing was pre-stated); "
+         "<code>verdict</code> says what the numbers allow. compare.csv has every column.</p>"
+         + figures_and_table(figures, defined, cols)
+         + (f"<p class='note'>{escape(undefined)}</p>" if undefined else "")),
         ("Power laws against the parameter count", "<p class='note'>L(N) = a N^-alpha + c "
          "of each run's mean over seeds (c fitted from four distinct sizes).</p>"
          + figures_and_table({}, result.power_laws, law_cols)),
@@ -90,3 +100,37 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
     text = page(title or "saddles compare", sections, intro=intro)
     paths["report"] = atomic_write_text(out_dir / "report.html", text)
     return paths
+
+
+def constant_metrics(rows: list[dict[str, Any]], metrics: list[str]) -> dict[str, float]:
+    """The metrics of ``metrics`` that have one finite value in every row that has one (and
+    at least one row): name -> that value. Such a metric is said once, not drawn."""
+    out = {}
+    for m in metrics:
+        values = {_number(r.get(m)) for r in rows}
+        values = {v for v in values if math.isfinite(v)}
+        if len(values) == 1:
+            out[m] = values.pop()
+    return out
+
+
+def summary_sentence(result: Comparison, constant: dict[str, float]) -> str:
+    """The page's first sentence: what was related to what, what never changes, what moved,
+    and how many relations are undefined."""
+    defined = [r for r in result.relations if math.isfinite(_number(r.get("spearman")))]
+    hits = [r for r in defined if r.get("significant")]
+    parts = [f"{len(result.runs)} runs ({', '.join(result.runs)}) related to {result.by}: "
+             f"{len(defined)} relation{'s' * (len(defined) != 1)} defined, {len(hits)} "
+             "significant after Holm's "
+             "correction over all of them"]  # fmt: skip
+    if hits:
+        parts[-1] += " (" + ", ".join(dict.fromkeys(f"{r['x']}" for r in hits[:6])) + ")"
+    parts[-1] += "."
+    if constant:
+        parts.append(f"{len(constant)} metric(s) are the same in every run ("
+                     + ", ".join(f"{m} = {fmt(v)}" for m, v in list(constant.items())[:6])
+                     + (", ..." if len(constant) > 6 else "") + ").")  # fmt: skip
+    n_undefined = len(result.relations) - len(defined)
+    if n_undefined:
+        parts.append(f"{n_undefined} relations are undefined (see the note under the table).")
+    return " ".join(parts)

@@ -50,14 +50,14 @@ def page(
     intro: str = "",
 ) -> str:
     """A whole HTML page: ``title`` in the head (``heading`` on the page, default the title),
-    a table of ``facts`` (e.g. the checkpoints of a run), ``intro`` HTML, each (heading,
-    body) of ``sections`` as a :func:`section`, and the footer."""
+    ``intro`` HTML (the summary sentence), a table of ``facts`` (e.g. the checkpoints of a
+    run), each (heading, body) of ``sections`` as a :func:`section`, and the footer."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{escape(heading or title)}</h1>"]  # fmt: skip
+    if intro:  # the summary sentence first, then the facts
+        parts.append(intro)
     if facts:
         parts.append(kv_table(facts))
-    if intro:
-        parts.append(intro)
     parts.extend(section(name, body) for name, body in sections)
     parts.append(f"<footer class='note'>written by saddles {escape(version('saddles'))}</footer>")
     parts.append("</body></html>")
@@ -118,9 +118,12 @@ def kv_table(values: dict[str, Any]) -> str:
 
 
 def fmt(v: Any) -> str:
-    """A value as a table shows it: floats to 4 significant digits, NaN as ``nan``."""
+    """A value as a table shows it: floats to 4 significant digits, NaN as ``nan``, and a
+    float below 1e-300 in size (round-off of a zero, e.g. 2.23e-308) as ``0``."""
     if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
+        if math.isnan(v):
+            return "nan"
+        return "0" if abs(v) < 1e-300 else f"{v:.4g}"
     return str(v)
 
 

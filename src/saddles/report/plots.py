@@ -276,20 +276,26 @@ def curve_figure(
 
 def distance_matrix_figure(matrix: np.ndarray, names: list[str], title: str = "") -> Figure:
     """A symmetric matrix of distances between named items (runs, checkpoints) as a heat map
-    with the values written in the cells."""
-    m = np.asarray(matrix, dtype=float)
+    with the values written in the cells. Distances are never negative: the colour scale
+    starts at 0 (and runs to 1 when every distance is 0), and a value below 1e-300 or 1e-12
+    of the largest (round-off of a zero) is written and coloured as 0."""
+    m = np.asarray(matrix, dtype=float).copy()
+    m[np.abs(m) < 1e-300] = 0.0  # subnormal: a zero's round-off
+    top = float(np.nanmax(m)) if np.isfinite(m).any() else 0.0
+    m[np.abs(m) <= 1e-12 * top] = 0.0
     size = 1.2 + 0.55 * len(names)
     fig = Figure(figsize=(size + 1.5, size))
     ax = fig.subplots()
-    im = ax.imshow(m, cmap="magma_r")
-    fig.colorbar(im, ax=ax, label="distance")
+    im = ax.imshow(m, cmap="magma_r", vmin=0.0, vmax=top if top > 0 else 1.0)
+    fig.colorbar(im, ax=ax, label="distance" + ("" if top > 0 else " (all 0)"))
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     if len(names) <= 12:
         for i in range(len(names)):
             for j in range(len(names)):
-                ax.text(j, i, f"{m[i, j]:.3g}", ha="center", va="center", fontsize=7,
-                        color="white" if m[i, j] > 0.6 * np.nanmax(m) else "black")  # fmt: skip
+                text = "0" if m[i, j] == 0 else f"{m[i, j]:.3g}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="white" if top > 0 and m[i, j] > 0.6 * top else "black")  # fmt: skip
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -370,18 +376,36 @@ def _critical_points(tree: MergeTree, shape, indexing: str):
 
 
 def dynamics_figure(
-    rows: list[dict], metric: str, group_key: str = "size", title: str = ""
-) -> Figure:
-    """A metric against training step (log axis), one line per ``group_key`` value."""
+    rows: list[dict], metric: str, group_key: str = "size", title: str = "",
+    err_key: str | None = None,
+) -> Figure:  # fmt: skip
+    """A metric against training step, one line per ``group_key`` value, with error bars of
+    ``err_key`` where rows have it (e.g. the SD over direction seeds).
+
+    The step axis is logarithmic; where a step 0 is present it is symmetric-log instead
+    (linear between 0 and 1, logarithmic above; matplotlib's ``symlog``), so the initial
+    checkpoint is drawn at 0 rather than moved to 1 or dropped, and the label says so."""
     fig = Figure(figsize=(5.5, 3.8))
     ax = fig.subplots()
     groups = list(dict.fromkeys(r[group_key] for r in rows))
     for g in groups:
         sub = sorted((r for r in rows if r[group_key] == g), key=lambda r: r["step"])
-        steps = [max(r["step"], 1) for r in sub]
-        ax.plot(steps, [_as_float(r.get(metric)) for r in sub], marker="o", ms=3, label=str(g))
-    ax.set_xscale("log")
-    ax.set(xlabel="training step", ylabel=metric, title=title or f"{metric} during training")
+        steps = [r["step"] for r in sub]
+        ys = [_as_float(r.get(metric)) for r in sub]
+        err = [_as_float(r.get(err_key)) for r in sub] if err_key else None
+        if err is not None and np.isfinite(err).any():
+            ax.errorbar(steps, ys, yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2,
+                        label=str(g))  # fmt: skip
+        else:
+            ax.plot(steps, ys, marker="o", ms=3, label=str(g))
+    has_zero = any(r["step"] <= 0 for r in rows)
+    if has_zero:
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=0)
+    else:
+        ax.set_xscale("log")
+    xlabel = "training step" + (" (symlog: linear below 1, step 0 at 0)" if has_zero else "")
+    ax.set(xlabel=xlabel, ylabel=metric, title=title or f"{metric} during training")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title=group_key)
     return fig

@@ -6,10 +6,13 @@ Never imports torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from saddles.files import write_csv
 from saddles.runs.registry import metrics_for
+from saddles.runs.relate import Claim, claims_table
 from saddles.runs.summary import CURVATURE_METRICS, summary_tables
 
 
@@ -23,19 +26,27 @@ def summarize(
     categorical: bool = False,
     figures: dict[str, dict[str, Path]] | None = None,
     info: dict[str, Any] | None = None,
+    claims: Sequence[Claim] = (),
+    claims_source: str = "",
 ) -> dict[str, Path]:
     """Across models: the combined ``metrics.csv`` (one row per seed), ``summary.csv`` (over
     seeds), ``relations.csv`` (every TDA metric against ``x_key``, ``y_metrics`` and the
-    Hessian metrics), the headline and relation figures, and ``report.html``."""
+    Hessian metrics), the headline and relation figures, and ``report.html``.
+
+    ``claims``: the experiment's pre-stated relations, their own Holm family; with them the
+    report opens with the claims table (also written as ``claims.csv``)."""
     from saddles.report import plots
     from saddles.report.analysis import write_report
 
     out_dir = Path(out_dir)
-    tables = summary_tables(analyses, out_dir, x_key=x_key, y_metrics=y_metrics)
+    tables = summary_tables(analyses, out_dir, x_key=x_key, y_metrics=y_metrics, claims=claims)
     rows, summary, rels = tables["rows"], tables["summary"], tables["relations"]
     paths = dict(tables["paths"])
     config = analyses[0].config
     rep = config.representations[0]
+    claim_rows = claims_table(claims, rels, rep) if claims else []
+    if claim_rows:
+        paths["claims"] = write_csv(out_dir / "claims.csv", claim_rows)
     headline = plots.ensemble_figure(
         summary, x_key, metrics_for("headline"),
         representation=rep, categorical=categorical,
@@ -56,6 +67,6 @@ def summarize(
         out_dir / "report.html", title=title, config=config.to_dict(),
         analyses=analyses, figures=figures or {}, rows=rows, relations=rels,
         relation_figures=rel_figs, info=info or {}, summary=summary, x_key=x_key,
-        headline=paths["headline"],
+        headline=paths["headline"], claims=claim_rows, claims_source=claims_source,
     )  # fmt: skip
     return paths

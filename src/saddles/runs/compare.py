@@ -13,8 +13,8 @@ name), the parameter count ``n_params`` (a row's ``n_params`` or ``hessian_n_par
 landscape's ``landscape.json``), a column constant over the run's rows (``loss``, ``step``),
 or a value of its analysis configuration. :func:`compare_runs` correlates every metric with
 it per subspace x direction kind x representation
-(:func:`saddles.runs.relate.relations_from_rows`: over seed ensembles with the two-level
-bootstrap, else a plain correlation), adjusts every p-value by Holm over the whole table
+(:func:`saddles.runs.relate.relations_from_rows`: Fisher-z intervals, over seed ensembles
+widened by the seed spread), adjusts every p-value by Holm over the whole table
 (:func:`saddles.runs.relate.mark_significant`), and fits power laws of metrics against model
 size (:func:`saddles.runs.relate.power_laws`). :func:`setting_warnings` names the settings
 that change the numbers (AnalysisConfig's identity fields; a run's criterion, loss, batch size,
@@ -339,6 +339,7 @@ def distance_matrix(
     """Pairwise bottleneck distances between the runs' persistence diagrams of one plane
     (the first direction seed's), raw and range-normalized (each diagram mapped by its own
     ``(v - min) / (max - min)``); :func:`saddles.topology.distances.bottleneck_distance`.
+    A distance below 1e-12 of the diagrams' largest value is round-off of 0 and set to 0.
     Runs without saved pairs are left out (and named in ``missing``)."""
     import numpy as np
 
@@ -360,10 +361,16 @@ def distance_matrix(
     n = len(names)
     out = {"names": names, "missing": missing, "bottleneck": np.zeros((n, n)),
            "bottleneck_normalized": np.zeros((n, n))}  # fmt: skip
+    # Round-off of a zero distance (e.g. 2.23e-308 between identical diagrams) is 0: below
+    # 1e-12 of the largest value any diagram holds.
+    scale = {"bottleneck": max((float(np.abs(d).max(initial=0.0)) for d in raw), default=0.0),
+             "bottleneck_normalized": 1.0}  # fmt: skip
     for i in range(n):
         for j in range(i + 1, n):
             for key, ds in (("bottleneck", raw), ("bottleneck_normalized", norm)):
-                out[key][i, j] = out[key][j, i] = bottleneck_distance(ds[i], ds[j])
+                d = bottleneck_distance(ds[i], ds[j])
+                d = 0.0 if abs(d) <= 1e-12 * scale[key] else d
+                out[key][i, j] = out[key][j, i] = d
     return out
 
 

@@ -224,9 +224,9 @@ METRICS: tuple[Metric, ...] = (
        "hessian", per=_CK),
     # Training (a checkpoint's sidecar).
     _m("train_loss", "training loss recorded with the checkpoint", "loss", "loss", "training",
-       ("dynamics",), per=_CK, better="lower"),
+       ("dynamics", "dynamics_table"), per=_CK, better="lower"),
     _m("val_loss", "validation loss recorded with the checkpoint", "loss", "loss", "training",
-       ("dynamics",), per=_CK, better="lower"),
+       ("dynamics", "dynamics_table"), per=_CK, better="lower"),
 )  # fmt: skip
 
 _BY_NAME = {m.name: m for m in METRICS}

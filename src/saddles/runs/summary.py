@@ -7,10 +7,11 @@ representation) into one row per model x direction kind x representation with, p
 the seeds, :func:`saddles.runs.relate.bootstrap_ci`; NaN where one seed or equal values give
 no interval). :func:`relations` (:func:`saddles.runs.relate.relations_from_rows`, the one
 relations table of the package) correlates every TDA metric with every model-level quantity,
-per direction kind and representation: over seed ensembles with the two-level bootstrap
-(models, then seeds within models), over single planes with a plain correlation; every p-value
-is also given Holm-adjusted over the whole table (``spearman_p_holm``), and ``significant``
-marks the relations whose adjusted p is below 0.05 and whose interval excludes 0.
+per direction kind and representation, with Fisher-z intervals (over seed ensembles widened
+by the seed spread); every p-value is also given Holm-adjusted within its family
+(``spearman_p_holm``: the experiment's pre-stated primary relations, or the exploratory
+rest), ``significant`` marks the relations whose adjusted p is below 0.05 and ``verdict``
+words each one (:mod:`saddles.runs.relate.verdicts`).
 :func:`summary_tables` writes the three tables (:func:`saddles.report.summary.summarize`
 adds the figures and the page). The metrics come from :mod:`saddles.runs.registry`. Never
 imports torch, never imports :mod:`saddles.report`.
@@ -19,6 +20,7 @@ imports torch, never imports :mod:`saddles.report`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ import numpy as np
 
 from saddles.files import write_csv
 from saddles.runs.registry import metrics_for
-from saddles.runs.relate import ALPHA  # noqa: F401 (re-exported)
+from saddles.runs.relate import ALPHA, Claim, mark_significant  # noqa: F401 (ALPHA re-exported)
 from saddles.runs.relate import relations_from_rows as relations
 
 #: Metrics the relations table correlates (the registry's ``relate`` view): TDA metrics
@@ -63,12 +65,24 @@ def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[st
 
 
 def summary_tables(
-    analyses: list, out_dir: str | Path, *, x_key: str, y_metrics: list[str]
+    analyses: list,
+    out_dir: str | Path,
+    *,
+    x_key: str,
+    y_metrics: list[str],
+    claims: Sequence[Claim] = (),
 ) -> dict[str, Any]:
     """Across models: the combined ``metrics.csv`` (one row per seed), ``summary.csv`` (over
     seeds) and ``relations.csv`` (every TDA metric against ``x_key``, ``y_metrics`` and the
     Hessian metrics), written to ``out_dir``; returns the rows and the paths (the page that
-    shows them is :func:`saddles.report.summary.summarize`'s)."""
+    shows them is :func:`saddles.report.summary.summarize`'s).
+
+    ``claims``: the experiment's pre-stated relations (:class:`saddles.runs.relate.Claim`).
+    They form the primary family, corrected by Holm on their own, in the first
+    representation of the configuration and every direction kind; a claim whose metric is not
+    a TDA metric (the error or a Hessian number against beta) adds its one relation to the
+    table, from the first direction kind's rows (it does not depend on the directions).
+    Everything else is exploratory (``family`` column)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [r for a in analyses for r in a.rows()]
@@ -76,6 +90,14 @@ def summary_tables(
     numeric_x = all(_is_number(r.get(x_key)) for r in rows)
     ys = [*([x_key] if numeric_x else []), *y_metrics, *CURVATURE_METRICS]
     rels = relations(rows, TDA_METRICS, ys)
+    first_kind = rows[0]["direction"] if rows else None
+    for c in claims:
+        if c.metric not in TDA_METRICS:  # a per-model number: once, not per direction kind
+            rels += relations([r for r in rows if r["direction"] == first_kind], [c.metric],
+                              [c.against])  # fmt: skip
+    rep = analyses[0].config.representations[0] if analyses else None
+    mark_significant(rels, primary=[(c.metric, c.against) for c in claims],
+                     primary_representation=rep)  # fmt: skip
     paths = {"metrics": write_csv(out_dir / "metrics.csv", rows),
              "summary": write_csv(out_dir / "summary.csv", summary),
              "relations": write_csv(out_dir / "relations.csv", rels)}  # fmt: skip

@@ -36,7 +36,15 @@ def test_lm_experiment_tiny(tmp_path):
         hyps = {r["hypothesis"] for r in csv.DictReader(f)}
     assert {"H1", "H2", "H3", "H4"} <= hyps
     html = paths["report"].read_text()
-    assert "<h2>Dynamics</h2>" in html and html.count("data:image/png;base64,") >= 5
+    assert "<h2>Dynamics</h2>" in html and html.count("data:image/png;base64,") >= 4
+    # A metric the same at every checkpoint of every size is said once, not drawn.
+    for metric in ("val_loss", "2d.grid-full.n_saddles", "2d.grid-full.average_persistence",
+                   "3d.knn.n_saddles"):  # fmt: skip
+        values = {float(r[metric]) for r in rows if r[metric] not in ("", "nan")}
+        drawn = (tmp_path / f"dynamics-{metric.replace('.', '-')}.png").exists()
+        assert drawn == (len(values) > 1), metric
+        if len(values) == 1:
+            assert f"{metric} = {values.pop():g}" in html
 
 
 def test_lm_command_help_and_bad_policy(tmp_path):

@@ -31,6 +31,14 @@ def test_hypothesis_table_on_planted_series():
     h2 = [t for t in table if t["hypothesis"] == "H2"]
     assert all(t["value"] >= 1 and "non-monotone fit: True" in t["note"] for t in h2)
     assert any(t["hypothesis"] == "H3" and "leave-one-size-out" in t["quantity"] for t in table)
+    # The tests among the entries are one Holm family: 4 trends and the across-size relation.
+    tests = [t for t in table if np.isfinite(t["p"])]
+    assert len(tests) == 5 and all(t["p_holm"] >= t["p"] for t in tests)
+    assert all(t["verdict"] == "significant after correction" for t in h1)
+    (across,) = [t for t in tests if "across sizes" in t["quantity"]]
+    assert across["p_min"] == pytest.approx(2 / 24)  # 4 sizes: 2 of 4! orderings
+    assert across["verdict"].startswith("untestable: the smallest permutation p these 4 runs")
+    assert all(t["verdict"] == "" and np.isnan(t["p_holm"]) for t in table if t not in tests)
 
 
 def test_hypothesis_table_names_a_missing_early_step():

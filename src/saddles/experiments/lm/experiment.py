@@ -180,9 +180,12 @@ def run_lm_experiment(
     hypotheses = hypothesis_table(rows, saddles_col, pers_col, kd_metrics=kd_cols, seed=seed)
     paths["hypotheses"] = write_csv(out_dir / "hypotheses.csv", hypotheses)
 
-    figures = {}
+    figures, constant = {}, {}
     for metric in ("val_loss", saddles_col, pers_col, *kd_cols, "top_eigenvalue", "trace"):
-        if any(metric in r for r in rows):
+        values = {float(r[metric]) for r in rows if _finite(r.get(metric))}
+        if len(values) == 1:  # the same at every checkpoint of every size: said, not drawn
+            constant[metric] = values.pop()
+        elif any(metric in r for r in rows):
             safe = metric.replace(".", "-")
             fig = plots.dynamics_figure(rows, metric, "size")
             figures[f"{metric} against step"] = plots.save(fig, out_dir / f"dynamics-{safe}.png")
@@ -205,6 +208,9 @@ def run_lm_experiment(
                     f"{np.array2string(fit.residuals, precision=3)}"
                     + ("" if len(n) >= 4 else " (c fixed at 0: 3 sizes cannot fit 3 parameters "
                        "with any check left)"))  # fmt: skip
+    if constant:
+        note += (". The same at every checkpoint of every size (not drawn): "
+                 + ", ".join(f"{m} = {v:g}" for m, v in constant.items()))  # fmt: skip
     figures["final val loss against size"] = plots.save(
         plots.scaling_figure(n, loss, fit), out_dir / "scaling.png"
     )
@@ -230,3 +236,9 @@ def run_lm_experiment(
         table_columns=columns,
     )  # fmt: skip
     return paths
+
+
+def _finite(v: Any) -> bool:
+    """A number (not a bool) that is neither NaN nor inf."""
+    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    return bool(ok and np.isfinite(v))

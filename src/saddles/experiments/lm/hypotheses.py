@@ -11,8 +11,12 @@ The questions asked of a multi-size run (one row per checkpoint and size, from
   prediction of the final loss;
 - H4: do kD metrics predict better than 2D ones.
 
-With few sizes these are descriptions, not tests: nothing here declares a hypothesis true or
-false.
+These are the experiment's pre-stated questions: the entries that are tests (a Spearman
+correlation with a permutation p) form one primary family, Holm-adjusted on its own
+(``p_holm``), and each gets the sentence its numbers allow (``verdict``:
+:func:`saddles.runs.relate.verdict`, e.g. "untestable: the smallest permutation p these 3
+runs allow is 0.333"). With few sizes the rest are descriptions: nothing here declares a
+hypothesis true or false.
 
 Owns the hypotheses only: imports numpy, :mod:`saddles.runs.relate` (the statistics) and
 :mod:`saddles.report.html` (its HTML pieces); no torch of its own, nothing of the model,
@@ -45,8 +49,10 @@ def hypothesis_table(
     ``metric``: a saddle-count column (H1, H3); ``persistence_metric``: an average persistence
     column (H2). ``early_step``: the step whose metrics are used to predict (default: the
     second-smallest step present in every size). ``kd_metrics``: kD columns compared with
-    ``metric`` in H4. Each entry is ``{hypothesis, quantity, value, ci_low, ci_high, n, note}``;
-    nothing here declares a hypothesis true or false.
+    ``metric`` in H4. Each entry is ``{hypothesis, quantity, value, ci_low, ci_high, n, p,
+    p_holm, verdict, note}``: ``p`` a permutation p where the entry is a test (NaN
+    otherwise), ``p_holm`` Holm over those tests (the primary family), ``verdict`` the
+    sentence of :func:`saddles.runs.relate.verdict` for a test, "" for a description.
     """
     from saddles.runs.relate import change_points, correlate, fit_power_law, loo_errors, trend
 
@@ -56,7 +62,7 @@ def hypothesis_table(
     }
     out: list[dict[str, Any]] = []
 
-    def add(h, quantity, value, ci=(np.nan, np.nan), n=np.nan, note=""):
+    def add(h, quantity, value, ci=(np.nan, np.nan), n=np.nan, note="", p=np.nan, p_min=np.nan):
         out.append(
             {
                 "hypothesis": h,
@@ -65,6 +71,8 @@ def hypothesis_table(
                 "ci_low": float(ci[0]),
                 "ci_high": float(ci[1]),
                 "n": n,
+                "p": float(p),
+                "p_min": float(p_min),
                 "note": note,
             }
         )
@@ -75,7 +83,8 @@ def hypothesis_table(
         steps = [max(r["step"], 1) for r in by_size[s]]
         t = trend(steps, [r.get(metric, np.nan) for r in by_size[s]], seed=seed)
         slopes[s] = t.slope_per_log_step
-        add("H1", f"Spearman({metric}, step), size {s}", t.spearman, t.spearman_ci, t.n)
+        add("H1", f"Spearman({metric}, step), size {s}", t.spearman, t.spearman_ci, t.n,
+            t.note, t.p, t.p_min)  # fmt: skip
         add(
             "H1",
             f"slope of {metric} per e-fold of steps, size {s}",
@@ -91,6 +100,8 @@ def hypothesis_table(
         c.spearman_ci,
         c.n,
         f"permutation p = {c.spearman_p:.3g}",
+        c.spearman_p,
+        c.p_min,
     )
 
     for s in sizes:
@@ -161,7 +172,26 @@ def hypothesis_table(
                         n=len(sizes),
                         note="negative: the kD metric predicts better",
                     )
+    _mark_family(out)
     return out
+
+
+def _mark_family(entries: list[dict[str, Any]]) -> None:
+    """Holm over the entries that are tests (a finite ``p``), the primary family; each gets
+    ``p_holm`` and ``verdict`` (NaN and "" for descriptions)."""
+    from saddles.runs.relate import adjust_pvalues, verdict
+
+    adjusted = adjust_pvalues(np.array([e["p"] for e in entries], dtype=float))
+    size = int(np.isfinite([e["p"] for e in entries]).sum())
+    for e, q in zip(entries, adjusted, strict=True):
+        e["p_holm"] = float(q)
+        if not np.isfinite(e["p"]):
+            e["verdict"] = ""
+            continue
+        as_relation = {"spearman": e["value"], "spearman_ci_low": e["ci_low"],
+                       "spearman_ci_high": e["ci_high"], "spearman_p_holm": e["p_holm"],
+                       "p_min": e["p_min"], "n": e["n"], "note": e["note"]}  # fmt: skip
+        e["verdict"] = verdict(as_relation, size)
 
 
 def _last(rows: list[dict[str, Any]], key: str) -> float:
@@ -177,8 +207,9 @@ def hypotheses_section(
 ) -> str:
     """HTML body of the report's dynamics section (the page shell adds its heading):
     metric-vs-step curves per size, the scaling plot with its fit, and the hypothesis table
-    (numbers with CIs, no verdicts)."""
-    cols = ["hypothesis", "quantity", "value", "ci_low", "ci_high", "n", "note"]
+    (numbers with CIs; the tests among them Holm-adjusted as one family and worded)."""
+    cols = ["hypothesis", "quantity", "value", "ci_low", "ci_high", "n", "p", "p_holm",
+            "verdict", "note"]  # fmt: skip
     return (
         "<p class='note'>Each metric against the training step, one line per model size, "
         "from the same checkpoints, data order and evaluation batch. H1: do saddles fall "
@@ -186,7 +217,9 @@ def hypotheses_section(
         "H2: is average persistence non-monotone in time (slope changes of a piecewise-linear "
         "fit in log step); H3: does an early metric follow a power law in size, and does it "
         "improve leave-one-size-out prediction of the final loss; H4: do kD metrics predict "
-        "better than 2D ones. With few sizes these are descriptions, not tests.</p>"
+        "better than 2D ones. The entries with a p are the pre-stated tests, Holm-adjusted "
+        "together (p_holm) and worded by what their intervals and run counts allow; the "
+        "rest are descriptions, not tests.</p>"
         + f"<p>{escape(scaling_note)}</p>"
         + figures_and_table(figures, hypotheses, cols)
     )

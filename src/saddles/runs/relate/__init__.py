@@ -1,17 +1,25 @@
 """Stage 6: relations between metrics across models, reported as numbers with uncertainty.
 
 - :func:`correlate`: Spearman's rho and Pearson's r of two metrics over models, each with a
-  percentile-bootstrap 95% confidence interval (resampling models with replacement; Efron &
-  Tibshirani 1993) and a two-sided permutation p-value (exact over all permutations when there
-  are few models, Monte Carlo otherwise).
+  Fisher-z 95% interval (Fisher 1921; Bonett & Wright 2000's standard error for Spearman;
+  capped at the boundary so it always holds its estimate: :mod:`~saddles.runs.relate.intervals`
+  says which interval is used where) and a two-sided permutation p-value (exact over all
+  permutations when there are few models, Monte Carlo otherwise) with the smallest p the
+  test can give (``p_min``: 2/n! for n distinct values, 1/3 with 3 runs).
 - :func:`relations_table`: every metric of one group against every metric of another.
 - :func:`relations_from_rows`: the relations table of rows (one per model x direction seed x
   direction kind x representation): every metric against every model-level quantity, over
-  seed ensembles or single planes, Holm-adjusted (:func:`mark_significant`). The summary of an
-  experiment and the comparison of finished runs both build their tables with it.
+  seed ensembles or single planes, Holm-adjusted within its family (the experiment's
+  pre-stated primary relations, :class:`Claim`, or the exploratory rest) and worded by
+  :func:`verdict` (:func:`mark_significant`); :func:`undefined_summary` says in one line why
+  relations are NaN. The summary of an experiment and the comparison of finished runs both
+  build their tables with it; :func:`claim_verdict` gives a claim one word.
 - :func:`correlate_ensemble`: the same for a metric measured on several direction seeds
-  per model; a two-level bootstrap (models, then seeds within each model) carries the seed
-  spread into the interval. :func:`bootstrap_ci`: a per-model summary over its seeds.
+  per model; the seed spread (seeds resampled within each model) widens the Fisher-z
+  interval. :func:`bootstrap_ci`: a per-model summary over its seeds (percentile bootstrap).
+- :func:`hierarchical_bootstrap`: the grand mean of a metric measured on several training runs
+  and several direction seeds within each, with a two-stage bootstrap interval (runs, then
+  seeds within runs) and each level's share of the variance (random-effects ANOVA).
 - :func:`fit_power_law`: L(N) = a N^-alpha + c by least squares, with bootstrap CIs and the
   fit's residuals (as in scaling-law work, e.g. Kaplan et al. 2020, Hoffmann et al. 2022);
   :func:`power_laws`: such fits of metrics in rows against their parameter count, per series
@@ -30,7 +38,8 @@ Bad inputs are refused with a one-line ``ValueError`` that names the argument an
 problem (mismatched lengths, NaN or inf where a fit needs numbers, too few points or distinct
 sizes). Where a result is defined but says little, it is returned with NaN and a ``note``.
 
-Small-n rule for intervals. A bootstrap interval is reported as (NaN, NaN), with ``note``
+Small-n rule for intervals. A correlation's interval is NaN below :data:`MIN_CI_POINTS` pairs
+(Fisher's z needs n > 3). A bootstrap interval is reported as (NaN, NaN), with ``note``
 saying why, when (a) there are fewer than :data:`MIN_CI_POINTS` models (points), (b) the
 statistic is undefined (e.g. a constant resample) on more than half of the resamples, or (c)
 the interval has zero width, e.g. [1, 1] for a perfectly monotone pair: a percentile interval
@@ -38,7 +47,9 @@ at the bound of a bounded statistic, or from a handful of distinct resamples, ex
 uncertainty even though there is some.
 
 The package's modules: :mod:`~saddles.runs.relate.correlation` (correlations, ensembles,
-adjusted p-values), :mod:`~saddles.runs.relate.table` (the relations table of rows),
+adjusted p-values), :mod:`~saddles.runs.relate.intervals` (Fisher-z intervals, the smallest
+permutation p), :mod:`~saddles.runs.relate.verdicts` (claims and verdicts),
+:mod:`~saddles.runs.relate.table` (the relations table of rows),
 :mod:`~saddles.runs.relate.power_law` (power laws, leave-one-out errors),
 :mod:`~saddles.runs.relate.trends` (trends and change points), and the checks they share.
 Plain numpy/scipy; never imports torch.
@@ -54,9 +65,21 @@ from saddles.runs.relate.correlation import (
     correlate,
     correlate_ensemble,
 )
+from saddles.runs.relate.hierarchical import (
+    HierarchicalSummary,
+    hierarchical_bootstrap,
+    variance_components,
+)
+from saddles.runs.relate.intervals import fisher_z_interval, smallest_p
 from saddles.runs.relate.power_law import PowerLawFit, fit_power_law, loo_errors, power_laws
-from saddles.runs.relate.table import mark_significant, relations_from_rows, relations_table
+from saddles.runs.relate.table import (
+    mark_significant,
+    relations_from_rows,
+    relations_table,
+    undefined_summary,
+)
 from saddles.runs.relate.trends import ChangePoints, Trend, change_points, trend
+from saddles.runs.relate.verdicts import Claim, claim_verdict, claims_table, verdict
 
 __all__ = [
     "ALPHA",
@@ -64,20 +87,30 @@ __all__ = [
     "SERIES",
     "BootstrapCI",
     "ChangePoints",
+    "Claim",
     "Correlation",
     "EnsembleCorrelation",
+    "HierarchicalSummary",
     "PowerLawFit",
     "Trend",
     "adjust_pvalues",
     "bootstrap_ci",
     "change_points",
+    "claim_verdict",
+    "claims_table",
     "correlate",
     "correlate_ensemble",
+    "fisher_z_interval",
     "fit_power_law",
+    "hierarchical_bootstrap",
     "loo_errors",
     "mark_significant",
     "power_laws",
     "relations_from_rows",
     "relations_table",
+    "smallest_p",
     "trend",
+    "undefined_summary",
+    "variance_components",
+    "verdict",
 ]

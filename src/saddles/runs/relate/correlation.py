@@ -1,6 +1,9 @@
-"""Correlations of two metrics over models, with percentile-bootstrap intervals (Efron &
-Tibshirani 1993) and permutation p-values; over seed ensembles with a two-level bootstrap;
-p-values adjusted for many comparisons (Holm 1979; Benjamini & Hochberg 1995)."""
+"""Correlations of two metrics over models, with Fisher-z intervals (Fisher 1921; Bonett &
+Wright 2000 for Spearman; :mod:`saddles.runs.relate.intervals` says why and what happens at the
+boundary) and permutation p-values with the smallest p the test can give; over seed ensembles
+with the seed spread added to the interval; p-values adjusted for many comparisons (Holm 1979;
+Benjamini & Hochberg 1995). :func:`bootstrap_ci` (a statistic over seeds) stays a percentile
+bootstrap (Efron & Tibshirani 1993)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,12 @@ from saddles.runs.relate._common import (
     _pair,
     _percentile_ci,
 )
+from saddles.runs.relate.intervals import (
+    fisher_z_interval,
+    largest_abs,
+    smallest_p,
+    z_variance,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class Correlation:
     pearson_ci: tuple[float, float]
     pearson_p: float
     note: str = ""
+    #: The smallest two-sided permutation p these x values allow (Spearman's test).
+    p_min: float = math.nan
 
     def as_row(self) -> dict:
         """A flat dict for tables and CSV files."""
@@ -49,12 +60,15 @@ def correlate(
     x, y, x_name: str = "x", y_name: str = "y", n_boot: int = 2000, n_perm: int = 5000,
     seed: int = 0,
 ) -> Correlation:  # fmt: skip
-    """Spearman and Pearson correlation with bootstrap CIs and permutation p-values.
+    """Spearman and Pearson correlation with Fisher-z intervals and permutation p-values.
 
     Pairs where either value is NaN or inf are dropped (and counted in ``note``). With fewer
     than 3 usable pairs, or a constant metric, every number is NaN: a correlation is not
-    defined there, and saying so beats reporting 0. Intervals follow the module's small-n
-    rule (NaN with a note below :data:`MIN_CI_POINTS` pairs or when degenerate).
+    defined there, and saying so beats reporting 0. Intervals are Fisher-z (Pearson: se
+    1/sqrt(n-3); Spearman: Bonett & Wright's se; capped at the boundary, see
+    :mod:`saddles.runs.relate.intervals`), NaN with a note below :data:`MIN_CI_POINTS` pairs;
+    they always hold the estimate. ``p_min`` is the smallest p the permutation test can give
+    with these values (2/n! for distinct ones). ``n_boot`` is kept for callers and unused.
     """
     x, y = _pair(x, y, "x", "y")
     _check_int(n_boot, "n_boot", 0)
@@ -70,19 +84,17 @@ def correlate(
         return Correlation(x_name, y_name, n, math.nan, nan2, math.nan, math.nan, nan2, math.nan,
                            note)  # fmt: skip
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n)) if n >= MIN_CI_POINTS else None
-    if idx is None:
+    if n < MIN_CI_POINTS:
         notes.append(f"{n} pairs: no interval (fewer than {MIN_CI_POINTS})")
-    out = {}
+    out, p_min = {}, math.nan
     for name, fn in (("spearman", _spearman), ("pearson", _pearson)):
         r = float(fn(x[None], y[None])[0])
-        ci = nan2
-        if idx is not None:
-            ci, why = _percentile_ci(fn(x[idx], y[idx]), 0.95)
-            if why:
-                notes.append(f"{name} interval: {why}")
-        out[name] = (r, ci, _permutation_p(fn, x, y, r, n_perm, rng))
-    return Correlation(x_name, y_name, n, *out["spearman"], *out["pearson"], "; ".join(notes))
+        p, low = _permutation_p(fn, x, y, r, n_perm, rng)
+        if name == "spearman":
+            p_min = low
+        out[name] = (r, fisher_z_interval(r, n, name), p)
+    return Correlation(x_name, y_name, n, *out["spearman"], *out["pearson"], "; ".join(notes),
+                       p_min)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,8 @@ def bootstrap_ci(
 @dataclass(frozen=True)
 class EnsembleCorrelation:
     """Correlation of a per-model ``x`` with the per-model ``summary`` (mean or median over
-    direction seeds) of ``y``, with a two-level bootstrap interval at ``level``."""
+    direction seeds) of ``y``, with a Fisher-z interval at ``level`` widened by the seed
+    spread (:func:`correlate_ensemble`)."""
 
     x: str
     y: str
@@ -151,6 +164,8 @@ class EnsembleCorrelation:
     n_seeds_min: int
     n_seeds_max: int
     note: str = ""
+    #: The smallest two-sided permutation p these x values allow.
+    p_min: float = math.nan
 
     def as_row(self) -> dict:
         """A flat dict for tables and CSV files."""
@@ -170,17 +185,18 @@ def correlate_ensemble(
 
     The estimate is Spearman's rho or Pearson's r of x against the per-model means (or
     medians), and ``p`` its two-sided permutation p-value, as :func:`correlate` computes them.
-    The interval is a two-level percentile bootstrap: resample models with replacement, then
-    each drawn model's seeds with replacement, and recompute the statistic on the resampled
-    per-model summaries (the hierarchical bootstrap of Davison & Hinkley 1997, sec. 3.8, and
-    Ren et al. 2010). Resampling at both levels counts the seed spread once more than one
-    level would, so the interval errs on the wide side. A metric from one random plane is
-    one sample; this is how its seed-to-seed spread reaches the interval.
+    The interval is the Fisher-z interval of that estimate over the models
+    (:func:`saddles.runs.relate.intervals.fisher_z_interval`), its z-scale variance increased
+    by the variance of atanh(r) when each model's seeds are resampled with replacement and the
+    models held fixed: a metric from one random plane is one sample, and this is how its
+    seed-to-seed spread reaches the interval. Centred on the estimate, the interval always
+    holds it (a two-level percentile bootstrap, resampling models and then seeds, did not:
+    at rho = -1 it could give [-0.975, -0.205]).
 
     A NaN/inf seed value is dropped; a model with a non-finite x or no finite seed values is
     dropped; both are counted in ``note``. With fewer than 3 models, or a constant x or
-    constant summaries, the estimate is NaN; the interval follows the module's small-n rule
-    (NaN with a note below :data:`MIN_CI_POINTS` models or when degenerate).
+    constant summaries, the estimate is NaN; the interval is NaN with a note below
+    :data:`MIN_CI_POINTS` models. ``p_min``: the smallest p the permutation test can give.
     """
     fns = {"spearman": _spearman, "pearson": _pearson}
     if method not in fns:
@@ -224,7 +240,9 @@ def correlate_ensemble(
     def result(estimate, p, interval, extra=""):
         note = "; ".join([*notes, extra] if extra else notes)
         return EnsembleCorrelation(x_name, y_name, method, summary, estimate, p, interval, level,
-                                   m, s_min, s_max, note)  # fmt: skip
+                                   m, s_min, s_max, note, p_min)  # fmt: skip
+
+    p_min = math.nan
 
     undefined = _undefined_correlation(xs, ybar, m, "x", f"the per-model {summary}")
     if undefined:
@@ -236,13 +254,14 @@ def correlate_ensemble(
     if m < MIN_CI_POINTS:
         notes.append(f"{m} models: no interval (fewer than {MIN_CI_POINTS})")
     else:
-        boot = _two_level_boot(fn, xs, groups, counts, summary, n_boot, rng)
-        interval, why = _percentile_ci(boot, level)
-        if why:
-            notes.append(f"interval: {why}")
-        if s_max == 1:
+        extra = 0.0
+        if s_max > 1:
+            extra = z_variance(_seed_boot(fn, xs, groups, counts, summary, n_boot, rng), m)
+        else:
             notes.append("one seed per model: the interval holds no seed-to-seed spread")
-    return result(r, _permutation_p(fn, xs, ybar, r, n_perm, rng), interval)
+        interval = fisher_z_interval(r, m, method, level, extra)
+    p, p_min = _permutation_p(fn, xs, ybar, r, n_perm, rng)
+    return result(r, p, interval)
 
 
 def adjust_pvalues(p, method: str = "holm") -> np.ndarray:
@@ -293,9 +312,9 @@ def _undefined_correlation(x, y, n: int, x_label: str, y_label: str) -> str:
     return ""
 
 
-def _two_level_boot(fn, x, groups, counts, summary: str, n_boot: int, rng) -> np.ndarray:
-    """``fn`` on ``n_boot`` two-level resamples: models with replacement, then each drawn
-    model's seeds with replacement, summarized per model (NaN where ``fn`` is undefined)."""
+def _seed_boot(fn, x, groups, counts, summary: str, n_boot: int, rng) -> np.ndarray:
+    """``fn`` on ``n_boot`` resamples of each model's seeds with replacement (the models held
+    fixed), summarized per model (NaN where ``fn`` is undefined)."""
     m, s_max = len(x), int(counts.max())
     table = np.full((m, s_max), np.nan)
     for j, g in enumerate(groups):
@@ -304,7 +323,7 @@ def _two_level_boot(fn, x, groups, counts, summary: str, n_boot: int, rng) -> np
     chunk = max(1, 2**21 // (m * s_max))
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
-        idx = rng.integers(0, m, size=(b, m))
+        idx = np.broadcast_to(np.arange(m), (b, m))
         c = counts[idx][..., None]
         draw = rng.integers(0, c, size=(b, m, s_max))
         vals = table[idx[..., None], draw]
@@ -333,13 +352,16 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return _pearson(stats.rankdata(x, axis=1), stats.rankdata(y, axis=1))
 
 
-def _permutation_p(fn, x, y, observed: float, n_perm: int, rng) -> float:
-    """Two-sided p-value of |r| under random pairing: exact when n! <= n_perm."""
+def _permutation_p(fn, x, y, observed: float, n_perm: int, rng) -> tuple[float, float]:
+    """Two-sided p-value of |r| under random pairing (exact when n! <= n_perm), and the
+    smallest p this test can give (:func:`saddles.runs.relate.intervals.smallest_p`)."""
     n = len(x)
     if math.factorial(n) <= n_perm:
         perms = np.array(list(itertools.permutations(range(n))))
         null = fn(np.broadcast_to(x, perms.shape), y[perms])
-        return float(np.mean(np.abs(null) >= abs(observed) - 1e-12))
+        p = float(np.mean(np.abs(null) >= abs(observed) - 1e-12))
+        return p, smallest_p(null, True, n_perm, largest_abs(fn, x, y))
     perms = rng.permuted(np.broadcast_to(np.arange(n), (n_perm, n)), axis=1)
     null = fn(np.broadcast_to(x, perms.shape), y[perms])
-    return float((np.sum(np.abs(null) >= abs(observed) - 1e-12) + 1) / (n_perm + 1))
+    p = float((np.sum(np.abs(null) >= abs(observed) - 1e-12) + 1) / (n_perm + 1))
+    return p, smallest_p(null, False, n_perm, largest_abs(fn, x, y))

@@ -47,7 +47,8 @@ def fit_power_law(n, loss, offset: bool = True, n_boot: int = 1000, seed: int = 
     """Least-squares fit of L = a N^-alpha + c (``offset=False`` fixes c = 0).
 
     Starts from the log-log line fit; the bootstrap resamples points (resamples with fewer
-    distinct sizes than parameters, and refits that fail to converge, are dropped). Needs at
+    distinct sizes than parameters, and refits that fail to converge, are dropped). A
+    constant ``loss`` is refused (there is nothing to fit). Needs at
     least as many distinct sizes as parameters (repeated sizes, e.g. several seeds of one
     model, count once). Intervals follow the module's small-n rule, counting distinct sizes:
     below :data:`MIN_CI_POINTS` (which includes the exact fit, as many sizes as parameters)
@@ -67,6 +68,8 @@ def fit_power_law(n, loss, offset: bool = True, n_boot: int = 1000, seed: int = 
             f"a power law with {k} parameters needs at least {k} distinct sizes N, got "
             f"{len(sizes)} ({', '.join(f'{v:g}' for v in sizes)}) in {len(n)} points"
         )
+    if np.ptp(loss) == 0:
+        raise ValueError(f"loss is constant ({loss[0]:g} at every size): no power law to fit")
     params = _fit_once(n, loss, offset)
     if params is None:
         raise RuntimeError("the power-law fit did not converge")
@@ -115,8 +118,10 @@ def power_laws(
     per-``unit`` mean over its rows (e.g. a run's direction seeds) against ``size``.
 
     ``c`` is fitted from four distinct sizes on, else fixed at 0 (said in ``note``). A fit that
-    cannot be made is a row with NaN and a note saying why. ``fits``, when given, receives each
-    :class:`PowerLawFit` made, keyed by the series' values and the metric.
+    cannot be made is a row with NaN and a note saying why; a metric with one value at every
+    size is not fitted (a = -7e-48, alpha = -3e-15 would fit it): ``fit`` says ``constant``,
+    ``c`` holds the value. Every other row's ``fit`` is ``power law``. ``fits``, when given,
+    receives each :class:`PowerLawFit` made, keyed by the series' values and the metric.
     """
     out = []
     for key in dict.fromkeys(tuple(r[k] for k in by) for r in rows):
@@ -133,6 +138,14 @@ def power_laws(
             y = np.array([float(np.mean(p[1])) for p in per_unit.values()])
             row: dict[str, Any] = {**dict(zip(by, key, strict=True)), "metric": metric,
                                    "n": len(n)}  # fmt: skip
+            if len(np.unique(n)) >= 2 and np.ptp(y) == 0:
+                note = f"constant: {y[0]:g} at every size"
+                row.update({"fit": "constant", "a": math.nan, "alpha": math.nan,
+                            "c": float(y[0]), "note": note})  # fmt: skip
+                row["sizes"] = json.dumps([int(v) for v in n])
+                out.append(row)
+                continue
+            row["fit"] = "power law"
             offset = len(np.unique(n)) >= 4
             try:
                 f = fit_power_law(n, y, offset=offset, n_boot=n_boot, seed=seed)

@@ -1,8 +1,11 @@
 """The relations table: every metric against every model-level quantity, per series, over
-seed ensembles or single planes, Holm-adjusted over the whole table."""
+seed ensembles or single planes, Holm-adjusted within its family (the pre-stated primary
+relations, or the exploratory rest) and worded by :func:`saddles.runs.relate.verdicts.verdict`;
+:func:`undefined_summary` says in one line why relations are NaN."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -14,6 +17,10 @@ from saddles.runs.relate.correlation import (
     correlate,
     correlate_ensemble,
 )
+from saddles.runs.relate.verdicts import verdict
+
+#: Family labels of the relations table.
+PRIMARY, EXPLORATORY = "primary", "exploratory"
 
 
 def relations_table(
@@ -42,16 +49,20 @@ def relations_from_rows(
     n_boot: int = 1000,
     n_perm: int = 2000,
     seed: int = 0,
+    primary: Iterable[tuple[str, str]] = (),
+    primary_representation: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every metric against every model-level quantity, per direction kind x representation.
 
     ``rows``: one per model x direction seed x direction kind x representation (``model``,
     ``direction``, ``representation`` columns); a quantity of ``against`` is read from each
-    model's first row. Where a model has several seeds, :func:`correlate_ensemble` (two-level
-    bootstrap; ``interval`` "seeds and models"), else :func:`correlate` (``interval``
-    "models"). Columns as :meth:`Correlation.as_row` (``x`` the metric, ``y`` the quantity,
-    ``n`` the number of models), plus ``n_seeds`` (the fewest seeds of a model) and the
-    columns of :func:`mark_significant` (Holm over this table).
+    model's first row. Where a model has several seeds, :func:`correlate_ensemble` (Fisher-z
+    over models widened by the seed spread; ``interval`` "models, widened by seeds"), else
+    :func:`correlate` (``interval`` "models"). Columns as :meth:`Correlation.as_row` (``x``
+    the metric, ``y`` the quantity, ``n`` the number of models, ``p_min`` the smallest p the
+    runs allow), plus ``n_seeds`` (the fewest seeds of a model) and the columns of
+    :func:`mark_significant` (Holm within the family: ``primary`` pairs (metric, quantity)
+    in ``primary_representation``, or exploratory).
     """
     out: list[dict[str, Any]] = []
     pairs = list(dict.fromkeys((r["direction"], r["representation"]) for r in rows))
@@ -77,7 +88,8 @@ def relations_from_rows(
                                 "pearson": p.estimate, "pearson_ci_low": p.ci[0],
                                 "pearson_ci_high": p.ci[1], "pearson_p": p.p,
                                 "note": "; ".join(dict.fromkeys(n for n in (s.note, p.note) if n)),
-                                "interval": "seeds and models"})  # fmt: skip
+                                "p_min": s.p_min,
+                                "interval": "models, widened by seeds"})  # fmt: skip
                 else:
                     c = correlate(np.array([v[0] for v in xs]), yv, x, y, n_boot=n_boot,
                                   n_perm=n_perm, seed=seed)  # fmt: skip
@@ -85,19 +97,68 @@ def relations_from_rows(
                     row["interval"] = "models"
                 row["n_seeds"] = n_seeds
                 out.append(row)
-    mark_significant(out)
+    mark_significant(out, primary=primary, primary_representation=primary_representation)
     return out
 
 
-def mark_significant(table: list[dict[str, Any]], alpha: float = ALPHA) -> None:
-    """Give every row of a relations table ``spearman_p_holm`` and ``pearson_p_holm`` (Holm
-    1979 over the whole table, :func:`adjust_pvalues`) and ``significant``: an adjusted
-    Spearman p below ``alpha`` and a Spearman interval that excludes 0. In place."""
-    for method in ("spearman", "pearson"):
-        adjusted = adjust_pvalues(np.array([r[f"{method}_p"] for r in table], dtype=float))
-        for r, p in zip(table, adjusted, strict=True):
-            r[f"{method}_p_holm"] = float(p)
+def mark_significant(
+    table: list[dict[str, Any]],
+    alpha: float = ALPHA,
+    *,
+    primary: Iterable[tuple[str, str]] = (),
+    primary_representation: str | None = None,
+) -> None:
+    """Give every row of a relations table, in place:
+
+    - ``family``: ``primary`` where (``x``, ``y``) is a pre-stated pair of ``primary`` (and the
+      row's representation is ``primary_representation``, when given), else ``exploratory``;
+    - ``spearman_p_holm``, ``pearson_p_holm``: Holm (1979) within the row's family
+      (:func:`adjust_pvalues`);
+    - ``significant``: the adjusted Spearman p is below ``alpha``. Decided by the p-value and
+      the family alone, so equal p-values of one family get the same answer;
+    - ``verdict``: the sentence of :func:`saddles.runs.relate.verdicts.verdict` (which adds
+      what the interval and the run count say).
+
+    A row that already has a ``family`` keeps it when ``primary`` is empty (a table built in
+    parts, as :func:`saddles.runs.compare.compare_runs` builds it, is marked again whole)."""
+    pairs = set(map(tuple, primary))
     for r in table:
-        lo, hi = r["spearman_ci_low"], r["spearman_ci_high"]
-        excludes = bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
-        r["significant"] = bool(r["spearman_p_holm"] < alpha and excludes)
+        if pairs:
+            own = primary_representation in (None, r.get("representation"))
+            r["family"] = PRIMARY if own and (r["x"], r["y"]) in pairs else EXPLORATORY
+        else:
+            r.setdefault("family", EXPLORATORY)
+    for family in dict.fromkeys(r["family"] for r in table):
+        members = [r for r in table if r["family"] == family]
+        for method in ("spearman", "pearson"):
+            p = np.array([r[f"{method}_p"] for r in members], dtype=float)
+            for r, q in zip(members, adjust_pvalues(p), strict=True):
+                r[f"{method}_p_holm"] = float(q)
+        size = sum(1 for r in members if np.isfinite(r["spearman_p"]))
+        for r in members:
+            r["significant"] = bool(r["spearman_p_holm"] < alpha)
+            r["verdict"] = verdict(r, size, alpha)
+
+
+def undefined_summary(table: list[dict[str, Any]]) -> str:
+    """One line saying how many relations are NaN and why (a constant input, fewer than 3
+    runs), naming the metrics; "" when none is."""
+    reasons: dict[str, list[str]] = {}
+    for r in table:
+        v = r.get("spearman")
+        if isinstance(v, (int, float)) and v == v:
+            continue
+        note = str(r.get("note") or "")
+        if "constant" in note:
+            why = "an input is constant"
+        elif "usable pairs" in note or "fewer than 3" in note:
+            why = "fewer than 3 runs with numbers"
+        else:
+            why = note.split("; ")[-1] or "no correlation"
+        reasons.setdefault(why, []).append(str(r.get("x")))
+    if not reasons:
+        return ""
+    n = sum(len(v) for v in reasons.values())
+    parts = [f"{len(v)} because {why} ({', '.join(dict.fromkeys(v))})"
+             for why, v in reasons.items()]  # fmt: skip
+    return f"{n} of {len(table)} relations are undefined (NaN): " + "; ".join(parts) + "."

@@ -23,7 +23,9 @@ from saddles.runs.relate.correlation import correlate
 @dataclass(frozen=True)
 class Trend:
     """Direction of a series over time: Spearman against time and the least-squares slope of
-    the values against log(time), each with a percentile-bootstrap 95% CI."""
+    the values against log(time): rho with its Fisher-z 95% interval (Bonett & Wright's se)
+    and permutation p (``p_min``: the smallest p the test can give), the slope with a
+    percentile-bootstrap 95% interval."""
 
     n: int
     spearman: float
@@ -31,13 +33,16 @@ class Trend:
     slope_per_log_step: float
     slope_ci: tuple[float, float]
     note: str = ""
+    p: float = math.nan
+    p_min: float = math.nan
 
     def as_row(self) -> dict:
         """A flat dict for tables and CSV files (intervals as ``_ci_low``/``_ci_high``)."""
         return {"n": self.n, "spearman": self.spearman, "spearman_ci_low": self.spearman_ci[0],
                 "spearman_ci_high": self.spearman_ci[1],
                 "slope_per_log_step": self.slope_per_log_step, "slope_ci_low": self.slope_ci[0],
-                "slope_ci_high": self.slope_ci[1], "note": self.note}  # fmt: skip
+                "slope_ci_high": self.slope_ci[1], "p": self.p, "p_min": self.p_min,
+                "note": self.note}  # fmt: skip
 
 
 def trend(steps, values, n_boot: int = 2000, seed: int = 0) -> Trend:
@@ -62,7 +67,7 @@ def trend(steps, values, n_boot: int = 2000, seed: int = 0) -> Trend:
     if n < 3 or np.ptp(t) == 0:
         notes.append(f"{n} points at {len(np.unique(t))} distinct steps: no trend")
         return Trend(n, math.nan, nan2, math.nan, nan2, "; ".join(notes))
-    c = correlate(t, y, n_boot=n_boot, n_perm=10, seed=seed)
+    c = correlate(t, y, n_perm=2000, seed=seed)
     if c.note:
         notes.append(c.note)
     slope = float(np.polyfit(t, y, 1)[0])
@@ -77,7 +82,8 @@ def trend(steps, values, n_boot: int = 2000, seed: int = 0) -> Trend:
         ci, why = _percentile_ci(boots, 0.95)
         if why:
             notes.append(f"slope interval: {why}")
-    return Trend(n, c.spearman, c.spearman_ci, slope, ci, "; ".join(notes))
+    return Trend(n, c.spearman, c.spearman_ci, slope, ci, "; ".join(notes), c.spearman_p,
+                 c.p_min)  # fmt: skip
 
 
 @dataclass(frozen=True)
