@@ -18,8 +18,10 @@ one release and warn (:mod:`saddles._moved`).
 from importlib import import_module
 
 from saddles import _moved
+from saddles._openmp import passive_waits
 
 _moved.install()
+passive_waits()  # idle OpenMP threads sleep: torch keeps a fair share of a busy machine
 
 __version__ = "0.1.0"
 
