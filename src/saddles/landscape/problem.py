@@ -217,11 +217,17 @@ def setup(
             raise ValueError(f"the model's parameter {name!r} holds NaN or inf values")
         # views of the directions, on the parameter's device and in their own dtype
         row = [d[j].detach().reshape(-1) for d in dirs.tensors]
-        wide = [r.to(p.dtype) for r in row]  # checked as used: the parameter's dtype
-        if not all(bool(torch.isfinite(r).all()) for r in wide):
+
+        # Checked as used, in the parameter's dtype: a copy, one row at a time, only where the
+        # cast is not exact (float64 entries can overflow float32; bfloat16 ones float16).
+        def as_used(r: torch.Tensor, p=p) -> torch.Tensor:
+            exact = torch.promote_types(r.dtype, p.dtype) == p.dtype
+            return r if exact else r.to(p.dtype)
+
+        if not all(bool(torch.isfinite(as_used(r)).all()) for r in row):
             raise ValueError(f"a direction holds NaN or inf values in parameter {name!r}")
-        moves = any(bool(r.any()) for r in wide)
-        plus_zero = not moves and not any(bool(torch.signbit(r).any()) for r in wide)
+        moves = any(bool(as_used(r).any()) for r in row)
+        plus_zero = not moves and not any(bool(torch.signbit(as_used(r)).any()) for r in row)
         rows.append(None if plus_zero else row)
         moving += [j] if moves else []
     return Problem(
