@@ -462,12 +462,12 @@ def add_diagram_distances(rows: list[dict[str, Any]], out_dir: str | Path) -> No
         key = (r.get("subspace"), r.get("direction"), r.get("representation"), r.get("span"))
         series.setdefault(key, []).append(r)
     names = ("bottleneck_to_previous", "bottleneck_to_last")
-    for (subspace, kind, rep, span), members in series.items():
+    for (subspace, kind, rep, box), members in series.items():
         first_seed = min((m.get("direction_seed") for m in members
                           if m.get("direction_seed") not in ("", None)), default="")  # fmt: skip
         diagrams = []
         for m in members:
-            tag = "" if span in ("", None) else f"span{span_tag(float(span))}-"
+            tag = "" if box in ("", None) else f"span{span_tag(float(box))}-"  # a sweep's span
             path = out_dir / str(m["checkpoint"]) / str(subspace) / f"pairs-{kind}-{tag}{rep}.npz"
             wanted = m.get("direction_seed") in ("", None, first_seed) and "value_min" in m
             if wanted and path.is_file():

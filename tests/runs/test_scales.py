@@ -1,0 +1,308 @@
+"""Topology across scales (saddles.landscape.scales through saddles.runs.analyze): span
+sweeps, the critical span and the basin radius against analytic values, the top/bottom Hessian
+plane against exact eigenvectors, single-span runs as before sweeps existed, and dynamics rows
+per span."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from saddles.experiments import save_checkpoint
+from saddles.landscape.scales import LADDER, critical_span, span_from_tag, span_tag
+from saddles.runs.analyze import (
+    AnalysisConfig,
+    analyze,
+    bottom_eigenpairs,
+    plane_directions,
+)
+from saddles.runs.rows import planes_from_checkpoints
+from saddles.runs.series import analyze_checkpoints
+
+HERE = Path(__file__).parent
+
+# --- a landscape with a known basin radius and a saddle beyond a known span ----------------
+
+L0, A, X_RIDGE = 1.0, 2.0, 1.5
+B = A / (2 * X_RIDGE**2)  # f along x: L0 + A x^2 - B x^4, ridge (maximum) at x = +-X_RIDGE
+
+
+class Ridge(torch.nn.Module):
+    """Two weights (x, y): loss L0 + A x^2 - B x^4 + y^2. The centre is the only minimum of
+    ``[-s, s]^2`` for s below X_RIDGE; beyond it the loss falls again past the ridges, so the
+    box's edges x = +-s hold two more minima, separated from the centre by saddles at
+    (+-X_RIDGE, 0)."""
+
+    def __init__(self, dtype=torch.float64):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1, 2, dtype=dtype))
+
+    def forward(self, x):
+        return x
+
+
+def ridge_loss(model, batch):
+    x, y = model.w[0, 0], model.w[0, 1]
+    return L0 + A * x**2 - B * x**4 + y**2 + 0.0 * batch[0].sum()
+
+
+def axes(dtype=torch.float64):
+    return [[torch.tensor([[1.0, 0.0]], dtype=dtype)], [torch.tensor([[0.0, 1.0]], dtype=dtype)]]
+
+
+def ridge_config(**kw):
+    base = dict(directions=["given"], norm="none", ignore_1d=False, hessian=False,
+                representations=["grid-full"], resolution=41, threshold=None, loops=False,
+                noise_points=8, dtype="float64")  # fmt: skip
+    return AnalysisConfig(**{**base, **kw})
+
+
+DATA = [(torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))]
+
+
+def analytic_radii(rise: float) -> list[float]:
+    """Where A x^2 - B x^4 and y^2 first reach ``rise x L0``."""
+    t = (A - math.sqrt(A**2 - 4 * B * rise * L0)) / (2 * B)  # the smaller root in x^2
+    return [math.sqrt(t), math.sqrt(rise * L0)]
+
+
+def test_critical_span_and_basin_radius_match_the_analytic_values(tmp_path):
+    config = ridge_config(span=[0.5, 1.0, 2.0, 4.0], basin_rise=0.1)
+    result = analyze(Ridge(), ridge_loss, DATA, config, given=axes(), progress=False,
+                     run_dir=tmp_path)  # fmt: skip
+    rows = result.rows()
+    per_span = {r["span"]: r for r in rows if r["span"] != ""}
+    assert sorted(per_span) == [0.5, 1.0, 2.0, 4.0]
+    # No feature inside the ridges; past them, two saddles (one per ridge) above the floor.
+    assert [per_span[s]["n_saddles_above_noise"] for s in (0.5, 1.0)] == [0, 0]
+    assert [per_span[s]["n_saddles_above_noise"] for s in (2.0, 4.0)] == [2, 2]
+    (summary,) = [r for r in rows if r["span"] == ""]
+    assert summary["critical_span"] == 2.0 and summary["critical_span_reason"] == ""
+    expected = analytic_radii(0.1)
+    assert summary["basin_radii"] == pytest.approx(expected, rel=1e-5)
+    assert summary["basin_radius"] == pytest.approx(min(expected), rel=1e-5)
+    # Every span's landscape and pairs are kept; metrics.csv reads back with the span key.
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {f"landscape-given-span{span_tag(s)}" for s in per_span} <= names
+    assert {f"pairs-given-span{span_tag(s)}-grid-full.npz" for s in per_span} <= names
+    with open(tmp_path / "metrics.csv") as f:
+        spans = [r["span"] for r in csv.DictReader(f)]
+    assert spans == ["0.5", "1.0", "2.0", "4.0", ""]
+
+
+def test_a_sweep_inside_the_ridges_says_why_it_has_no_critical_span():
+    result = analyze(Ridge(), ridge_loss, DATA, ridge_config(span=[0.5, 1.0], resolution=21),
+                     given=axes(), progress=False)  # fmt: skip
+    (summary,) = [r for r in result.rows() if r["span"] == ""]
+    assert math.isnan(summary["critical_span"])
+    assert "no saddle/minimum pair above the noise floor at any span from 0.5 to 1" in (
+        summary["critical_span_reason"])  # fmt: skip
+    off = analyze(Ridge(), ridge_loss, DATA,
+                  ridge_config(span=[2.0, 4.0], resolution=21, noise_points=0),
+                  given=axes(), progress=False)  # fmt: skip
+    (summary,) = [r for r in off.rows() if r["span"] == ""]
+    assert math.isnan(summary["critical_span"]) and "no noise floor" in (
+        summary["critical_span_reason"])  # fmt: skip
+
+
+def test_critical_span_is_the_smallest_span_with_a_feature_above_noise():
+    per_span = [(3.0, {"n_saddles_above_noise": 1}), (1.0, {"n_saddles_above_noise": 0}),
+                (2.0, {"n_saddles_above_noise": 4})]  # fmt: skip
+    assert critical_span(per_span) == (2.0, "")
+
+
+def test_auto_spans_run_from_the_flat_to_the_risen_span():
+    # float32: the loss is flat within its rounding (~1e-7 of L0) while A s^2 is below it,
+    # i.e. for s below about 3e-4; it has risen by span_rise x L0 = L0 first at s = 1 (the
+    # x axis gives A - B = 1.56, y gives 1; at 0.316 both stay below 0.2).
+    config = ridge_config(span="auto", dtype="float32", resolution=9, span_rise=1.0)
+    result = analyze(Ridge(torch.float32), ridge_loss, DATA, config, given=axes(torch.float32),
+                     progress=False)  # fmt: skip
+    scales = result.scales["given"]
+    assert scales["risen_span"] == 1.0
+    assert 3.16e-5 <= scales["flat_span"] <= 3.16e-4
+    lo, hi = LADDER.index(scales["flat_span"]), LADDER.index(1.0)
+    assert scales["spans"] == list(LADDER[lo : hi + 1])
+    assert sorted({r["span"] for r in result.rows()} - {""}) == scales["spans"]
+    assert scales["threshold"] == pytest.approx(L0, rel=1e-6) and scales["notes"] == []
+
+
+def test_span_settings_are_checked_and_single_spans_keep_their_ids():
+    assert AnalysisConfig(span=[1, 0.1, 1.0]).span == [0.1, 1.0]
+    assert AnalysisConfig(span="auto").sweeps and not AnalysisConfig().sweeps
+    assert (
+        AnalysisConfig(span=2.0).short_id()
+        == AnalysisConfig(span=2.0, basin_rise=0.1, span_rise=1.0).short_id()
+    )
+    assert AnalysisConfig().identity() == AnalysisConfig(hessian_which="top").identity()
+    assert AnalysisConfig(hessian_which="top_bottom").short_id() != AnalysisConfig().short_id()
+    for bad in ([], [0.1, -1], "wide", [float("nan")]):
+        with pytest.raises(ValueError, match="span"):
+            AnalysisConfig(span=bad)
+    with pytest.raises(ValueError, match="hessian_which"):
+        AnalysisConfig(hessian_which="bottom")
+    assert span_from_tag(span_tag(0.316)) == 0.316 and "." not in span_tag(0.0316)
+
+
+# --- single-span runs: as before sweeps existed --------------------------------------------
+
+
+def test_a_single_span_run_is_what_the_code_before_sweeps_wrote(tmp_path):
+    """tests/runs/data/single_span_reference.json was written by scales_reference.py with the
+    commit before span sweeps; on the machine that wrote it the files are equal byte for byte
+    (the numbers are compared to 1e-12 here, for other machines' arithmetic)."""
+    import scales_reference
+
+    stored = json.loads((HERE / "data" / "single_span_reference.json").read_text())
+    now = scales_reference.run(tmp_path)
+    assert now["short_id"] == stored["short_id"]
+    assert now["files"] == stored["files"]
+    for name in ("metrics.csv", "summary.csv"):
+        old = list(csv.reader(io.StringIO(stored[name])))
+        new = list(csv.reader(io.StringIO(now[name])))
+        assert new[0] == old[0] and len(new) == len(old)  # the same columns, no span
+        for a, b in zip(new[1:], old[1:], strict=True):
+            for x, y in zip(a, b, strict=True):
+                try:
+                    fx, fy = float(x), float(y)
+                except ValueError:
+                    assert x == y
+                    continue
+                assert fx == pytest.approx(fy, rel=1e-12, abs=1e-300, nan_ok=True)
+
+
+# --- the plane of the top and the most negative Hessian eigenvectors -----------------------
+
+
+def _mlp():
+    torch.manual_seed(3)
+    return torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(),
+                               torch.nn.Linear(3, 1)).double()  # fmt: skip
+
+
+def _mse(model, batch):
+    return ((model(batch[0]) - batch[1]) ** 2).mean()
+
+
+def _mlp_data():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(16, 2, generator=g, dtype=torch.float64)
+    return x, torch.sin(3 * x[:, :1]) * x[:, 1:]
+
+
+def _exact_hessian(model, data):
+    from torch.func import functional_call, hessian
+
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
+
+    def f(theta):
+        parts, i = {}, 0
+        for n, s in zip(names, shapes, strict=True):
+            parts[n] = theta[i : i + s.numel()].reshape(s)
+            i += s.numel()
+        out = functional_call(model, parts, (data[0],))
+        return ((out - data[1]) ** 2).mean()
+
+    return hessian(f)(flat).numpy()
+
+
+def test_the_top_bottom_plane_is_spanned_by_the_exact_extreme_eigenvectors():
+    model, data = _mlp(), _mlp_data()
+    values, vectors = np.linalg.eigh(_exact_hessian(model, data))
+    assert values[0] < 0 < values[-1]  # the point is a saddle of the loss
+    config = AnalysisConfig(directions=["hessian"], hessian_which="top_bottom", norm="none",
+                            ignore_1d=False, dtype="float64", representations=["grid-full"],
+                            resolution=7, hessian_top_k=2, trace_matvecs=6, density_lanczos=6,
+                            noise_points=0)  # fmt: skip
+    result = analyze(model, _mse, [data], config, progress=False)
+    assert result.hessian["top_eigenvalue"] == pytest.approx(values[-1], rel=1e-6)
+    assert result.hessian["bottom_eigenvalue"] == pytest.approx(values[0], rel=1e-6)
+    assert "bottom_note" not in result.hessian
+    row = result.rows()[0]
+    assert row["hessian_bottom_eigenvalue"] == pytest.approx(values[0], rel=1e-6)
+    # The plane's directions: the eigenvectors of the largest and the smallest eigenvalue.
+    bottom = bottom_eigenpairs(model, _mse, [data], config, torch.float64)
+    d = plane_directions(model, "hessian", config, None, None, result.eigenpairs, bottom)
+    assert d.info["which"] == "top_bottom"
+    assert d.info["eigenvalues"] == pytest.approx([values[-1], values[0]], rel=1e-6)
+    flat = d.matrix().numpy()
+    for got, want in zip(flat, (vectors[:, -1], vectors[:, 0]), strict=True):
+        assert abs(got @ want) / np.linalg.norm(got) == pytest.approx(1.0, abs=1e-8)
+
+
+def test_a_convex_point_says_so_and_still_uses_the_smallest_eigenvalue():
+    from runs.test_analyze import Quadratic, quadratic_loss
+
+    a = [1.0, 2.0, 7.0, 3.0]
+    config = AnalysisConfig(directions=["hessian"], hessian_which="top_bottom", norm="none",
+                            ignore_1d=False, dtype="float64", representations=["grid-full"],
+                            resolution=5, hessian_top_k=2, trace_matvecs=6, density_lanczos=6,
+                            noise_points=0)  # fmt: skip
+    result = analyze(Quadratic(a), quadratic_loss, [torch.zeros(1)], config, progress=False)
+    assert result.hessian["bottom_eigenvalue"] == pytest.approx(1.0, rel=1e-8)
+    assert "not negative" in result.hessian["bottom_note"]
+    info = result.landscapes["hessian"].info
+    assert json.dumps(info).count("convex point") >= 1
+
+
+# --- dynamics over two checkpoints ---------------------------------------------------------
+
+
+def _net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+
+
+def _net_mse(model, batch):
+    return ((model(batch[0]) - batch[1]) ** 2).mean()
+
+
+@pytest.mark.parametrize("layout", ["long", "wide"])
+def test_dynamics_over_two_checkpoints_carries_per_span_rows(tmp_path, layout):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 2, generator=g)
+    data = (x, torch.sin(x[:, :1]))
+    net = _net()
+    for step in (0, 5):
+        with torch.no_grad():
+            net[0].weight.mul_(1.5)
+        save_checkpoint(net, tmp_path / "ckpts" / f"ckpt-{step}.safetensors")
+    cfg = AnalysisConfig(resolution=7, representations=["grid-full"], hessian=False,
+                         noise_points=3, loops=False, span=[0.5, 1.0])  # fmt: skip
+    rows = analyze_checkpoints(_net, tmp_path / "ckpts", _net_mse, data, cfg, tmp_path / "out",
+                               progress=False, layout=layout)  # fmt: skip
+    if layout == "wide":
+        assert len(rows) == 2
+        assert {
+            "2d.grid-full@0p5.n_saddles",
+            "2d.grid-full@1.n_saddles",
+            "2d.grid-full.critical_span",
+            "2d.grid-full.basin_radius",
+        } <= set(rows[0])
+        rows = planes_from_checkpoints(rows)
+        assert {(r["step"], r.get("span", "")) for r in rows} == {
+            (s, p) for s in (0, 5) for p in (0.5, 1.0, "")}  # fmt: skip
+        return
+    assert {(r["step"], r["span"]) for r in rows} == {(s, p) for s in (0, 5)
+                                                      for p in (0.5, 1.0, "")}  # fmt: skip
+    for r in rows:
+        if r["span"] == "":
+            assert r["basin_radius"] > 0 and "critical_span" in r
+            assert math.isnan(r["bottleneck_to_previous"])
+        else:
+            assert "n_saddles" in r and r["n_vertices"] == 49
+            previous = r["bottleneck_to_previous"]
+            assert math.isnan(previous) if r["step"] == 0 else math.isfinite(previous)
+    # Each span is its own series: the distance at span 0.5 is from span 0.5's diagram.
+    later = {r["span"]: r["bottleneck_to_previous"] for r in rows
+             if r["step"] == 5 and r["span"] != ""}  # fmt: skip
+    assert later[0.5] != later[1.0]
