@@ -306,3 +306,33 @@ def test_dynamics_over_two_checkpoints_carries_per_span_rows(tmp_path, layout):
     later = {r["span"]: r["bottleneck_to_previous"] for r in rows
              if r["step"] == 5 and r["span"] != ""}  # fmt: skip
     assert later[0.5] != later[1.0]
+
+
+# --- through the command line: `saddles run` with a sweep and the top/bottom plane ---------
+
+
+def test_saddles_run_takes_a_span_sweep_and_the_top_bottom_plane(tmp_path, monkeypatch):
+    from cli.test_cli_run import setup_files, write_config
+    from typer.testing import CliRunner
+
+    from saddles.cli import app
+
+    setup_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    extra = "  span: [0.3, 1.0]\n  hessian_which: top_bottom\n  direction_seeds: 2\n"
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path, extra)), "--quiet"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "out" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["direction"], r["span"]) for r in rows} == {
+        (k, s) for k in ("random", "hessian") for s in ("0.3", "1.0", "")}  # fmt: skip
+    assert all(float(r["hessian_bottom_eigenvalue"]) <= float(r["hessian_top_eigenvalue"])
+               for r in rows)  # fmt: skip
+    with open(tmp_path / "out" / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    random_rows = [r for r in summary if r["direction"] == "random"]
+    assert {r["span"] for r in random_rows} == {"0.3", "1.0", ""}
+    assert all(r["n_seeds"] == "2" for r in random_rows)
+    bad = write_config(tmp_path, "  span: [0.3, -1]\n")
+    result = CliRunner().invoke(app, ["run", str(bad), "--quiet"])
+    assert result.exit_code == 2 and "span" in result.output

@@ -99,9 +99,15 @@ def run(
                       info={"configuration file": str(config_path)})  # fmt: skip
     console = Console()
     for row in analysis.rows():
-        console.print(f"{row['direction']:>8} {row['representation']:<12} minima "
-                      f"{row['n_minima']:>5} saddles {row['n_saddles']:>5} average persistence "
-                      f"{row['average_persistence']:.4g}")  # fmt: skip
+        where = f"{row['direction']:>8} {row['representation']:<12}"
+        if "span" in row:  # a span sweep: the span, or the plane's scale summaries
+            where += f" span {row['span'] if row['span'] != '' else 'all':<6}"
+        if "n_minima" not in row:
+            console.print(f"{where} critical span {row['critical_span']:.4g} basin radius "
+                          f"{row['basin_radius']:.4g}")  # fmt: skip
+            continue
+        console.print(f"{where} minima {row['n_minima']:>5} saddles {row['n_saddles']:>5} "
+                      f"average persistence {row['average_persistence']:.4g}")  # fmt: skip
     console.print(f"report: {paths['report']}")
 
 

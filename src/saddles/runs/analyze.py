@@ -126,14 +126,7 @@ class Analysis:
         write_csv(run_dir / "metrics.csv", rows)
         from saddles.runs.summary import seed_summary
 
-        if "span" in (rows[0] if rows else {}):  # a sweep: the seeds summarized per span
-            summary = []
-            for span in dict.fromkeys(r["span"] for r in rows):
-                own = [{k: v for k, v in r.items() if k != "span"} for r in rows
-                       if r["span"] == span]  # fmt: skip
-                summary.extend({"span": span, **r} for r in seed_summary(own))
-        else:
-            summary = seed_summary(rows)
+        summary = seed_summary(rows)  # per span in a sweep
         write_csv(run_dir / "summary.csv", summary)
         for kind, trees in self.trees.items():
             coords = self.landscapes[kind].coords if kind in self.landscapes else None

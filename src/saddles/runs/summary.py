@@ -34,7 +34,7 @@ from saddles.runs.relate import relations_from_rows as relations
 #: landscape's value range).
 TDA_METRICS = metrics_for("relate", exclude_stage="hessian")
 CURVATURE_METRICS = metrics_for("relate", stage="hessian")
-GROUP = ("model", "direction", "representation")
+GROUP = ("model", "direction", "span", "representation")  # span: only in a span sweep
 
 
 def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[str, Any]]:
@@ -47,7 +47,8 @@ def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[st
         groups.setdefault(tuple(r.get(k) for k in GROUP), []).append(r)
     out = []
     for key, members in groups.items():
-        row: dict[str, Any] = dict(zip(GROUP, key, strict=True))
+        row: dict[str, Any] = {k: v for k, v in zip(GROUP, key, strict=True)
+                               if v is not None or k != "span"}  # fmt: skip
         row["n_seeds"] = len(members)
         names = [k for k in members[0] if k not in GROUP and k != "direction_seed"]
         for name in names:
@@ -75,7 +76,12 @@ def summary_tables(
     summary = seed_summary(rows)
     numeric_x = all(_is_number(r.get(x_key)) for r in rows)
     ys = [*([x_key] if numeric_x else []), *y_metrics, *CURVATURE_METRICS]
-    rels = relations(rows, TDA_METRICS, ys)
+    spans = list(dict.fromkeys(r.get("span") for r in rows))  # a span sweep: per span
+    rels = [
+        {**({} if span is None else {"span": span}), **r}
+        for span in spans
+        for r in relations([m for m in rows if m.get("span") == span], TDA_METRICS, ys)
+    ]
     paths = {"metrics": write_csv(out_dir / "metrics.csv", rows),
              "summary": write_csv(out_dir / "summary.csv", summary),
              "relations": write_csv(out_dir / "relations.csv", rels)}  # fmt: skip
