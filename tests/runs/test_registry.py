@@ -15,7 +15,7 @@ from saddles.runs.series import analyze_checkpoints
 
 #: Columns that say which number a row holds (and bookkeeping), not metrics.
 NOT_METRICS = {"run", "checkpoint", "step", "policy", "subspace", "model", "direction",
-               "representation", "direction_seed", "span", "seconds", "n_params", "tokens",
+               "representation", "direction_seed", "sweep_span", "seconds", "n_params", "tokens",
                "tokens_seen", "duplicate_of"}  # fmt: skip
 
 

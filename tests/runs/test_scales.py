@@ -78,12 +78,12 @@ def test_critical_span_and_basin_radius_match_the_analytic_values(tmp_path):
     result = analyze(Ridge(), ridge_loss, DATA, config, given=axes(), progress=False,
                      run_dir=tmp_path)  # fmt: skip
     rows = result.rows()
-    per_span = {r["span"]: r for r in rows if r["span"] != ""}
+    per_span = {r["sweep_span"]: r for r in rows if r["sweep_span"] != ""}
     assert sorted(per_span) == [0.5, 1.0, 2.0, 4.0]
     # No feature inside the ridges; past them, two saddles (one per ridge) above the floor.
     assert [per_span[s]["n_saddles_above_noise"] for s in (0.5, 1.0)] == [0, 0]
     assert [per_span[s]["n_saddles_above_noise"] for s in (2.0, 4.0)] == [2, 2]
-    (summary,) = [r for r in rows if r["span"] == ""]
+    (summary,) = [r for r in rows if r["sweep_span"] == ""]
     assert summary["critical_span"] == 2.0 and summary["critical_span_reason"] == ""
     expected = analytic_radii(0.1)
     assert summary["basin_radii"] == pytest.approx(expected, rel=1e-5)
@@ -93,21 +93,21 @@ def test_critical_span_and_basin_radius_match_the_analytic_values(tmp_path):
     assert {f"landscape-given-span{span_tag(s)}" for s in per_span} <= names
     assert {f"pairs-given-span{span_tag(s)}-grid-full.npz" for s in per_span} <= names
     with open(tmp_path / "metrics.csv") as f:
-        spans = [r["span"] for r in csv.DictReader(f)]
+        spans = [r["sweep_span"] for r in csv.DictReader(f)]
     assert spans == ["0.5", "1.0", "2.0", "4.0", ""]
 
 
 def test_a_sweep_inside_the_ridges_says_why_it_has_no_critical_span():
     result = analyze(Ridge(), ridge_loss, DATA, ridge_config(span=[0.5, 1.0], resolution=21),
                      given=axes(), progress=False)  # fmt: skip
-    (summary,) = [r for r in result.rows() if r["span"] == ""]
+    (summary,) = [r for r in result.rows() if r["sweep_span"] == ""]
     assert math.isnan(summary["critical_span"])
     assert "no saddle/minimum pair above the noise floor at any span from 0.5 to 1" in (
         summary["critical_span_reason"])  # fmt: skip
     off = analyze(Ridge(), ridge_loss, DATA,
                   ridge_config(span=[2.0, 4.0], resolution=21, noise_points=0),
                   given=axes(), progress=False)  # fmt: skip
-    (summary,) = [r for r in off.rows() if r["span"] == ""]
+    (summary,) = [r for r in off.rows() if r["sweep_span"] == ""]
     assert math.isnan(summary["critical_span"]) and "no noise floor" in (
         summary["critical_span_reason"])  # fmt: skip
 
@@ -130,7 +130,7 @@ def test_auto_spans_run_from_the_flat_to_the_risen_span():
     assert 3.16e-5 <= scales["flat_span"] <= 3.16e-4
     lo, hi = LADDER.index(scales["flat_span"]), LADDER.index(1.0)
     assert scales["spans"] == list(LADDER[lo : hi + 1])
-    assert sorted({r["span"] for r in result.rows()} - {""}) == scales["spans"]
+    assert sorted({r["sweep_span"] for r in result.rows()} - {""}) == scales["spans"]
     assert scales["threshold"] == pytest.approx(L0, rel=1e-6) and scales["notes"] == []
 
 
@@ -289,13 +289,13 @@ def test_dynamics_over_two_checkpoints_carries_per_span_rows(tmp_path, layout):
             "2d.grid-full.basin_radius",
         } <= set(rows[0])
         rows = planes_from_checkpoints(rows)
-        assert {(r["step"], r.get("span", "")) for r in rows} == {
+        assert {(r["step"], r.get("sweep_span", "")) for r in rows} == {
             (s, p) for s in (0, 5) for p in (0.5, 1.0, "")}  # fmt: skip
         return
-    assert {(r["step"], r["span"]) for r in rows} == {(s, p) for s in (0, 5)
+    assert {(r["step"], r["sweep_span"]) for r in rows} == {(s, p) for s in (0, 5)
                                                       for p in (0.5, 1.0, "")}  # fmt: skip
     for r in rows:
-        if r["span"] == "":
+        if r["sweep_span"] == "":
             assert r["basin_radius"] > 0 and "critical_span" in r
             assert math.isnan(r["bottleneck_to_previous"])
         else:
@@ -303,8 +303,8 @@ def test_dynamics_over_two_checkpoints_carries_per_span_rows(tmp_path, layout):
             previous = r["bottleneck_to_previous"]
             assert math.isnan(previous) if r["step"] == 0 else math.isfinite(previous)
     # Each span is its own series: the distance at span 0.5 is from span 0.5's diagram.
-    later = {r["span"]: r["bottleneck_to_previous"] for r in rows
-             if r["step"] == 5 and r["span"] != ""}  # fmt: skip
+    later = {r["sweep_span"]: r["bottleneck_to_previous"] for r in rows
+             if r["step"] == 5 and r["sweep_span"] != ""}  # fmt: skip
     assert later[0.5] != later[1.0]
 
 
@@ -324,14 +324,14 @@ def test_saddles_run_takes_a_span_sweep_and_the_top_bottom_plane(tmp_path, monke
     assert result.exit_code == 0, result.output
     with open(tmp_path / "out" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {(r["direction"], r["span"]) for r in rows} == {
+    assert {(r["direction"], r["sweep_span"]) for r in rows} == {
         (k, s) for k in ("random", "hessian") for s in ("0.3", "1.0", "")}  # fmt: skip
     assert all(float(r["hessian_bottom_eigenvalue"]) <= float(r["hessian_top_eigenvalue"])
                for r in rows)  # fmt: skip
     with open(tmp_path / "out" / "summary.csv") as f:
         summary = list(csv.DictReader(f))
     random_rows = [r for r in summary if r["direction"] == "random"]
-    assert {r["span"] for r in random_rows} == {"0.3", "1.0", ""}
+    assert {r["sweep_span"] for r in random_rows} == {"0.3", "1.0", ""}
     assert all(r["n_seeds"] == "2" for r in random_rows)
     bad = write_config(tmp_path, "  span: [0.3, -1]\n")
     result = CliRunner().invoke(app, ["run", str(bad), "--quiet"])

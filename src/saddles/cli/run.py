@@ -100,8 +100,9 @@ def run(
     console = Console()
     for row in analysis.rows():
         where = f"{row['direction']:>8} {row['representation']:<12}"
-        if "span" in row:  # a span sweep: the span, or the plane's scale summaries
-            where += f" span {row['span'] if row['span'] != '' else 'all':<6}"
+        if "sweep_span" in row:  # a span sweep: the span, or the plane's scale summaries
+            span = row["sweep_span"]
+            where += f" span {span if span != '' else 'all':<6}"
         if "n_minima" not in row:
             console.print(f"{where} critical span {row['critical_span']:.4g} basin radius "
                           f"{row['basin_radius']:.4g}")  # fmt: skip

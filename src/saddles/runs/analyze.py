@@ -76,7 +76,7 @@ class Analysis:
     def numbers(self) -> list[dict[str, Any]]:
         """Every number, one row each (:mod:`saddles.runs.rows`' number rows): ``model``,
         ``direction``, ``representation``, ``direction_seed`` (empty for the deterministic
-        kinds: hessian, given), with a span sweep ``span`` (empty on the rows of the scale
+        kinds: hessian, given), with a span sweep ``sweep_span`` (empty on the rows of the scale
         summaries), ``metric`` and ``value``; per plane, the quality numbers, then the plane's
         metrics, then the Hessian's scalars (as ``hessian_*``)."""
         scalars = {f"hessian_{k}": v for k, v in self.hessian.items() if _is_scalar(v)}
@@ -91,8 +91,8 @@ class Analysis:
                 for rep, metrics in entry["topology"].items():
                     where = {"model": self.name, "direction": kind, "representation": rep,
                              "direction_seed": "" if seed is None else seed}  # fmt: skip
-                    if "span" in entry:
-                        where["span"] = entry["span"]
+                    if "span" in entry:  # a span sweep
+                        where["sweep_span"] = entry["span"]
                     values = {**self.quality, **metrics, **scalars}
                     out.extend({**where, "metric": k, "value": v} for k, v in values.items())
         return out

@@ -310,9 +310,9 @@ def compare_runs(
         if absent:
             raise ValueError(f"no run has metric(s) {absent}")
     table: list[dict[str, Any]] = []
-    for sub, span in dict.fromkeys((r["subspace"], r.get("span")) for r in rows):
-        own = [r for r in rows if r["subspace"] == sub and r.get("span") == span]
-        where = {"subspace": sub} if span is None else {"subspace": sub, "span": span}
+    for sub, span in dict.fromkeys((r["subspace"], r.get("sweep_span")) for r in rows):
+        own = [r for r in rows if r["subspace"] == sub and r.get("sweep_span") == span]
+        where = {"subspace": sub} if span is None else {"subspace": sub, "sweep_span": span}
         for r in relations_from_rows(own, [m for m in chosen if m != by], [by],
                                      n_boot=n_boot, n_perm=n_perm):  # fmt: skip
             table.append({**where, **r})

@@ -2,7 +2,8 @@
 
 Every number an analysis produces is one **number row** (the long layout): the key columns
 that say where it was measured (:data:`KEYS`: run, checkpoint, step, subspace, model,
-direction kind, direction seed, span (in a span sweep; empty on the scale summaries' rows),
+direction kind, direction seed, sweep span (``sweep_span``: the span of a span sweep, empty on
+the scale summaries' rows; named apart from a quality a caller may call ``span``),
 representation; those that apply) and ``metric`` and
 ``value``. The tables users read are views of these rows:
 
@@ -28,11 +29,11 @@ from typing import Any
 
 #: Columns that say where a number was measured, in the order number rows give them.
 KEYS = ("run", "checkpoint", "step", "subspace", "model", "direction", "direction_seed",
-        "span", "representation")  # fmt: skip
+        "sweep_span", "representation")  # fmt: skip
 #: The columns of a number row.
 NUMBER_COLUMNS = (*KEYS, "metric", "value")
 #: Key columns of an analysis' plane rows, in the order ``metrics.csv`` gives them.
-PLANE_KEYS = ("model", "direction", "representation", "direction_seed", "span")
+PLANE_KEYS = ("model", "direction", "representation", "direction_seed", "sweep_span")
 #: Per-checkpoint Hessian numbers of a checkpoint row, named without the ``hessian_`` prefix.
 CHECKPOINT_CURVATURE = ("top_eigenvalue", "trace", "trace_stderr")
 
@@ -78,8 +79,8 @@ def checkpoint_columns(
     for r in shown:
         kind = r["direction"] if several else ""
         rep = r["representation"]
-        if r.get("span") not in ("", None):
-            rep = f"{rep}@{_span_tag(r['span'])}"
+        if r.get("sweep_span") not in ("", None):
+            rep = f"{rep}@{_span_tag(r['sweep_span'])}"
         for m in metrics:
             if m in r:
                 out[wide_name(subspace, rep, m, kind)] = r[m]
@@ -112,7 +113,7 @@ def planes_from_checkpoints(wide: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 entry["direction"] = kind
             if "@" in rep:  # a span sweep's column (see checkpoint_columns)
                 entry["representation"], tag = rep.split("@", 1)
-                entry["span"] = float(tag.replace("p", "."))
+                entry["sweep_span"] = float(tag.replace("p", "."))
             entry[metric] = value
         out.extend(series.values())
     return out

@@ -459,7 +459,7 @@ def add_diagram_distances(rows: list[dict[str, Any]], out_dir: str | Path) -> No
     out_dir = Path(out_dir)
     series: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
-        key = (r.get("subspace"), r.get("direction"), r.get("representation"), r.get("span"))
+        key = (r.get("subspace"), r.get("direction"), r.get("representation"), r.get("sweep_span"))
         series.setdefault(key, []).append(r)
     names = ("bottleneck_to_previous", "bottleneck_to_last")
     for (subspace, kind, rep, box), members in series.items():

@@ -34,7 +34,7 @@ from saddles.runs.relate import relations_from_rows as relations
 #: landscape's value range).
 TDA_METRICS = metrics_for("relate", exclude_stage="hessian")
 CURVATURE_METRICS = metrics_for("relate", stage="hessian")
-GROUP = ("model", "direction", "span", "representation")  # span: only in a span sweep
+GROUP = ("model", "direction", "sweep_span", "representation")  # sweep_span: in sweeps only
 
 
 def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[str, Any]]:
@@ -48,7 +48,7 @@ def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[st
     out = []
     for key, members in groups.items():
         row: dict[str, Any] = {k: v for k, v in zip(GROUP, key, strict=True)
-                               if v is not None or k != "span"}  # fmt: skip
+                               if v is not None or k != "sweep_span"}  # fmt: skip
         row["n_seeds"] = len(members)
         names = [k for k in members[0] if k not in GROUP and k != "direction_seed"]
         for name in names:
@@ -76,11 +76,11 @@ def summary_tables(
     summary = seed_summary(rows)
     numeric_x = all(_is_number(r.get(x_key)) for r in rows)
     ys = [*([x_key] if numeric_x else []), *y_metrics, *CURVATURE_METRICS]
-    spans = list(dict.fromkeys(r.get("span") for r in rows))  # a span sweep: per span
+    spans = list(dict.fromkeys(r.get("sweep_span") for r in rows))  # a span sweep: per span
     rels = [
-        {**({} if span is None else {"span": span}), **r}
+        {**({} if span is None else {"sweep_span": span}), **r}
         for span in spans
-        for r in relations([m for m in rows if m.get("span") == span], TDA_METRICS, ys)
+        for r in relations([m for m in rows if m.get("sweep_span") == span], TDA_METRICS, ys)
     ]
     paths = {"metrics": write_csv(out_dir / "metrics.csv", rows),
              "summary": write_csv(out_dir / "summary.csv", summary),
