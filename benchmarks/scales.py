@@ -60,7 +60,7 @@ def train(model, ids, steps: int, schedule: int, block: int, seed: int) -> list[
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses
 

@@ -12,7 +12,8 @@ at several spans (:class:`saddles.runs.config.AnalysisConfig`); this module says
   them), and again in float64: a span's noise floor is the largest rounding error
   ``|f32 - f64|`` of the centre and of that span's probes (the arithmetic floor of
   :mod:`saddles.landscape.noise`, per span). The sweep runs from the **flat span**, the
-  largest ladder value up to which every probe lies within its span's floor of the centre loss,
+  largest ladder value up to which every probe lies within twice its span's floor of the
+  centre loss (the centre and the probe each within one floor of their float64 values),
   to the **risen span**, the first larger ladder value at which some probe has risen by at
   least ``span_rise`` x the centre loss (and by at least 10 noise floors), both included.
 - :func:`critical_span`: the smallest span of the sweep at which a feature (a saddle/minimum
@@ -112,7 +113,7 @@ def auto_spans(model, loss, data, directions, config, dtype) -> dict[str, Any]:
     spread = np.where(np.isfinite(per), np.abs(per - centre), np.inf).max(axis=1)
     rise = risen.max(axis=1)
     notes = []
-    flat = spread <= floor
+    flat = spread <= 2 * floor  # two values, each within one floor of its float64 value
     low = int(np.argmin(flat)) - 1 if not flat.all() else len(LADDER) - 1  # last of the first run
     if low < 0:
         low = 0
@@ -130,8 +131,8 @@ def auto_spans(model, loss, data, directions, config, dtype) -> dict[str, Any]:
         "centre_loss": centre,
         "noise_floor": noise,
         "threshold": threshold,
-        "rule": (f"half-decade ladder from the largest span whose axis probes lie within the "
-                 f"noise floor of the centre loss (float32 against float64) to the first "
+        "rule": (f"half-decade ladder from the largest span whose axis probes lie within 2 "
+                 f"noise floors of the centre loss (float32 against float64) to the first "
                  f"whose probes rise by at least "
                  f"max(span_rise x |centre loss|, {RISE_OVER_NOISE:g} x noise floor); "
                  f"span_rise = {config.span_rise:g}"),
