@@ -336,3 +336,44 @@ def test_saddles_run_takes_a_span_sweep_and_the_top_bottom_plane(tmp_path, monke
     bad = write_config(tmp_path, "  span: [0.3, -1]\n")
     result = CliRunner().invoke(app, ["run", str(bad), "--quiet"])
     assert result.exit_code == 2 and "span" in result.output
+
+
+# --- compare: relations per span -----------------------------------------------------------
+
+
+def test_compare_relates_each_span_and_the_scale_summaries_apart(tmp_path):
+    from runs.test_compare import FACTORY, N_PARAMS
+    from typer.testing import CliRunner
+
+    from saddles.cli import app
+    from saddles.runs.compare import compare_runs, load_runs
+    from saddles.runs.relate import correlate
+
+    (tmp_path / "nets.py").write_text(FACTORY)
+    torch.manual_seed(0)
+    torch.save((torch.randn(32, 4), torch.randint(0, 3, (32,))), tmp_path / "batch.pt")
+    dirs = []
+    for w in (4, 8, 16):
+        (tmp_path / f"w{w}.yaml").write_text(
+            f"name: w{w}\nmodel: nets.py:make_w{w}\ndata: batch.pt\ncriterion: cross_entropy\n"
+            f"out: runs/w{w}\nanalysis:\n  directions: [random]\n  resolution: 7\n"
+            f"  representations: [grid-full]\n  hessian: false\n  noise_points: 4\n"
+            f"  span: [0.5, 2.0]\n"
+        )
+        result = CliRunner().invoke(app, ["run", str(tmp_path / f"w{w}.yaml"), "--quiet"])
+        assert result.exit_code == 0, result.output
+        dirs.append(tmp_path / "runs" / f"w{w}")
+    table = compare_runs(load_runs(dirs), "n_params", n_boot=0, n_perm=10).relations
+    assert {r["sweep_span"] for r in table} == {0.5, 2.0, ""}
+    radius = [r for r in table if r["x"] == "basin_radius"]
+    assert [r["sweep_span"] for r in radius] == [""] and radius[0]["n"] == 3
+    # A span's relation is the correlation of that span's values only.
+    row = next(r for r in table if r["x"] == "average_persistence" and r["sweep_span"] == 2.0)
+    values = []
+    for d, w in zip(dirs, (4, 8, 16), strict=True):
+        with open(d / f"w{w}" / "metrics.csv") as f:
+            values.append(next(float(r["average_persistence"]) for r in csv.DictReader(f)
+                               if r["sweep_span"] == "2.0"))  # fmt: skip
+    direct = correlate(np.array(values), np.array([N_PARAMS[w] for w in (4, 8, 16)], float),
+                       "average_persistence", "n_params", n_boot=0, n_perm=10)  # fmt: skip
+    assert row["spearman"] == direct.spearman and row["pearson"] == direct.pearson

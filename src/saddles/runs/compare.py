@@ -313,11 +313,16 @@ def compare_runs(
     for sub, span in dict.fromkeys((r["subspace"], r.get("sweep_span")) for r in rows):
         own = [r for r in rows if r["subspace"] == sub and r.get("sweep_span") == span]
         where = {"subspace": sub} if span is None else {"subspace": sub, "sweep_span": span}
-        for r in relations_from_rows(own, [m for m in chosen if m != by], [by],
+        here = [m for m in chosen if m != by and (  # a sweep's spans and summaries: their own
+            span is None or any(math.isfinite(_number(r.get(m))) for r in own))]  # fmt: skip
+        for r in relations_from_rows(own, here, [by],
                                      n_boot=n_boot, n_perm=n_perm):  # fmt: skip
             table.append({**where, **r})
     mark_significant(table)  # Holm over the whole table, every subspace
-    laws = power_laws(rows, list(fit or FIT_METRICS), n_boot=n_boot)
+    spans = list(dict.fromkeys(r.get("sweep_span") for r in rows))  # a sweep: per span
+    laws = [{**({} if span is None else {"sweep_span": span}), **law} for span in spans
+            for law in power_laws([r for r in rows if r.get("sweep_span") == span],
+                                  list(fit or FIT_METRICS), n_boot=n_boot)]  # fmt: skip
     return Comparison(by, table, laws, setting_warnings(runs), rows, [r.name for r in runs],
                       runs)  # fmt: skip
 
