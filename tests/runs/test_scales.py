@@ -377,3 +377,34 @@ def test_compare_relates_each_span_and_the_scale_summaries_apart(tmp_path):
     direct = correlate(np.array(values), np.array([N_PARAMS[w] for w in (4, 8, 16)], float),
                        "average_persistence", "n_params", n_boot=0, n_perm=10)  # fmt: skip
     assert row["spearman"] == direct.spearman and row["pearson"] == direct.pearson
+
+
+def test_saddles_dynamics_prints_each_span_and_the_summaries(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from saddles.cli import app
+
+    net = _net()
+    for step in (0, 5):
+        with torch.no_grad():
+            net[0].weight.mul_(1.3)
+        save_checkpoint(net, tmp_path / "ckpts" / f"ckpt-{step}.safetensors")
+    x = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    torch.save((x, torch.sin(x[:, :1])), tmp_path / "batch.pt")
+    (tmp_path / "netdef.py").write_text(
+        "import torch\n\ndef make_net():\n    return torch.nn.Sequential(torch.nn.Linear(2, 4), "
+        "torch.nn.Tanh(), torch.nn.Linear(4, 1))\n"
+    )
+    (tmp_path / "d.yaml").write_text(
+        "name: d\nmodel: netdef.py:make_net\ncheckpoints: ckpts\ndata: batch.pt\ncriterion: mse\n"
+        "out: out\nanalysis:\n  resolution: 7\n  representations: [grid-full]\n"
+        "  hessian: false\n  noise_points: 4\n  span: [0.5, 2.0]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["dynamics", "d.yaml", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("span all") == 2 and result.output.count("span 2.0") == 2
+    with open(tmp_path / "out" / "dynamics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["step"], r["sweep_span"]) for r in rows} == {
+        (s, p) for s in ("0", "5") for p in ("0.5", "2.0", "")}  # fmt: skip

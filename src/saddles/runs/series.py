@@ -560,7 +560,7 @@ def result_line(step: int, rows: list[dict[str, Any]]) -> str:
     seen, parts = set(), []
     for r in rows:
         key = (r.get("subspace"), r.get("direction"), r.get("representation"))
-        if key in seen:
+        if key in seen or "n_minima" not in r:  # a sweep: its first span
             continue
         seen.add(key)
         persistence = _short(r.get("average_persistence"))
