@@ -408,3 +408,30 @@ def test_saddles_dynamics_prints_each_span_and_the_summaries(tmp_path, monkeypat
         rows = list(csv.DictReader(f))
     assert {(r["step"], r["sweep_span"]) for r in rows} == {
         (s, p) for s in ("0", "5") for p in ("0.5", "2.0", "")}  # fmt: skip
+
+
+def test_saddles_experiment_takes_spans_and_the_hessian_plane(tmp_path):
+    from typer.testing import CliRunner
+
+    from saddles.cli import app
+
+    out = tmp_path / "pinn"
+    args = ["experiment", "pinn", "--out", str(out), "--betas", "1,3,5", "--max-iter", "20",
+            "--resolution", "5", "--representations", "grid-full", "--span", "0.5,2",
+            "--hessian-which", "top_bottom", "--quiet"]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["direction"], r["sweep_span"]) for r in rows} == {
+        (k, s) for k in ("random", "hessian") for s in ("0.5", "2.0", "")}  # fmt: skip
+    assert all(r["hessian_bottom_eigenvalue"] != "" for r in rows)
+    for bad, word in (("0.1,-1", "span"), ("wide", "span")):
+        result = CliRunner().invoke(app, [*args[:-3], "--span", bad, "--quiet"])
+        assert result.exit_code == 2 and word in result.output
+    result = CliRunner().invoke(app, [*args[:-2], "bottom", "--quiet"])
+    assert result.exit_code == 2

@@ -146,6 +146,21 @@ class Spans:
         return value
 
 
+def parse_span(text: str) -> float | list[float] | str:
+    """A ``span`` from a command line: ``"1"``, ``"0.1,0.3,1"`` (a sweep) or ``"auto"``;
+    checked as :class:`Spans` checks a configuration's (a one-line error naming span)."""
+    text = text.strip()
+    if text == SPAN_AUTO:
+        return text
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"span must be a number, comma-separated numbers or '{SPAN_AUTO}', "
+                         f"not {text!r}") from None  # fmt: skip
+    value = values[0] if len(values) == 1 else values
+    return Spans()("span", value)
+
+
 class Fraction:
     """A number in (0, 1] (not a bool)."""
 
