@@ -435,3 +435,31 @@ def test_saddles_experiment_takes_spans_and_the_hessian_plane(tmp_path):
         assert result.exit_code == 2 and word in result.output
     result = CliRunner().invoke(app, [*args[:-2], "bottom", "--quiet"])
     assert result.exit_code == 2
+
+
+def test_a_sweep_resumes_to_the_same_rows_and_the_hessian_policy_takes_top_bottom(tmp_path):
+    config = ridge_config(span="auto", dtype="float32", resolution=5)
+    first = analyze(Ridge(torch.float32), ridge_loss, DATA, config, given=axes(torch.float32),
+                    progress=False, run_dir=tmp_path / "a")  # fmt: skip
+    again = analyze(Ridge(torch.float32), ridge_loss, DATA, config, given=axes(torch.float32),
+                    progress=False, run_dir=tmp_path / "a")  # fmt: skip
+    assert json.dumps(again.rows(), default=str) == json.dumps(first.rows(), default=str)
+    # The hessian policy of a dynamics run, with the top/bottom plane.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 2, generator=g)
+    net = _net()
+    for step in (0, 5):
+        with torch.no_grad():
+            net[0].weight.mul_(1.5)
+        save_checkpoint(net, tmp_path / "ckpts" / f"ckpt-{step}.safetensors")
+    cfg = AnalysisConfig(resolution=5, representations=["grid-full"], hessian=False,
+                         noise_points=0, loops=False, hessian_which="top_bottom")  # fmt: skip
+    rows = analyze_checkpoints(_net, tmp_path / "ckpts", _net_mse, (x, torch.sin(x[:, :1])), cfg,
+                               tmp_path / "out", policy="hessian", progress=False,
+                               layout="long")  # fmt: skip
+    assert {r["direction"] for r in rows} == {"hessian"} and len(rows) == 2
+    info = json.loads((tmp_path / "out" / "ckpt-5" / "2d" / "landscape-hessian" /
+                       "landscape.json").read_text())["info"]  # fmt: skip
+    assert info["directions"]["which"] == "top_bottom"
+    low, high = info["directions"]["eigenvalues"][1], info["directions"]["eigenvalues"][0]
+    assert low <= high

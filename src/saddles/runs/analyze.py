@@ -12,6 +12,12 @@ merge trees for plotting) that writes itself to a run directory:
     run_dir/pairs-<kind>-<representation>.npz   the persistence pairs of each merge tree
     run_dir/figures/*.png      contour, surface, merge tree, persistence diagram, density
 
+With a span sweep (``span`` a list or ``"auto"``, :mod:`saddles.landscape.scales`) every plane
+is sampled at each span: ``landscape-<kind>-span<tag>/`` and
+``pairs-<kind>-span<tag>-<representation>.npz`` per span, rows keyed by ``sweep_span``, the
+plane's critical span and basin radius on rows with an empty ``sweep_span``, and
+``metrics.json``'s ``scales`` saying how the spans were chosen (the probes of ``auto``).
+
 Orchestration lives here and in the experiments; every stage is a plain call into its module.
 """
 
