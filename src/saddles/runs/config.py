@@ -324,7 +324,8 @@ class AnalysisConfig:
 
     Scales (schema version 3): ``span`` may be a list of spans or ``"auto"``
     (:mod:`saddles.landscape.scales`): every plane is then sampled at each span, its rows carry
-    the span as a key, and two scale summaries are added per plane (rows with an empty span):
+    the span as the key ``sweep_span``, and two scale summaries are added per plane (rows with
+    an empty ``sweep_span``):
     the critical span (the smallest span with a saddle/minimum pair above the noise floor)
     and the basin radius (per direction, the distance at which the loss first rises by
     ``basin_rise`` x the centre loss). ``"auto"`` sweeps the half-decade ladder from the
@@ -381,8 +382,8 @@ class AnalysisConfig:
 
     @property
     def sweeps(self) -> bool:
-        """Whether ``span`` is a sweep (a list or ``"auto"``): rows then carry a ``span`` key
-        and the scale summaries (critical span, basin radius)."""
+        """Whether ``span`` is a sweep (a list or ``"auto"``): rows then carry a
+        ``sweep_span`` key and the scale summaries (critical span, basin radius)."""
         return not isinstance(self.span, (int, float))
 
     def __post_init__(self) -> None:
