@@ -148,8 +148,9 @@ def main() -> None:
                   f"; {'; '.join(scales['notes'])}" if scales["notes"] else ""))  # fmt: skip
         if kind == "hessian":
             h = a.hessian
-            print(f"{'':<40} eigenvalues: top {h['top_eigenvalue']:.4g}, bottom "
-                  f"{h['bottom_eigenvalue']:.4g}" + (
+            print(f"{'':<40} eigenvalues: top {h['top_eigenvalue']:.4g} (residual "
+                  f"{h['eigen_residuals'][0]:.2g}), bottom {h['bottom_eigenvalue']:.4g} "
+                  f"(residual {h['bottom_residual']:.2g}, converged {h['bottom_converged']})" + (
                       f" ({h['bottom_note']})" if "bottom_note" in h else ""))  # fmt: skip
         print()
     figure(curves, args.figure, n_params, args.steps)

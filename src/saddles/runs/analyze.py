@@ -398,12 +398,15 @@ def bottom_eigenpairs(model, loss, data, config: AnalysisConfig, dtype):
 
 def bottom_record(bottom) -> dict[str, Any]:
     """What the record says of the bottom eigenpairs: ``bottom_eigenvalue`` (the most
-    negative), ``bottom_eigenvalues``, and ``bottom_note`` when it is not negative (a convex
+    negative), ``bottom_eigenvalues``, its residual norm ``||H v - lambda v||`` and whether
+    Lanczos converged on it, and ``bottom_note`` when it is not negative (a convex
     point: the smallest-eigenvalue direction is used all the same)."""
     smallest = float(bottom.eigenvalues[0])
     out: dict[str, Any] = {
         "bottom_eigenvalue": smallest,
         "bottom_eigenvalues": [float(v) for v in bottom.eigenvalues],
+        "bottom_residual": float(bottom.residual_norms[0]),
+        "bottom_converged": bool(bottom.converged[0]),
     }
     if not smallest < 0:
         out["bottom_note"] = (

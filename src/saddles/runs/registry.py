@@ -229,6 +229,8 @@ METRICS: tuple[Metric, ...] = (
        "hessian", per=_CK),
     _m("hessian_bottom_eigenvalue", "most negative Hessian eigenvalue (Lanczos SA; with "
        "hessian_which: top_bottom)", "loss/param^2", "curvature", "hessian", per=_CK),
+    _m("hessian_bottom_residual", "residual norm ||H v - lambda v|| of the most negative "
+       "eigenpair", "loss/param^2", "info", "hessian", per=_CK),
     _m("hessian_density_mean", "mean of the spectral density (trace / n)", "loss/param^2",
        "curvature", "hessian", per=_CK),
     _m("hessian_density_second_moment", "second moment of the spectral density",
