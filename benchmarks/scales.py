@@ -6,7 +6,7 @@ schedule on the package's character corpus, then analyzes that checkpoint with a
 (``span: auto``, :mod:`saddles.landscape.scales`) on two planes: a random filter-normalized
 plane (Li et al. 2018) and the plane of the top and the most negative Hessian eigenvectors
 (``hessian_which: top_bottom``; raw unit eigenvectors, ``norm: none``, so that the plane is
-spanned by the eigenvectors themselves). Prints, per plane and span, the minima, saddles and
+spanned by the eigenvectors themselves, their 1-D parameters' entries included). Prints, per plane and span, the minima, saddles and
 saddles above the noise floor (2x the float32-vs-float64 floor), then each plane's critical
 span and basin radius; draws the counts against the span (log axis) into ``--figure``.
 
@@ -65,11 +65,12 @@ def train(model, ids, steps: int, schedule: int, block: int, seed: int) -> list[
     return losses
 
 
-def sweep(model, data, norm: str, kinds: list[str], resolution: int):
+def sweep(model, data, norm: str, kinds: list[str], resolution: int, ignore_1d: bool = True):
     from saddles.experiments.lm.model import lm_loss
     from saddles.runs.analyze import AnalysisConfig, analyze
 
     config = AnalysisConfig(directions=kinds, hessian_which="top_bottom", norm=norm,
+                            ignore_1d=ignore_1d,
                             span="auto", resolution=resolution, representations=["grid-full"],
                             hessian=False, hessian_top_k=1, trace_matvecs=6, density_lanczos=4,
                             loops=False, noise_points=32, threshold=0.01)  # fmt: skip
@@ -108,7 +109,7 @@ def main() -> None:
     planes = {"random (filter-normalized)": sweep(model, data, "filter", ["random"],
                                                   args.resolution),
               "Hessian top/bottom (unit eigenvectors)": sweep(model, data, "none", ["hessian"],
-                                                              args.resolution)}  # fmt: skip
+                                                              args.resolution, False)}  # fmt: skip
     print(f"sweeps: {time.perf_counter() - t0:.0f} s\n")
     head = f"{'plane':<40} {'span':>8} {'minima':>6} {'saddles':>7} {'>noise':>6} " \
            f"{'floor':>9} {'range':>9}"  # fmt: skip
