@@ -5,10 +5,11 @@ a config: nothing is downloaded) for ``--steps`` AdamW steps of a ``--schedule``
 schedule on the package's character corpus, then analyzes that checkpoint with a span sweep
 (``span: auto``, :mod:`saddles.landscape.scales`) on two planes: a random filter-normalized
 plane (Li et al. 2018) and the plane of the top and the most negative Hessian eigenvectors
-(``hessian_which: top_bottom``; raw unit eigenvectors, ``norm: none``, so that the plane is
-spanned by the eigenvectors themselves, their 1-D parameters' entries included). Prints, per plane and span, the minima, saddles and
-saddles above the noise floor (2x the float32-vs-float64 floor), then each plane's critical
-span and basin radius; draws the counts against the span (log axis) into ``--figure``.
+(``hessian_which: top_bottom``; raw unit eigenvectors, ``norm: none`` and ``ignore_1d:
+false``, so that the plane is spanned by the eigenvectors themselves). Prints, per plane and
+span, the minima, saddles and saddles above the noise floor (2x the float32-vs-float64
+floor), then each plane's critical span and basin radius; draws the counts against the span
+(log axis) into ``--figure``.
 
 One torch thread (set below). A measurement, not a timing: the seconds are printed for
 orientation only.
