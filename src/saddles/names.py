@@ -21,6 +21,17 @@ ORTHOGONALIZE = ("none", "orthogonal", "orthonormal")
 #: (:func:`saddles.hessian.trace`) and Hessian-vector product backends
 #: (:class:`saddles.hessian.HessianOperator`).
 WHICH = ("LA", "SA", "LM")
+
+#: Which Hessian eigenvectors span a "hessian" plane (``hessian_which`` of
+#: :class:`saddles.runs.config.AnalysisConfig`): ``"top"``, the largest eigenvalues (Lanczos
+#: ``"LA"``; the paper's plane); ``"top_bottom"``, the largest and the most negative (``"SA"``),
+#: half each (the top ones first, ``ceil(n/2)`` of them), the plane that cuts a saddle.
+HESSIAN_PLANES = ("top", "top_bottom")
+
+#: An analysis's ``span`` may be this word instead of a number or a list: a geometric sweep
+#: from where the landscape is flat within its noise to where the loss has risen well above its
+#: centre value (:func:`saddles.landscape.scales.auto_spans`).
+SPAN_AUTO = "auto"
 TRACE_METHODS = ("hutch++", "hutchinson", "exact")
 HVP_METHODS = ("auto", "reverse", "forward", "fastest")
 

@@ -15,7 +15,7 @@ from saddles.runs.series import analyze_checkpoints
 
 #: Columns that say which number a row holds (and bookkeeping), not metrics.
 NOT_METRICS = {"run", "checkpoint", "step", "policy", "subspace", "model", "direction",
-               "representation", "direction_seed", "seconds", "n_params", "tokens",
+               "representation", "direction_seed", "sweep_span", "seconds", "n_params", "tokens",
                "tokens_seen", "duplicate_of"}  # fmt: skip
 
 
@@ -30,8 +30,9 @@ def _mse(model, batch):
 
 @pytest.fixture(scope="module")
 def long_rows(tmp_path_factory):
-    """The long rows of a two-checkpoint run with every stage on: noise, loops, the Hessian,
-    the diagram distances and a sidecar's losses."""
+    """The long rows of a two-checkpoint run with every stage on: noise, loops, the Hessian
+    (its top/bottom plane), a span sweep and its scale summaries, the diagram distances and a
+    sidecar's losses."""
     root = tmp_path_factory.mktemp("registry")
     g = torch.Generator().manual_seed(0)
     x = torch.randn(32, 2, generator=g)
@@ -46,7 +47,8 @@ def long_rows(tmp_path_factory):
         )
     cfg = AnalysisConfig(resolution=5, representations=["grid-full", "knn"], hessian_top_k=2,
                          trace_matvecs=6, density_lanczos=6, noise_points=3, loops=True,
-                         direction_seeds=2, threshold=0.05)  # fmt: skip
+                         direction_seeds=2, threshold=0.05, span=[0.5, 1.0],
+                         hessian_which="top_bottom")  # fmt: skip
     return analyze_checkpoints(_net, root / "ckpts", _mse, data, cfg, root / "out",
                                progress=False, layout="long")  # fmt: skip
 

@@ -80,7 +80,7 @@ def dynamics(
     from rich.console import Console
 
     from saddles.cli import _loading
-    from saddles.cli.run import load_spec, read_spec
+    from saddles.cli.run import load_spec, read_spec, row_line
     from saddles.files import atomic_write_text
     from saddles.io.suite import duplicates_message
     from saddles.report.dynamics import dynamics_report
@@ -147,8 +147,7 @@ def dynamics(
         left = "kept in" if allow_duplicates else "left out of (--allow-duplicates keeps them)"
         console.print(f"warning: {message}; {left} the trends")
     for r in rows:
-        console.print(f"step {r['step']:>8} {r['subspace']:>4} {r['representation']:<12} minima "
-                      f"{r['n_minima']:>5} saddles {r['n_saddles']:>5} average persistence "
-                      f"{r['average_persistence']:.4g}")  # fmt: skip
+        console.print(row_line(r, f"step {r['step']:>8} {r['subspace']:>4} "
+                                  f"{r['representation']:<12}"))  # fmt: skip
     console.print(f"table: {out_dir / 'dynamics.csv'}")
     console.print(f"report: {report}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from saddles.cli import app, friendly_errors
-from saddles.cli._options import DEFAULTS, Dataset, ExecutorName, Policy, Preset
+from saddles.cli._options import DEFAULTS, Dataset, ExecutorName, HessianPlane, Policy, Preset
 from saddles.topology.representations import REPRESENTATIONS
 
 experiment_app = typer.Typer(
@@ -23,13 +23,18 @@ app.add_typer(experiment_app, name="experiment")
 
 DIRECTIONS_HELP = "Comma-separated direction kinds: random, hessian."
 REPS_HELP = f"Comma-separated representations: {', '.join(REPRESENTATIONS)}."
+SPAN_HELP = (
+    "Coordinates run over [-span, span]; comma-separated spans sample each plane at "
+    "every one, and 'auto' chooses them (saddles.landscape.scales)."
+)
+WHICH_HELP = "Which Hessian eigenvectors span the hessian plane: top, or top_bottom (cuts saddles)."
 
 
-def _config(directions: str, representations: str, resolution: int, span: float,
+def _config(directions: str, representations: str, resolution: int, span: float | str,
             hessian: bool, threshold: float, threads: int | None, **extra):  # fmt: skip
     import torch
 
-    from saddles.runs.config import AnalysisConfig
+    from saddles.runs.config import AnalysisConfig, parse_span
 
     if threads:
         torch.set_num_threads(threads)
@@ -37,7 +42,7 @@ def _config(directions: str, representations: str, resolution: int, span: float,
         return AnalysisConfig(
             directions=[d.strip() for d in directions.split(",") if d.strip()],
             representations=[r.strip() for r in representations.split(",") if r.strip()],
-            resolution=resolution, span=span, hessian=hessian,
+            resolution=resolution, span=parse_span(str(span)), hessian=hessian,
             threshold=threshold if threshold > 0 else None, **extra,
         )  # fmt: skip
     except ValueError as exc:
@@ -55,7 +60,10 @@ def pinn(
     directions: str = typer.Option(",".join(DEFAULTS["directions"]), help=DIRECTIONS_HELP),
     representations: str = typer.Option(",".join(DEFAULTS["representations"]), help=REPS_HELP),
     resolution: int = typer.Option(DEFAULTS["resolution"], help="Grid points per axis."),
-    span: float = typer.Option(DEFAULTS["span"], help="Coordinates run over [-span, span]."),
+    span: str = typer.Option(f"{DEFAULTS['span']:g}", help=SPAN_HELP),
+    hessian_which: HessianPlane = typer.Option(
+        HessianPlane(DEFAULTS["hessian_which"]), help=WHICH_HELP
+    ),  # fmt: skip
     hessian: bool = typer.Option(
         DEFAULTS["hessian"], help="Compute Hessian eigenvalues, trace and density."
     ),
@@ -77,7 +85,7 @@ def pinn(
 
     config = _config(directions, representations, resolution, span, hessian, threshold, threads,
                      seed=seed, direction_seeds=seeds_per_model, executor=executor.value,
-                     workers=workers)  # fmt: skip
+                     workers=workers, hessian_which=hessian_which.value)  # fmt: skip
     beta_values = _floats(betas, "--betas")
     paths = run_pinn_experiment(
         out, beta_values, config, n_f=n_f, seed=seed, max_iter=max_iter, progress=not quiet
@@ -101,7 +109,10 @@ def resnet(
     directions: str = typer.Option(",".join(DEFAULTS["directions"]), help=DIRECTIONS_HELP),
     representations: str = typer.Option(",".join(DEFAULTS["representations"]), help=REPS_HELP),
     resolution: int = typer.Option(21, help="Grid points per axis (the experiment's: 21)."),
-    span: float = typer.Option(DEFAULTS["span"], help="Coordinates run over [-span, span]."),
+    span: str = typer.Option(f"{DEFAULTS['span']:g}", help=SPAN_HELP),
+    hessian_which: HessianPlane = typer.Option(
+        HessianPlane(DEFAULTS["hessian_which"]), help=WHICH_HELP
+    ),  # fmt: skip
     hessian: bool = typer.Option(
         DEFAULTS["hessian"], help="Compute Hessian eigenvalues, trace and density."
     ),
@@ -123,7 +134,7 @@ def resnet(
 
     config = _config(directions, representations, resolution, span, hessian, threshold, threads,
                      direction_seeds=seeds_per_model, executor=executor.value,
-                     workers=workers)  # fmt: skip
+                     workers=workers, hessian_which=hessian_which.value)  # fmt: skip
     if dataset.value == "cifar10" and data_dir is None:
         raise typer.BadParameter(
             "CIFAR-10 needs --data-dir (the folder with the standard cifar-10-batches-py "
@@ -189,13 +200,17 @@ def _print_summary(paths: dict[str, Path]) -> None:
     table = Table(title=f"{first_rep}: mean [95% interval over direction seeds]; raw counts, "
                   f"simplified at 1% of the range, above 2x the noise floor; every value is in "
                   f"{paths['summary']}")  # fmt: skip
-    heads = ["model", "direction", "seeds", *quality[1:], *metrics, "noise floor", "H top eig"]
+    swept = "sweep_span" in rows[0]  # a span sweep: a row per span (and the plane's summaries)
+    heads = ["model", "direction", *(["span"] if swept else []), "seeds", *quality[1:], *metrics,
+             "noise floor", "H top eig"]  # fmt: skip
     for c in heads:
         table.add_column(label(c), justify="right")
     for r in rows:
         if r["representation"] != first_rep:
             continue
-        cells = [r["model"], r["direction"], r["n_seeds"]]
+        if swept and r["sweep_span"] == "":
+            continue  # the scale summaries: in summary.csv
+        cells = [r["model"], r["direction"], *([r["sweep_span"]] if swept else []), r["n_seeds"]]
         cells += [_short(r[f"{q}_mean"]) for q in quality[1:]]
         cells += [_interval(r, m) for m in metrics]
         cells += [_short(r.get("noise_floor_mean", "")),

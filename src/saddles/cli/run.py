@@ -99,10 +99,21 @@ def run(
                       info={"configuration file": str(config_path)})  # fmt: skip
     console = Console()
     for row in analysis.rows():
-        console.print(f"{row['direction']:>8} {row['representation']:<12} minima "
-                      f"{row['n_minima']:>5} saddles {row['n_saddles']:>5} average persistence "
-                      f"{row['average_persistence']:.4g}")  # fmt: skip
+        console.print(row_line(row, f"{row['direction']:>8} {row['representation']:<12}"))
     console.print(f"report: {paths['report']}")
+
+
+def row_line(row: dict, where: str) -> str:
+    """One printed line of a plane row: ``where``, the span in a sweep, then minima, saddles
+    and average persistence, or the scale summaries (critical span, basin radius)."""
+    if "sweep_span" in row:  # a span sweep: the span, or the plane's scale summaries
+        span = row["sweep_span"]
+        where += f" span {span if span != '' else 'all':<8}"
+    if "n_minima" not in row:
+        return (f"{where} critical span {row['critical_span']:.4g} basin radius "
+                f"{row['basin_radius']:.4g}")  # fmt: skip
+    return (f"{where} minima {row['n_minima']:>5} saddles {row['n_saddles']:>5} "
+            f"average persistence {row['average_persistence']:.4g}")  # fmt: skip
 
 
 def read_spec(config_path: Path, command: str):

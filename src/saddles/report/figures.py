@@ -34,6 +34,8 @@ def write_figures(analysis, fig_dir: str | Path) -> dict[str, Path]:
             else "all critical points"
         )
         legend = f"simplified at {cfg.threshold:g} of the range" if cfg.threshold else "raw"
+        if cfg.sweeps:  # a span sweep shows its middle span's landscape
+            span = float(max(abs(landscape.coords.min()), abs(landscape.coords.max())))
         if landscape.shape is not None and len(landscape.shape) == 2:
             # field[i, j] at (direction 1 = i, direction 2 = j); adaptive: the filled field
             field = landscape.filled().reshape(landscape.shape)

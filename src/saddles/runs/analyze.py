@@ -12,6 +12,12 @@ merge trees for plotting) that writes itself to a run directory:
     run_dir/pairs-<kind>-<representation>.npz   the persistence pairs of each merge tree
     run_dir/figures/*.png      contour, surface, merge tree, persistence diagram, density
 
+With a span sweep (``span`` a list or ``"auto"``, :mod:`saddles.landscape.scales`) every plane
+is sampled at each span: ``landscape-<kind>-span<tag>/`` and
+``pairs-<kind>-span<tag>-<representation>.npz`` per span, rows keyed by ``sweep_span``, the
+plane's critical span and basin radius on rows with an empty ``sweep_span``, and
+``metrics.json``'s ``scales`` saying how the spans were chosen (the probes of ``auto``).
+
 Orchestration lives here and in the experiments; every stage is a plain call into its module.
 """
 
@@ -35,7 +41,9 @@ class Analysis:
     """Everything :func:`analyze` computed for one model.
 
     ``topology[kind][representation]`` holds the metrics dict of that merge tree and
-    ``trees[kind][representation]`` the tree itself; ``hessian`` holds scalars (top
+    ``trees[kind][representation]`` the tree itself (for a span sweep, the middle span's;
+    ``sweep[kind][span]`` holds every span's ``(landscape, trees)`` of the shown plane and
+    ``scales[kind]`` how the spans were chosen and the basin radius); ``hessian`` holds scalars (top
     eigenvalues, residuals, trace and its standard error, density moments), ``density`` the
     :class:`~saddles.hessian.SpectralDensity`; ``quality`` the model's own metrics (loss,
     error, accuracy), given by the caller.
@@ -52,6 +60,8 @@ class Analysis:
     timings: dict[str, float]
     eigenpairs: Any = None
     ensembles: dict[str, list[dict[str, Any]]] | None = None
+    sweep: dict[str, dict[float, tuple[Any, dict[str, Any]]]] | None = None
+    scales: dict[str, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         kinds = ", ".join(self.topology) or "none"
@@ -72,8 +82,9 @@ class Analysis:
     def numbers(self) -> list[dict[str, Any]]:
         """Every number, one row each (:mod:`saddles.runs.rows`' number rows): ``model``,
         ``direction``, ``representation``, ``direction_seed`` (empty for the deterministic
-        kinds: hessian, given), ``metric`` and ``value``; per plane, the quality numbers, then
-        the plane's metrics, then the Hessian's scalars (as ``hessian_*``)."""
+        kinds: hessian, given), with a span sweep ``sweep_span`` (empty on the rows of the scale
+        summaries), ``metric`` and ``value``; per plane, the quality numbers, then the plane's
+        metrics, then the Hessian's scalars (as ``hessian_*``)."""
         scalars = {f"hessian_{k}": v for k, v in self.hessian.items() if _is_scalar(v)}
         planes = self.ensembles or {
             kind: [{"direction_seed": None, "topology": reps}]
@@ -86,6 +97,8 @@ class Analysis:
                 for rep, metrics in entry["topology"].items():
                     where = {"model": self.name, "direction": kind, "representation": rep,
                              "direction_seed": "" if seed is None else seed}  # fmt: skip
+                    if "span" in entry:  # a span sweep
+                        where["sweep_span"] = entry["span"]
                     values = {**self.quality, **metrics, **scalars}
                     out.extend({**where, "metric": k, "value": v} for k, v in values.items())
         return out
@@ -112,16 +125,26 @@ class Analysis:
             "ensembles": self.ensembles,
             "timings": self.timings,
         }
+        if self.scales:
+            record["scales"] = self.scales
         write_json(run_dir / "metrics.json", record)
         rows = self.rows()
         write_csv(run_dir / "metrics.csv", rows)
         from saddles.runs.summary import seed_summary
 
-        write_csv(run_dir / "summary.csv", seed_summary(rows))
+        summary = seed_summary(rows)  # per span in a sweep
+        write_csv(run_dir / "summary.csv", summary)
         for kind, trees in self.trees.items():
             coords = self.landscapes[kind].coords if kind in self.landscapes else None
             for rep, tree in trees.items():
                 save_pairs(run_dir / f"pairs-{kind}-{rep}.npz", tree, coords)
+        from saddles.landscape.scales import span_tag
+
+        for kind, spans in (self.sweep or {}).items():
+            for span, (land, trees) in spans.items():
+                for rep, tree in trees.items():
+                    save_pairs(run_dir / f"pairs-{kind}-span{span_tag(span)}-{rep}.npz", tree,
+                               land.coords)  # fmt: skip
         if self.density is not None:
             d = self.density
             arrays = {"grid": d.grid, "density": d.density, "nodes": d.nodes, "weights": d.weights}
@@ -150,9 +173,7 @@ def analyze(
     """
     import torch
 
-    from saddles.landscape import evaluate
-    from saddles.landscape.noise import batch_floor, batch_landscapes, noise_floor
-    from saddles.topology import noise_metrics
+    from saddles.landscape.scales import basin_radius, critical_span
 
     config = config or AnalysisConfig()
     if "given" in config.directions and given is None:
@@ -168,7 +189,12 @@ def analyze(
         timings["hessian_s"] = time.perf_counter() - t0
 
     landscapes, topology, trees, ensembles = {}, {}, {}, {}
-    coords = make_coordinates(config)
+    sweep: dict[str, dict[float, tuple[Any, dict[str, Any]]]] = {}
+    scales: dict[str, dict[str, Any]] = {}
+    bottom = None  # the most negative eigenpairs, for hessian_which: top_bottom
+    if "hessian" in config.directions and config.hessian_which == "top_bottom":
+        bottom = bottom_eigenpairs(model, loss, data, config, dtype)
+        hessian.update(bottom_record(bottom))
     if isinstance(config.eval_tokens, int):  # the landscapes and their floors see the same data
         from saddles.io.data import as_batches, cap_tokens
 
@@ -179,61 +205,122 @@ def analyze(
         ensembles[kind] = []
         seeds = seed_list(config) if kind == "random" else [None]
         for seed in seeds:
-            d = plane_directions(model, kind, config, seed, given, eig)
-            where = landscape_dir(kind, seed, config)
-            tag = where.removeprefix("landscape-")
-            t0 = time.perf_counter()
-            plane_coords, noise = coords, None
-            if config.sampling == "adaptive" and config.noise_points:
-                # the target error tied to the noise floor, measured on the coarse grid first
-                plane_coords, noise = noise_tied(model, loss, land_data, d, coords, config)
-            land = evaluate(
-                model, loss, land_data, d, plane_coords, engine=config.engine,
-                chunk_size=config.chunk_size, device=config.device, dtype=dtype,
-                progress=progress, run_dir=Path(run_dir) / where if run_dir else None,
-                resume=True, executor=config.executor, workers=config.workers,
-                params=config.params, autocast=config.autocast, eval_tokens=config.eval_tokens,
-                stderr_target=config.stderr_target,
-            )  # fmt: skip
-            if config.noise_points and noise is None:
-                noise = noise_floor(model, loss, land_data, d, land,
-                                    n_points=config.noise_points, seed=config.seed,
-                                    device=config.device)  # fmt: skip
-            if noise is not None:
-                land.info["noise"] = noise
-            parts = []
-            if config.batch_floor:  # the same landscape on disjoint parts of the data
-                part_dirs = [Path(run_dir) / f"{where}-part{i}" if run_dir else None
-                             for i in range(config.batch_floor)]  # fmt: skip
-                parts = batch_landscapes(
-                    model, loss, land_data, d, coords, config.batch_floor, run_dirs=part_dirs,
-                    engine=config.engine, chunk_size=config.chunk_size, device=config.device,
-                    dtype=dtype, progress=progress, executor=config.executor,
-                    workers=config.workers, params=config.params, autocast=config.autocast,
-                )  # fmt: skip
-            timings[f"landscape_{tag}_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            plane_trees, plane_metrics = {}, {}
+            d = plane_directions(model, kind, config, seed, given, eig, bottom)
+            if not config.sweeps:
+                plane = _plane(model, loss, land_data, d, config, kind, seed, None, dtype,
+                               progress, run_dir, timings)  # fmt: skip
+                ensembles[kind].append({"direction_seed": seed, "topology": plane[2]})
+                if seed is None or seed == config.seed:  # the plane shown in figures
+                    landscapes[kind], trees[kind], topology[kind] = plane
+                continue
+            if kind not in scales:  # one sweep per kind: seeds share spans, and so rows
+                scales[kind] = sweep_spans(model, loss, land_data, d, config, dtype)
+            spans = scales[kind]["spans"]
+            per_span = {}
+            for span in spans:
+                plane = _plane(model, loss, land_data, d, config, kind, seed, span, dtype,
+                               progress, run_dir, timings)  # fmt: skip
+                per_span[span] = plane
+                ensembles[kind].append({"direction_seed": seed, "span": span,
+                                        "topology": plane[2]})  # fmt: skip
+            radius = basin_radius(model, loss, land_data, d, config, dtype)
+            summary = {}
             for rep in config.representations:
-                tree, metrics = landscape_topology(land, rep, config)
-                if noise is not None or parts:
-                    arithmetic = noise["noise_floor"] if noise is not None else float("nan")
-                    batch = (batch_floor([landscape_topology(p, rep, config)[0] for p in parts])
-                             if parts else float("nan"))  # fmt: skip
-                    metrics.update(noise_metrics(tree, arithmetic, batch_floor=batch))
-                if noise is not None:
-                    metrics["batch_stderr"] = noise["batch_stderr"]
-                metrics.update(data_noise(land))
-                plane_trees[rep], plane_metrics[rep] = tree, metrics
-            timings[f"topology_{tag}_s"] = time.perf_counter() - t0
-            ensembles[kind].append({"direction_seed": seed, "topology": plane_metrics})
-            if seed is None or seed == config.seed:  # the plane shown in figures
-                landscapes[kind], trees[kind], topology[kind] = land, plane_trees, plane_metrics
+                value, reason = critical_span([(s, p[2][rep]) for s, p in per_span.items()])
+                summary[rep] = {"critical_span": value, "critical_span_reason": reason,
+                                "basin_radius": radius["basin_radius"],
+                                "basin_radii": radius["basin_radii"],
+                                "basin_radius_reason": radius["basin_radius_reason"]}  # fmt: skip
+            ensembles[kind].append({"direction_seed": seed, "span": "", "topology": summary})
+            if seed is None or seed == config.seed:  # the planes shown: the middle span
+                landscapes[kind], trees[kind], topology[kind] = per_span[spans[len(spans) // 2]]
+                sweep[kind] = {s: (p[0], p[1]) for s, p in per_span.items()}
+                scales[kind]["basin"] = radius
     analysis = Analysis(name, config, landscapes, topology, trees, hessian, density,
-                        dict(quality or {}), timings, eig, ensembles)  # fmt: skip
+                        dict(quality or {}), timings, eig, ensembles, sweep or None,
+                        scales or None)  # fmt: skip
     if run_dir is not None:
         analysis.save(run_dir)
     return analysis
+
+
+def _plane(
+    model,
+    loss,
+    data,
+    d,
+    config: AnalysisConfig,
+    kind: str,
+    seed,
+    span,
+    dtype,
+    progress,
+    run_dir,
+    timings: dict[str, float],
+):
+    """One plane at one span (``span`` None: the configuration's single span): its landscape
+    (with its noise floors), merge trees and metrics, ``(landscape, trees, metrics)``."""
+    from saddles.landscape import evaluate
+    from saddles.landscape.noise import batch_floor, batch_landscapes, noise_floor
+    from saddles.topology import noise_metrics
+
+    coords = make_coordinates(config, span)
+    where = landscape_dir(kind, seed, config, span)
+    tag = where.removeprefix("landscape-")
+    t0 = time.perf_counter()
+    plane_coords, noise = coords, None
+    if config.sampling == "adaptive" and config.noise_points:
+        # the target error tied to the noise floor, measured on the coarse grid first
+        plane_coords, noise = noise_tied(model, loss, data, d, coords, config)
+    land = evaluate(
+        model, loss, data, d, plane_coords, engine=config.engine,
+        chunk_size=config.chunk_size, device=config.device, dtype=dtype,
+        progress=progress, run_dir=Path(run_dir) / where if run_dir else None,
+        resume=True, executor=config.executor, workers=config.workers,
+        params=config.params, autocast=config.autocast, eval_tokens=config.eval_tokens,
+        stderr_target=config.stderr_target,
+    )  # fmt: skip
+    if config.noise_points and noise is None:
+        noise = noise_floor(model, loss, data, d, land, n_points=config.noise_points,
+                            seed=config.seed, device=config.device)  # fmt: skip
+    if noise is not None:
+        land.info["noise"] = noise
+    parts = []
+    if config.batch_floor:  # the same landscape on disjoint parts of the data
+        part_dirs = [Path(run_dir) / f"{where}-part{i}" if run_dir else None
+                     for i in range(config.batch_floor)]  # fmt: skip
+        parts = batch_landscapes(
+            model, loss, data, d, coords, config.batch_floor, run_dirs=part_dirs,
+            engine=config.engine, chunk_size=config.chunk_size, device=config.device,
+            dtype=dtype, progress=progress, executor=config.executor,
+            workers=config.workers, params=config.params, autocast=config.autocast,
+        )  # fmt: skip
+    timings[f"landscape_{tag}_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    plane_trees, plane_metrics = {}, {}
+    for rep in config.representations:
+        tree, metrics = landscape_topology(land, rep, config)
+        if noise is not None or parts:
+            arithmetic = noise["noise_floor"] if noise is not None else float("nan")
+            batch = (batch_floor([landscape_topology(p, rep, config)[0] for p in parts])
+                     if parts else float("nan"))  # fmt: skip
+            metrics.update(noise_metrics(tree, arithmetic, batch_floor=batch))
+        if noise is not None:
+            metrics["batch_stderr"] = noise["batch_stderr"]
+        metrics.update(data_noise(land))
+        plane_trees[rep], plane_metrics[rep] = tree, metrics
+    timings[f"topology_{tag}_s"] = time.perf_counter() - t0
+    return land, plane_trees, plane_metrics
+
+
+def sweep_spans(model, loss, data, d, config: AnalysisConfig, dtype) -> dict[str, Any]:
+    """The spans of a sweep: the configured list, or :func:`saddles.landscape.scales.auto_spans`
+    of the plane ``d`` (its record: the rule, the probes, the flat and risen spans)."""
+    from saddles.landscape.scales import auto_spans
+
+    if isinstance(config.span, list):
+        return {"spans": list(config.span), "rule": "given"}
+    return auto_spans(model, loss, data, d, config, dtype)
 
 
 def data_noise(landscape) -> dict[str, float]:
@@ -253,16 +340,23 @@ def seed_list(config: AnalysisConfig) -> list[int]:
     return [config.seed + i for i in range(config.direction_seeds)]
 
 
-def landscape_dir(kind: str, seed: int | None, config: AnalysisConfig) -> str:
+def landscape_dir(kind: str, seed: int | None, config: AnalysisConfig,
+                  span: float | None = None) -> str:  # fmt: skip
     """Run-directory name of one plane: ``landscape-<kind>`` for the first (or only) plane,
-    ``landscape-random-seed<s>`` for the other seeds."""
-    if seed is None or seed == config.seed:
-        return f"landscape-{kind}"
-    return f"landscape-{kind}-seed{seed}"
+    ``landscape-random-seed<s>`` for the other seeds; in a span sweep, ``-span<tag>``
+    appended (:func:`saddles.landscape.scales.span_tag`)."""
+    from saddles.landscape.scales import span_tag
+
+    name = f"landscape-{kind}"
+    if not (seed is None or seed == config.seed):
+        name += f"-seed{seed}"
+    return name if span is None else f"{name}-span{span_tag(span)}"
 
 
-def plane_directions(model, kind: str, config: AnalysisConfig, seed, given, eig):
-    """The directions of one plane: random (seeded), given, or the top Hessian eigenvectors."""
+def plane_directions(model, kind: str, config: AnalysisConfig, seed, given, eig, bottom=None):
+    """The directions of one plane: random (seeded), given, or Hessian eigenvectors: the top
+    ones, or (``hessian_which: top_bottom``) the top ``ceil(n/2)`` then the ``floor(n/2)``
+    most negative ones (``bottom``, :func:`bottom_eigenpairs`)."""
     from saddles import directions as dirs
 
     norm, ignore_1d, spec = config.norm, config.ignore_1d, config.params
@@ -277,17 +371,58 @@ def plane_directions(model, kind: str, config: AnalysisConfig, seed, given, eig)
                              f"{config.n_directions}")  # fmt: skip
         return d
     k = config.n_directions
+    if config.hessian_which == "top_bottom":
+        n_top, n_bottom = (k + 1) // 2, k // 2
+        vectors = list(eig.eigenvectors[:n_top]) + list(bottom.eigenvectors[:n_bottom])
+        values = eig.eigenvalues[:n_top].tolist() + bottom.eigenvalues[:n_bottom].tolist()
+        info = {"kind": "hessian", "which": "top_bottom", "eigenvalues": values,
+                **bottom_record(bottom)}  # fmt: skip
+        return dirs.from_tensors(model, vectors, norm=norm, ignore_1d=ignore_1d, info=info,
+                                 params=spec)  # fmt: skip
     return dirs.from_tensors(model, eig.eigenvectors[:k], norm=norm, ignore_1d=ignore_1d,
                              info={"kind": "hessian",
                                    "eigenvalues": eig.eigenvalues[:k].tolist()},
                              params=spec)  # fmt: skip
 
 
-def make_coordinates(config: AnalysisConfig):
-    """The sample points of an analysis: a grid, or scattered points with the origin first."""
+def bottom_eigenpairs(model, loss, data, config: AnalysisConfig, dtype):
+    """The ``floor(n_directions / 2)`` (at least one) most negative Hessian eigenpairs
+    (Lanczos, ``which="SA"``), for the top/bottom plane."""
+    from saddles.hessian import HessianOperator, top_eigen
+
+    op = HessianOperator(model, loss, data, dtype=dtype, device=config.device,
+                         params=config.params or "all")  # fmt: skip
+    k = min(max(config.n_directions // 2, 1), op.dim)
+    return top_eigen(op, k, which="SA", seed=config.seed, memory=config.hessian_memory)
+
+
+def bottom_record(bottom) -> dict[str, Any]:
+    """What the record says of the bottom eigenpairs: ``bottom_eigenvalue`` (the most
+    negative), ``bottom_eigenvalues``, its residual norm ``||H v - lambda v||`` and whether
+    Lanczos converged on it, and ``bottom_note`` when it is not negative (a convex
+    point: the smallest-eigenvalue direction is used all the same)."""
+    smallest = float(bottom.eigenvalues[0])
+    out: dict[str, Any] = {
+        "bottom_eigenvalue": smallest,
+        "bottom_eigenvalues": [float(v) for v in bottom.eigenvalues],
+        "bottom_residual": float(bottom.residual_norms[0]),
+        "bottom_converged": bool(bottom.converged[0]),
+    }
+    if not smallest < 0:
+        out["bottom_note"] = (
+            f"the smallest Hessian eigenvalue {smallest:.4g} is not "
+            "negative (a convex point); its direction is used all the same"
+        )
+    return out
+
+
+def make_coordinates(config: AnalysisConfig, span: float | None = None):
+    """The sample points of an analysis: a grid, or scattered points with the origin first, on
+    ``[-span, span]`` (default: the configuration's single span)."""
     from saddles.sampling import adaptive_grid, grid, scattered
 
-    box = (-config.span, config.span)
+    span = config.span if span is None else span
+    box = (-span, span)
     if config.sampling == "grid":
         return grid(config.resolution, box, dims=config.n_directions)
     if config.sampling == "adaptive":

@@ -12,7 +12,7 @@ analysis, the dynamics' own labels otherwise), so series match across kinds of r
 name), the parameter count ``n_params`` (a row's ``n_params`` or ``hessian_n_params``, else the
 landscape's ``landscape.json``), a column constant over the run's rows (``loss``, ``step``),
 or a value of its analysis configuration. :func:`compare_runs` correlates every metric with
-it per subspace x direction kind x representation
+it per subspace (and span, in a span sweep) x direction kind x representation
 (:func:`saddles.runs.relate.relations_from_rows`: Fisher-z intervals, over seed ensembles
 widened by the seed spread), adjusts every p-value by Holm over the whole table
 (:func:`saddles.runs.relate.mark_significant`), and fits power laws of metrics against model
@@ -301,20 +301,28 @@ def compare_runs(
         sizes = {"n_params": run.rows[0]["n_params"]} if "n_params" in run.rows[0] else {}
         for r in run.rows:
             rows.append({**r, **sizes, "model": run.name, "run": run.name, by: value})
-    chosen = metrics or [m for m in (*TDA_METRICS, *CURVATURE_METRICS) if m != by
+    # the scale summaries of span sweeps too, where rows have them
+    scales = metrics_for("compare_figure", stage="scales")
+    chosen = metrics or [m for m in (*TDA_METRICS, *scales, *CURVATURE_METRICS) if m != by
                          and any(math.isfinite(_number(r.get(m))) for r in rows)]  # fmt: skip
     if metrics:
         absent = [m for m in metrics if not any(m in r for r in rows)]
         if absent:
             raise ValueError(f"no run has metric(s) {absent}")
     table: list[dict[str, Any]] = []
-    for sub in dict.fromkeys(r["subspace"] for r in rows):
-        own = [r for r in rows if r["subspace"] == sub]
-        for r in relations_from_rows(own, [m for m in chosen if m != by], [by],
+    for sub, span in dict.fromkeys((r["subspace"], r.get("sweep_span")) for r in rows):
+        own = [r for r in rows if r["subspace"] == sub and r.get("sweep_span") == span]
+        where = {"subspace": sub} if span is None else {"subspace": sub, "sweep_span": span}
+        here = [m for m in chosen if m != by and (  # a sweep's spans and summaries: their own
+            span is None or any(math.isfinite(_number(r.get(m))) for r in own))]  # fmt: skip
+        for r in relations_from_rows(own, here, [by],
                                      n_boot=n_boot, n_perm=n_perm):  # fmt: skip
-            table.append({"subspace": sub, **r})
+            table.append({**where, **r})
     mark_significant(table)  # Holm over the whole table, every subspace
-    laws = power_laws(rows, list(fit or FIT_METRICS), n_boot=n_boot)
+    spans = list(dict.fromkeys(r.get("sweep_span") for r in rows))  # a sweep: per span
+    laws = [{**({} if span is None else {"sweep_span": span}), **law} for span in spans
+            for law in power_laws([r for r in rows if r.get("sweep_span") == span],
+                                  list(fit or FIT_METRICS), n_boot=n_boot)]  # fmt: skip
     return Comparison(by, table, laws, setting_warnings(runs), rows, [r.name for r in runs],
                       runs)  # fmt: skip
 

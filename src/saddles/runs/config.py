@@ -35,7 +35,9 @@ from saddles.names import (
     EXECUTORS,
     FLOAT_DTYPES,
     GRID_SAMPLINGS,
+    HESSIAN_PLANES,
     NORMS,
+    SPAN_AUTO,
     STDERR_TARGET,
 )
 from saddles.names import SAMPLINGS as SAMPLINGS
@@ -113,6 +115,50 @@ def parse_tokens(name: str, text: str) -> int | str:
         raise ValueError(f"{name} must be a positive integer or '{EVAL_TOKENS_AUTO}', "
                          f"not {text!r}") from None  # fmt: skip
     return Tokens()(name, value)
+
+
+@dataclass(frozen=True)
+class Spans:
+    """The half-width of the sampled box: a positive number (one landscape per plane), a list
+    of positive numbers (a sweep: one landscape per span, stored sorted without repeats), or
+    ``"auto"`` (a sweep chosen per direction kind, :func:`saddles.landscape.scales.auto_spans`).
+    """
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value == SPAN_AUTO:
+            return value
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise ValueError(f"{name} must not be an empty list")
+            for v in value:
+                self._one(name, v)
+            return sorted({float(v) for v in value})
+        if isinstance(value, str):
+            self._one(name, value)
+        return Number()(name, value)  # a single span: checked as before sweeps existed
+
+    @staticmethod
+    def _one(name: str, value: Any) -> Any:
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not math.isfinite(value) or not value > 0):  # fmt: skip
+            raise ValueError(f"{name} must be a positive number, a list of them or "
+                             f"'{SPAN_AUTO}', not {value!r}")  # fmt: skip
+        return value
+
+
+def parse_span(text: str) -> float | list[float] | str:
+    """A ``span`` from a command line: ``"1"``, ``"0.1,0.3,1"`` (a sweep) or ``"auto"``;
+    checked as :class:`Spans` checks a configuration's (a one-line error naming span)."""
+    text = text.strip()
+    if text == SPAN_AUTO:
+        return text
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"span must be a number, comma-separated numbers or '{SPAN_AUTO}', "
+                         f"not {text!r}") from None  # fmt: skip
+    value = values[0] if len(values) == 1 else values
+    return Spans()("span", value)
 
 
 class Fraction:
@@ -276,6 +322,18 @@ class AnalysisConfig:
     ``_above_noise`` counts then use the larger of it and the arithmetic floor and
     ``noise_floor_source`` says which (schema version 2).
 
+    Scales (schema version 3): ``span`` may be a list of spans or ``"auto"``
+    (:mod:`saddles.landscape.scales`): every plane is then sampled at each span, its rows carry
+    the span as the key ``sweep_span``, and two scale summaries are added per plane (rows with
+    an empty ``sweep_span``):
+    the critical span (the smallest span with a saddle/minimum pair above the noise floor)
+    and the basin radius (per direction, the distance at which the loss first rises by
+    ``basin_rise`` x the centre loss). ``"auto"`` sweeps the half-decade ladder from the
+    largest span at which the loss is flat within its arithmetic noise to the first at which
+    it has risen by ``span_rise`` x the centre loss. ``hessian_which`` picks the Hessian
+    plane (:data:`saddles.names.HESSIAN_PLANES`): ``"top_bottom"`` takes the top and the most
+    negative eigenvectors, the plane that cuts a saddle.
+
     The instance is frozen: derive another with :func:`dataclasses.replace`.
     """
 
@@ -288,7 +346,7 @@ class AnalysisConfig:
     sampling: str = setting("grid", Choice(SAMPLINGS))
     resolution: int = setting(41, Integer(3))
     n_points: int = setting(4096, Integer(2))
-    span: float = setting(1.0, Number())
+    span: float | list[float] | str = setting(1.0, Spans())
     representations: list[str] = setting(["grid-full", "grid-ttk", "knn"], Names(REPRESENTATIONS,
         "unknown representation(s) {bad}; choose from " + ", ".join(REPRESENTATIONS)))  # fmt: skip
     knn_k: int | None = setting(None, Integer(1, none=True))
@@ -318,6 +376,15 @@ class AnalysisConfig:
     adaptive_budget: int | None = setting(None, Integer(1, none=True, say="a positive integer"),
                                           added_in=3)  # fmt: skip
     adaptive_coarse: int = setting(_adaptive.COARSE, Integer(2), added_in=3)
+    span_rise: float = setting(1.0, Number(), added_in=3)
+    basin_rise: float = setting(0.1, Number(), added_in=3)
+    hessian_which: str = setting("top", Choice(HESSIAN_PLANES), added_in=3)
+
+    @property
+    def sweeps(self) -> bool:
+        """Whether ``span`` is a sweep (a list or ``"auto"``): rows then carry a
+        ``sweep_span`` key and the scale summaries (critical span, basin radius)."""
+        return not isinstance(self.span, (int, float))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -336,8 +403,11 @@ class AnalysisConfig:
                              f"{', '.join(graphs)}")  # fmt: skip
         if self.sampling == "adaptive" and self.batch_floor:  # see _adaptive.BATCH_FLOOR_REFUSED
             raise ValueError(_adaptive.BATCH_FLOOR_REFUSED)
-        if not self.span > 0:
+        if not self.sweeps and not self.span > 0:
             raise ValueError(f"span must be positive, not {self.span}")
+        for name in ("span_rise", "basin_rise"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if not self.stderr_target > 0:
             raise ValueError(f"stderr_target must be positive, not {self.stderr_target}")
         if "hessian" in self.directions and self.hessian_top_k < self.n_directions:

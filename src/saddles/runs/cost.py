@@ -191,6 +191,10 @@ def hessian_cost(
     return Estimate("hessian", int(hvps), "HVPs", hvps * probe.hvp_s, probe.hvp_bytes + storage)
 
 
+#: The spans a ``span: auto`` sweep is assumed to take before its probes have run.
+AUTO_SPANS = 6
+
+
 def analysis_cost(probe: Probe, config: Any, *, checkpoints: int = 1) -> list[Estimate]:
     """Every stage of :func:`saddles.runs.analyze.analyze` under ``config`` (an
     :class:`~saddles.runs.config.AnalysisConfig`), per checkpoint, and the total over
@@ -201,10 +205,16 @@ def analysis_cost(probe: Probe, config: Any, *, checkpoints: int = 1) -> list[Es
     if config.sampling == "adaptive" and config.adaptive_budget is not None:
         points = min(points, config.adaptive_budget)
     rows = []
+    # A span sweep samples every plane once per span; "auto" chooses its spans by probing,
+    # so its count is a guess (AUTO_SPANS) until the probes have run.
+    spans = getattr(config, "span", 1.0)
+    n_spans = len(spans) if isinstance(spans, list) else AUTO_SPANS if spans == "auto" else 1
+    at = (f", {n_spans} spans" if isinstance(spans, list) else
+          f", auto: about {n_spans} spans" if spans == "auto" else "")  # fmt: skip
     for kind in config.directions:
-        planes = config.direction_seeds if kind == "random" else 1
+        planes = (config.direction_seeds if kind == "random" else 1) * n_spans
         one = landscape_cost(probe, points, config.n_directions, config.noise_points)
-        rows.append(Estimate(f"landscape ({kind}, {planes} plane{'s' * (planes > 1)})",
+        rows.append(Estimate(f"landscape ({kind}, {planes} plane{'s' * (planes > 1)}{at})",
                              one.count * planes, one.unit, one.seconds * planes,
                              one.peak_bytes))  # fmt: skip
         parts = getattr(config, "batch_floor", None)

@@ -42,8 +42,8 @@ VIEWS: dict[str, str] = {
 #: Views whose metrics are ordered by stage (then declaration order).
 BY_STAGE = ("table",)
 #: Stages in pipeline order; a metric's ``stage`` is one of them.
-STAGES = ("sampling", "topology", "simplified", "noise", "loops", "distances", "hessian",
-          "training")  # fmt: skip
+STAGES = ("sampling", "topology", "simplified", "noise", "scales", "loops", "distances",
+          "hessian", "training")  # fmt: skip
 KINDS = ("count", "raw", "relative", "scale-free", "curvature", "loss", "info")
 
 
@@ -186,6 +186,19 @@ METRICS: tuple[Metric, ...] = (
        "the evaluation examples", "loss", "loss", "noise"),
     _m("tokens_per_point", "mean tokens a point was evaluated on (eval_tokens auto)", "tokens",
        "info", "noise"),
+    # Scales of a span sweep (saddles.landscape.scales): rows with an empty span.
+    _m("critical_span", "smallest span of the sweep with a saddle/minimum pair above the "
+       "noise floor (NaN: none, see critical_span_reason)", "span", "raw", "scales",
+       ("summary", "dynamics", "dynamics_table", "wide", "compare_figure")),
+    _m("critical_span_reason", "why critical_span is NaN (empty when it is not)", "name",
+       "info", "scales"),
+    _m("basin_radius", "smallest over the directions of the distance from the centre at "
+       "which the loss first rises by basin_rise x the centre loss", "span", "raw", "scales",
+       ("summary", "dynamics", "dynamics_table", "wide", "compare_figure")),
+    _m("basin_radii", "each direction's basin radius (the nearer of its two signs; a list)",
+       "span", "info", "scales"),
+    _m("basin_radius_reason", "why a basin radius is NaN (empty when none is)", "name", "info",
+       "scales"),
     # Loops of 2-D and 3-D grids (saddles.topology.persistence.loop_metrics).
     _m("n_loops", "one-dimensional classes (loops) of the sublevel sets", "count", "count",
        "loops", ("dynamics", "wide")),
@@ -214,6 +227,10 @@ METRICS: tuple[Metric, ...] = (
        "info", "hessian", per=_CK),
     _m("hessian_eigen_hvps", "Hessian-vector products of the eigen-solve", "count", "info",
        "hessian", per=_CK),
+    _m("hessian_bottom_eigenvalue", "most negative Hessian eigenvalue (Lanczos SA; with "
+       "hessian_which: top_bottom)", "loss/param^2", "curvature", "hessian", per=_CK),
+    _m("hessian_bottom_residual", "residual norm ||H v - lambda v|| of the most negative "
+       "eigenpair", "loss/param^2", "info", "hessian", per=_CK),
     _m("hessian_density_mean", "mean of the spectral density (trace / n)", "loss/param^2",
        "curvature", "hessian", per=_CK),
     _m("hessian_density_second_moment", "second moment of the spectral density",

@@ -2,7 +2,9 @@
 
 Every number an analysis produces is one **number row** (the long layout): the key columns
 that say where it was measured (:data:`KEYS`: run, checkpoint, step, subspace, model,
-direction kind, direction seed, representation; those that apply) and ``metric`` and
+direction kind, direction seed, sweep span (``sweep_span``: the span of a span sweep, empty on
+the scale summaries' rows; named apart from a quality a caller may call ``span``),
+representation; those that apply) and ``metric`` and
 ``value``. The tables users read are views of these rows:
 
 - **plane rows** (:func:`to_planes`): one row per plane (direction seed x direction kind x
@@ -12,7 +14,9 @@ direction kind, direction seed, representation; those that apply) and ``metric``
 - **checkpoint rows** (:func:`checkpoint_columns`): one row per checkpoint with a column
   ``<subspace>.<representation>.<metric>`` (``<subspace>.<kind>.<representation>.<metric>``
   when a subspace has several direction kinds) per metric of the registry's ``wide`` view,
-  from each kind's shown plane: the ``"wide"`` ``dynamics.csv``.
+  from each kind's shown plane: the ``"wide"`` ``dynamics.csv``. In a span sweep the
+  representation is followed by ``@<span tag>`` (``grid-full@0p316``; no tag on the scale
+  summaries), the tag having no dots (:func:`saddles.landscape.scales.span_tag`).
   :func:`planes_from_checkpoints` reads such rows back into plane rows (the Hessian's
   ``top_eigenvalue``, ``trace``, ``trace_stderr`` as ``hessian_*``).
 
@@ -25,11 +29,11 @@ from typing import Any
 
 #: Columns that say where a number was measured, in the order number rows give them.
 KEYS = ("run", "checkpoint", "step", "subspace", "model", "direction", "direction_seed",
-        "representation")  # fmt: skip
+        "sweep_span", "representation")  # fmt: skip
 #: The columns of a number row.
 NUMBER_COLUMNS = (*KEYS, "metric", "value")
 #: Key columns of an analysis' plane rows, in the order ``metrics.csv`` gives them.
-PLANE_KEYS = ("model", "direction", "representation", "direction_seed")
+PLANE_KEYS = ("model", "direction", "representation", "direction_seed", "sweep_span")
 #: Per-checkpoint Hessian numbers of a checkpoint row, named without the ``hessian_`` prefix.
 CHECKPOINT_CURVATURE = ("top_eigenvalue", "trace", "trace_stderr")
 
@@ -74,9 +78,12 @@ def checkpoint_columns(
     out = {}
     for r in shown:
         kind = r["direction"] if several else ""
+        rep = r["representation"]
+        if r.get("sweep_span") not in ("", None):
+            rep = f"{rep}@{_span_tag(r['sweep_span'])}"
         for m in metrics:
             if m in r:
-                out[wide_name(subspace, r["representation"], m, kind)] = r[m]
+                out[wide_name(subspace, rep, m, kind)] = r[m]
     return out
 
 
@@ -104,9 +111,17 @@ def planes_from_checkpoints(wide: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                          "direction_seed": ""})  # fmt: skip
             if kind is not None:
                 entry["direction"] = kind
+            if "@" in rep:  # a span sweep's column (see checkpoint_columns)
+                entry["representation"], tag = rep.split("@", 1)
+                entry["sweep_span"] = float(tag.replace("p", "."))
             entry[metric] = value
         out.extend(series.values())
     return out
+
+
+def _span_tag(span: Any) -> str:
+    """:func:`saddles.landscape.scales.span_tag`, restated: this module imports no numpy."""
+    return f"{float(span):g}".replace(".", "p")
 
 
 def _hashable(where: dict[str, Any]) -> tuple:

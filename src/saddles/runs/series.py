@@ -289,7 +289,9 @@ class CheckpointWork:
             )
             if label == owner:  # the checkpoint's Hessian, as analyze would have computed it
                 scalars, density, eig, seconds = solved
-                analysis = replace(analysis, config=cfg, hessian=scalars, density=density,
+                bottom = {k: v for k, v in analysis.hessian.items() if k.startswith("bottom_")}
+                analysis = replace(analysis, config=cfg, hessian={**scalars, **bottom},
+                                   density=density,
                                    eigenpairs=eig,
                                    timings={"hessian_s": seconds, **analysis.timings})  # fmt: skip
                 analysis.save(ck_dir / label)
@@ -443,27 +445,31 @@ def add_diagram_distances(rows: list[dict[str, Any]], out_dir: str | Path) -> No
     Diagrams are read from the ``pairs-<kind>-<representation>.npz`` each checkpoint's
     analysis wrote (TTK's diagram: essential classes paired with the maximum), per subspace,
     direction kind and representation; rows of other direction seeds than the first get NaN
-    (only the first plane's pairs are saved). Distances: :mod:`saddles.topology.distances`
+    (only the first plane's pairs are saved). In a span sweep each span is its own series
+    (``pairs-<kind>-span<tag>-<representation>.npz``) and the scale summaries' rows (empty
+    span) get none. Distances: :mod:`saddles.topology.distances`
     (gudhi's bottleneck distance); normalized maps each diagram by its own landscape's
     ``(v - min) / (max - min)``.
     """
     import numpy as np
 
+    from saddles.landscape.scales import span_tag
     from saddles.topology.distances import bottleneck_distance
 
     out_dir = Path(out_dir)
     series: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
-        key = (r.get("subspace"), r.get("direction"), r.get("representation"))
+        key = (r.get("subspace"), r.get("direction"), r.get("representation"), r.get("sweep_span"))
         series.setdefault(key, []).append(r)
     names = ("bottleneck_to_previous", "bottleneck_to_last")
-    for (subspace, kind, rep), members in series.items():
+    for (subspace, kind, rep, box), members in series.items():
         first_seed = min((m.get("direction_seed") for m in members
                           if m.get("direction_seed") not in ("", None)), default="")  # fmt: skip
         diagrams = []
         for m in members:
-            path = out_dir / str(m["checkpoint"]) / str(subspace) / f"pairs-{kind}-{rep}.npz"
-            wanted = m.get("direction_seed") in ("", None, first_seed)
+            tag = "" if box in ("", None) else f"span{span_tag(float(box))}-"  # a sweep's span
+            path = out_dir / str(m["checkpoint"]) / str(subspace) / f"pairs-{kind}-{tag}{rep}.npz"
+            wanted = m.get("direction_seed") in ("", None, first_seed) and "value_min" in m
             if wanted and path.is_file():
                 with np.load(path, allow_pickle=False) as z:
                     raw = np.stack([z["birth"], z["death"]], axis=1)
@@ -554,7 +560,7 @@ def result_line(step: int, rows: list[dict[str, Any]]) -> str:
     seen, parts = set(), []
     for r in rows:
         key = (r.get("subspace"), r.get("direction"), r.get("representation"))
-        if key in seen:
+        if key in seen or "n_minima" not in r:  # a sweep: its first span
             continue
         seen.add(key)
         persistence = _short(r.get("average_persistence"))

@@ -36,7 +36,7 @@ from saddles.runs.relate import relations_from_rows as relations
 #: landscape's value range).
 TDA_METRICS = metrics_for("relate", exclude_stage="hessian")
 CURVATURE_METRICS = metrics_for("relate", stage="hessian")
-GROUP = ("model", "direction", "representation")
+GROUP = ("model", "direction", "sweep_span", "representation")  # sweep_span: in sweeps only
 
 
 def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[str, Any]]:
@@ -49,7 +49,8 @@ def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[st
         groups.setdefault(tuple(r.get(k) for k in GROUP), []).append(r)
     out = []
     for key, members in groups.items():
-        row: dict[str, Any] = dict(zip(GROUP, key, strict=True))
+        row: dict[str, Any] = {k: v for k, v in zip(GROUP, key, strict=True)
+                               if v is not None or k != "sweep_span"}  # fmt: skip
         row["n_seeds"] = len(members)
         names = [k for k in members[0] if k not in GROUP and k != "direction_seed"]
         for name in names:
@@ -89,12 +90,17 @@ def summary_tables(
     summary = seed_summary(rows)
     numeric_x = all(_is_number(r.get(x_key)) for r in rows)
     ys = [*([x_key] if numeric_x else []), *y_metrics, *CURVATURE_METRICS]
-    rels = relations(rows, TDA_METRICS, ys)
-    first_kind = rows[0]["direction"] if rows else None
-    for c in claims:
-        if c.metric not in TDA_METRICS:  # a per-model number: once, not per direction kind
-            rels += relations([r for r in rows if r["direction"] == first_kind], [c.metric],
-                              [c.against])  # fmt: skip
+    spans = list(dict.fromkeys(r.get("sweep_span") for r in rows))  # a span sweep: per span
+    rels = []
+    for span in spans:
+        at = [m for m in rows if m.get("sweep_span") == span]
+        found = relations(at, TDA_METRICS, ys)
+        first_kind = at[0]["direction"] if at else None
+        for c in claims:
+            if c.metric not in TDA_METRICS:  # a per-model number: once, not per direction kind
+                found += relations([r for r in at if r["direction"] == first_kind], [c.metric],
+                                   [c.against])  # fmt: skip
+        rels += [{**({} if span is None else {"sweep_span": span}), **r} for r in found]
     rep = analyses[0].config.representations[0] if analyses else None
     mark_significant(rels, primary=[(c.metric, c.against) for c in claims],
                      primary_representation=rep)  # fmt: skip
