@@ -23,6 +23,11 @@ app.add_typer(experiment_app, name="experiment")
 
 DIRECTIONS_HELP = "Comma-separated direction kinds: random, hessian."
 REPS_HELP = f"Comma-separated representations: {', '.join(REPRESENTATIONS)}."
+#: Training runs per beta in `saddles demo` (measured in the README: the demo with 3 fits
+#: in 10 minutes on 2 cores).
+DEMO_TRAIN_SEEDS = 3
+TRAIN_SEEDS_HELP = ("Training runs per {what} (seeds seed, seed+1, ...; each a separate model, "
+                    "finished ones reused): intervals then cover training seeds too.")  # fmt: skip
 
 
 def _config(directions: str, representations: str, resolution: int, span: float,
@@ -66,6 +71,9 @@ def pinn(
     seeds_per_model: int = typer.Option(
         1, "--direction-seeds", min=1, help="Random planes per model (seed, seed+1, ...)."
     ),
+    train_seeds: int = typer.Option(
+        1, "--train-seeds", min=1, help=TRAIN_SEEDS_HELP.format(what="beta")
+    ),
     executor: ExecutorName = typer.Option(
         ExecutorName("local"), help="Where landscape chunks run: local or ray (same values)."
     ),
@@ -79,9 +87,9 @@ def pinn(
                      seed=seed, direction_seeds=seeds_per_model, executor=executor.value,
                      workers=workers)  # fmt: skip
     beta_values = _floats(betas, "--betas")
-    paths = run_pinn_experiment(
-        out, beta_values, config, n_f=n_f, seed=seed, max_iter=max_iter, progress=not quiet
-    )
+    paths = run_pinn_experiment(out, beta_values, config, n_f=n_f, seed=seed,
+                                train_seeds=train_seeds, max_iter=max_iter,
+                                progress=not quiet)  # fmt: skip
     _print_summary(paths)
 
 
@@ -145,6 +153,9 @@ def resnet(
 @friendly_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Run directory (resumable)."),
+    train_seeds: int = typer.Option(
+        DEMO_TRAIN_SEEDS, "--train-seeds", min=1, help=TRAIN_SEEDS_HELP.format(what="beta")
+    ),
     quiet: bool = typer.Option(False, help="No progress display."),
 ) -> None:
     """The PINN experiment at demo scale: beta 1, 3, 5, 7, 9; 41x41 grids; 8 random planes per
@@ -154,7 +165,8 @@ def demo(
 
     config = _config("random,hessian", "grid-full,grid-ttk,knn", 41, 1.0, True, 0.01, 1,
                      direction_seeds=8)  # fmt: skip
-    paths = run_pinn_experiment(out, [1, 3, 5, 7, 9], config, progress=not quiet)
+    paths = run_pinn_experiment(out, [1, 3, 5, 7, 9], config, train_seeds=train_seeds,
+                                progress=not quiet)  # fmt: skip
     _print_summary(paths)
 
 
@@ -186,18 +198,23 @@ def _print_summary(paths: dict[str, Path]) -> None:
     first_rep = rows[0]["representation"]
     quality = [k for k in ("beta", "rel_l2", "skip", "accuracy") if f"{k}_mean" in rows[0]]
     metrics = metrics_for("cli")
-    table = Table(title=f"{first_rep}: mean [95% interval over direction seeds]; raw counts, "
+    nested = any(int(r.get("n_train_seeds") or 1) > 1 for r in rows)
+    over = ("training seeds, then direction seeds; 'train share': the share of the saddle "
+            "count's variance from the training run" if nested else "direction seeds")
+    table = Table(title=f"{first_rep}: mean [95% interval over {over}]; raw counts, "
                   f"simplified at 1% of the range, above 2x the noise floor; every value is in "
                   f"{paths['summary']}")  # fmt: skip
-    heads = ["model", "direction", "seeds", *quality[1:], *metrics, "noise floor", "H top eig"]
+    heads = ["model", "direction", *(["train seeds"] * nested), "seeds", *quality[1:],
+             *metrics, *(["train share"] * nested), "noise floor", "H top eig"]  # fmt: skip
     for c in heads:
         table.add_column(label(c), justify="right")
     for r in rows:
         if r["representation"] != first_rep:
             continue
-        cells = [r["model"], r["direction"], r["n_seeds"]]
+        cells = [r["model"], r["direction"], *([r["n_train_seeds"]] * nested), r["n_seeds"]]
         cells += [_short(r[f"{q}_mean"]) for q in quality[1:]]
         cells += [_interval(r, m) for m in metrics]
+        cells += [_short(r.get("n_saddles_share_training", ""))] * nested
         cells += [_short(r.get("noise_floor_mean", "")),
                   _short(r.get("hessian_top_eigenvalue_mean", ""))]  # fmt: skip
         table.add_row(*cells)
@@ -210,7 +227,8 @@ def _print_summary(paths: dict[str, Path]) -> None:
         t = Table(title="relations: Spearman rho [95% Fisher-z interval], permutation p, "
                   "Holm-adjusted p within its family (primary: the paper's claims; "
                   "claims.csv and the report give a verdict per claim)")  # fmt: skip
-        for c in ("direction", "metric", "against", "models", "rho [interval]", "p", "Holm p",
+        for c in ("direction", "metric", "against", "runs" if nested else "models",
+                  "rho [interval]", "p", "Holm p",
                   "family"):  # fmt: skip
             t.add_column(c, justify="right")
         for r in focus:
