@@ -199,8 +199,12 @@ def _print_summary(paths: dict[str, Path]) -> None:
     quality = [k for k in ("beta", "rel_l2", "skip", "accuracy") if f"{k}_mean" in rows[0]]
     metrics = metrics_for("cli")
     nested = any(int(r.get("n_train_seeds") or 1) > 1 for r in rows)
-    over = ("training seeds, then direction seeds; 'train share': the share of the saddle "
-            "count's variance from the training run" if nested else "direction seeds")
+    over = (
+        "training seeds, then direction seeds; 'train share': the share of the saddle "
+        "count's variance from the training run"
+        if nested
+        else "direction seeds"
+    )
     table = Table(title=f"{first_rep}: mean [95% interval over {over}]; raw counts, "
                   f"simplified at 1% of the range, above 2x the noise floor; every value is in "
                   f"{paths['summary']}")  # fmt: skip
