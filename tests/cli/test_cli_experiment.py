@@ -114,14 +114,25 @@ def test_pinn_train_seeds_are_separate_models_resumed_not_retrained(tmp_path):
 def test_resnet_experiment_on_digits(tmp_path):
     out = tmp_path / "resnet"
     result = runner.invoke(app, [
-        "experiment", "resnet", "--out", str(out), "--dataset", "digits", "--seeds", "0",
-        "--epochs", "1", "--train-images", "96", "--eval-images", "32", "--resolution", "5",
-        "--directions", "random", "--no-hessian", "--representations", "grid-full", "--quiet",
+        "experiment", "resnet", "--out", str(out), "--dataset", "digits", "--seeds", "0,7,9",
+        "--train-seeds", "2", "--epochs", "1", "--train-images", "96", "--eval-images", "32",
+        "--resolution", "5", "--directions", "random", "--no-hessian", "--representations",
+        "grid-full", "--quiet",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = read_csv(out / "metrics.csv")
-    assert [r["architecture"] for r in rows] == ["skip", "no-skip"]
-    assert (out / "report.html").exists()
+    assert [r["architecture"] for r in rows] == ["skip", "skip", "no-skip", "no-skip"]
+    assert [r["train_seed"] for r in rows] == ["0", "7", "0", "7"]
+    assert {r["model"] for r in rows} == {"resnet20-skip", "resnet20-no-skip"}
+    assert not (out / "resnet20-skip-seed9").exists()
+    summary = read_csv(out / "summary.csv")
+    assert [r["n_train_seeds"] for r in summary] == ["2", "2"]
+    # one direction seed per run: the within-run variance, hence the shares, are unknown
+    assert [r["accuracy_share_training"] for r in summary] == ["nan", "nan"]
+    assert "resnet20-no-skip, training seed 7" in (out / "report.html").read_text()
+    result = runner.invoke(app, ["experiment", "resnet", "--out", str(out), "--dataset",
+                                 "digits", "--seeds", "0", "--train-seeds", "2"])  # fmt: skip
+    assert result.exit_code == 2 and "--train-seeds 2 needs at least 2" in result.output
 
 
 def test_cifar_without_files_says_what_to_do(tmp_path):

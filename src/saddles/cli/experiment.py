@@ -103,6 +103,9 @@ def resnet(
     data_dir: Path | None = typer.Option(None, help="Folder holding cifar-10-batches-py."),
     download: bool = typer.Option(False, help="Download CIFAR-10 into --data-dir if missing."),
     seeds: str = typer.Option("0,123,123456,2023", help="Comma-separated training seeds."),
+    train_seeds: int | None = typer.Option(
+        None, "--train-seeds", min=1, help="Train only the first N of --seeds per architecture."
+    ),
     epochs: int = typer.Option(10, help="Training epochs per model."),
     eval_images: int = typer.Option(1024, help="Test images in the evaluation batch."),
     train_images: int | None = typer.Option(None, help="Train on the first N images only."),
@@ -141,7 +144,7 @@ def resnet(
     try:
         paths = run_resnet_experiment(
             out, config, dataset=dataset.value, data_dir=data_dir, download=download,
-            seeds=[int(s) for s in _floats(seeds, "--seeds")], epochs=epochs,
+            seeds=_first(seeds, train_seeds), epochs=epochs,
             eval_images=eval_images, train_images=train_images, progress=not quiet,
         )  # fmt: skip
     except FileNotFoundError as exc:
@@ -168,6 +171,14 @@ def demo(
     paths = run_pinn_experiment(out, [1, 3, 5, 7, 9], config, train_seeds=train_seeds,
                                 progress=not quiet)  # fmt: skip
     _print_summary(paths)
+
+
+def _first(seeds: str, n: int | None) -> list[int]:
+    """The training seeds of --seeds, the first ``n`` of them if --train-seeds is given."""
+    values = [int(s) for s in _floats(seeds, "--seeds")]
+    if n is not None and n > len(values):
+        raise typer.BadParameter(f"--train-seeds {n} needs at least {n} --seeds, got {seeds}")
+    return values[:n]
 
 
 def _floats(text: str, name: str) -> list[float]:
