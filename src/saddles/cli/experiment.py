@@ -278,6 +278,9 @@ def lm(
     sizes: str | None = typer.Option(None, help="Comma-separated size names (default: preset)."),
     steps: int | None = typer.Option(None, help="Training steps (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed of initialization, data order and directions."),
+    train_seeds: int = typer.Option(
+        1, "--train-seeds", min=1, help=TRAIN_SEEDS_HELP.format(what="size")
+    ),
     policy: Policy = typer.Option(Policy("fixed"), help="Directions per checkpoint."),
     device: str | None = typer.Option(None, help="cpu, cuda or auto (default: the preset's)."),
     threads: int | None = typer.Option(1, help="torch threads."),
@@ -298,7 +301,8 @@ def lm(
         check_device(device)
     size_list = [s.strip() for s in sizes.split(",")] if sizes else None
     paths = run_lm_experiment(out, preset.value, sizes=size_list, steps=steps, seed=seed,
-                              policy=policy.value, device=device, progress=not quiet)  # fmt: skip
+                              train_seeds=train_seeds, policy=policy.value, device=device,
+                              progress=not quiet)  # fmt: skip
     console = Console(width=140)
     with open(paths["hypotheses"]) as f:
         for row in csv.DictReader(f):
@@ -308,7 +312,8 @@ def lm(
                 else ""
             )
             note = f"  ({row['note']})" if row["note"] else ""
+            run = f"training seed {row['train_seed']}  " if train_seeds > 1 else ""
             console.print(
-                f"{row['hypothesis']}  {row['quantity']}: {_short(row['value'])}{ci}{note}"
+                f"{run}{row['hypothesis']}  {row['quantity']}: {_short(row['value'])}{ci}{note}"
             )
     console.print(f"dynamics: {paths['dynamics']}\nreport: {paths['report']}")
