@@ -143,3 +143,13 @@ def test_cifar_without_files_says_what_to_do(tmp_path):
                                  "--data-dir", str(tmp_path / "nothing")])  # fmt: skip
     assert result.exit_code != 0
     assert "digits" in result.output
+
+
+def test_demo_trains_each_beta_with_the_stated_number_of_seeds():
+    from saddles.cli.experiment import DEMO_TRAIN_SEEDS
+
+    result = runner.invoke(app, ["demo", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--train-seeds" in result.output
+    assert f"[default: {DEMO_TRAIN_SEEDS}]" in result.output and DEMO_TRAIN_SEEDS >= 3
+    result = runner.invoke(app, ["demo", "--train-seeds", "0"])
+    assert result.exit_code == 2

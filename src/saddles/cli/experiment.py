@@ -23,8 +23,8 @@ app.add_typer(experiment_app, name="experiment")
 
 DIRECTIONS_HELP = "Comma-separated direction kinds: random, hessian."
 REPS_HELP = f"Comma-separated representations: {', '.join(REPRESENTATIONS)}."
-#: Training runs per beta in `saddles demo` (measured in the README: the demo with 3 fits
-#: in 10 minutes on 2 cores).
+#: Training runs per beta in `saddles demo`: with 3 the demo took 231 s of CPU time (one
+#: thread) on a 2-core machine, within its 10-minute budget (the README's run).
 DEMO_TRAIN_SEEDS = 3
 TRAIN_SEEDS_HELP = ("Training runs per {what} (seeds seed, seed+1, ...; each a separate model, "
                     "finished ones reused): intervals then cover training seeds too.")  # fmt: skip
@@ -161,9 +161,9 @@ def demo(
     ),
     quiet: bool = typer.Option(False, help="No progress display."),
 ) -> None:
-    """The PINN experiment at demo scale: beta 1, 3, 5, 7, 9; 41x41 grids; 8 random planes per
-    model and the Hessian plane; image and kNN representations; noise floors (a few minutes
-    on 2 CPU cores)."""
+    """The PINN experiment at demo scale: beta 1, 3, 5, 7, 9, each trained with 3 seeds;
+    41x41 grids; 8 random planes per model and the Hessian plane; image and kNN
+    representations; noise floors (about 4 minutes of CPU time on one thread)."""
     from saddles.experiments.pinn import run_pinn_experiment
 
     config = _config("random,hessian", "grid-full,grid-ttk,knn", 41, 1.0, True, 0.01, 1,
