@@ -12,6 +12,7 @@ import argparse
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -34,13 +35,17 @@ def main() -> None:
     env = {**os.environ, "COLUMNS": "160"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - started
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = cpu.ru_utime + cpu.ru_stime
     if done.returncode != 0:
         sys.exit(f"error: saddles demo failed:\n{done.stderr}")
     printed = done.stdout.replace(str(args.out), "runs/demo").rstrip()
     machine = f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.system()})"
     block = (
-        f"{START}\nA fresh run (8 random planes per model, seeds 0-7, plus the Hessian plane) "
-        f"took {seconds:.0f} s on {machine} and printed:\n\n```\n{printed}\n```\n{END}"
+        f"{START}\nA fresh run on one machine (3 training seeds per beta, 0-2; 8 random planes "
+        f"per model, seeds 0-7, plus the Hessian plane) took {seconds:.0f} s of wall time and "
+        f"{cpu_seconds:.0f} s of CPU time (torch on 1 thread) on {machine} and printed:"
+        f"\n\n```\n{printed}\n```\n{END}"
     )
     readme = ROOT / "README.md"
     text = readme.read_text()

@@ -289,3 +289,58 @@ def test_the_data_and_a_loss_file_are_compared_by_content(tmp_path):
     lines = setting_warnings(runs)  # c: an edited loss file and other data
     assert len(lines) == 2
     assert "different loss:" in lines[0] and "different data_sha256:" in lines[1]
+
+
+def test_runs_that_differ_by_training_seed_are_one_configuration(tmp_path):
+    """Runs named <configuration>-seed<N>: each is one observation of the relations, and the
+    summary gives each configuration's mean over its training runs with variance shares."""
+    from saddles.runs.compare import training_group
+
+    assert training_group("resnet20-skip-seed123") == ("resnet20-skip", 123)
+    assert training_group("w4_train_seed2") == ("w4", 2)
+    assert training_group("beta-1") == ("beta-1", "")
+    factory = "import torch\n\n"
+    for w in (4, 8, 16):
+        for s in (0, 1):
+            factory += (f"def make_w{w}_s{s}():\n    torch.manual_seed({100 * s + w})\n"
+                        f"    return torch.nn.Sequential(torch.nn.Linear(4, {w}), "
+                        f"torch.nn.Tanh(), torch.nn.Linear({w}, 3))\n\n")  # fmt: skip
+    (tmp_path / "nets.py").write_text(factory)
+    torch.manual_seed(0)
+    torch.save((torch.randn(32, 4), torch.randint(0, 3, (32,))), tmp_path / "batch.pt")
+    dirs = []
+    for w in (4, 8, 16):
+        for s in (0, 1):
+            name = f"w{w}-seed{s}"
+            (tmp_path / f"{name}.yaml").write_text(textwrap.dedent(f"""
+                name: {name}
+                model: nets.py:make_w{w}_s{s}
+                data: batch.pt
+                criterion: cross_entropy
+                out: runs/{name}
+                analysis:
+                  directions: [random]
+                  direction_seeds: 2
+                  resolution: 5
+                  representations: [grid-full]
+                  hessian: false
+                  noise_points: 0
+            """))  # fmt: skip
+            result = runner.invoke(app, ["run", str(tmp_path / f"{name}.yaml"), "--quiet"])
+            assert result.exit_code == 0, result.output
+            dirs.append(tmp_path / "runs" / name)
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["compare", *map(str, dirs), "--out", str(out), "--n-boot",
+                                 "100", "--n-perm", "50"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = read(out / "compare.csv")
+    assert {r["n"] for r in table} == {"6"} and {r["n_seeds"] for r in table} == {"2"}
+    summary = read(out / "summary.csv")
+    assert sorted(r["model"] for r in summary) == ["w16", "w4", "w8"]
+    assert {r["n_train_seeds"] for r in summary} == {"2"}
+    row = next(r for r in summary if r["model"] == "w8")
+    runs = read(out / "runs.csv")
+    own = [float(r["average_persistence"]) for r in runs if r["model"] == "w8"]
+    assert float(row["average_persistence_mean"]) == pytest.approx(np.mean(own))
+    assert 0 <= float(row["average_persistence_share_training"]) <= 1
+    assert "Over training seeds" in (out / "report.html").read_text()

@@ -28,6 +28,11 @@ SPAN_HELP = (
     "every one, and 'auto' chooses them (saddles.landscape.scales)."
 )
 WHICH_HELP = "Which Hessian eigenvectors span the hessian plane: top, or top_bottom (cuts saddles)."
+#: Training runs per beta in `saddles demo`: with 3 the demo took 231 s of CPU time (one
+#: thread) on a 2-core machine, within its 10-minute budget (the README's run).
+DEMO_TRAIN_SEEDS = 3
+TRAIN_SEEDS_HELP = ("Training runs per {what} (seeds seed, seed+1, ...; each a separate model, "
+                    "finished ones reused): intervals then cover training seeds too.")  # fmt: skip
 
 
 def _config(directions: str, representations: str, resolution: int, span: float | str,
@@ -74,6 +79,9 @@ def pinn(
     seeds_per_model: int = typer.Option(
         1, "--direction-seeds", min=1, help="Random planes per model (seed, seed+1, ...)."
     ),
+    train_seeds: int = typer.Option(
+        1, "--train-seeds", min=1, help=TRAIN_SEEDS_HELP.format(what="beta")
+    ),
     executor: ExecutorName = typer.Option(
         ExecutorName("local"), help="Where landscape chunks run: local or ray (same values)."
     ),
@@ -87,9 +95,9 @@ def pinn(
                      seed=seed, direction_seeds=seeds_per_model, executor=executor.value,
                      workers=workers, hessian_which=hessian_which.value)  # fmt: skip
     beta_values = _floats(betas, "--betas")
-    paths = run_pinn_experiment(
-        out, beta_values, config, n_f=n_f, seed=seed, max_iter=max_iter, progress=not quiet
-    )
+    paths = run_pinn_experiment(out, beta_values, config, n_f=n_f, seed=seed,
+                                train_seeds=train_seeds, max_iter=max_iter,
+                                progress=not quiet)  # fmt: skip
     _print_summary(paths)
 
 
@@ -103,6 +111,9 @@ def resnet(
     data_dir: Path | None = typer.Option(None, help="Folder holding cifar-10-batches-py."),
     download: bool = typer.Option(False, help="Download CIFAR-10 into --data-dir if missing."),
     seeds: str = typer.Option("0,123,123456,2023", help="Comma-separated training seeds."),
+    train_seeds: int | None = typer.Option(
+        None, "--train-seeds", min=1, help="Train only the first N of --seeds per architecture."
+    ),
     epochs: int = typer.Option(10, help="Training epochs per model."),
     eval_images: int = typer.Option(1024, help="Test images in the evaluation batch."),
     train_images: int | None = typer.Option(None, help="Train on the first N images only."),
@@ -144,7 +155,7 @@ def resnet(
     try:
         paths = run_resnet_experiment(
             out, config, dataset=dataset.value, data_dir=data_dir, download=download,
-            seeds=[int(s) for s in _floats(seeds, "--seeds")], epochs=epochs,
+            seeds=_first(seeds, train_seeds), epochs=epochs,
             eval_images=eval_images, train_images=train_images, progress=not quiet,
         )  # fmt: skip
     except FileNotFoundError as exc:
@@ -156,17 +167,29 @@ def resnet(
 @friendly_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Run directory (resumable)."),
+    train_seeds: int = typer.Option(
+        DEMO_TRAIN_SEEDS, "--train-seeds", min=1, help=TRAIN_SEEDS_HELP.format(what="beta")
+    ),
     quiet: bool = typer.Option(False, help="No progress display."),
 ) -> None:
-    """The PINN experiment at demo scale: beta 1, 3, 5, 7, 9; 41x41 grids; 8 random planes per
-    model and the Hessian plane; image and kNN representations; noise floors (a few minutes
-    on 2 CPU cores)."""
+    """The PINN experiment at demo scale: beta 1, 3, 5, 7, 9, each trained with 3 seeds;
+    41x41 grids; 8 random planes per model and the Hessian plane; image and kNN
+    representations; noise floors (about 4 minutes of CPU time on one thread)."""
     from saddles.experiments.pinn import run_pinn_experiment
 
     config = _config("random,hessian", "grid-full,grid-ttk,knn", 41, 1.0, True, 0.01, 1,
                      direction_seeds=8)  # fmt: skip
-    paths = run_pinn_experiment(out, [1, 3, 5, 7, 9], config, progress=not quiet)
+    paths = run_pinn_experiment(out, [1, 3, 5, 7, 9], config, train_seeds=train_seeds,
+                                progress=not quiet)  # fmt: skip
     _print_summary(paths)
+
+
+def _first(seeds: str, n: int | None) -> list[int]:
+    """The training seeds of --seeds, the first ``n`` of them if --train-seeds is given."""
+    values = [int(s) for s in _floats(seeds, "--seeds")]
+    if n is not None and n > len(values):
+        raise typer.BadParameter(f"--train-seeds {n} needs at least {n} --seeds, got {seeds}")
+    return values[:n]
 
 
 def _floats(text: str, name: str) -> list[float]:
@@ -197,12 +220,20 @@ def _print_summary(paths: dict[str, Path]) -> None:
     first_rep = rows[0]["representation"]
     quality = [k for k in ("beta", "rel_l2", "skip", "accuracy") if f"{k}_mean" in rows[0]]
     metrics = metrics_for("cli")
-    table = Table(title=f"{first_rep}: mean [95% interval over direction seeds]; raw counts, "
+    nested = any(int(r.get("n_train_seeds") or 1) > 1 for r in rows)
+    over = (
+        "training seeds, then direction seeds; 'train share': the share of the saddle "
+        "count's variance from the training run"
+        if nested
+        else "direction seeds"
+    )
+    table = Table(title=f"{first_rep}: mean [95% interval over {over}]; raw counts, "
                   f"simplified at 1% of the range, above 2x the noise floor; every value is in "
                   f"{paths['summary']}")  # fmt: skip
     swept = "sweep_span" in rows[0]  # a span sweep: a row per span (and the plane's summaries)
-    heads = ["model", "direction", *(["span"] if swept else []), "seeds", *quality[1:], *metrics,
-             "noise floor", "H top eig"]  # fmt: skip
+    heads = ["model", "direction", *(["span"] if swept else []), *(["train seeds"] * nested),
+             "seeds", *quality[1:], *metrics, *(["train share"] * nested), "noise floor",
+             "H top eig"]  # fmt: skip
     for c in heads:
         table.add_column(label(c), justify="right")
     for r in rows:
@@ -210,9 +241,11 @@ def _print_summary(paths: dict[str, Path]) -> None:
             continue
         if swept and r["sweep_span"] == "":
             continue  # the scale summaries: in summary.csv
-        cells = [r["model"], r["direction"], *([r["sweep_span"]] if swept else []), r["n_seeds"]]
+        cells = [r["model"], r["direction"], *([r["sweep_span"]] if swept else []),
+                 *([r["n_train_seeds"]] * nested), r["n_seeds"]]  # fmt: skip
         cells += [_short(r[f"{q}_mean"]) for q in quality[1:]]
         cells += [_interval(r, m) for m in metrics]
+        cells += [_short(r.get("n_saddles_share_training", ""))] * nested
         cells += [_short(r.get("noise_floor_mean", "")),
                   _short(r.get("hessian_top_eigenvalue_mean", ""))]  # fmt: skip
         table.add_row(*cells)
@@ -225,7 +258,8 @@ def _print_summary(paths: dict[str, Path]) -> None:
         t = Table(title="relations: Spearman rho [95% Fisher-z interval], permutation p, "
                   "Holm-adjusted p within its family (primary: the paper's claims; "
                   "claims.csv and the report give a verdict per claim)")  # fmt: skip
-        for c in ("direction", "metric", "against", "models", "rho [interval]", "p", "Holm p",
+        for c in ("direction", "metric", "against", "runs" if nested else "models",
+                  "rho [interval]", "p", "Holm p",
                   "family"):  # fmt: skip
             t.add_column(c, justify="right")
         for r in focus:
@@ -260,6 +294,9 @@ def lm(
     sizes: str | None = typer.Option(None, help="Comma-separated size names (default: preset)."),
     steps: int | None = typer.Option(None, help="Training steps (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed of initialization, data order and directions."),
+    train_seeds: int = typer.Option(
+        1, "--train-seeds", min=1, help=TRAIN_SEEDS_HELP.format(what="size")
+    ),
     policy: Policy = typer.Option(Policy("fixed"), help="Directions per checkpoint."),
     device: str | None = typer.Option(None, help="cpu, cuda or auto (default: the preset's)."),
     threads: int | None = typer.Option(1, help="torch threads."),
@@ -280,7 +317,8 @@ def lm(
         check_device(device)
     size_list = [s.strip() for s in sizes.split(",")] if sizes else None
     paths = run_lm_experiment(out, preset.value, sizes=size_list, steps=steps, seed=seed,
-                              policy=policy.value, device=device, progress=not quiet)  # fmt: skip
+                              train_seeds=train_seeds, policy=policy.value, device=device,
+                              progress=not quiet)  # fmt: skip
     console = Console(width=140)
     with open(paths["hypotheses"]) as f:
         for row in csv.DictReader(f):
@@ -290,7 +328,8 @@ def lm(
                 else ""
             )
             note = f"  ({row['note']})" if row["note"] else ""
+            run = f"training seed {row['train_seed']}  " if train_seeds > 1 else ""
             console.print(
-                f"{row['hypothesis']}  {row['quantity']}: {_short(row['value'])}{ci}{note}"
+                f"{run}{row['hypothesis']}  {row['quantity']}: {_short(row['value'])}{ci}{note}"
             )
     console.print(f"dynamics: {paths['dynamics']}\nreport: {paths['report']}")

@@ -364,66 +364,87 @@ def run_pinn_experiment(
     *,
     n_f: int = 100,
     seed: int = 0,
+    train_seeds: int = 1,
     max_iter: int = 100_000,
     progress: bool = True,
 ) -> dict[str, Path]:
     """Xie et al.'s PINN experiment: for each beta, train (or reuse the run directory's
     checkpoint), measure the error, analyze the landscape, then relate the metrics across betas.
 
-    Writes ``out_dir/beta-<b>/`` per model (checkpoint, and ``analysis-<config id>/`` with the
-    landscapes, metrics and figures of each analysis configuration) and
-    ``out_dir/{metrics.csv, relations.csv, report.html}`` for the latest configuration;
-    returns the summary's paths.
+    ``train_seeds``: training runs per beta, initialized with seeds ``seed``, ``seed + 1``, ...
+    (each a separate model; its rows carry ``train_seed``). With more than one, summaries
+    are over training runs, then direction seeds within each
+    (:func:`saddles.runs.summary.seed_summary`), and each training run is one observation of
+    the relations. Writes ``out_dir/beta-<b>/`` for the model trained with ``seed`` and
+    ``out_dir/beta-<b>-seed<s>/`` for the others (checkpoint, and ``analysis-<config id>/``
+    with the landscapes, metrics and figures of each analysis configuration), so adding
+    seeds to a finished run trains only the new ones; and ``out_dir/{metrics.csv,
+    relations.csv, report.html}`` for the latest configuration; returns the summary's paths.
     """
     from rich.console import Console
 
-    from saddles.experiments import trained_model
-    from saddles.report import plots
-    from saddles.report.figures import write_figures
-    from saddles.report.summary import summarize
-    from saddles.runs.analyze import AnalysisConfig, analyze
+    from saddles.runs.analyze import AnalysisConfig
 
+    if train_seeds < 1:
+        raise ValueError(f"train_seeds must be at least 1, got {train_seeds}")
     config = config or AnalysisConfig()
     out_dir = Path(out_dir)
     console = Console(quiet=not progress)
     started = time.perf_counter()
     analyses, figures = [], {}
     for beta in betas:
-        beta = float(beta)
-        name = f"beta={beta:g}"
-        model_dir = out_dir / f"beta-{beta:g}"
-        # One analysis directory per analysis configuration: changing the grid or the
-        # directions reuses the trained model and starts a new, separate analysis.
-        analysis_dir = model_dir / f"analysis-{config.short_id()}"
-        settings = {"beta": beta, "seed": seed, "n_f": n_f, "max_iter": max_iter}
-        t0 = time.perf_counter()
-        model, info, loaded = trained_model(
-            model_dir, settings, lambda: make_pinn(seed),
-            lambda b=beta: _strip(train_pinn(b, seed=seed, n_f=n_f, max_iter=max_iter)),
-        )  # fmt: skip
-        errors = pinn_errors(model, beta)
-        console.print(f"[bold]{name}[/]: {'loaded' if loaded else 'trained'} in "
-                      f"{time.perf_counter() - t0:.1f} s, final loss {info['loss']:.3g}, "
-                      f"relative L2 error {errors['rel_l2']:.3g}")  # fmt: skip
-        quality = {"beta": beta, "rel_l2": errors["rel_l2"], "mae": errors["mae"],
-                   "train_loss": float(info["loss"])}  # fmt: skip
-        analysis = analyze(model, convection_loss(beta), convection_data(n_f=n_f), config,
-                           name=name, quality=quality, run_dir=analysis_dir,
-                           progress=progress)  # fmt: skip
-        figs = write_figures(analysis, analysis_dir / "figures")
-        figs["predicted vs exact solution"] = plots.save(
-            solution_figure(model, beta), analysis_dir / "figures" / "solution.png"
-        )
-        analyses.append(analysis)
-        figures[name] = figs
+        for train_seed in range(seed, seed + train_seeds):
+            analysis, label, figs = _pinn_model(out_dir, float(beta), train_seed, seed, config,
+                                                n_f, max_iter, console, progress)  # fmt: skip
+            analyses.append(analysis)
+            figures[label] = figs
     info = {"experiment": "PINN, 1D convection", "betas": [float(b) for b in betas],
-            "n_f": n_f, "seed": seed, "device": config.device,
-            "torch threads": torch.get_num_threads(),
+            "n_f": n_f, "seed": seed, "training seeds per beta": train_seeds,
+            "device": config.device, "torch threads": torch.get_num_threads(),
             "wall seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    from saddles.report.summary import summarize
+
     return summarize(analyses, out_dir, x_key="beta", y_metrics=["rel_l2", "mae"],
                      title="PINNs for 1D convection: loss landscape topology against beta",
                      figures=figures, info=info, claims=CLAIMS,
                      claims_source="the paper's PINN claims, notes sec. 6.2")  # fmt: skip
+
+
+def _pinn_model(out_dir: Path, beta: float, train_seed: int, base_seed: int, config: Any,
+                n_f: int, max_iter: int, console: Any, progress: bool):  # fmt: skip
+    """Train (or load) one PINN and analyze it: ``(analysis, report label, figures)``."""
+    from saddles.experiments import trained_model
+    from saddles.report import plots
+    from saddles.report.figures import write_figures
+    from saddles.runs.analyze import analyze
+
+    name = f"beta={beta:g}"
+    suffix = "" if train_seed == base_seed else f"-seed{train_seed}"
+    label = name if train_seed == base_seed else f"{name}, training seed {train_seed}"
+    model_dir = out_dir / f"beta-{beta:g}{suffix}"
+    # One analysis directory per analysis configuration: changing the grid or the
+    # directions reuses the trained model and starts a new, separate analysis.
+    analysis_dir = model_dir / f"analysis-{config.short_id()}"
+    settings = {"beta": beta, "seed": train_seed, "n_f": n_f, "max_iter": max_iter}
+    t0 = time.perf_counter()
+    model, info, loaded = trained_model(
+        model_dir, settings, lambda: make_pinn(train_seed),
+        lambda: _strip(train_pinn(beta, seed=train_seed, n_f=n_f, max_iter=max_iter)),
+    )  # fmt: skip
+    errors = pinn_errors(model, beta)
+    console.print(f"[bold]{label}[/]: {'loaded' if loaded else 'trained'} in "
+                  f"{time.perf_counter() - t0:.1f} s, final loss {info['loss']:.3g}, "
+                  f"relative L2 error {errors['rel_l2']:.3g}")  # fmt: skip
+    quality = {"beta": beta, "train_seed": train_seed, "rel_l2": errors["rel_l2"],
+               "mae": errors["mae"], "train_loss": float(info["loss"])}  # fmt: skip
+    analysis = analyze(model, convection_loss(beta), convection_data(n_f=n_f), config,
+                       name=name, quality=quality, run_dir=analysis_dir,
+                       progress=progress)  # fmt: skip
+    figs = write_figures(analysis, analysis_dir / "figures")
+    figs["predicted vs exact solution"] = plots.save(
+        solution_figure(model, beta), analysis_dir / "figures" / "solution.png"
+    )
+    return analysis, label, figs
 
 
 def _strip(result: tuple[nn.Module, dict[str, Any]]) -> tuple[nn.Module, dict[str, Any]]:

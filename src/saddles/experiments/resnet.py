@@ -539,6 +539,12 @@ def run_resnet_experiment(
     ``dataset``: ``"cifar10"`` (needs ``data_dir`` with the standard python files) or
     ``"digits"`` (offline substitute, see :func:`load_digits_dataset`); ``train_images`` keeps
     the first that many training images (quick runs).
+
+    ``seeds``: the training runs of each architecture (folders ``resnet20-<arch>-seed<s>``,
+    reused when finished); rows name the configuration ``resnet20-<arch>`` as ``model`` and
+    the run as ``train_seed``, so the summary is over training runs, then direction seeds
+    (:func:`saddles.runs.summary.seed_summary`) and each run is one observation of the
+    relations.
     """
     from rich.console import Console
 
@@ -571,8 +577,10 @@ def run_resnet_experiment(
     for skip in (True, False):
         arch = "skip" if skip else "no-skip"
         for seed in seeds:
-            name = f"resnet20-{arch}-seed{seed}"
-            model_dir = out_dir / name
+            # one configuration per architecture, one training run (and folder) per seed
+            name, run_name = f"resnet20-{arch}", f"resnet20-{arch}-seed{seed}"
+            label = name if seed == seeds[0] else f"{name}, training seed {seed}"
+            model_dir = out_dir / run_name
             analysis_dir = model_dir / f"analysis-{config.short_id()}"  # per configuration
             settings = {"dataset": dataset, "skip": skip, "seed": int(seed), "epochs": epochs,
                         "lr": lr, "train_images": train_images}  # fmt: skip
@@ -591,15 +599,15 @@ def run_resnet_experiment(
             with torch.no_grad():
                 model.eval()
                 test_loss = float(classification_loss(model, eval_batch))
-            console.print(f"[bold]{name}[/]: {'loaded' if loaded else 'trained'} in "
+            console.print(f"[bold]{run_name}[/]: {'loaded' if loaded else 'trained'} in "
                           f"{time.perf_counter() - t0:.1f} s, test accuracy {acc:.3f}")  # fmt: skip
-            quality = {"architecture": arch, "skip": int(skip), "seed": int(seed),
+            quality = {"architecture": arch, "skip": int(skip), "train_seed": int(seed),
                        "accuracy": acc, "error": 1 - acc, "eval_loss": test_loss}  # fmt: skip
             analysis = analyze(
                 model, classification_loss, eval_batch, config, name=name, quality=quality,
                 run_dir=analysis_dir, progress=progress,
             )  # fmt: skip
-            figures[name] = write_figures(analysis, analysis_dir / "figures")
+            figures[label] = write_figures(analysis, analysis_dir / "figures")
             analyses.append(analysis)
     info = {"experiment": f"ResNet-20 with and without skips, {dataset}", "epochs": epochs,
             "seeds": [int(s) for s in seeds], "evaluation images": n_eval,

@@ -86,8 +86,9 @@ def write_report(
             body += "<p class='note'>top Hessian eigenvalues: " + ", ".join(
                 f"{v:.5g} (residual {r:.2g})" for v, r in zip(eig, res, strict=False)
             ) + "</p>"  # fmt: skip
-        body += embed_figures(figures.get(a.name, {}))
-        models.append(f"<h3>{escape(a.name)}</h3>{body}")
+        label = model_label(a.name, a.quality.get("train_seed"), analyses)
+        body += embed_figures(figures.get(label, {}))
+        models.append(f"<h3>{escape(label)}</h3>{body}")
     if not models:
         models.append(
             "<p class='note'>No single-model sections in this report: every checkpoint's "
@@ -107,12 +108,19 @@ def write_report(
     )
     body = metrics_note
     if summary:
-        cols = ["model", "direction", "representation", "n_seeds"]
+        nested = any(_finite(r.get("n_train_seeds")) and r["n_train_seeds"] > 1
+                     for r in summary)  # fmt: skip
+        cols = ["model", "direction", "representation", *(["n_train_seeds"] * nested),
+                "n_seeds"]  # fmt: skip
         for m in SUMMARY_METRICS:
             if any(f"{m}_mean" in r for r in summary):
                 cols += [f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high"]
-        body += ("<h3>Over direction seeds (mean and 95% bootstrap interval)</h3>"
-                 + table(summary, cols, simplified))  # fmt: skip
+                cols += [f"{m}_share_training"] * nested
+        heading = ("Over training seeds, then direction seeds within each (mean, 95% "
+                   "hierarchical bootstrap interval, and the share of one measurement's "
+                   "variance that comes from the training run)" if nested
+                   else "Over direction seeds (mean and 95% bootstrap interval)")  # fmt: skip
+        body += f"<h3>{heading}</h3>" + table(summary, cols, simplified)
     columns = [c for c in table_columns or TABLE_COLUMNS if any(c in r for r in rows)]
     body += "<h3>Every plane (one row per seed x direction kind x representation)</h3>"
     body += table(rows, columns, simplified)
@@ -128,6 +136,13 @@ def write_report(
     return atomic_write_text(path, page(title, sections))
 
 
+def model_label(name: str, train_seed: Any, analyses: list) -> str:
+    """A model's section heading (and key of its figures): its name, and its training seed
+    when its configuration was trained more than once and this is not the first run."""
+    first = next((a.quality.get("train_seed") for a in analyses if a.name == name), None)
+    return name if train_seed in (None, first) else f"{name}, training seed {train_seed}"
+
+
 def result_section(
     x_key: str,
     config: dict[str, Any],
@@ -139,6 +154,8 @@ def result_section(
     rep = config.get("representations", [None])[0]
     models = list(dict.fromkeys(r["model"] for r in summary))
     seeds = config.get("direction_seeds", 1)
+    runs = max((int(r["n_train_seeds"]) for r in summary if _finite(r.get("n_train_seeds"))),
+               default=1)  # fmt: skip
     n_primary = sum(r.get("family") == "primary" for r in relations)
     lines = [
         f"<p class='result'>Varied: <b>{escape(x_key)}</b> over {len(models)} models "
@@ -151,6 +168,13 @@ def result_section(
         f"pre-stated (primary) relations, or the {len(relations) - n_primary} exploratory "
         f"ones (representation <code>{escape(str(rep))}</code> shown).</p>"
     ]
+    if runs > 1:
+        lines.append(
+            f"<p class='result'>Each model was trained {runs} times (training seeds): means "
+            "and intervals are over the training runs, then the direction seeds within each "
+            "(two-stage bootstrap), the Metrics section gives each level's share of the "
+            "variance, and each training run is one observation of the relations.</p>"
+        )
     head = [r for r in relations if r.get("y") == x_key and r.get("representation") == rep
             and r.get("x") in HEADLINE_METRICS]  # fmt: skip
     verdicts = [f"{r.get('verdict', '')} ({r.get('family', 'exploratory')})" for r in head]

@@ -18,6 +18,7 @@ from saddles.runs.relate import undefined_summary
 
 def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -> dict[str, Path]:
     """``compare.csv`` (the relations), ``power_laws.csv``, ``runs.csv`` (the rows used),
+    ``summary.csv`` (per configuration, over training seeds, then direction seeds),
     figures of the headline metrics against ``by``, and ``report.html``."""
     from saddles.report import plots
     from saddles.report.html import escape, figures_and_table, page
@@ -27,6 +28,8 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
     paths = {"compare": write_csv(out_dir / "compare.csv", result.relations),
              "power_laws": write_csv(out_dir / "power_laws.csv", result.power_laws),
              "runs": write_csv(out_dir / "runs.csv", result.rows)}  # fmt: skip
+    if result.summary:
+        paths["summary"] = write_csv(out_dir / "summary.csv", result.summary)
     figures = {}
     constant = constant_metrics(result.rows, metrics_for("compare_figure"))
     shown = [m for m in metrics_for("compare_figure")
@@ -97,6 +100,21 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
          "of each run's mean over seeds (c fitted from four distinct sizes).</p>"
          + figures_and_table({}, result.power_laws, law_cols)),
     ]  # fmt: skip
+    nested = [r for r in result.summary if r.get("n_train_seeds", 1) > 1]
+    if nested:
+        shown = [m for m in metrics_for("compare_figure") if any(f"{m}_mean" in r
+                 for r in nested)]  # fmt: skip
+        scols = ["subspace", "model", "direction", "representation", "n_train_seeds",
+                 "n_seeds"]  # fmt: skip
+        for m in shown:
+            scols += [f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high", f"{m}_share_training"]
+        sections.insert(1, ("Over training seeds", "<p class='note'>Runs named "
+            "<code>&lt;configuration&gt;-seed&lt;N&gt;</code> are training runs of one "
+            "configuration: its mean with a 95% two-stage bootstrap interval (training runs, "
+            "then direction seeds within each) and <code>_share_training</code>, the share of "
+            "one measurement's variance that comes from the training run (the rest is the "
+            "direction seeds'). In the relations each run is one observation. summary.csv "
+            "has every metric.</p>" + figures_and_table({}, nested, scols)))  # fmt: skip
     text = page(title or "saddles compare", sections, intro=intro)
     paths["report"] = atomic_write_text(out_dir / "report.html", text)
     return paths

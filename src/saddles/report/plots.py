@@ -237,6 +237,9 @@ def ensemble_figure(
             seeds = max((int(r.get("n_seeds", 1)) for r in sub), default=1)
             offset = (k - (len(kinds) - 1) / 2) * (0.08 if categorical else 0.0)
             label = f"{kind} ({seeds} seed{'s' * (seeds > 1)})"
+            runs = max((int(r.get("n_train_seeds", 1)) for r in sub), default=1)
+            if runs > 1:  # the interval is over training runs, then direction seeds
+                label = f"{kind} ({runs} training runs x {seeds} seed{'s' * (seeds > 1)})"
             ax.errorbar(np.array(px, dtype=float) + offset, mean, yerr=err, marker="o",
                         capsize=3, lw=1.2, label=label)  # fmt: skip
         ax.set(xlabel=x_key, title=metric)

@@ -50,7 +50,8 @@ def summarize(
     headline = plots.ensemble_figure(
         summary, x_key, metrics_for("headline"),
         representation=rep, categorical=categorical,
-        title=f"{title}: metrics against {x_key} ({rep}; mean and 95% interval over seeds)",
+        title=f"{title}: metrics against {x_key} ({rep}; mean and 95% interval over "
+        f"{'training runs, then ' * _nested(summary)}seeds)",
     )  # fmt: skip
     paths["headline"] = plots.save(headline, out_dir / "headline.png")
     rel_figs = {}
@@ -70,3 +71,8 @@ def summarize(
         headline=paths["headline"], claims=claim_rows, claims_source=claims_source,
     )  # fmt: skip
     return paths
+
+
+def _nested(summary: list[dict]) -> bool:
+    """Whether some configuration was trained more than once (hierarchical intervals)."""
+    return any(int(r.get("n_train_seeds", 1)) > 1 for r in summary)

@@ -20,6 +20,11 @@ size (:func:`saddles.runs.relate.power_laws`). :func:`setting_warnings` names th
 that change the numbers (AnalysisConfig's identity fields; a run's criterion, loss, batch size,
 ... from its run.yaml) in which the runs differ, and dynamics runs taken at different steps
 (offering the largest step they share): their metrics are then not comparable.
+Runs that differ only by training seed (named ``<configuration>-seed<N>``,
+:func:`training_group`) are one configuration: the relations take each run as one
+observation, and the comparison's ``summary`` gives each configuration's mean over its
+training runs, then their direction seeds (hierarchical bootstrap, each level's variance
+share).
 :func:`write_comparison` writes ``compare.csv``, ``power_laws.csv`` and ``report.html``.
 
 numpy, csv and YAML only; never imports torch.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -269,6 +275,10 @@ class Comparison:
     rows: list[dict[str, Any]]
     runs: list[str]
     loaded: list[Run] = field(default_factory=list, repr=False)  # the runs themselves
+    #: per subspace x configuration x direction kind x representation, over training seeds
+    #: (runs named ``<configuration>-seed<N>``), then direction seeds
+    #: (:func:`saddles.runs.summary.seed_summary`)
+    summary: list[dict[str, Any]] = field(default_factory=list)
 
 
 def compare_runs(
@@ -288,7 +298,7 @@ def compare_runs(
     parameter count (default :data:`FIT_METRICS`; fits need ``n_params`` of at least two
     distinct sizes; the offset ``c`` is fitted from four). Rows' ``model`` is the run's name.
     """
-    from saddles.runs.summary import CURVATURE_METRICS, TDA_METRICS
+    from saddles.runs.summary import CURVATURE_METRICS, TDA_METRICS, seed_summary
 
     if len(runs) < 2:
         raise ValueError(f"comparing needs at least two runs, got {len(runs)}")
@@ -299,8 +309,10 @@ def compare_runs(
             raise ValueError(f"{by} must be a number to correlate with; run {run.name} has "
                              f"{value!r}")  # fmt: skip
         sizes = {"n_params": run.rows[0]["n_params"]} if "n_params" in run.rows[0] else {}
+        group, train_seed = training_group(run.name)
         for r in run.rows:
-            rows.append({**r, **sizes, "model": run.name, "run": run.name, by: value})
+            seed = {} if _has_seed(r) else {"train_seed": train_seed}
+            rows.append({**r, **sizes, **seed, "model": group, "run": run.name, by: value})
     # the scale summaries of span sweeps too, where rows have them
     scales = metrics_for("compare_figure", stage="scales")
     chosen = metrics or [m for m in (*TDA_METRICS, *scales, *CURVATURE_METRICS) if m != by
@@ -323,8 +335,35 @@ def compare_runs(
     laws = [{**({} if span is None else {"sweep_span": span}), **law} for span in spans
             for law in power_laws([r for r in rows if r.get("sweep_span") == span],
                                   list(fit or FIT_METRICS), n_boot=n_boot)]  # fmt: skip
+    summary = [{"subspace": sub, **r}
+               for sub in dict.fromkeys(r["subspace"] for r in rows)
+               for r in seed_summary([r for r in rows if r["subspace"] == sub],
+                                     n_boot=n_boot)]  # fmt: skip
     return Comparison(by, table, laws, setting_warnings(runs), rows, [r.name for r in runs],
-                      runs)  # fmt: skip
+                      runs, summary)  # fmt: skip
+
+
+#: A run name that ends in its training seed: ``<configuration>-seed<N>`` (also ``_seed``,
+#: ``-train-seed``, ``seed=N``); the configuration part is the key that groups runs that
+#: differ only by training seed.
+TRAIN_SEED_NAME = re.compile(r"^(?P<config>.+?)[-_.]?(?:train[-_]?)?seed[-_=]?(?P<seed>\d+)$")
+
+
+def training_group(name: str) -> tuple[str, Any]:
+    """``(configuration, training seed)`` of a run's name: runs named
+    ``<configuration>-seed<N>`` (:data:`TRAIN_SEED_NAME`) are training runs of one
+    configuration, compared as one model measured over training seeds (the summary's
+    hierarchical interval; each run one observation of the relations); any other name is its
+    own configuration with an empty seed. A run whose rows carry ``train_seed`` (an
+    experiment trained with several) keeps its rows' seeds."""
+    m = TRAIN_SEED_NAME.match(name)
+    if m is None:
+        return name, ""
+    return m["config"], int(m["seed"])
+
+
+def _has_seed(row: dict[str, Any]) -> bool:
+    return row.get("train_seed") not in (None, "")
 
 
 def pairs_file(run: Run, direction: str, representation: str, subspace: str) -> Path | None:

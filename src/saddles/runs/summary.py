@@ -37,12 +37,23 @@ from saddles.runs.relate import relations_from_rows as relations
 TDA_METRICS = metrics_for("relate", exclude_stage="hessian")
 CURVATURE_METRICS = metrics_for("relate", stage="hessian")
 GROUP = ("model", "direction", "sweep_span", "representation")  # sweep_span: in sweeps only
+#: The column naming a row's training run (one trained model of a configuration): rows of one
+#: ``model`` with several values are summarized hierarchically.
+TRAIN_SEED = "train_seed"
 
 
 def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[str, Any]]:
     """One row per model x direction kind x representation, each numeric metric summarized
-    over the direction seeds (see the module docstring); ``n_seeds`` counts them."""
-    from saddles.runs.relate import bootstrap_ci
+    over the direction seeds (see the module docstring); ``n_seeds`` counts them.
+
+    Where a model was trained more than once (rows with several ``train_seed`` values, each a
+    separate training run of one configuration), the mean, median and interval are over
+    both levels: :func:`saddles.runs.relate.hierarchical_bootstrap` (training runs, then
+    direction seeds within each), and ``<metric>_share_training`` is the share of one
+    measurement's variance that comes from the training run (random-effects ANOVA; the rest
+    is the direction seeds'); ``n_train_seeds`` counts the runs, ``interval`` says which
+    levels the interval covers."""
+    from saddles.runs.relate import bootstrap_ci, hierarchical_bootstrap
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
@@ -51,16 +62,30 @@ def seed_summary(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[st
     for key, members in groups.items():
         row: dict[str, Any] = {k: v for k, v in zip(GROUP, key, strict=True)
                                if v is not None or k != "sweep_span"}  # fmt: skip
-        row["n_seeds"] = len(members)
-        names = [k for k in members[0] if k not in GROUP and k != "direction_seed"]
+        runs = list(dict.fromkeys(m.get(TRAIN_SEED) for m in members))
+        nested = len(runs) > 1
+        row["n_seeds"] = min(sum(m.get(TRAIN_SEED) == s for m in members) for s in runs)
+        row["n_train_seeds"] = len(runs)
+        row["interval"] = ("training seeds, then direction seeds" if nested
+                           else "direction seeds")  # fmt: skip
+        skip = {*GROUP, "direction_seed", TRAIN_SEED}
+        names = [k for k in members[0] if k not in skip]
         for name in names:
             values = [_number(m.get(name)) for m in members]
             if all(math.isnan(v) for v in values) and not _is_number(members[0].get(name)):
                 continue  # a text column
-            b = bootstrap_ci(np.array(values), np.mean, n_boot=n_boot, seed=0)
-            row[f"{name}_mean"] = b.estimate
-            row[f"{name}_median"] = float(np.nanmedian(values)) if b.n else math.nan
-            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = b.ci
+            if nested:
+                h = hierarchical_bootstrap(
+                    [[_number(m.get(name)) for m in members if m.get(TRAIN_SEED) == s]
+                     for s in runs], n_boot=n_boot, seed=0)  # fmt: skip
+                row[f"{name}_mean"], ci = h.estimate, h.ci
+                row[f"{name}_share_training"] = h.share_training
+            else:
+                b = bootstrap_ci(np.array(values), np.mean, n_boot=n_boot, seed=0)
+                row[f"{name}_mean"], ci = b.estimate, b.ci
+            finite = [v for v in values if math.isfinite(v)]
+            row[f"{name}_median"] = float(np.median(finite)) if finite else math.nan
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ci
         out.append(row)
     return out
 

@@ -53,3 +53,33 @@ def test_lm_command_help_and_bad_policy(tmp_path):
     assert result.exit_code == 0 and "--preset" in result.output
     result = runner.invoke(app, ["experiment", "lm", "--out", str(tmp_path), "--preset", "huge"])
     assert result.exit_code == 2 and "huge" in result.output  # bad input: exit 2
+
+
+def test_lm_experiment_with_two_training_seeds(tmp_path):
+    """Each size trained twice (seeds 0 and 1): rows carry train_seed, the summary over
+    training runs has variance shares, the relations count runs, and the finished seed is
+    reused when the run is repeated."""
+    threads = torch.get_num_threads()
+    configs = {"2d": AnalysisConfig(resolution=5, representations=["grid-full"], hessian=False)}
+    kwargs = dict(sizes=["L1-d32", "L2-d64"], steps=3, configs=configs, eval_batch_size=2,
+                  train_seeds=2, progress=False)  # fmt: skip
+    try:
+        paths = run_lm_experiment(tmp_path, "small", **kwargs)
+        ckpt = tmp_path / "training-seed1" / "L2-d64" / "checkpoints"
+        stamps = {p: p.stat().st_mtime_ns for p in ckpt.rglob("*") if p.is_file()}
+        assert stamps
+        again = run_lm_experiment(tmp_path, "small", **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+    assert {p: p.stat().st_mtime_ns for p in ckpt.rglob("*") if p.is_file()} == stamps
+    with open(paths["dynamics"]) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["train_seed"] for r in rows} == {"0", "1"}
+    final = {(r["size"], r["train_seed"]): r["val_loss"] for r in rows if r["step"] == "3"}
+    assert final[("L1-d32", "0")] != final[("L1-d32", "1")]  # two different trainings
+    with open(again["summary"]) as f:
+        summary = list(csv.DictReader(f))
+    assert {r["n_train_seeds"] for r in summary} == {"2"}
+    assert "val_loss_share_training" in summary[0]
+    with open(paths["hypotheses"]) as f:
+        assert {r["train_seed"] for r in csv.DictReader(f)} == {"0", "1"}

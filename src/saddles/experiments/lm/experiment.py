@@ -128,6 +128,7 @@ def run_lm_experiment(
     sizes: Sequence[str | int] | None = None,
     steps: int | None = None,
     seed: int = 0,
+    train_seeds: int = 1,
     configs: dict[str, Any] | None = None,
     policy: str = "fixed",
     eval_batch_size: int = 8,
@@ -139,6 +140,15 @@ def run_lm_experiment(
 
     Landscapes use one fixed batch of ``eval_batch_size`` training windows for every checkpoint
     and size. Returns the paths written.
+
+    ``train_seeds``: training runs per size (seeds ``seed``, ``seed + 1``, ...: initialization
+    and data order; the evaluation batch and directions stay those of ``seed``). The run of
+    ``seed`` lives in ``training/`` and ``analysis/``, the others in ``training-seed<s>/`` and
+    ``analysis-seed<s>/`` (finished ones reused); rows carry ``train_seed``. With several,
+    ``summary.csv`` gives each size x step over training runs, then direction seeds (mean,
+    hierarchical interval, each level's variance share: :func:`saddles.runs.summary.
+    seed_summary`), the relations take each training run as one observation, and the
+    hypotheses are computed per training run (``train_seed`` column of hypotheses.csv).
     """
     from saddles.report import plots
     from saddles.report.analysis import write_report
@@ -149,27 +159,47 @@ def run_lm_experiment(
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    ckpt_dirs = run_lm_training(out_dir / "training", preset, sizes, steps, seed,
-                                device=device, progress=progress)  # fmt: skip
+    if train_seeds < 1:
+        raise ValueError(f"train_seeds must be at least 1, got {train_seeds}")
+    runs = {s: (out_dir / ("training" if s == seed else f"training-seed{s}"),
+                out_dir / ("analysis" if s == seed else f"analysis-seed{s}"))
+            for s in range(seed, seed + train_seeds)}  # fmt: skip
+    trained = {s: run_lm_training(train_dir, preset, sizes, steps, s, device=device,
+                                  progress=progress)
+               for s, (train_dir, _) in runs.items()}  # fmt: skip
+    ckpt_dirs = trained[seed]
     p = PRESETS[preset]
     text, vocab = char_corpus()
     train_ids, _ = train_val_split(encode(text, vocab))
     eval_batch = fixed_eval_batch(train_ids, eval_batch_size, p.block_size, seed)
     configs = configs or default_lm_configs(seed)
     rows: list[dict[str, Any]] = []
-    for size, ckdir in ckpt_dirs.items():
-        model_cfg = json.loads((ckdir / "run.json").read_text())["model"]
-        n_params = sum(t.numel() for t in GPT(**model_cfg).parameters())
-        if progress:
-            print(f"analyzing the checkpoints of {size} ({n_params:,} parameters)", flush=True)
-        rows += analyze_checkpoints(
-            lambda cfg=model_cfg: GPT(**cfg), ckdir, lm_loss, eval_batch, configs,
-            out_dir / "analysis" / size, policy=policy, run_name=size,
-            extra={"size": size, "n_params": n_params}, progress=progress,
-        )  # fmt: skip
+    for train_seed, dirs in trained.items():
+        for size, ckdir in dirs.items():
+            model_cfg = json.loads((ckdir / "run.json").read_text())["model"]
+            n_params = sum(t.numel() for t in GPT(**model_cfg).parameters())
+            if progress:
+                print(f"analyzing the checkpoints of {size}, training seed {train_seed} "
+                      f"({n_params:,} parameters)", flush=True)  # fmt: skip
+            rows += analyze_checkpoints(
+                lambda cfg=model_cfg: GPT(**cfg), ckdir, lm_loss, eval_batch, configs,
+                runs[train_seed][1] / size, policy=policy, run_name=size,
+                extra={"size": size, "n_params": n_params, "train_seed": train_seed},
+                progress=progress,
+            )  # fmt: skip
     for r in rows:
         r["model"] = f"{r['size']}@{r['step']}"
     paths = {"dynamics": write_csv(out_dir / "dynamics.csv", rows)}
+    if train_seeds > 1:
+        from saddles.runs.summary import seed_summary
+
+        first = next(iter(configs.values())).representations[0]
+        paths["summary"] = write_csv(
+            out_dir / "summary.csv",
+            seed_summary(
+                [{**r, "direction": policy, "representation": first} for r in rows], n_boot=1000
+            ),
+        )
 
     label = next(iter(configs))
     rep = configs[label].representations[0]
@@ -177,7 +207,11 @@ def run_lm_experiment(
     pers_col = wide_name(label, rep, "average_persistence")
     kd_cols = [wide_name(k, c.representations[0], "n_saddles") for k, c in configs.items()
                if k != label]  # fmt: skip
-    hypotheses = hypothesis_table(rows, saddles_col, pers_col, kd_metrics=kd_cols, seed=seed)
+    hypotheses = []
+    for train_seed in trained:  # one table per training run
+        own = [r for r in rows if r["train_seed"] == train_seed]
+        hypotheses += [{"train_seed": train_seed, **h} for h in hypothesis_table(
+            own, saddles_col, pers_col, kd_metrics=kd_cols, seed=seed)]  # fmt: skip
     paths["hypotheses"] = write_csv(out_dir / "hypotheses.csv", hypotheses)
 
     figures, constant = {}, {}
@@ -191,13 +225,16 @@ def run_lm_experiment(
             figures[f"{metric} against step"] = plots.save(fig, out_dir / f"dynamics-{safe}.png")
     finals = {}
     for r in rows:
-        finals[r["size"]] = r  # rows are ordered by step within a size
-    n = [finals[s]["n_params"] for s in finals]
-    loss = [float(finals[s].get("val_loss", np.nan)) for s in finals]
+        finals[r["size"], r["train_seed"]] = r  # rows are ordered by step within a run
+    by_size = {}
+    for (size, _), r in finals.items():  # the scaling fit: the first training run's
+        by_size.setdefault(size, r)
+    n = [by_size[s]["n_params"] for s in by_size]
+    loss = [float(by_size[s].get("val_loss", np.nan)) for s in by_size]
     fit, note = None, "fewer than 3 sizes: no power-law fit"
     if len(n) >= 3 and np.isfinite(loss).all():
         fits: dict[tuple, Any] = {}
-        (law,) = power_laws(list(finals.values()), ["val_loss"], by=(), n_boot=500, seed=seed,
+        (law,) = power_laws(list(by_size.values()), ["val_loss"], by=(), n_boot=500, seed=seed,
                             fits=fits)  # fmt: skip
         fit = fits.get(("val_loss",))
         if fit is None:
@@ -221,6 +258,7 @@ def run_lm_experiment(
         ["n_params", "val_loss"], n_boot=2000, n_perm=5000, seed=seed,
     )  # fmt: skip
     info = {"experiment": f"character-level GPT, preset {preset}", "sizes": list(ckpt_dirs),
+            "training seeds per size": train_seeds,
             "checkpoints analyzed": len(rows), "direction policy": policy,
             "torch threads": torch.get_num_threads(),
             "wall seconds": round(time.perf_counter() - started, 1)}  # fmt: skip

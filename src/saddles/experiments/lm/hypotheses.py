@@ -208,8 +208,9 @@ def hypotheses_section(
     """HTML body of the report's dynamics section (the page shell adds its heading):
     metric-vs-step curves per size, the scaling plot with its fit, and the hypothesis table
     (numbers with CIs; the tests among them Holm-adjusted as one family and worded)."""
-    cols = ["hypothesis", "quantity", "value", "ci_low", "ci_high", "n", "p", "p_holm",
-            "verdict", "note"]  # fmt: skip
+    several = len({h.get("train_seed") for h in hypotheses}) > 1
+    cols = [*(["train_seed"] * several), "hypothesis", "quantity", "value", "ci_low",
+            "ci_high", "n", "p", "p_holm", "verdict", "note"]  # fmt: skip
     return (
         "<p class='note'>Each metric against the training step, one line per model size, "
         "from the same checkpoints, data order and evaluation batch. H1: do saddles fall "
