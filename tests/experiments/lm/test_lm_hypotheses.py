@@ -70,3 +70,23 @@ def test_section_escapes_the_note_and_tabulates_every_entry():
               "ci_high": 0.9, "n": 3, "note": ""}]  # fmt: skip
     body = hypotheses_section({}, table, "fit a < b")
     assert "<p>fit a &lt; b</p>" in body and "q&lt;1&gt;" in body and "H4: do kD" in body
+
+
+def test_runs_without_topology_name_what_is_missing_instead_of_fitting_it():
+    """One basin at every checkpoint of every size: the table and the report say that H1-H3
+    cannot be asked, and why; a saddle count that moves gets no such entry."""
+    rows = [
+        {"n_params": s, "step": t, "saddles": 0.0, "persistence": 1.0, "val_loss": 1.0 + 1 / t}
+        for s in (10, 20, 30)
+        for t in (1, 10, 100, 1000)
+    ]
+    table = hypothesis_table(rows, "saddles", "persistence")
+    missing = [t for t in table if t["quantity"] == "what is missing"]
+    assert [t["hypothesis"] for t in missing] == ["H1, H3", "H2"]
+    assert "saddles is the same at every checkpoint" in missing[0]["note"]
+    assert all(np.isnan(t["p"]) and t["verdict"] == "" for t in missing)
+    body = hypotheses_section({}, table, "")
+    assert "H1, H3 cannot be asked of these runs" in body and "span: auto" in body
+    moving = [{**r, "saddles": float(r["step"] % 7)} for r in rows]
+    assert [t["hypothesis"] for t in hypothesis_table(moving, "saddles", "persistence")
+            if t["quantity"] == "what is missing"] == ["H2"]  # fmt: skip

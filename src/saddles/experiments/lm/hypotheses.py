@@ -172,8 +172,45 @@ def hypothesis_table(
                         n=len(sizes),
                         note="negative: the kD metric predicts better",
                     )
+    out += missing_ingredients(rows, metric, persistence_metric)
     _mark_family(out)
     return out
+
+
+#: The ``quantity`` of an entry that says why hypotheses cannot be asked of these runs.
+MISSING = "what is missing"
+
+
+def missing_ingredients(
+    rows: list[dict[str, Any]], metric: str, persistence_metric: str
+) -> list[dict[str, Any]]:
+    """Entries naming what the runs lack for a hypothesis, where a metric it needs never
+    changes: H1 and H3 ask how saddles move with steps and sizes, which a saddle count that is
+    the same at every checkpoint of every size (one basin everywhere, at the span sampled)
+    cannot answer; H2 likewise for a constant persistence. Empty where every metric moves."""
+    out = []
+    asks = ((metric, "H1, H3", "saddles"), (persistence_metric, "H2", "persistence"))
+    for column, which, what in asks:
+        values = {float(r[column]) for r in rows if _finite(r.get(column))}
+        if len(values) != 1:
+            continue
+        spans = sorted({str(r["sweep_span"]) for r in rows if r.get("sweep_span")})
+        where = f"spans {', '.join(spans)}" if spans else "the span sampled"
+        note = (f"{column} is the same at every checkpoint of every size, at {where}: no "
+                f"{what} to follow. Missing: a feature above the noise floor; sample a span "
+                "sweep (span: auto) or the plane of the top and most negative Hessian "
+                "eigenvectors (hessian_which: top_bottom)")  # fmt: skip
+        out.append({"hypothesis": which, "quantity": MISSING, "value": values.pop(),
+                    "ci_low": np.nan, "ci_high": np.nan, "n": len(rows), "p": np.nan,
+                    "p_min": np.nan, "note": note})  # fmt: skip
+    return out
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
 
 
 def _mark_family(entries: list[dict[str, Any]]) -> None:
@@ -208,6 +245,8 @@ def hypotheses_section(
     """HTML body of the report's dynamics section (the page shell adds its heading):
     metric-vs-step curves per size, the scaling plot with its fit, and the hypothesis table
     (numbers with CIs; the tests among them Holm-adjusted as one family and worded)."""
+    missing = [h for h in hypotheses if h.get("quantity") == MISSING]
+    hypotheses = [h for h in hypotheses if h.get("quantity") != MISSING]
     several = len({h.get("train_seed") for h in hypotheses}) > 1
     cols = [*(["train_seed"] * several), "hypothesis", "quantity", "value", "ci_low",
             "ci_high", "n", "p", "p_holm", "verdict", "note"]  # fmt: skip
@@ -221,6 +260,13 @@ def hypotheses_section(
         "better than 2D ones. The entries with a p are the pre-stated tests, Holm-adjusted "
         "together (p_holm) and worded by what their intervals and run counts allow; the "
         "rest are descriptions, not tests.</p>"
+        + "".join(
+            dict.fromkeys(
+                f"<p><b>{escape(h['hypothesis'])} cannot be asked of these "
+                f"runs:</b> {escape(h['note'])}.</p>"
+                for h in missing
+            )
+        )
         + f"<p>{escape(scaling_note)}</p>"
         + figures_and_table(figures, hypotheses, cols)
     )
