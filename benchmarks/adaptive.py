@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saddles import analytic
 from saddles.landscape.adaptive import REL_TARGET, points_of, refine
 from saddles.topology import bottleneck_distance, merge_tree_grid, ttk_diagram
 
@@ -45,8 +46,7 @@ CLAIM_FRACTION = 1 / 3  # of the dense evaluations
 
 
 def himmelblau(p: np.ndarray) -> np.ndarray:
-    x, y = p[:, 0], p[:, 1]
-    return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
+    return analytic.himmelblau(p[:, 0], p[:, 1])
 
 
 def rastrigin_like(p: np.ndarray) -> np.ndarray:

@@ -26,24 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from saddles.analytic import smooth_field
 from saddles.landscape.adaptive import SAFETY, Refiner, points_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adaptive import FIELDS  # noqa: E402  (the benchmark's analytic fields)
-
-
-def smooth_field(seed: int, dims: int):
-    """A random sum of Gaussian wells and bumps on a gentle bowl, on [-2, 2]^dims."""
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform(-2, 2, (8, dims))
-    heights = rng.normal(0, 1, 8)
-    widths = rng.uniform(0.3, 0.8, 8)
-
-    def f(p: np.ndarray) -> np.ndarray:
-        r2 = ((p[:, None, :] - centres[None]) ** 2).sum(-1)
-        return (heights * np.exp(-r2 / (2 * widths**2))).sum(-1) + 0.05 * (p**2).sum(-1)
-
-    return f
 
 
 def refined(f, axes, safety: float, neighbours: bool) -> Refiner:

@@ -17,7 +17,11 @@ runs in well under a second on one CPU core:
 
 from __future__ import annotations
 
+import contextlib
 import math
+import subprocess
+import sys
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -199,3 +203,15 @@ class Quadratic(nn.Module):
 
 def quadratic_loss(model: Quadratic, batch) -> torch.Tensor:
     return model(batch[0])
+
+
+@contextlib.contextmanager
+def busy_cpu() -> Iterator[None]:
+    """A CPU-bound process (``while True: pass``) running beside the block, ended after it by
+    its pid: results must not depend on the load."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        busy.kill()
+        busy.wait()

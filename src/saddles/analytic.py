@@ -35,3 +35,19 @@ def gaussian_basins(
     if noise:
         field = field + noise * rng.random(field.shape)
     return field, centres
+
+
+def smooth_field(seed: int, dims: int):
+    """A random smooth field on [-2, 2]^dims: eight Gaussian wells and bumps of random height
+    and width on a gentle bowl. Returns ``f``, mapping ``(m, dims)`` points to ``(m,)`` values
+    (the generated fields of the adaptive grids' tests and safety benchmark)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-2, 2, (8, dims))
+    heights = rng.normal(0, 1, 8)
+    widths = rng.uniform(0.3, 0.8, 8)
+
+    def f(p: np.ndarray) -> np.ndarray:
+        r2 = ((p[:, None, :] - centres[None]) ** 2).sum(-1)
+        return (heights * np.exp(-r2 / (2 * widths**2))).sum(-1) + 0.05 * (p**2).sum(-1)
+
+    return f

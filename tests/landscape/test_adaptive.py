@@ -6,6 +6,8 @@ budget and determinism."""
 import numpy as np
 import pytest
 
+from saddles import analytic
+from saddles.analytic import smooth_field
 from saddles.landscape.adaptive import (
     SAFETY,
     Refiner,
@@ -18,27 +20,12 @@ from saddles.topology import bottleneck_distance, merge_tree_grid, ttk_diagram
 
 
 def himmelblau(p: np.ndarray) -> np.ndarray:
-    x, y = p[:, 0], p[:, 1]
-    return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
+    return analytic.himmelblau(p[:, 0], p[:, 1])
 
 
 #: Himmelblau's minima (value 0) and the three saddles where its basins merge.
 MINIMA = [(3.0, 2.0), (-2.805118, 3.131312), (-3.779310, -3.283186), (3.584428, -1.848126)]
 SADDLES = [(3.385154, 0.073852), (0.086677, 2.884254), (-3.073025, -0.081353)]
-
-
-def smooth_field(seed: int, dims: int):
-    """A random sum of Gaussian wells and bumps on a gentle bowl, on [-2, 2]^dims."""
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform(-2, 2, (8, dims))
-    heights = rng.normal(0, 1, 8)
-    widths = rng.uniform(0.3, 0.8, 8)
-
-    def f(p: np.ndarray) -> np.ndarray:
-        r2 = ((p[:, None, :] - centres[None]) ** 2).sum(-1)
-        return (heights * np.exp(-r2 / (2 * widths**2))).sum(-1) + 0.05 * (p**2).sum(-1)
-
-    return f
 
 
 def dense(f, axes) -> np.ndarray:

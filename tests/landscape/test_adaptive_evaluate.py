@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from models_for_tests import small_cnn, tiny_mlp
+from models_for_tests import busy_cpu, small_cnn, tiny_mlp
 
 from saddles import directions as D
 from saddles import sampling as S
@@ -245,12 +245,8 @@ def test_identical_beside_a_busy_process():
     dirs = D.random_directions(model, 2, seed=1)
     coords = S.adaptive_grid(33, coarse=5)
     quiet = evaluate(model, ce_loss, data, dirs, coords, progress=False)
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with busy_cpu():
         loaded = evaluate(model, ce_loss, data, dirs, coords, progress=False)
-    finally:
-        busy.kill()
-        busy.wait()
     assert loaded.info["chunk_engines"] == quiet.info["chunk_engines"]
     np.testing.assert_array_equal(loaded.measured, quiet.measured)
     np.testing.assert_array_equal(loaded.loss, quiet.loss)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from models_for_tests import (
     Quadratic,
     accuracy,
+    busy_cpu,
     convection_data,
     convection_pinn,
     next_token_loss,
@@ -245,19 +246,13 @@ def test_auto_decides_by_counting_and_reports_its_choice(capsys):
 def test_auto_gives_identical_values_beside_a_busy_process():
     """The plan never depends on timing: two auto runs, one with a CPU-bound process
     competing for the cores, give bit-identical values and the same plan."""
-    import subprocess
-    import sys
 
     net, data = convection_pinn(), convection_data()
     dirs = D.random_directions(net, 2, seed=0)
     coords = S.grid(21)
     quiet = evaluate(net, pinn_loss_jvp, data, dirs, coords, progress=False)
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with busy_cpu():
         loaded = evaluate(net, pinn_loss_jvp, data, dirs, coords, progress=False)
-    finally:
-        busy.kill()
-        busy.wait()
     assert loaded.info["chunk_engines"] == quiet.info["chunk_engines"]
     assert np.array_equal(loaded.loss, quiet.loss)
 

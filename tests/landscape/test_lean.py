@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import weakref
 
 import numpy as np
 import pytest
@@ -27,14 +26,13 @@ from models_for_tests import (
     tiny_mlp,
     tiny_transformer,
 )
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from saddles import directions as D
 from saddles import sampling as S
 from saddles.io.data import as_batches
 from saddles.landscape import evaluate
 from saddles.landscape.engines import run_batched, run_sequential
+from saddles.landscape.memory import PeakMemory
 from saddles.landscape.problem import setup
 
 evaluate_module = importlib.import_module("saddles.landscape.evaluate")
@@ -192,36 +190,9 @@ def test_parameters_no_direction_moves_keep_no_direction_entries():
     assert [n for n, r in zip(names, problem.rows, strict=True) if r is not None] == ["0.weight"]
 
 
-class LiveBytes(TorchDispatchMode):
-    """The peak bytes of tensor storage allocated inside the block and still alive; storages
-    that exist before (``existing``) are not counted."""
-
-    def __init__(self, existing):
-        super().__init__()
-        self.live = self.peak = 0
-        self.seen = set(storages(existing))
-
-    def _free(self, key: int, nbytes: int) -> None:
-        self.seen.discard(key)
-        self.live -= nbytes
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                s = t.untyped_storage()
-                key, nbytes = s.data_ptr(), s.nbytes()
-                if nbytes and key not in self.seen:
-                    self.seen.add(key)
-                    self.live += nbytes
-                    self.peak = max(self.peak, self.live)
-                    weakref.finalize(s, self._free, key, nbytes)
-        return out
-
-
 def landscape_peak(model, data, dirs, capture=None) -> int:
     existing = [list(model.parameters()), list(model.buffers()), dirs.tensors, data]
-    with LiveBytes(existing) as meter:
+    with PeakMemory(storages(existing)) as meter:
         evaluate(model, ce_loss, data, dirs, S.grid(5), engine="sequential", progress=False)
     return meter.peak
 
@@ -234,7 +205,7 @@ def test_the_sequential_engine_holds_the_centre_and_one_basis_buffer(monkeypatch
     model, data = wide_mlp()
     dirs = D.random_directions(model, 2, seed=0)
     sizes = [p.numel() * p.element_size() for p in model.parameters()]
-    with LiveBytes([list(model.parameters()), data]) as forward, torch.no_grad():
+    with PeakMemory(storages([list(model.parameters()), data])) as forward, torch.no_grad():
         ce_loss(model, data)
     bound = sum(sizes) + 2 * max(sizes) + forward.peak + sum(sizes) // 4  # k = 2 rows
     assert landscape_peak(model, data, dirs) <= bound

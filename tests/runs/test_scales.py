@@ -271,16 +271,21 @@ def _net_mse(model, batch):
     return ((model(batch[0]) - batch[1]) ** 2).mean()
 
 
+def _two_checkpoints(folder: Path) -> None:
+    """Steps 0 and 5 of ``_net``, its first weight scaled by 1.5 before each."""
+    net = _net()
+    for step in (0, 5):
+        with torch.no_grad():
+            net[0].weight.mul_(1.5)
+        save_checkpoint(net, folder / f"ckpt-{step}.safetensors")
+
+
 @pytest.mark.parametrize("layout", ["long", "wide"])
 def test_dynamics_over_two_checkpoints_carries_per_span_rows(tmp_path, layout):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(32, 2, generator=g)
     data = (x, torch.sin(x[:, :1]))
-    net = _net()
-    for step in (0, 5):
-        with torch.no_grad():
-            net[0].weight.mul_(1.5)
-        save_checkpoint(net, tmp_path / "ckpts" / f"ckpt-{step}.safetensors")
+    _two_checkpoints(tmp_path / "ckpts")
     cfg = AnalysisConfig(resolution=7, representations=["grid-full"], hessian=False,
                          noise_points=3, loops=False, span=[0.5, 1.0])  # fmt: skip
     rows = analyze_checkpoints(_net, tmp_path / "ckpts", _net_mse, data, cfg, tmp_path / "out",
@@ -452,11 +457,7 @@ def test_a_sweep_resumes_to_the_same_rows_and_the_hessian_policy_takes_top_botto
     # The hessian policy of a dynamics run, with the top/bottom plane.
     g = torch.Generator().manual_seed(0)
     x = torch.randn(32, 2, generator=g)
-    net = _net()
-    for step in (0, 5):
-        with torch.no_grad():
-            net[0].weight.mul_(1.5)
-        save_checkpoint(net, tmp_path / "ckpts" / f"ckpt-{step}.safetensors")
+    _two_checkpoints(tmp_path / "ckpts")
     cfg = AnalysisConfig(resolution=5, representations=["grid-full"], hessian=False,
                          noise_points=0, loops=False, hessian_which="top_bottom")  # fmt: skip
     rows = analyze_checkpoints(_net, tmp_path / "ckpts", _net_mse, (x, torch.sin(x[:, :1])), cfg,

@@ -3,12 +3,10 @@ relations, and analyses that do not depend on the machine's load."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
+from models_for_tests import busy_cpu
 
 from saddles import directions as D
 from saddles import sampling as S
@@ -156,10 +154,6 @@ def test_the_same_analysis_beside_a_busy_process_gives_the_same_numbers():
     cfg = config(hessian=True, directions=["random", "hessian"], hessian_top_k=2,
                  trace_matvecs=9, density_lanczos=8)  # fmt: skip
     quiet = analyze(tiny_mlp(), mse, batches(), cfg, name="m", progress=False).rows()
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with busy_cpu():
         loaded = analyze(tiny_mlp(), mse, batches(), cfg, name="m", progress=False).rows()
-    finally:
-        busy.kill()
-        busy.wait()
     assert repr(loaded) == repr(quiet)  # repr: NaN == NaN, every digit compared

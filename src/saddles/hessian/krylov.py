@@ -405,16 +405,6 @@ def _reorthogonalize(rows: torch.Tensor, w: torch.Tensor, j: int) -> tuple[float
     return after, correction
 
 
-def _rotate_rows(rows: torch.Tensor, size: int, coeffs: np.ndarray) -> None:
-    """``rows[:l] = coeffs.T @ rows[:size]`` in place, ``l = coeffs.shape[1]``, one block of
-    columns at a time, so the temporary is ``l x _BLOCK`` numbers, not another basis."""
-    C = torch.as_tensor(coeffs.T, dtype=rows.dtype, device=rows.device)
-    kept = coeffs.shape[1]
-    for a in range(0, rows.shape[1], _BLOCK):
-        block = C @ rows[:size, a : a + _BLOCK]
-        rows[:kept, a : a + _BLOCK] = block
-
-
 class _Basis:
     """The Krylov basis of :func:`top_eigen`: ``window`` preallocated rows of the operator's
     dimension, one matrix, or with ``head`` (0 < head < window) two: the first ``head`` rows and
@@ -454,9 +444,6 @@ class _Basis:
     def rotate(self, size: int, coeffs: np.ndarray) -> None:
         """``rows[:l] = coeffs.T @ rows[:size]`` in place (``l = coeffs.shape[1]``), one block
         of columns at a time: the temporary is ``l`` rows of a block, not another basis."""
-        if len(self.parts) == 1:
-            _rotate_rows(self.parts[0], size, coeffs)
-            return
         pieces = self._pieces(size)
         dtype, device = self.parts[0].dtype, self.parts[0].device
         Cs = [torch.as_tensor(coeffs[at : at + len(rows)].T, dtype=dtype, device=device)
@@ -560,7 +547,7 @@ def top_eigen(
     streamed = n >= WIDE
     basis = _Basis(window, n, op.dtype, op.device, head=int(k) if plan.in_place else 0)
     Q = basis.parts[0] if len(basis.parts) == 1 else None  # the one matrix, when it is one
-    W = torch.empty((window, n), dtype=op.dtype, device=op.device) if plan.products else None
+    W = _Basis(window, n, op.dtype, op.device) if plan.products else None  # the products
     # Before the first restart T is tridiagonal (alphas, betas, solved as such); after it, the
     # dense projected matrix T (float64) with an arrowhead block from the kept Ritz pairs.
     alphas: list[float] = []
@@ -581,7 +568,7 @@ def top_eigen(
         if not (math.isfinite(ww) if streamed else torch.isfinite(w).all()):
             raise FloatingPointError(f"the operator returned non-finite values at Lanczos step {j}")
         if W is not None:
-            W[j] = w
+            W.row(j).copy_(w)
         coupling = float(np.abs(arrow).sum()) if arrow is not None else prev_beta * (j > 0)
         if streamed:
             first = 0 if arrow is not None else max(j - 1, 0)
@@ -636,7 +623,7 @@ def top_eigen(
             keep = _wanted(theta, min(window - 2, k + max(1, (window - k) // 3)), which)
             basis.rotate(size, S[:, keep])
             if W is not None:
-                _rotate_rows(W, size, S[:, keep])
+                W.rotate(size, S[:, keep])
             if T is None:  # pragma: no cover - a window below the need always has T
                 raise RuntimeError("restart without a projected matrix")
             T[:] = 0.0
@@ -654,7 +641,7 @@ def top_eigen(
     else:
         coeffs = torch.as_tensor(S[:, idx].T, dtype=op.dtype, device=op.device)  # (k, size)
         Y = coeffs @ Q[:size]
-        HY = coeffs @ W[:size] if W is not None else None
+        HY = coeffs @ W.parts[0][:size] if W is not None else None
     del basis, Q, W  # the basis (and views of it) go before the residuals are formed
     norms = Y.norm(dim=1, keepdim=True)
     Y.div_(norms)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import warnings
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -58,7 +59,10 @@ class cost_meter:
         self.peak = _CudaPeak(self.problem.device) if self.problem.device.type == "cuda" else None
         if self.peak is None:
             _warm_dispatch_mode()
-            self.peak = _PeakMemory(self.problem)
+            problem = self.problem
+            existing = [*problem.params, *problem.center, *problem.model.buffers()]
+            existing += [t for b in problem.batches for t in tensors_of(b)]  # tuples or dicts
+            self.peak = PeakMemory(t.untyped_storage().data_ptr() for t in existing)
         self.counter = _OpCounter()
         self.flops = FlopCounterMode(display=False)
         self.peak.__enter__()
@@ -113,16 +117,15 @@ class _CudaPeak:
         return False
 
 
-class _PeakMemory(TorchDispatchMode):
-    """Track the peak bytes of tensor storage allocated (and still alive) inside the block."""
+class PeakMemory(TorchDispatchMode):
+    """Track the peak bytes of tensor storage allocated (and still alive) inside the block;
+    the storages whose data pointers are in ``existing`` are not counted."""
 
-    def __init__(self, problem: Problem):
+    def __init__(self, existing: Iterable[int]):
         super().__init__()
         self.live = 0
         self.peak = 0
-        existing = [*problem.params, *problem.center, *problem.model.buffers()]
-        existing += [t for b in problem.batches for t in tensors_of(b)]  # tuples or dicts
-        self.seen = {t.untyped_storage().data_ptr() for t in existing}
+        self.seen = set(existing)
 
     def _free(self, key: int, nbytes: int) -> None:
         self.seen.discard(key)
