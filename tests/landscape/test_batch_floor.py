@@ -1,7 +1,8 @@
 """The batch noise floor: the diagram's dependence on which evaluation data is used.
 
 Oracle: two landscape runs on the two halves of the data, made by hand, and
-``gudhi.bottleneck_distance`` between their merge trees' diagrams.
+``gudhi.bottleneck_distance`` between their merge trees' minimum-saddle pairs, each half's
+values less its loss at the centre.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def test_batch_floor_is_the_bottleneck_distance_between_two_halves(tmp_path):
     coords = make_coordinates(config)
     halves = [evaluate(model, loss, (x[a:b], y[a:b]), d, coords, engine="sequential",
                        progress=False) for a, b in ((0, 32), (32, 64))]  # fmt: skip
-    diagrams = [ttk_diagram(h.topology("full")[0]) for h in halves]
+    diagrams = [h.topology("full")[0].diagram() - h.loss[len(h.loss) // 2] for h in halves]
     expected = gudhi.bottleneck_distance(*diagrams)
     assert expected > 0
     assert metrics["batch_floor"] == pytest.approx(expected, rel=1e-12)
@@ -98,3 +99,27 @@ def test_an_auto_landscape_in_an_analysis_has_an_arithmetic_floor_on_its_own_tok
     figures = write_figures(analysis, tmp_path / "figures")
     assert (tmp_path / "figures" / "random-tokens.png").exists()
     assert any("tokens per point" in label for label in figures)
+
+
+def _tree(values: np.ndarray):
+    from saddles.topology import merge_tree_grid
+
+    return merge_tree_grid(values)
+
+
+def test_batch_floor_ignores_the_loss_level_and_the_essential_class():
+    """Two parts whose landscapes differ by a constant have the same features: floor 0 (the
+    diagrams with their essential classes were half the range apart); a feature present in
+    one part only costs half its persistence, the oracle's matching to the diagonal."""
+    from saddles.landscape.noise import batch_floor
+
+    x = np.linspace(-2, 2, 41)
+    base = (x**2 - 1) ** 2  # two minima at +-1, a saddle of height 1 at 0 (persistence 1)
+    a, b = _tree(base), _tree(base + 5.0)
+    assert batch_floor([a, b], [1.0, 6.0]) == 0.0
+    essential = gudhi.bottleneck_distance(ttk_diagram(a), ttk_diagram(b))
+    assert essential == pytest.approx((base.max() - base.min()) / 2)  # what the old floor saw
+    bowl = _tree(x**2 + 2.0)  # one basin: the saddle of ``base`` is missing
+    assert batch_floor([a, bowl], [1.0, 2.0]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="2 trees but 1 centre"):
+        batch_floor([a, bowl], [1.0])

@@ -23,15 +23,23 @@ includes the first point, so it is a function of the inputs. A landscape evaluat
 The batch noise floor (:func:`batch_landscapes`, :func:`batch_floor`) asks how much the
 *diagram* depends on the data: the same landscape (model, directions, points, settings) is
 evaluated on ``parts`` disjoint parts of the evaluation data (:func:`saddles.io.data.split_parts`,
-in order), and the floor is the largest bottleneck distance between the parts' diagrams
-(:func:`saddles.topology.distances.bottleneck_distance`, gudhi). By stability (Cohen-Steiner,
-Edelsbrunner & Harer 2007) a pair more persistent than twice that distance in one part's
-diagram is matched to a pair of the other's, so the distance plays the part of a per-value
-error bound and is used like the arithmetic floor: features above twice the larger of the
-two count as above the noise (:func:`saddles.topology.noise_metrics`). Each part holds
-``1 / parts`` of the data, so its values are noisier than the full landscape's (about
-``sqrt(parts)`` times the standard error): the floor is conservative. Cost: ``parts`` more
-landscapes.
+in order), and the floor is the largest bottleneck distance between the parts' minimum-saddle
+pairs (:func:`saddles.topology.distances.bottleneck_distance`, gudhi), each part's values taken
+relative to its own loss at the centre. Two choices make it measure the features, not the
+loss's level: a constant added to a landscape moves none of its pairs' persistences, yet two
+parts of a language-model batch differ by a constant of the order of the loss's spread over
+sequences (0.53 nats between two halves of 8 character sequences, where a 2-D landscape at
+span 0.01 ranges over 0.43): hence the centring. And the essential class (the global
+minimum paired with the maximum, as TTK lists it) says where the landscape's maximum lies,
+not whether a feature exists: with it, two parts whose levels differ match their essential
+pairs to the diagonal, and the floor was half the landscape's range whatever its features.
+By stability (Cohen-Steiner, Edelsbrunner & Harer 2007) a pair more persistent than twice
+the distance in one part's diagram is matched to a pair of the other's, so the distance plays
+the part of a per-value error bound and is used like the arithmetic floor: features above
+twice the larger of the two count as above the noise (:func:`saddles.topology.noise_metrics`).
+Each part holds ``1 / parts`` of the data, so its values are noisier than the full
+landscape's (about ``sqrt(parts)`` times the standard error): the floor is conservative.
+Cost: ``parts`` more landscapes.
 """
 
 from __future__ import annotations
@@ -131,13 +139,15 @@ def batch_landscapes(
     ]
 
 
-def batch_floor(trees: list[Any]) -> float:
-    """The largest bottleneck distance between the diagrams of ``trees`` (one merge tree per
-    part of the data, the same representation), TTK's diagrams as the distances use them
-    (:func:`saddles.topology.distances.distance_diagram`)."""
-    from saddles.topology.distances import bottleneck_distance, distance_diagram
+def batch_floor(trees: list[Any], centres: list[float]) -> float:
+    """The largest bottleneck distance between the minimum-saddle pairs of ``trees`` (one
+    merge tree per part of the data, the same representation), each tree's values less its
+    part's loss at the centre (``centres``); see the module docstring for why."""
+    from saddles.topology.distances import bottleneck_distance
 
-    diagrams = [distance_diagram(t) for t in trees]
+    if len(trees) != len(centres):
+        raise ValueError(f"{len(trees)} trees but {len(centres)} centre values")
+    diagrams = [t.diagram() - c for t, c in zip(trees, centres, strict=True)]
     return max(
         (bottleneck_distance(a, b) for i, a in enumerate(diagrams) for b in diagrams[i + 1 :]),
         default=float("nan"),

@@ -302,7 +302,8 @@ def _plane(
         tree, metrics = landscape_topology(land, rep, config)
         if noise is not None or parts:
             arithmetic = noise["noise_floor"] if noise is not None else float("nan")
-            batch = (batch_floor([landscape_topology(p, rep, config)[0] for p in parts])
+            batch = (batch_floor([landscape_topology(p, rep, config)[0] for p in parts],
+                                 [p.info["center_loss"] for p in parts])
                      if parts else float("nan"))  # fmt: skip
             metrics.update(noise_metrics(tree, arithmetic, batch_floor=batch))
         if noise is not None:

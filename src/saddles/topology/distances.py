@@ -47,10 +47,14 @@ def distance_diagram(tree: MergeTree, normalized: bool = False) -> np.ndarray:
 
 
 def bottleneck_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Bottleneck distance between two ``(p, 2)`` diagrams (``gudhi.bottleneck_distance``)."""
+    """Bottleneck distance between two ``(p, 2)`` diagrams (``gudhi.bottleneck_distance``).
+
+    Equal diagrams get 0: gudhi's exact algorithm answers the smallest normal double
+    (2.2e-308) for them, a search bound rather than a distance."""
     import gudhi
 
-    return float(gudhi.bottleneck_distance(_check(a), _check(b)))
+    distance = float(gudhi.bottleneck_distance(_check(a), _check(b)))
+    return 0.0 if distance <= np.finfo(np.float64).tiny else distance
 
 
 def wasserstein_distance(
