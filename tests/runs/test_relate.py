@@ -245,6 +245,27 @@ def test_change_points_refuse_bad_input():
     assert short.breaks == [] and "at most 0 break(s)" in short.note
 
 
+def test_loo_errors_leave_a_whole_group_out_as_a_plain_loop_does():
+    """Oracle: numpy.polyfit on the rows of the other groups, one group at a time."""
+    from saddles.runs.relate import loo_errors
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=8)
+    y = 2 * x + rng.normal(size=8)
+    groups = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    expected = np.empty(8)
+    for g in set(groups):
+        out = np.array([h == g for h in groups])
+        slope, intercept = np.polyfit(x[~out], y[~out], 1)
+        expected[out] = np.abs(slope * x[out] + intercept - y[out])
+    np.testing.assert_allclose(loo_errors(x, y, groups=groups), expected, rtol=1e-10)
+    assert not np.allclose(loo_errors(x, y), expected)  # one row at a time differs
+    with pytest.raises(ValueError, match="at least 3 groups"):
+        loo_errors(x, y, groups=["a"] * 4 + ["b"] * 4)
+    with pytest.raises(ValueError, match="one label per row"):
+        loo_errors(x, y, groups=["a", "b"])
+
+
 def test_loo_errors_refuse_bad_input():
     from saddles.runs.relate import loo_errors
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from saddles.experiments.lm import hypotheses_section, hypothesis_table
+from saddles.experiments.lm.hypotheses import span_hypotheses
 
 
 def test_hypothesis_table_on_planted_series():
@@ -83,10 +84,74 @@ def test_runs_without_topology_name_what_is_missing_instead_of_fitting_it():
     table = hypothesis_table(rows, "saddles", "persistence")
     missing = [t for t in table if t["quantity"] == "what is missing"]
     assert [t["hypothesis"] for t in missing] == ["H1, H3", "H2"]
-    assert "saddles is the same at every checkpoint" in missing[0]["note"]
+    assert "saddles is 0 at every checkpoint of every size" in missing[0]["note"]
     assert all(np.isnan(t["p"]) and t["verdict"] == "" for t in missing)
     body = hypotheses_section({}, table, "")
     assert "H1, H3 cannot be asked of these runs" in body and "span: auto" in body
     moving = [{**r, "saddles": float(r["step"] % 7)} for r in rows]
     assert [t["hypothesis"] for t in hypothesis_table(moving, "saddles", "persistence")
             if t["quantity"] == "what is missing"] == ["H2"]  # fmt: skip
+
+
+def _two_runs_per_size(saddles_at=None):
+    """4 sizes x 2 training runs x 8 checkpoints: saddles fall with log step, faster for larger
+    models, each run with its own noise and final loss."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for size, final in ((1e4, 2.0), (1e5, 1.6), (1e6, 1.3), (1e7, 1.1)):
+        for run in (0, 1):
+            for s in (1, 2, 5, 10, 50, 100, 500, 1000):
+                fall = (1 + np.log10(size)) * np.log(s)
+                rows.append({"n_params": size, "train_seed": run, "step": s,
+                             "saddles": 50 - fall + rng.normal(0, 0.5),
+                             "flat": 0.0, "persistence": rng.normal(1, 0.1),
+                             "val_loss": final + 0.03 * run + 2 / s})  # fmt: skip
+    return rows
+
+
+def test_hypotheses_pool_the_training_runs_of_each_size():
+    """Oracles: scipy's Spearman on the pooled checkpoints of a size, and on each run's own
+    least-squares slope (numpy.polyfit in log step) against its final loss."""
+    from scipy.stats import spearmanr
+
+    rows = _two_runs_per_size()
+    table = hypothesis_table(rows, "saddles", "persistence", early_step=10)
+    size = [r for r in rows if r["n_params"] == 1e5]
+    (h1,) = [t for t in table if t["quantity"] == "Spearman(saddles, step), size 100000.0"]
+    assert h1["n"] == 16 and "2 training runs pooled" in h1["note"]
+    expected = spearmanr(np.log([r["step"] for r in size]), [r["saddles"] for r in size])[0]
+    assert h1["value"] == pytest.approx(expected, rel=1e-12)
+    assert h1["ci_low"] <= h1["value"] <= h1["ci_high"]
+    (across,) = [t for t in table if "across sizes and training runs" in t["quantity"]]
+    slopes, finals = [], []
+    for s in (1e4, 1e5, 1e6, 1e7):
+        for run in (0, 1):
+            own = [r for r in rows if r["n_params"] == s and r["train_seed"] == run]
+            slopes.append(np.polyfit(np.log([r["step"] for r in own]),
+                                     [r["saddles"] for r in own], 1)[0])  # fmt: skip
+            finals.append(own[-1]["val_loss"])
+    assert across["n"] == 8
+    assert across["value"] == pytest.approx(spearmanr(slopes, finals)[0], rel=1e-12)
+    assert across["p_min"] < 0.05 and not across["verdict"].startswith("untestable")
+    h2 = [t for t in table if t["hypothesis"] == "H2"]
+    assert len(h2) == 4 and all("mean over 2 training runs" in t["note"] for t in h2)
+    loo = [t for t in table if t["hypothesis"] == "H3" and "leave-one-size-out" in t["quantity"]]
+    assert loo and all(t["n"] == 8 for t in loo)
+
+
+def test_span_hypotheses_are_one_family_and_a_flat_span_says_so_instead_of_testing():
+    rows = _two_runs_per_size()
+    columns = {"0.01": ("flat", "persistence", []), "0.1": ("saddles", "persistence", [])}
+    table = span_hypotheses(rows, columns, early_step=10)
+    flat = [t for t in table if t["span"] == "0.01"]
+    # the saddle count is flat there: one entry says so; H2's descriptions stay (persistence
+    # moves); no H1 or H3 number is computed from the constant
+    (missing,) = [t for t in flat if t["quantity"] == "what is missing"]
+    assert missing["hypothesis"] == "H1, H3"
+    assert "flat is 0 at every checkpoint of every size, at span 0.01" in missing["note"]
+    assert {t["hypothesis"] for t in flat if t is not missing} == {"H2"}
+    assert not any(t["hypothesis"] in ("H1", "H3") for t in flat)
+    tests = [t for t in table if np.isfinite(t["p"])]
+    assert tests and all(t["span"] == "0.1" for t in tests)
+    alone = hypothesis_table(rows, "saddles", "persistence", early_step=10)
+    assert [t["p_holm"] for t in tests] == [t["p_holm"] for t in alone if np.isfinite(t["p"])]

@@ -39,87 +39,112 @@ def hypothesis_table(
     persistence_metric: str,
     *,
     size_key: str = "n_params",
+    run_key: str = "train_seed",
     early_step: int | None = None,
     kd_metrics: list[str] | None = None,
     seed: int = 0,
+    family: bool = True,
+    where: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Numbers, with CIs where they exist, for the notes' hypotheses on a multi-size run.
+    """Numbers, with intervals where they exist, for the notes' hypotheses on a multi-size
+    run, pooled over the training runs of each size.
 
-    ``rows``: the dynamics rows of every size (``size_key`` tells the sizes apart);
-    ``metric``: a saddle-count column (H1, H3); ``persistence_metric``: an average persistence
-    column (H2). ``early_step``: the step whose metrics are used to predict (default: the
-    second-smallest step present in every size). ``kd_metrics``: kD columns compared with
-    ``metric`` in H4. Each entry is ``{hypothesis, quantity, value, ci_low, ci_high, n, p,
-    p_holm, verdict, note}``: ``p`` a permutation p where the entry is a test (NaN
-    otherwise), ``p_holm`` Holm over those tests (the primary family), ``verdict`` the
-    sentence of :func:`saddles.runs.relate.verdict` for a test, "" for a description.
+    ``rows``: the dynamics rows of every size (``size_key`` tells the sizes apart, ``run_key``
+    the training runs of one size; rows without it are one run); ``metric``: a saddle-count
+    column (H1, H3); ``persistence_metric``: an average persistence column (H2).
+    ``early_step``: the step whose metrics are used to predict (default: the second-smallest
+    step present in every run). ``kd_metrics``: kD columns compared with ``metric`` in H4.
+    ``where``: the span these columns were sampled at, for :func:`missing_ingredients`.
+
+    Pooling: H1's trend per size takes every checkpoint of every training run of that size
+    (n = runs x checkpoints); its across-size test relates each run's own slope to that run's
+    final loss (n = runs, so two runs per size make 4 sizes testable); H2 fits the mean over
+    runs at each step and counts the runs whose own fit turns; H3 and H4 fit every run and
+    leave one size out at a time (all its runs together).
+
+    Each entry is ``{hypothesis, quantity, value, ci_low, ci_high, n, p, p_min, note}`` and,
+    with ``family`` (the default), ``p_holm`` and ``verdict``: Holm over the entries that are
+    tests (a permutation p), the primary family, and the sentence of
+    :func:`saddles.runs.relate.verdict` ("" for descriptions). Several tables (e.g. one per
+    span, :func:`span_hypotheses`) are one family: pass ``family=False`` and mark them
+    together.
     """
     from saddles.runs.relate import change_points, correlate, fit_power_law, loo_errors, trend
 
     sizes = sorted({r[size_key] for r in rows})
-    by_size = {
-        s: sorted([r for r in rows if r[size_key] == s], key=lambda r: r["step"]) for s in sizes
-    }
+    runs: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        runs.setdefault((r[size_key], r.get(run_key, 0)), []).append(r)
+    runs = {k: sorted(v, key=lambda r: r["step"]) for k, v in sorted(runs.items(), key=_key)}
+    of_size = {s: [k for k in runs if k[0] == s] for s in sizes}
+    several = any(len(v) > 1 for v in of_size.values())
     out: list[dict[str, Any]] = []
 
     def add(h, quantity, value, ci=(np.nan, np.nan), n=np.nan, note="", p=np.nan, p_min=np.nan):
-        out.append(
-            {
-                "hypothesis": h,
-                "quantity": quantity,
-                "value": float(value),
-                "ci_low": float(ci[0]),
-                "ci_high": float(ci[1]),
-                "n": n,
-                "p": float(p),
-                "p_min": float(p_min),
-                "note": note,
-            }
-        )
+        out.append({"hypothesis": h, "quantity": quantity, "value": float(value),
+                    "ci_low": float(ci[0]), "ci_high": float(ci[1]), "n": n, "p": float(p),
+                    "p_min": float(p_min), "note": note})  # fmt: skip
 
-    final_loss = {s: _last(by_size[s], "val_loss") for s in sizes}
+    def pooled(s: Any) -> str:
+        k = len(of_size[s])
+        return f"{k} training runs pooled" if k > 1 else ""
+
+    final_loss = {k: _last(v, "val_loss") for k, v in runs.items()}
     slopes = {}
+    for k, own in runs.items():
+        t = trend([max(r["step"], 1) for r in own], [r.get(metric, np.nan) for r in own],
+                  seed=seed)  # fmt: skip
+        slopes[k] = t.slope_per_log_step
     for s in sizes:
-        steps = [max(r["step"], 1) for r in by_size[s]]
-        t = trend(steps, [r.get(metric, np.nan) for r in by_size[s]], seed=seed)
-        slopes[s] = t.slope_per_log_step
+        own = [r for k in of_size[s] for r in runs[k]]
+        t = trend([max(r["step"], 1) for r in own], [r.get(metric, np.nan) for r in own],
+                  seed=seed)  # fmt: skip
+        note = "; ".join(x for x in (pooled(s), t.note) if x)
         add("H1", f"Spearman({metric}, step), size {s}", t.spearman, t.spearman_ci, t.n,
-            t.note, t.p, t.p_min)  # fmt: skip
-        add(
-            "H1",
-            f"slope of {metric} per e-fold of steps, size {s}",
-            t.slope_per_log_step,
-            t.slope_ci,
-            t.n,
-        )
-    c = correlate([slopes[s] for s in sizes], [final_loss[s] for s in sizes], seed=seed)
-    add(
-        "H1",
-        "Spearman(slope of saddles, final val loss) across sizes",
-        c.spearman,
-        c.spearman_ci,
-        c.n,
-        f"permutation p = {c.spearman_p:.3g}",
-        c.spearman_p,
-        c.p_min,
-    )
+            note, t.p, t.p_min)  # fmt: skip
+        add("H1", f"slope of {metric} per e-fold of steps, size {s}", t.slope_per_log_step,
+            t.slope_ci, t.n, pooled(s))  # fmt: skip
+    keys = list(runs)
+    c = correlate([slopes[k] for k in keys], [final_loss[k] for k in keys], seed=seed)
+    across = "across sizes and training runs" if several else "across sizes"
+    add("H1", f"Spearman(slope of saddles, final val loss) {across}", c.spearman,
+        c.spearman_ci, c.n, f"permutation p = {c.spearman_p:.3g}" + (f"; {c.note}" if c.note
+        else ""), c.spearman_p, c.p_min)  # fmt: skip
 
     for s in sizes:
-        xs = [np.log(max(r["step"], 1)) for r in by_size[s]]
-        ys = [r.get(persistence_metric, np.nan) for r in by_size[s]]
-        ok = np.isfinite(ys)
-        if ok.sum() >= 4:
-            cp = change_points(np.array(xs)[ok], np.array(ys)[ok])
-            where = ", ".join(f"step {np.exp(b):.0f}" for b in cp.breaks) or "none"
-            add(
-                "H2",
-                f"{persistence_metric}: slope changes, size {s}",
-                len(cp.breaks),
-                n=int(ok.sum()),
-                note=f"non-monotone fit: {not cp.monotone}; breaks: {where}",
-            )
+        steps = sorted(set.intersection(*[{r["step"] for r in runs[k]} for k in of_size[s]]))
+        mean = np.array(
+            [
+                np.mean(
+                    [
+                        _value(r, persistence_metric)
+                        for k in of_size[s]
+                        for r in runs[k]
+                        if r["step"] == t
+                    ]
+                )
+                for t in steps
+            ]
+        )
+        xs = np.log(np.maximum(np.array(steps, dtype=float), 1))
+        ok = np.isfinite(mean)
+        if ok.sum() < 4:
+            continue
+        cp = change_points(xs[ok], mean[ok])
+        breaks = ", ".join(f"step {np.exp(b):.0f}" for b in cp.breaks) or "none"
+        note = f"non-monotone fit: {not cp.monotone}; breaks: {breaks}"
+        if len(of_size[s]) > 1:
+            turning = 0
+            for k in of_size[s]:
+                x = np.log(np.maximum([r["step"] for r in runs[k]], 1))
+                y = np.array([_value(r, persistence_metric) for r in runs[k]], dtype=float)
+                fine = np.isfinite(y)
+                turning += fine.sum() >= 4 and not change_points(x[fine], y[fine]).monotone
+            note += f"; mean over {len(of_size[s])} training runs, {turning} of them turn alone"
+        add("H2", f"{persistence_metric}: slope changes, size {s}", len(cp.breaks),
+            n=int(ok.sum()), note=note)  # fmt: skip
 
-    common = set.intersection(*[{r["step"] for r in by_size[s]} for s in sizes]) if sizes else set()
+    common = set.intersection(*[{r["step"] for r in v} for v in runs.values()]) if runs else set()
     steps_sorted = sorted(common)
     if early_step is None and len(steps_sorted) >= 2:
         early_step = steps_sorted[1]
@@ -129,51 +154,76 @@ def hypothesis_table(
             f"sizes: {steps_sorted}"
         )
     if early_step is not None and len(sizes) >= 3:
-        early = {s: next(r for r in by_size[s] if r["step"] == early_step) for s in sizes}
-        n_par = np.array([float(s) for s in sizes])
-        early_metric = np.array([early[s].get(metric, np.nan) for s in sizes], dtype=float)
-        if np.isfinite(early_metric).all() and (early_metric > 0).all() and len(sizes) >= 3:
+        early = {k: next(r for r in v if r["step"] == early_step) for k, v in runs.items()}
+        n_par = np.array([float(k[0]) for k in keys])
+        groups = [str(k[0]) for k in keys]
+        early_metric = np.array([_value(early[k], metric) for k in keys])
+        if np.isfinite(early_metric).all() and (early_metric > 0).all():
             try:
                 fit = fit_power_law(n_par, early_metric, offset=False, n_boot=500, seed=seed)
                 # metric = a N^b with b = -alpha: report b and its CI.
-                add(
-                    "H3",
-                    f"power-law exponent of {metric} at step {early_step} in size",
-                    -fit.alpha,
-                    (-fit.alpha_ci[1], -fit.alpha_ci[0]),
-                    len(sizes),
-                    f"residual RMS {np.sqrt(np.mean(fit.residuals**2)):.3g}",
-                )
+                add("H3", f"power-law exponent of {metric} at step {early_step} in size",
+                    -fit.alpha, (-fit.alpha_ci[1], -fit.alpha_ci[0]), len(keys),
+                    f"residual RMS {np.sqrt(np.mean(fit.residuals**2)):.3g}"
+                    + (f"; {len(keys)} runs of {len(sizes)} sizes" if several else ""))  # fmt: skip
             except (RuntimeError, ValueError) as exc:
                 add("H3", "power-law fit of the early metric", np.nan, note=str(exc))
-        target = np.array([final_loss[s] for s in sizes], dtype=float)
-        early_loss = np.array([early[s].get("val_loss", np.nan) for s in sizes], dtype=float)
-        if len(sizes) >= 3 and np.isfinite(target).all():
+        else:
+            add("H3", f"power-law exponent of {metric} at step {early_step} in size", np.nan,
+                n=len(keys), note=f"no fit: {metric} is not positive at step {early_step} "
+                "in every run")  # fmt: skip
+        target = np.array([final_loss[k] for k in keys], dtype=float)
+        early_loss = np.array([_value(early[k], "val_loss") for k in keys])
+        how = "leave-one-size-out |error| of final val loss"
+        if np.isfinite(target).all():
             for label, feat in (
                 ("early val loss alone", early_loss[:, None]),
                 (f"early val loss + {metric}", np.column_stack([early_loss, early_metric])),
             ):
                 if np.isfinite(feat).all() and len(sizes) >= feat.shape[1] + 2:
-                    err = loo_errors(feat, target)
-                    add(
-                        "H3",
-                        f"leave-one-size-out |error| of final val loss: {label}",
-                        err.mean(),
-                        n=len(sizes),
-                    )
+                    err = loo_errors(feat, target, groups=groups)
+                    add("H3", f"{how}: {label}", err.mean(), n=len(keys))
             for col in kd_metrics or []:
-                feat = np.array([early[s].get(col, np.nan) for s in sizes], dtype=float)
-                base = early_metric
-                if np.isfinite(feat).all() and np.isfinite(base).all() and len(sizes) >= 3:
-                    add(
-                        "H4",
-                        f"leave-one-size-out |error|: {col} vs {metric}",
-                        loo_errors(feat, target).mean() - loo_errors(base, target).mean(),
-                        n=len(sizes),
-                        note="negative: the kD metric predicts better",
-                    )
-    out += missing_ingredients(rows, metric, persistence_metric)
-    _mark_family(out)
+                feat = np.array([_value(early[k], col) for k in keys])
+                if np.isfinite(feat).all() and np.isfinite(early_metric).all():
+                    add("H4", f"{how}: {col} vs {metric}",
+                        loo_errors(feat, target, groups=groups).mean()
+                        - loo_errors(early_metric, target, groups=groups).mean(),
+                        n=len(keys), note="negative: the kD metric predicts better")  # fmt: skip
+    out += missing_ingredients(rows, metric, persistence_metric, where)
+    if family:
+        mark_family(out)
+    return out
+
+
+def span_hypotheses(
+    rows: list[dict[str, Any]],
+    columns: dict[str, tuple[str, str, list[str]]],
+    **kw: Any,
+) -> list[dict[str, Any]]:
+    """:func:`hypothesis_table` at each span of a sweep, one Holm family over all of them.
+
+    ``columns``: ``{span: (metric, persistence_metric, kd_metrics)}`` (span "" for an
+    analysis without a sweep); each entry gets its ``span``. Where the saddle count is the
+    same at every checkpoint of every size at a span, that span's H1 and H3 entries are
+    replaced by the one entry that says so (:func:`missing_ingredients`): testing a constant
+    would only spend the family's alpha."""
+    out = []
+    for span, (metric, persistence, kd) in columns.items():
+        table = hypothesis_table(
+            rows,
+            metric,
+            persistence,
+            kd_metrics=kd,
+            family=False,
+            where=f"span {span}" if span != "" else None,
+            **kw,
+        )
+        blind = {w for e in table if e["quantity"] == MISSING
+                 for w in e["hypothesis"].split(", ")}  # fmt: skip
+        out += [{"span": span, **e} for e in table
+                if e["quantity"] == MISSING or e["hypothesis"] not in blind]  # fmt: skip
+    mark_family(out)
     return out
 
 
@@ -182,25 +232,29 @@ MISSING = "what is missing"
 
 
 def missing_ingredients(
-    rows: list[dict[str, Any]], metric: str, persistence_metric: str
+    rows: list[dict[str, Any]], metric: str, persistence_metric: str, where: str | None = None
 ) -> list[dict[str, Any]]:
     """Entries naming what the runs lack for a hypothesis, where a metric it needs never
     changes: H1 and H3 ask how saddles move with steps and sizes, which a saddle count that is
-    the same at every checkpoint of every size (one basin everywhere, at the span sampled)
-    cannot answer; H2 likewise for a constant persistence. Empty where every metric moves."""
+    the same at every checkpoint of every size (one basin everywhere, or no feature above the
+    noise floor, at the span sampled) cannot answer; H2 likewise for a constant persistence.
+    ``where``: the span, for the note (default: the rows' ``sweep_span`` values, or "the span
+    sampled"). Empty where every metric moves."""
     out = []
     asks = ((metric, "H1, H3", "saddles"), (persistence_metric, "H2", "persistence"))
+    if where is None:
+        spans = sorted({str(r["sweep_span"]) for r in rows if r.get("sweep_span")})
+        where = f"spans {', '.join(spans)}" if spans else "the span sampled"
     for column, which, what in asks:
         values = {float(r[column]) for r in rows if _finite(r.get(column))}
         if len(values) != 1:
             continue
-        spans = sorted({str(r["sweep_span"]) for r in rows if r.get("sweep_span")})
-        where = f"spans {', '.join(spans)}" if spans else "the span sampled"
-        note = (f"{column} is the same at every checkpoint of every size, at {where}: no "
+        value = values.pop()
+        note = (f"{column} is {value:g} at every checkpoint of every size, at {where}: no "
                 f"{what} to follow. Missing: a feature above the noise floor; sample a span "
                 "sweep (span: auto) or the plane of the top and most negative Hessian "
                 "eigenvectors (hessian_which: top_bottom)")  # fmt: skip
-        out.append({"hypothesis": which, "quantity": MISSING, "value": values.pop(),
+        out.append({"hypothesis": which, "quantity": MISSING, "value": value,
                     "ci_low": np.nan, "ci_high": np.nan, "n": len(rows), "p": np.nan,
                     "p_min": np.nan, "note": note})  # fmt: skip
     return out
@@ -213,7 +267,7 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _mark_family(entries: list[dict[str, Any]]) -> None:
+def mark_family(entries: list[dict[str, Any]]) -> None:
     """Holm over the entries that are tests (a finite ``p``), the primary family; each gets
     ``p_holm`` and ``verdict`` (NaN and "" for descriptions)."""
     from saddles.runs.relate import adjust_pvalues, verdict
@@ -229,6 +283,20 @@ def _mark_family(entries: list[dict[str, Any]]) -> None:
                        "spearman_ci_high": e["ci_high"], "spearman_p_holm": e["p_holm"],
                        "p_min": e["p_min"], "n": e["n"], "note": e["note"]}  # fmt: skip
         e["verdict"] = verdict(as_relation, size)
+
+
+def _key(item: tuple) -> tuple:
+    """Runs ordered by size, then run label (labels of mixed types compared as text)."""
+    (size, run), _ = item
+    return (size, str(run))
+
+
+def _value(row: dict[str, Any], key: str) -> float:
+    v = row.get(key)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _last(rows: list[dict[str, Any]], key: str) -> float:

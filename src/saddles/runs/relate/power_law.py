@@ -167,9 +167,11 @@ def power_laws(
     return out
 
 
-def loo_errors(features, target) -> np.ndarray:
+def loo_errors(features, target, groups=None) -> np.ndarray:
     """Leave-one-out absolute errors of predicting ``target`` from ``features`` by least
-    squares with an intercept: row i is predicted by the line fitted to the other rows.
+    squares with an intercept: row i is predicted by the line fitted to the other rows, or,
+    given ``groups`` (one label per row, e.g. the model size of each training run), to the
+    rows of the other groups (leave one group out: several runs of one size go out together).
 
     ``features`` is one value per row or a (rows, features) array; every value must be
     finite. A rank-deficient fit (e.g. a constant feature) uses the minimum-norm solution, so
@@ -187,17 +189,21 @@ def loo_errors(features, target) -> np.ndarray:
     _require_finite(X, "features")
     _require_finite(y, "target")
     X = X[:, None] if X.ndim == 1 else X
-    if n < X.shape[1] + 2:
+    labels = np.arange(n) if groups is None else np.asarray(groups)
+    if labels.shape != (n,):
+        raise ValueError(f"groups must give one label per row ({n}), not shape {labels.shape}")
+    distinct = list(dict.fromkeys(labels.tolist()))
+    if len(distinct) < X.shape[1] + 2:
         raise ValueError(
-            f"need at least {X.shape[1] + 2} rows to leave one out with {X.shape[1]} "
-            f"feature(s), have {n}"
+            f"need at least {X.shape[1] + 2} groups to leave one out with {X.shape[1]} "
+            f"feature(s), have {len(distinct)}"
         )
     A = np.column_stack([np.ones(n), X])
     errors = np.empty(n)
-    for i in range(n):
-        keep = np.arange(n) != i
-        coef, *_ = np.linalg.lstsq(A[keep], y[keep], rcond=None)
-        errors[i] = abs(A[i] @ coef - y[i])
+    for label in distinct:
+        out = labels == label
+        coef, *_ = np.linalg.lstsq(A[~out], y[~out], rcond=None)
+        errors[out] = np.abs(A[out] @ coef - y[out])
     return errors
 
 
