@@ -13,6 +13,7 @@ import typer
 
 from saddles.cli import app, friendly_errors
 from saddles.cli._options import DEFAULTS, Dataset, ExecutorName, HessianPlane, Policy, Preset
+from saddles.names import LM_POLICY, LM_TRAIN_SEEDS
 from saddles.topology.representations import REPRESENTATIONS
 
 experiment_app = typer.Typer(
@@ -295,9 +296,11 @@ def lm(
     steps: int | None = typer.Option(None, help="Training steps (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed of initialization, data order and directions."),
     train_seeds: int = typer.Option(
-        1, "--train-seeds", min=1, help=TRAIN_SEEDS_HELP.format(what="size")
+        LM_TRAIN_SEEDS, "--train-seeds", min=1, help=TRAIN_SEEDS_HELP.format(what="size")
     ),
-    policy: Policy = typer.Option(Policy("fixed"), help="Directions per checkpoint."),
+    policy: Policy = typer.Option(
+        Policy(LM_POLICY), help="Directions per checkpoint (hessian: the top/bottom plane)."
+    ),
     device: str | None = typer.Option(None, help="cpu, cuda or auto (default: the preset's)."),
     threads: int | None = typer.Option(1, help="torch threads."),
     quiet: bool = typer.Option(False, help="No progress display."),
@@ -319,17 +322,33 @@ def lm(
     paths = run_lm_experiment(out, preset.value, sizes=size_list, steps=steps, seed=seed,
                               train_seeds=train_seeds, policy=policy.value, device=device,
                               progress=not quiet)  # fmt: skip
-    console = Console(width=140)
+    console = Console(width=160)
     with open(paths["hypotheses"]) as f:
-        for row in csv.DictReader(f):
-            ci = (
-                f" [{_short(row['ci_low'])}, {_short(row['ci_high'])}]"
-                if row["ci_low"] != "nan"
-                else ""
-            )
-            note = f"  ({row['note']})" if row["note"] else ""
-            run = f"training seed {row['train_seed']}  " if train_seeds > 1 else ""
-            console.print(
-                f"{run}{row['hypothesis']}  {row['quantity']}: {_short(row['value'])}{ci}{note}"
-            )
+        _print_hypotheses(console, list(csv.DictReader(f)))
     console.print(f"dynamics: {paths['dynamics']}\nreport: {paths['report']}")
+
+
+def _print_hypotheses(console, rows: list[dict[str, str]]) -> None:
+    """The LM study's hypotheses as one table: span (in a sweep), hypothesis, quantity,
+    value [95% interval], n, p, Holm p and verdict; what is missing as a line under it."""
+    from rich.table import Table
+
+    swept = any(r.get("span") for r in rows)
+    table = Table(title="H1-H4: value [95% interval], n, permutation p, Holm p over the "
+                  "primary family (every span); pooled over training runs")  # fmt: skip
+    for c in (*(["span"] * swept), "H", "quantity", "value [interval]", "n", "p", "Holm p",
+              "verdict"):  # fmt: skip
+        table.add_column(c, overflow="fold")
+    missing = []
+    for r in rows:
+        if r["quantity"] == "what is missing":
+            missing.append(r)
+            continue
+        ci = (f" [{_short(r['ci_low'])}, {_short(r['ci_high'])}]"
+              if r["ci_low"] not in ("", "nan") else "")  # fmt: skip
+        table.add_row(*([r.get("span", "")] * swept), r["hypothesis"], r["quantity"],
+                      f"{_short(r['value'])}{ci}", r["n"], _short(r["p"]),
+                      _short(r["p_holm"]), r["verdict"])  # fmt: skip
+    console.print(table)
+    for r in missing:
+        console.print(f"{r['hypothesis']} cannot be asked: {r['note']}")

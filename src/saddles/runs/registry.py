@@ -111,7 +111,7 @@ METRICS: tuple[Metric, ...] = (
        label="saddles 1%"),
     _m("n_saddles_above_noise", "saddles whose persistence is at least twice the noise floor",
        "count", "count", "noise", ("summary", "headline", "relate", "relation_figure", "cli",
-                                   "dynamics"), label="saddles >noise"),
+                                   "dynamics", "wide"), label="saddles >noise"),
     _m("average_persistence", "mean persistence, essential classes paired with the maximum "
        "(TTK)", "loss", "raw", _TOPO, ("table", "summary", "headline", "relate",
                                        "relation_figure", "fit", "cli", "dynamics",
@@ -169,13 +169,14 @@ METRICS: tuple[Metric, ...] = (
        "sampling"),
     # Noise (saddles.landscape.noise, saddles.topology.noise_metrics).
     _m("noise_floor", "the floor the _above_noise counts use: the larger of the arithmetic "
-       "and the batch floors", "loss", "loss", "noise", ("summary",)),
+       "and the batch floors", "loss", "loss", "noise", ("summary", "wide")),
     _m("noise_floor_source", "which floor noise_floor is: arithmetic, batch (or none)", "name",
-       "info", "noise"),
+       "info", "noise", ("wide",)),
     _m("arithmetic_floor", "largest |float32 - float64| difference of the loss (rounding)",
        "loss", "loss", "noise"),
-    _m("batch_floor", "largest bottleneck distance between the diagrams of landscapes on "
-       "disjoint parts of the evaluation data", "loss", "loss", "noise"),
+    _m("batch_floor", "largest bottleneck distance between the minimum-saddle pairs of "
+       "landscapes on disjoint parts of the evaluation data, each less its centre loss",
+       "loss", "loss", "noise"),
     _m("noise_threshold", "persistence a feature needs to count as above the noise", "loss",
        "info", "noise"),
     _m("n_minima_above_noise", "minima whose persistence is at least twice the noise floor",

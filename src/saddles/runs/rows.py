@@ -35,7 +35,7 @@ NUMBER_COLUMNS = (*KEYS, "metric", "value")
 #: Key columns of an analysis' plane rows, in the order ``metrics.csv`` gives them.
 PLANE_KEYS = ("model", "direction", "representation", "direction_seed", "sweep_span")
 #: Per-checkpoint Hessian numbers of a checkpoint row, named without the ``hessian_`` prefix.
-CHECKPOINT_CURVATURE = ("top_eigenvalue", "trace", "trace_stderr")
+CHECKPOINT_CURVATURE = ("top_eigenvalue", "bottom_eigenvalue", "trace", "trace_stderr")
 
 
 def to_numbers(planes: list[dict[str, Any]], keys: tuple[str, ...] = KEYS) -> list[dict]:

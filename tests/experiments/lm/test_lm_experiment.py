@@ -22,8 +22,8 @@ def test_lm_experiment_tiny(tmp_path):
     }  # fmt: skip
     try:
         paths = run_lm_experiment(tmp_path, "small", sizes=["L1-d32", "L2-d64", "L3-d96"],
-                                  steps=6, configs=configs, eval_batch_size=2,
-                                  progress=False)  # fmt: skip
+                                  steps=6, configs=configs, eval_batch_size=2, train_seeds=1,
+                                  policy="fixed", progress=False)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     with open(paths["dynamics"]) as f:
@@ -38,8 +38,8 @@ def test_lm_experiment_tiny(tmp_path):
     html = paths["report"].read_text()
     assert "<h2>Dynamics</h2>" in html and html.count("data:image/png;base64,") >= 4
     # A metric the same at every checkpoint of every size is said once, not drawn.
-    for metric in ("val_loss", "2d.grid-full.n_saddles", "2d.grid-full.average_persistence",
-                   "3d.knn.n_saddles"):  # fmt: skip
+    for metric in ("val_loss", "2d.grid-full.n_saddles_above_noise",
+                   "2d.grid-full.average_persistence"):  # fmt: skip
         values = {float(r[metric]) for r in rows if r[metric] not in ("", "nan")}
         drawn = (tmp_path / f"dynamics-{metric.replace('.', '-')}.png").exists()
         assert drawn == (len(values) > 1), metric
@@ -62,7 +62,7 @@ def test_lm_experiment_with_two_training_seeds(tmp_path):
     threads = torch.get_num_threads()
     configs = {"2d": AnalysisConfig(resolution=5, representations=["grid-full"], hessian=False)}
     kwargs = dict(sizes=["L1-d32", "L2-d64"], steps=3, configs=configs, eval_batch_size=2,
-                  train_seeds=2, progress=False)  # fmt: skip
+                  train_seeds=2, policy="fixed", progress=False)  # fmt: skip
     try:
         paths = run_lm_experiment(tmp_path, "small", **kwargs)
         ckpt = tmp_path / "training-seed1" / "L2-d64" / "checkpoints"
@@ -81,5 +81,48 @@ def test_lm_experiment_with_two_training_seeds(tmp_path):
         summary = list(csv.DictReader(f))
     assert {r["n_train_seeds"] for r in summary} == {"2"}
     assert "val_loss_share_training" in summary[0]
+    with open(paths["hypotheses"]) as f:  # pooled: each size's trend counts both runs
+        trends = [r for r in csv.DictReader(f) if r["quantity"].startswith("Spearman(")]
+    per_size = [r for r in trends if ", size " in r["quantity"]]
+    assert per_size and all(r["note"].startswith("2 training runs pooled") for r in per_size)
+
+
+def test_lm_experiment_sweeps_spans_with_a_batch_floor_on_the_top_bottom_plane(tmp_path):
+    """The study's own shape at tiny scale: 3 sizes x 2 training runs, the Hessian policy's
+    top/bottom plane at two spans with a batch floor. Rows carry every span's columns; the
+    hypotheses are one table per span (pooled, one Holm family); the report names the spans."""
+    threads = torch.get_num_threads()
+    shared = dict(span=[0.01, 0.1], batch_floor=2, noise_points=4, hessian_which="top_bottom")
+    configs = {"2d": AnalysisConfig(resolution=5, representations=["grid-full"],
+                                    hessian_top_k=2, trace_matvecs=4, density_lanczos=4,
+                                    **shared)}  # fmt: skip
+    try:
+        paths = run_lm_experiment(
+            tmp_path,
+            "small",
+            sizes=["L1-d32", "L2-d64", "L3-d96"],
+            steps=3,
+            configs=configs,
+            eval_batch_size=4,
+            progress=False,
+        )  # fmt: skip (policy hessian, 2 seeds)
+    finally:
+        torch.set_num_threads(threads)
+    with open(paths["dynamics"]) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["train_seed"] for r in rows} == {"0", "1"} and len(rows) == 3 * 2 * 4
+    for tag in ("0p01", "0p1"):
+        column = f"2d.grid-full@{tag}.n_saddles_above_noise"
+        assert all(r[column] != "" for r in rows), column
+        assert all(r[f"2d.grid-full@{tag}.noise_floor_source"] in ("batch", "arithmetic")
+                   for r in rows)  # fmt: skip
+    assert all(r["bottom_eigenvalue"] != "" for r in rows)  # the top/bottom plane's
     with open(paths["hypotheses"]) as f:
-        assert {r["train_seed"] for r in csv.DictReader(f)} == {"0", "1"}
+        hyps = list(csv.DictReader(f))
+    assert {r["span"] for r in hyps} == {"0.01", "0.1"}
+    tests = [r for r in hyps if r["p"] != "nan"]
+    holm = sorted(float(r["p_holm"]) for r in tests)
+    assert all(float(r["p_holm"]) >= float(r["p"]) for r in tests)
+    assert not tests or holm[-1] <= 1.0
+    html = paths["report"].read_text()
+    assert "0.01, 0.1" in html  # the spans, in the run's information

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from saddles.experiments.lm.data import char_corpus, encode, fixed_eval_batch, train_val_split
-from saddles.experiments.lm.hypotheses import hypotheses_section, hypothesis_table
+from saddles.experiments.lm.hypotheses import hypotheses_section, span_hypotheses
 from saddles.experiments.lm.model import GPT, lm_loss
 from saddles.experiments.lm.presets import PRESETS, _size_name, gpt_for_size
 from saddles.experiments.lm.train import log_spaced_steps, train_lm
+from saddles.names import LM_POLICY, LM_TRAIN_SEEDS
 
 # --- training every size -------------------------------------------------------------------
 
@@ -47,8 +48,9 @@ def run_lm_training(
     Resumable: finished runs are skipped and interrupted ones continue (see :func:`train_lm`).
     ``steps`` overrides the preset's; ``device`` its device (``"auto"``: cuda when available).
     The small preset (1,000 steps at 16 x 64 tokens) measured on a shared CPU, one thread:
-    0.005, 0.015 and 0.044 s per step for its three sizes, 67 s of wall time in all including
-    evaluations, final val loss 1.79, 1.55 and 1.43 (nats per character).
+    0.003, 0.014, 0.037 and 0.085 s per step for its four sizes, about 150 s of wall time per
+    training seed including evaluations; final val loss (nats per character) 1.79, 1.55,
+    1.43, 1.38 with seed 0 and 1.83, 1.59, 1.51, 1.45 with seed 1.
     """
     if preset not in PRESETS:
         raise KeyError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
@@ -108,16 +110,29 @@ def run_lm_training(
 # --- analyzing every checkpoint, the hypotheses and the report -----------------------------
 
 
+#: The spans every landscape of the default configurations is sampled at: half-decades where
+#: the small preset's models show features on the plane of the top and most negative Hessian
+#: eigenvectors (a 2-D probe of L2-d64 at steps 63, 251 and 1000: a saddle from 0.003 to 0.3,
+#: above the batch floor at 0.01-0.1 at step 251, one basin above 1).
+LM_SPANS = [0.003, 0.01, 0.03, 0.1, 0.3]
+
+
 def default_lm_configs(seed: int = 0) -> dict[str, Any]:
-    """A 2D grid (image representations, Hessian metrics) and a 4D Sobol sample with a kNN
-    graph, per checkpoint: sized for a CPU."""
+    """Per checkpoint, sized for a CPU: a 15 x 15 grid (Hessian metrics) and a 4-D Sobol
+    sample of 256 points with a kNN graph, each at every span of :data:`LM_SPANS`, with a
+    batch noise floor from the evaluation batch's two halves and the arithmetic one. With the
+    experiment's default policy ("hessian") the planes are those of the top and most negative
+    Hessian eigenvectors (``hessian_which: top_bottom``), the directions that cut saddles;
+    random planes show one basin at every span on these models."""
     from saddles.runs.analyze import AnalysisConfig
 
+    shared = dict(span=LM_SPANS, batch_floor=2, noise_points=8, hessian_which="top_bottom",
+                  seed=seed)  # fmt: skip
     return {
-        "2d": AnalysisConfig(resolution=21, representations=["grid-full", "grid-ttk"],
-                             hessian_top_k=2, trace_matvecs=30, density_lanczos=30, seed=seed),
-        "4d": AnalysisConfig(sampling="sobol", n_points=512, n_directions=4,
-                             representations=["knn"], hessian=False, seed=seed),
+        "2d": AnalysisConfig(resolution=15, representations=["grid-full"], hessian_top_k=2,
+                             trace_matvecs=20, density_lanczos=20, **shared),
+        "4d": AnalysisConfig(sampling="sobol", n_points=256, n_directions=4,
+                             representations=["knn"], hessian=False, **shared),
     }  # fmt: skip
 
 
@@ -128,9 +143,9 @@ def run_lm_experiment(
     sizes: Sequence[str | int] | None = None,
     steps: int | None = None,
     seed: int = 0,
-    train_seeds: int = 1,
+    train_seeds: int = LM_TRAIN_SEEDS,
     configs: dict[str, Any] | None = None,
-    policy: str = "fixed",
+    policy: str = LM_POLICY,
     eval_batch_size: int = 8,
     device: str | None = None,
     progress: bool = True,
@@ -148,7 +163,13 @@ def run_lm_experiment(
     ``summary.csv`` gives each size x step over training runs, then direction seeds (mean,
     hierarchical interval, each level's variance share: :func:`saddles.runs.summary.
     seed_summary`), the relations take each training run as one observation, and the
-    hypotheses are computed per training run (``train_seed`` column of hypotheses.csv).
+    hypotheses pool the training runs of each size
+    (:func:`saddles.experiments.lm.hypotheses.hypothesis_table`).
+
+    A span sweep (the default configurations: :data:`LM_SPANS`) gives the hypotheses at each
+    span, one Holm family over all (:func:`saddles.experiments.lm.hypotheses.span_hypotheses`;
+    a ``span`` column in hypotheses.csv); the saddle count they follow is the count above the
+    noise floor where one is measured (``n_saddles_above_noise``), the raw count otherwise.
     """
     from saddles.report import plots
     from saddles.report.analysis import write_report
@@ -203,56 +224,59 @@ def run_lm_experiment(
 
     label = next(iter(configs))
     rep = configs[label].representations[0]
-    saddles_col = wide_name(label, rep, "n_saddles")  # H1's and H2's quantities
-    pers_col = wide_name(label, rep, "average_persistence")
-    kd_cols = [wide_name(k, c.representations[0], "n_saddles") for k, c in configs.items()
-               if k != label]  # fmt: skip
-    hypotheses = []
-    for train_seed in trained:  # one table per training run
-        own = [r for r in rows if r["train_seed"] == train_seed]
-        hypotheses += [{"train_seed": train_seed, **h} for h in hypothesis_table(
-            own, saddles_col, pers_col, kd_metrics=kd_cols, seed=seed)]  # fmt: skip
+    noisy = configs[label].noise_points > 0 or bool(configs[label].batch_floor)
+    count = "n_saddles_above_noise" if noisy else "n_saddles"
+    columns = {}  # span -> the hypotheses' columns (H1/H3 count, H2 persistence, H4 kD counts)
+    for tag in _span_tags(rows, label, rep):
+        at = f"{rep}@{tag}" if tag else rep
+        kd = [wide_name(k, f"{c.representations[0]}@{tag}" if tag else c.representations[0],
+                        count) for k, c in configs.items() if k != label]  # fmt: skip
+        columns[_span_label(tag)] = (wide_name(label, at, count),
+                                     wide_name(label, at, "average_persistence"), kd)  # fmt: skip
+    hypotheses = span_hypotheses(rows, columns, seed=seed)
     paths["hypotheses"] = write_csv(out_dir / "hypotheses.csv", hypotheses)
 
+    scale_cols = [wide_name(label, rep, m) for m in ("critical_span", "basin_radius")]
+    drawn = ["val_loss", *(c for cols in columns.values() for c in cols[:2]), *scale_cols,
+             "top_eigenvalue", "bottom_eigenvalue", "trace"]  # fmt: skip
+    means = _mean_over_runs(rows, drawn)
     figures, constant = {}, {}
-    for metric in ("val_loss", saddles_col, pers_col, *kd_cols, "top_eigenvalue", "trace"):
+    for metric in drawn:
         values = {float(r[metric]) for r in rows if _finite(r.get(metric))}
         if len(values) == 1:  # the same at every checkpoint of every size: said, not drawn
             constant[metric] = values.pop()
-        elif any(metric in r for r in rows):
-            safe = metric.replace(".", "-")
-            fig = plots.dynamics_figure(rows, metric, "size")
+        elif values:
+            safe = metric.replace(".", "-").replace("@", "-")
+            fig = plots.dynamics_figure(means, metric, "size", err_key=f"{metric}_sd")
             figures[f"{metric} against step"] = plots.save(fig, out_dir / f"dynamics-{safe}.png")
     finals = {}
     for r in rows:
         finals[r["size"], r["train_seed"]] = r  # rows are ordered by step within a run
-    by_size = {}
-    for (size, _), r in finals.items():  # the scaling fit: the first training run's
-        by_size.setdefault(size, r)
-    n = [by_size[s]["n_params"] for s in by_size]
-    loss = [float(by_size[s].get("val_loss", np.nan)) for s in by_size]
+    final_rows = list(finals.values())
+    n = [r["n_params"] for r in final_rows]
+    loss = [float(r.get("val_loss", np.nan)) for r in final_rows]
     fit, note = None, "fewer than 3 sizes: no power-law fit"
-    if len(n) >= 3 and np.isfinite(loss).all():
+    sizes_seen = len(set(n))
+    if sizes_seen >= 3 and np.isfinite(loss).all():
         fits: dict[tuple, Any] = {}
-        (law,) = power_laws(list(by_size.values()), ["val_loss"], by=(), n_boot=500, seed=seed,
+        (law,) = power_laws(final_rows, ["val_loss"], by=(), n_boot=500, seed=seed,
                             fits=fits)  # fmt: skip
         fit = fits.get(("val_loss",))
         if fit is None:
             note = f"power-law fit failed: {law['note']}"
         else:
             note = (f"final val loss = {fit.a:.3g} N^-{fit.alpha:.3g} + {fit.c:.3g}, alpha 95% "
-                    f"CI [{fit.alpha_ci[0]:.3g}, {fit.alpha_ci[1]:.3g}], residuals "
-                    f"{np.array2string(fit.residuals, precision=3)}"
-                    + ("" if len(n) >= 4 else " (c fixed at 0: 3 sizes cannot fit 3 parameters "
-                       "with any check left)"))  # fmt: skip
+                    f"CI [{fit.alpha_ci[0]:.3g}, {fit.alpha_ci[1]:.3g}] over {len(n)} training "
+                    f"runs of {sizes_seen} sizes"
+                    + ("" if sizes_seen >= 4 else " (c fixed at 0: 3 sizes cannot fit 3 "
+                       "parameters with any check left)"))  # fmt: skip
     if constant:
         note += (". The same at every checkpoint of every size (not drawn): "
                  + ", ".join(f"{m} = {v:g}" for m, v in constant.items()))  # fmt: skip
     figures["final val loss against size"] = plots.save(
         plots.scaling_figure(n, loss, fit), out_dir / "scaling.png"
     )
-    final_rows = list(finals.values())
-    tda = [saddles_col, pers_col, *kd_cols]
+    tda = list(dict.fromkeys(c for cols in columns.values() for c in (*cols[:2], *cols[2])))
     relations = relations_from_rows(
         [{**r, "direction": policy, "representation": rep} for r in final_rows], tda,
         ["n_params", "val_loss"], n_boot=2000, n_perm=5000, seed=seed,
@@ -260,20 +284,56 @@ def run_lm_experiment(
     info = {"experiment": f"character-level GPT, preset {preset}", "sizes": list(ckpt_dirs),
             "training seeds per size": train_seeds,
             "checkpoints analyzed": len(rows), "direction policy": policy,
+            "spans": ", ".join(s for s in columns if s) or "one",
             "torch threads": torch.get_num_threads(),
             "wall seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     cfg = {k: with_policy(c, policy).to_dict() for k, c in configs.items()}
     cfg["representations"] = [rep]
-    columns = ["model", "step", "val_loss", *tda, wide_name(label, rep, "n_minima"),
-               wide_name(label, rep, "n_loops"), "top_eigenvalue", "trace"]  # fmt: skip
+    table = ["model", "train_seed", "step", "val_loss", *scale_cols,
+             *(cols[0] for cols in columns.values()), "top_eigenvalue", "bottom_eigenvalue",
+             "trace"]  # fmt: skip
     paths["report"] = write_report(
         out_dir / "report.html", title=f"Loss landscape topology over training ({preset})",
         config=cfg, analyses=[], figures={}, rows=rows, relations=relations,
         relation_figures={}, info=info,
         extra_sections=[("Dynamics", hypotheses_section(figures, hypotheses, note))],
-        table_columns=columns,
+        table_columns=table,
     )  # fmt: skip
     return paths
+
+
+def _span_tags(rows: list[dict[str, Any]], label: str, rep: str) -> list[str]:
+    """The span tags of a sweep's columns ``<label>.<rep>@<tag>.<metric>``, smallest span
+    first; ``[""]`` without a sweep."""
+    from saddles.landscape.scales import span_from_tag
+
+    prefix = f"{label}.{rep}@"
+    tags = {k[len(prefix) :].split(".", 1)[0] for r in rows for k in r if k.startswith(prefix)}
+    return sorted(tags, key=span_from_tag) or [""]
+
+
+def _span_label(tag: str) -> str:
+    """A span tag as the number it stands for (``0p01`` -> ``0.01``); "" for none."""
+    from saddles.landscape.scales import span_from_tag
+
+    return f"{span_from_tag(tag):g}" if tag else ""
+
+
+def _mean_over_runs(rows: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, Any]]:
+    """One row per size x step: each metric's mean over training runs and its SD
+    (``<metric>_sd``, NaN for one run), for curves with error bars over training seeds."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["size"], r["step"]), []).append(r)
+    out = []
+    for (size, step), own in groups.items():
+        row: dict[str, Any] = {"size": size, "step": step}
+        for m in metrics:
+            v = np.array([float(r[m]) for r in own if _finite(r.get(m))])
+            row[m] = float(v.mean()) if len(v) else np.nan
+            row[f"{m}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else np.nan
+        out.append(row)
+    return out
 
 
 def _finite(v: Any) -> bool:

@@ -315,9 +315,9 @@ def hypotheses_section(
     (numbers with CIs; the tests among them Holm-adjusted as one family and worded)."""
     missing = [h for h in hypotheses if h.get("quantity") == MISSING]
     hypotheses = [h for h in hypotheses if h.get("quantity") != MISSING]
-    several = len({h.get("train_seed") for h in hypotheses}) > 1
-    cols = [*(["train_seed"] * several), "hypothesis", "quantity", "value", "ci_low",
-            "ci_high", "n", "p", "p_holm", "verdict", "note"]  # fmt: skip
+    swept = any(h.get("span", "") != "" for h in hypotheses + missing)
+    cols = [*(["span"] * swept), "hypothesis", "quantity", "value", "ci_low", "ci_high", "n",
+            "p", "p_holm", "verdict", "note"]  # fmt: skip
     return (
         "<p class='note'>Each metric against the training step, one line per model size, "
         "from the same checkpoints, data order and evaluation batch. H1: do saddles fall "
@@ -327,7 +327,8 @@ def hypotheses_section(
         "improve leave-one-size-out prediction of the final loss; H4: do kD metrics predict "
         "better than 2D ones. The entries with a p are the pre-stated tests, Holm-adjusted "
         "together (p_holm) and worded by what their intervals and run counts allow; the "
-        "rest are descriptions, not tests.</p>"
+        "rest are descriptions, not tests. Where a size has several training runs, its "
+        "numbers pool them (n counts runs x checkpoints, or runs).</p>"
         + "".join(
             dict.fromkeys(
                 f"<p><b>{escape(h['hypothesis'])} cannot be asked of these "
