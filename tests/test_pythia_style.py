@@ -308,8 +308,8 @@ def test_dynamics_varies_at_some_span_or_says_where_nothing_exceeds_the_noise(tr
             own = [p for p in points if p["series"] == series]
             span = float(series.rsplit("@ span ", 1)[1])
             for p in own:  # each point the mean of its rows at its span, inside its interval
-                values = [float(r[metric]) for r in rows if r["sweep_span"]
-                          and float(r["sweep_span"]) == span and r["step"] == p["step"]]  # fmt: skip
+                values = [float(r[metric]) for r in rows if r["step"] == p["step"]
+                          and r["sweep_span"] and float(r["sweep_span"]) == span]  # fmt: skip
                 assert float(p["mean"]) == pytest.approx(np.mean(values))
                 if p["ci_low"] != "nan":
                     assert float(p["ci_low"]) <= float(p["mean"]) <= float(p["ci_high"])
@@ -335,8 +335,34 @@ def test_compare_of_the_sizes_shows_each_span(trained, policy):
                       and x["sweep_span"] and float(x["sweep_span"]) == span]  # fmt: skip
             assert float(r["average_persistence_mean"]) == pytest.approx(sum(values) / len(values))
             if r["average_persistence_ci_low"] != "nan":
-                assert (float(r["average_persistence_ci_low"]) <= float(
-                    r["average_persistence_mean"]) <= float(r["average_persistence_ci_high"]))
+                assert (
+                    float(r["average_persistence_ci_low"])
+                    <= float(r["average_persistence_mean"])
+                    <= float(r["average_persistence_ci_high"])
+                )
                 varies = True
     assert varies or quiet_named
     assert any(p.name.startswith("spans-") for p in (out / "figures").iterdir())
+
+
+def test_compare_of_a_sweep_gives_each_spans_distances_equal_to_gudhi(trained):
+    import gudhi
+    import numpy as np
+
+    tmp, _ = trained
+    table = read(tmp / "cmp-hessian" / "distances.csv")
+    assert sorted(float(r["sweep_span"]) for r in table) == SPANS  # one pair of runs per span
+
+    def diagram(name, span):
+        tag = f"{span:g}".replace(".", "p")
+        path = (
+            tmp / f"out-{name}-hessian" / "step60" / "2d" / f"pairs-hessian-span{tag}-grid-full.npz"
+        )
+        with np.load(path) as z:
+            return np.stack([z["birth"], z["death"]], axis=1)
+
+    for r in table:
+        span = float(r["sweep_span"])
+        expected = gudhi.bottleneck_distance(diagram("small", span), diagram("large", span))
+        assert float(r["bottleneck"]) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert (tmp / "cmp-hessian" / "figures" / "distances-span0p3.png").exists()

@@ -68,27 +68,34 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
                           for m, by in per_span.items() if m not in constant}  # fmt: skip
         constant_spans = {m: by for m, by in constant_spans.items() if by}
     first = result.rows[0]
-    matrix = distance_matrix(result.loaded, first["direction"], first["representation"],
-                             first["subspace"])  # fmt: skip
     distance_rows, distances = [], {}
-    if len(matrix["names"]) >= 2:
+    # a sweep: the diagrams of each span apart (the plane's pairs file holds its middle span)
+    for span in sampled if swept else [None]:
+        matrix = distance_matrix(result.loaded, first["direction"], first["representation"],
+                                 first["subspace"], span)  # fmt: skip
+        if len(matrix["names"]) < 2:
+            continue
         names = matrix["names"]
+        where = {} if span is None else {"sweep_span": span}
         for i, a in enumerate(names):
             for j, b in enumerate(names):
                 if i < j:
-                    distance_rows.append({"run_a": a, "run_b": b,
+                    distance_rows.append({**where, "run_a": a, "run_b": b,
                                           "bottleneck": matrix["bottleneck"][i, j],
                                           "bottleneck_normalized":
                                           matrix["bottleneck_normalized"][i, j]})  # fmt: skip
-        paths["distances"] = write_csv(out_dir / "distances.csv", distance_rows)
+        at = "" if span is None else f" at span {span:g}"
         fig = plots.distance_matrix_figure(
             matrix["bottleneck_normalized"], names,
             title=f"bottleneck distance, range-normalized ({first['subspace']} "
-            f"{first['direction']} {first['representation']})",
+            f"{first['direction']} {first['representation']}{at})",
         )  # fmt: skip
-        distances = {"pairwise distances between the runs' diagrams": plots.save(
-            fig, out_dir / "figures" / "distances.png"
-        )}
+        stem = "distances" if span is None else f"distances-span{span:g}".replace(".", "p")
+        distances[f"pairwise distances between the runs' diagrams{at}"] = plots.save(
+            fig, out_dir / "figures" / f"{stem}.png"
+        )
+    if distance_rows:
+        paths["distances"] = write_csv(out_dir / "distances.csv", distance_rows)
     cols = ["subspace", "direction", "representation", *(["sweep_span"] if swept else []),
             "x", "y", "n", "n_seeds", "spearman",
             "spearman_ci_low", "spearman_ci_high", "spearman_p", "spearman_p_holm", "pearson",
