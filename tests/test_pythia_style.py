@@ -210,7 +210,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trained")
     ids = rule_tokens()
     torch.save({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, tmp / "tokens.pt")
-    losses = {}
+    losses, printed = {}, {}
     for name, hidden in (("small", 8), ("large", 16)):
         losses[name] = trained_suite(tmp / name, hidden, ids)
         for policy in ("fixed", "hessian"):
@@ -223,13 +223,15 @@ def trained(tmp_path_factory):
             result = runner.invoke(app, ["dynamics", str(tmp / f"{run}.yaml"), "--quiet",
                                          "--threads", "1"])  # fmt: skip
             assert result.exit_code == 0, result.output
+            printed[run] = result.output
     for policy in ("fixed", "hessian"):
         result = runner.invoke(app, ["compare", str(tmp / f"out-small-{policy}"),
                                      str(tmp / f"out-large-{policy}"), "--out",
                                      str(tmp / f"cmp-{policy}"), "--n-boot", "200",
                                      "--n-perm", "200"])  # fmt: skip
         assert result.exit_code == 0, result.output
-    return tmp, losses
+        printed[f"cmp-{policy}"] = result.output
+    return tmp, losses, printed
 
 
 def first_sentence(path) -> str:
@@ -281,7 +283,7 @@ def check_noise_sentence(sentence: str, rows: list[dict], unit: str, unit_key: s
 
 
 def test_the_suite_trains(trained):
-    _, losses = trained
+    _, losses, _ = trained
     for curve in losses.values():  # the weights change, and the loss falls
         assert curve[-1] < 0.5 * curve[0]
 
@@ -290,7 +292,7 @@ def test_the_suite_trains(trained):
 def test_dynamics_varies_at_some_span_or_says_where_nothing_exceeds_the_noise(trained, run):
     import numpy as np
 
-    tmp, _ = trained
+    tmp, _, printed = trained
     out = tmp / f"out-{run}"
     rows = read(out / "dynamics.csv")
     assert sorted({int(r["step"]) for r in rows}) == list(TRAINED_STEPS)
@@ -298,8 +300,10 @@ def test_dynamics_varies_at_some_span_or_says_where_nothing_exceeds_the_noise(tr
     if run.endswith("hessian"):  # the top / most negative eigenvector plane
         assert {r["direction"] for r in rows} == {"hessian"}
         assert all(float(r["hessian_bottom_eigenvalue"]) < 0 for r in rows)
-    quiet_named = check_noise_sentence(first_sentence(out / "report.html"), rows, "checkpoint",
-                                       "step")  # fmt: skip
+    sentence = first_sentence(out / "report.html")
+    quiet_named = check_noise_sentence(sentence, rows, "checkpoint", "step")
+    (line,) = [x for x in printed[run].splitlines() if x.startswith("noise: ")]
+    assert sentence.startswith(line.removeprefix("noise: "))  # the command says it too
     # A metric that varies over the steps at some span, with intervals over direction seeds
     varies = False
     for metric in ("n_saddles_above_noise", "n_saddles", "average_persistence_relative"):
@@ -320,10 +324,13 @@ def test_dynamics_varies_at_some_span_or_says_where_nothing_exceeds_the_noise(tr
 
 @pytest.mark.parametrize("policy", ["fixed", "hessian"])
 def test_compare_of_the_sizes_shows_each_span(trained, policy):
-    tmp, _ = trained
+    tmp, _, printed = trained
     out = tmp / f"cmp-{policy}"
     rows = read(out / "runs.csv")
-    quiet_named = check_noise_sentence(first_sentence(out / "report.html"), rows, "run", "run")
+    sentence = first_sentence(out / "report.html")
+    quiet_named = check_noise_sentence(sentence, rows, "run", "run")
+    (line,) = [x for x in printed[f"cmp-{policy}"].splitlines() if x.startswith("noise: ")]
+    assert sentence.startswith(line.removeprefix("noise: "))
     relations = read(out / "compare.csv")
     assert {float(r["sweep_span"]) for r in relations if r["sweep_span"]} == set(SPANS)
     summary = [r for r in read(out / "summary.csv") if r["sweep_span"]]
@@ -349,7 +356,7 @@ def test_compare_of_a_sweep_gives_each_spans_distances_equal_to_gudhi(trained):
     import gudhi
     import numpy as np
 
-    tmp, _ = trained
+    tmp, _, _ = trained
     table = read(tmp / "cmp-hessian" / "distances.csv")
     assert sorted(float(r["sweep_span"]) for r in table) == SPANS  # one pair of runs per span
 

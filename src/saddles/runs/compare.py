@@ -408,10 +408,10 @@ def distance_matrix(
         with np.load(path, allow_pickle=False) as z:
             d = np.stack([z["birth"], z["death"]], axis=1)
         low, high = float(d.min(initial=np.inf)), float(d.max(initial=-np.inf))
-        span = high - low
+        width = high - low
         names.append(run.name)
         raw.append(d)
-        norm.append((d - low) / span if span > 0 else np.zeros_like(d))
+        norm.append((d - low) / width if width > 0 else np.zeros_like(d))
     n = len(names)
     out = {"names": names, "missing": missing, "bottleneck": np.zeros((n, n)),
            "bottleneck_normalized": np.zeros((n, n))}  # fmt: skip
