@@ -152,7 +152,8 @@ def dynamics_report(
     steps = sorted({int(r["step"]) for r in rows})
     columns = [c for c in REPORT_COLUMNS if any(c in r for r in rows)]
     if swept:  # the span beside the plane
-        columns.insert(columns.index("representation") + 1, "sweep_span")
+        at = columns.index("representation") + 1 if "representation" in columns else 0
+        columns.insert(at, "sweep_span")
     trend_cols = ["metric", "series", "n", "spearman", "spearman_ci_low", "spearman_ci_high",
                   "p", "slope_per_log_step", "slope_ci_low", "slope_ci_high", "note"]  # fmt: skip
     sentence = summary_sentence(steps, trends, constant, noise=spans.noise_sentence(rows),
