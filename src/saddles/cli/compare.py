@@ -44,6 +44,7 @@ def compare(
     the runs' settings differ (every setting that changes the numbers) or their steps do."""
     from saddles.cli import _loading
     from saddles.report.compare import write_comparison
+    from saddles.report.spans import noise_sentence
     from saddles.runs.compare import compare_runs, load_runs, read_meta
 
     table = None
@@ -68,5 +69,8 @@ def compare(
         f"{len(result.runs)} runs, {len(result.relations)} relations to {by} "
         f"({hits} significant after Holm), {len(result.power_laws)} power-law fits"
     )
+    sentence = noise_sentence(result.rows, unit="run", unit_key="run")
+    if sentence:  # a span sweep: where a feature stands above the noise
+        typer.echo(f"noise: {sentence}")
     typer.echo(f"table: {paths['compare']}")
     typer.echo(f"report: {paths['report']}")

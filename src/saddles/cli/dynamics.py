@@ -84,6 +84,7 @@ def dynamics(
     from saddles.files import atomic_write_text
     from saddles.io.suite import duplicates_message
     from saddles.report.dynamics import dynamics_report
+    from saddles.report.spans import noise_sentence
     from saddles.runs.compare import read_table
     from saddles.runs.series import (
         ModelCopies,
@@ -149,5 +150,8 @@ def dynamics(
     for r in rows:
         console.print(row_line(r, f"step {r['step']:>8} {r['subspace']:>4} "
                                   f"{r['representation']:<12}"))  # fmt: skip
+    sentence = noise_sentence(rows)  # a span sweep: where a feature stands above the noise
+    if sentence:
+        console.print(f"noise: {sentence}", highlight=False, soft_wrap=True)
     console.print(f"table: {out_dir / 'dynamics.csv'}")
     console.print(f"report: {report}")

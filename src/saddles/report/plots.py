@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
@@ -167,6 +168,37 @@ def surface_figure(
     return fig
 
 
+#: Font sizes of the panel grids (:func:`relation_figure`, :func:`span_figure`), in points:
+#: read at the page's width, where a grid is shown whole (``figures(..., wide=True)``).
+GRID_FONTS = {"title": 12, "label": 11, "tick": 10, "suptitle": 13}
+#: Inches per panel of a grid, and panels per grid row: the figure grows with the panels, so
+#: each keeps its size (and its labels their size) however many metrics there are.
+PANEL_SIZE = (4.2, 3.4)
+GRID_COLUMNS = 3
+
+
+def panel_grid(n: int, columns: int = GRID_COLUMNS) -> tuple[Figure, np.ndarray]:
+    """A figure of ``n`` panels, ``columns`` to a row, each :data:`PANEL_SIZE` inches: the
+    figure grows with the rows and columns; unused panels hidden."""
+    cols = max(1, min(n, columns))
+    nrows = max(1, int(np.ceil(n / cols)))
+    fig = Figure(figsize=(PANEL_SIZE[0] * cols, PANEL_SIZE[1] * nrows + 0.4))
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _readable(ax, title: str, xlabel: str, ylabel: str = "") -> None:
+    """A grid panel's labels at :data:`GRID_FONTS`; tick labels of a categorical axis with
+    long or many names rotated (the caller rotates them: see :func:`relation_figure`)."""
+    ax.set_title(title, fontsize=GRID_FONTS["title"])
+    ax.set_xlabel(xlabel, fontsize=GRID_FONTS["label"])
+    ax.set_ylabel(ylabel, fontsize=GRID_FONTS["label"])
+    ax.tick_params(labelsize=GRID_FONTS["tick"])
+    ax.grid(alpha=0.3)
+
+
 def relation_figure(
     rows: list[dict],
     x_key: str,
@@ -174,18 +206,20 @@ def relation_figure(
     title: str = "",
     categorical: bool = False,
 ) -> Figure:
-    """Each metric against ``x_key`` (one panel each): the mean over rows sharing an x value,
-    with error bars of one standard deviation (over seeds) and the individual values as dots."""
+    """Each metric against ``x_key`` (one panel each, titled by the metric): the mean over
+    rows sharing an x value, with error bars of one standard deviation (over seeds) and the
+    individual values as dots. The figure grows with the number of metrics
+    (:func:`panel_grid`); fonts are :data:`GRID_FONTS`; categorical tick labels are rotated
+    when they are many or long."""
     n = len(metrics)
-    cols = min(n, 3)
-    nrows = int(np.ceil(n / cols))
-    fig = Figure(figsize=(4 * cols, 3.2 * nrows))
-    axes = fig.subplots(nrows, cols, squeeze=False)
+    fig, axes = panel_grid(n)
     xs_all = [r.get(x_key) for r in rows]
     levels = list(dict.fromkeys(xs_all))
     if not categorical:
         levels = sorted(levels)
     pos = {v: (i if categorical else float(v)) for i, v in enumerate(levels)}
+    names = [str(v) for v in levels]
+    rotate = categorical and (len(levels) > 4 or max(map(len, names), default=0) > 6)
     for ax, metric in zip(axes.ravel(), metrics, strict=False):
         ys = [[_as_float(r.get(metric)) for r in rows if r.get(x_key) == v] for v in levels]
         mean = [np.nanmean(y) if np.isfinite(y).any() else np.nan for y in map(np.array, ys)]
@@ -194,13 +228,56 @@ def relation_figure(
         ax.errorbar(px, mean, yerr=std, marker="o", capsize=3, lw=1.2)
         for v, y in zip(levels, ys, strict=True):
             ax.scatter([pos[v]] * len(y), y, s=8, color="0.5", zorder=3)
-        ax.set(xlabel=x_key, ylabel=metric)
+        _readable(ax, metric, x_key)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+        ax.yaxis.get_offset_text().set_fontsize(GRID_FONTS["tick"])
         if categorical:
-            ax.set_xticks(range(len(levels)), [str(v) for v in levels])
-        ax.grid(alpha=0.3)
-    for ax in axes.ravel()[n:]:
-        ax.set_visible(False)
-    fig.suptitle(title)
+            ax.set_xticks(range(len(levels)), names, rotation=35 if rotate else 0,
+                          ha="right" if rotate else "center")  # fmt: skip
+    fig.suptitle(title, fontsize=GRID_FONTS["suptitle"])
+    fig.tight_layout()
+    return fig
+
+
+def span_figure(
+    points: list[dict],
+    metrics: list[str],
+    line_key: str,
+    title: str = "",
+    line_label: str = "",
+) -> Figure:
+    """Each metric against the span of a sweep (log axis; one panel each), one line per
+    ``line_key`` value (a checkpoint's step, a compared configuration) with error bars from
+    ``<metric>_low`` to ``<metric>_high`` where finite (an interval over seeds).
+
+    Numeric line values (steps) are coloured in their order along viridis, so the colours
+    read as time; others take the colour cycle. Sized and lettered as :func:`relation_figure`.
+    """
+    fig, axes = panel_grid(len(metrics))
+    lines = list(dict.fromkeys(p[line_key] for p in points))
+    numeric = all(np.isfinite(_as_float(v)) for v in lines)
+    if numeric:
+        lines = sorted(lines, key=_as_float)
+    cmap = matplotlib.colormaps["viridis"]
+    colours = {v: (cmap(i / max(len(lines) - 1, 1)) if numeric else f"C{i % 10}")
+               for i, v in enumerate(lines)}  # fmt: skip
+    for ax, metric in zip(axes.ravel(), metrics, strict=False):
+        for v in lines:
+            sub = sorted((p for p in points if p[line_key] == v), key=lambda p: p["span"])
+            xs = np.array([p["span"] for p in sub], dtype=float)
+            ys = np.array([_as_float(p.get(metric)) for p in sub])
+            lo = np.array([_as_float(p.get(f"{metric}_low")) for p in sub])
+            hi = np.array([_as_float(p.get(f"{metric}_high")) for p in sub])
+            err = np.vstack([np.where(np.isfinite(lo), ys - lo, 0),
+                             np.where(np.isfinite(hi), hi - ys, 0)])  # fmt: skip
+            label = f"{line_label} {v}".strip()
+            ax.errorbar(xs, ys, yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2, lw=1.2,
+                        color=colours[v], label=label)  # fmt: skip
+        ax.set_xscale("log")
+        _readable(ax, metric, "span (log)")
+    first = axes.ravel()[0]
+    first.legend(fontsize=GRID_FONTS["tick"] - 1, ncol=1 + len(lines) // 8)
+    fig.suptitle(title, fontsize=GRID_FONTS["suptitle"])
     fig.tight_layout()
     return fig
 

@@ -366,11 +366,16 @@ def _has_seed(row: dict[str, Any]) -> bool:
     return row.get("train_seed") not in (None, "")
 
 
-def pairs_file(run: Run, direction: str, representation: str, subspace: str) -> Path | None:
+def pairs_file(
+    run: Run, direction: str, representation: str, subspace: str, span: float | None = None
+) -> Path | None:
     """Where a run's saved persistence pairs of one plane are (``pairs-<kind>-<rep>.npz``,
-    written by every analysis), or None: for ``saddles run`` in the model's folder, for
-    ``saddles dynamics`` in the compared checkpoint's subspace folder."""
-    name = f"pairs-{direction}-{representation}.npz"
+    written by every analysis; in a span sweep ``pairs-<kind>-span<tag>-<rep>.npz`` per
+    ``span``, the tag of :func:`saddles.landscape.scales.span_tag`), or None: for
+    ``saddles run`` in the model's folder, for ``saddles dynamics`` in the compared
+    checkpoint's subspace folder."""
+    tag = "" if span is None else f"span{float(span):g}-".replace(".", "p")
+    name = f"pairs-{direction}-{tag}{representation}.npz"
     if run.kind == "dynamics":
         ck = run.rows[0].get("checkpoint")
         candidates = [run.path / str(ck) / subspace / name] if ck else []
@@ -381,11 +386,13 @@ def pairs_file(run: Run, direction: str, representation: str, subspace: str) -> 
 
 
 def distance_matrix(
-    runs: list[Run], direction: str, representation: str, subspace: str
-) -> dict[str, Any]:
+    runs: list[Run], direction: str, representation: str, subspace: str,
+    span: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Pairwise bottleneck distances between the runs' persistence diagrams of one plane
-    (the first direction seed's), raw and range-normalized (each diagram mapped by its own
-    ``(v - min) / (max - min)``); :func:`saddles.topology.distances.bottleneck_distance`.
+    (the first direction seed's; in a span sweep, at ``span``), raw and range-normalized
+    (each diagram mapped by its own ``(v - min) / (max - min)``);
+    :func:`saddles.topology.distances.bottleneck_distance`.
     A distance below 1e-12 of the diagrams' largest value is round-off of 0 and set to 0.
     Runs without saved pairs are left out (and named in ``missing``)."""
     import numpy as np
@@ -394,17 +401,17 @@ def distance_matrix(
 
     names, raw, norm, missing = [], [], [], []
     for run in runs:
-        path = pairs_file(run, direction, representation, subspace)
+        path = pairs_file(run, direction, representation, subspace, span)
         if path is None:
             missing.append(run.name)
             continue
         with np.load(path, allow_pickle=False) as z:
             d = np.stack([z["birth"], z["death"]], axis=1)
         low, high = float(d.min(initial=np.inf)), float(d.max(initial=-np.inf))
-        span = high - low
+        width = high - low
         names.append(run.name)
         raw.append(d)
-        norm.append((d - low) / span if span > 0 else np.zeros_like(d))
+        norm.append((d - low) / width if width > 0 else np.zeros_like(d))
     n = len(names)
     out = {"names": names, "missing": missing, "bottleneck": np.zeros((n, n)),
            "bottleneck_normalized": np.zeros((n, n))}  # fmt: skip
