@@ -40,7 +40,7 @@ from saddles.experiments.lm.experiment import (
     run_lm_training,
 )
 from saddles.experiments.lm.hf import HFCausalLMAdapter, load_hf_causal_lm
-from saddles.experiments.lm.hypotheses import hypotheses_section, hypothesis_table
+from saddles.experiments.lm.hypotheses import hypotheses_section, hypothesis_table, span_hypotheses
 from saddles.experiments.lm.model import (
     GPT,
     MLP,
@@ -81,6 +81,7 @@ __all__ = [
     "gpt_for_size",
     "hypotheses_section",
     "hypothesis_table",
+    "span_hypotheses",
     "learning_rate",
     "list_checkpoints",
     "lm_loss",
