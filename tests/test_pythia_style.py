@@ -32,15 +32,20 @@ def read(path):
         return list(csv.DictReader(f))
 
 
-def suite(folder, hidden: int, steps=(0, 10, 100)):
-    """Revisions step0/, step10/, step100/ of one size: the weights drift a little per step."""
+def neox(hidden: int, vocab: int):
+    """A one-layer GPT-NeoX of width ``hidden``, initialized after ``torch.manual_seed(hidden)``."""
     torch.manual_seed(hidden)
     config = transformers.GPTNeoXConfig(
         num_hidden_layers=1, hidden_size=hidden, num_attention_heads=2,
-        intermediate_size=2 * hidden, vocab_size=VOCAB, max_position_embeddings=16,
+        intermediate_size=2 * hidden, vocab_size=vocab, max_position_embeddings=16,
         bos_token_id=0, eos_token_id=0,
     )  # fmt: skip
-    model = transformers.GPTNeoXForCausalLM(config)
+    return transformers.GPTNeoXForCausalLM(config)
+
+
+def suite(folder, hidden: int, steps=(0, 10, 100)):
+    """Revisions step0/, step10/, step100/ of one size: the weights drift a little per step."""
+    model = neox(hidden, VOCAB)
     for step in steps:
         with torch.no_grad():
             for p in model.parameters():
@@ -183,13 +188,7 @@ def rule_tokens(n: int = 16, length: int = 12) -> torch.Tensor:
 
 def trained_suite(folder, hidden: int, ids: torch.Tensor):
     """Revisions step0/ .. step60/ of one size, trained with Adam on ``ids``."""
-    torch.manual_seed(hidden)
-    config = transformers.GPTNeoXConfig(
-        num_hidden_layers=1, hidden_size=hidden, num_attention_heads=2,
-        intermediate_size=2 * hidden, vocab_size=TRAINED_VOCAB, max_position_embeddings=16,
-        bos_token_id=0, eos_token_id=0,
-    )  # fmt: skip
-    model = transformers.GPTNeoXForCausalLM(config)
+    model = neox(hidden, TRAINED_VOCAB)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for step in range(max(TRAINED_STEPS) + 1):

@@ -12,9 +12,10 @@ from typing import Any
 from saddles.files import atomic_write_text, write_csv
 from saddles.report import spans
 from saddles.report.html import fmt
-from saddles.runs.compare import Comparison, _number, distance_matrix
+from saddles.runs.compare import Comparison, distance_matrix
 from saddles.runs.registry import metrics_for
 from saddles.runs.relate import undefined_summary
+from saddles.runs.rows import as_number as _number
 
 
 def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -> dict[str, Path]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from saddles.runs.rows import as_number as _number
+
 #: The count that says whether a feature stands above the noise floor (see the docstring).
 ABOVE_NOISE = "n_saddles_above_noise"
 #: Metrics drawn against the span (x: span, one line per checkpoint or run).
@@ -190,12 +192,3 @@ def span_points(
             point.update({m: mean, f"{m}_low": mean - sd, f"{m}_high": mean + sd})
         points.append(point)
     return points
-
-
-def _number(v: Any) -> float:
-    if isinstance(v, bool):
-        return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan

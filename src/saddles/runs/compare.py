@@ -45,6 +45,7 @@ import yaml
 from saddles.runs.config import AnalysisConfig, default_of, identity_fields
 from saddles.runs.registry import metrics_for
 from saddles.runs.relate import mark_significant, power_laws, relations_from_rows
+from saddles.runs.rows import as_number as _number
 from saddles.runs.rows import planes_from_checkpoints
 from saddles.runs.schema import IDENTITY_KEYS
 
@@ -458,12 +459,3 @@ def _hashable(v: Any) -> Any:
     if isinstance(v, float) and math.isnan(v):
         return "nan"
     return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
-
-
-def _number(v: Any) -> float:
-    if isinstance(v, bool):
-        return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan

@@ -25,6 +25,7 @@ Plain Python; never imports numpy or torch.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 #: Columns that say where a number was measured, in the order number rows give them.
@@ -117,6 +118,17 @@ def planes_from_checkpoints(wide: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry[metric] = value
         out.extend(series.values())
     return out
+
+
+def as_number(value: Any) -> float:
+    """A row's value as a float: NaN for a bool, text that is no number, or None (a CSV's
+    cells are text; a flag is not a measurement)."""
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _span_tag(span: Any) -> str:
