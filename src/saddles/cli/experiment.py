@@ -291,7 +291,9 @@ def _short(v: str) -> str:
 @friendly_errors
 def lm(
     out: Path = typer.Option(Path("runs/lm"), help="Run directory (resumable, incremental)."),
-    preset: Preset = typer.Option(Preset("small"), help="small (CPU, ~15 min) or full (GPU)."),
+    preset: Preset = typer.Option(
+        Preset("small"), help="small (CPU: 4 sizes x 2 training runs, about an hour) or full (GPU)."
+    ),
     sizes: str | None = typer.Option(None, help="Comma-separated size names (default: preset)."),
     steps: int | None = typer.Option(None, help="Training steps (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed of initialization, data order and directions."),

@@ -133,3 +133,24 @@ def test_lm_experiment_sweeps_spans_with_a_batch_floor_on_the_top_bottom_plane(t
     assert "0.01, 0.1" in html  # the spans, in the run's information
     for size in ("L1-d32", "L2-d64"):  # each size's scale sweep, drawn
         assert (tmp_path / f"spans-{size}.png").exists() and f"{size}: metrics against" in html
+
+
+def test_the_command_prints_the_hypotheses_as_one_table_and_what_is_missing_below():
+    from rich.console import Console
+
+    from saddles.cli.experiment import _print_hypotheses
+
+    rows = [
+        {"span": "0.01", "hypothesis": "H1", "quantity": "Spearman(c, step), size 10",
+         "value": "-0.75", "ci_low": "-0.9", "ci_high": "-0.4", "n": "24", "p": "0.001",
+         "p_holm": "0.004", "verdict": "significant after correction", "note": ""},
+        {"span": "0.3", "hypothesis": "H1, H3", "quantity": "what is missing", "value": "0",
+         "ci_low": "nan", "ci_high": "nan", "n": "96", "p": "nan", "p_holm": "nan",
+         "verdict": "", "note": "c is 0 at every checkpoint of every size, at span 0.3"},
+    ]  # fmt: skip
+    console = Console(width=200, record=True)
+    _print_hypotheses(console, rows)
+    text = console.export_text()
+    assert "-0.75 [-0.9, -0.4]" in text and "significant after correction" in text
+    assert "H1, H3 cannot be asked: c is 0 at every checkpoint of every size, at span 0.3" in text
+    assert text.count("what is missing") == 0  # said as a sentence, not as a table row
