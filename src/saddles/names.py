@@ -43,8 +43,8 @@ POLICIES = ("fixed", "hessian", "pca")
 #: The language-model study's policy by default (:mod:`saddles.experiments.lm.experiment`):
 #: the Hessian's directions, whose top/bottom plane cuts the saddles random planes miss.
 LM_POLICY = "hessian"
-#: Training runs per size in the language-model study by default: two make its across-size
-#: tests testable (4 sizes x 2 runs; one run of 4 sizes allows no permutation p below 0.083).
+#: Training runs per size in the language-model study by default: two give its numbers
+#: intervals over training runs (a training run is one sample too, like a random plane).
 LM_TRAIN_SEEDS = 2
 
 #: Datasets of the ResNet experiment (:mod:`saddles.experiments.resnet`).

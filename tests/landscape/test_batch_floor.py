@@ -1,8 +1,8 @@
 """The batch noise floor: the diagram's dependence on which evaluation data is used.
 
-Oracle: two landscape runs on the two halves of the data, made by hand, and
-``gudhi.bottleneck_distance`` between their merge trees' minimum-saddle pairs, each half's
-values less its loss at the centre.
+Oracle: two landscape runs on the two halves of the data, made by hand, and the spread of
+their difference in plain numpy; the counterexample that retired the bottleneck distance
+between the halves' diagrams (gudhi) as a floor.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from saddles.io.data import make_loss, split_parts
 from saddles.landscape import evaluate
 from saddles.runs.analyze import AnalysisConfig, analyze, landscape_dir, make_coordinates
 from saddles.topology import simplify
-from saddles.topology.persistence import ttk_diagram
 from tests.models_for_tests import tiny_mlp
 
 
@@ -34,8 +33,8 @@ def test_batch_floor_is_the_bottleneck_distance_between_two_halves(tmp_path):
     coords = make_coordinates(config)
     halves = [evaluate(model, loss, (x[a:b], y[a:b]), d, coords, engine="sequential",
                        progress=False) for a, b in ((0, 32), (32, 64))]  # fmt: skip
-    diagrams = [h.topology("full")[0].diagram() - h.loss[len(h.loss) // 2] for h in halves]
-    expected = gudhi.bottleneck_distance(*diagrams)
+    difference = halves[0].loss - halves[1].loss
+    expected = (difference.max() - difference.min()) / 2 / 2  # ptp / 2, over sqrt(2 x 2)
     assert expected > 0
     assert metrics["batch_floor"] == pytest.approx(expected, rel=1e-12)
     # the floor used is the larger one, and the counts are those above twice it
@@ -107,19 +106,29 @@ def _tree(values: np.ndarray):
     return merge_tree_grid(values)
 
 
-def test_batch_floor_ignores_the_loss_level_and_the_essential_class():
-    """Two parts whose landscapes differ by a constant have the same features: floor 0 (the
-    diagrams with their essential classes were half the range apart); a feature present in
-    one part only costs half its persistence, the oracle's matching to the diagonal."""
+def _parts(*fields):
+    from saddles.landscape.result import Landscape
+
+    return [Landscape(coords=np.zeros((len(f), 1)), loss=np.asarray(f, float)) for f in fields]
+
+
+def test_batch_floor_bounds_the_values_where_the_diagrams_distance_does_not():
+    """Two halves with one basin each whose mean has a saddle of persistence 1: their
+    diagrams' bottleneck distance (gudhi) is 0, so it cannot be a floor; the spread of their
+    difference is 8, and the floor (4) keeps the saddle below the noise. A constant between
+    the halves moves nothing."""
     from saddles.landscape.noise import batch_floor
+    from saddles.topology import noise_metrics
 
     x = np.linspace(-2, 2, 41)
-    base = (x**2 - 1) ** 2  # two minima at +-1, a saddle of height 1 at 0 (persistence 1)
-    a, b = _tree(base), _tree(base + 5.0)
-    assert batch_floor([a, b], [1.0, 6.0]) == 0.0
-    essential = gudhi.bottleneck_distance(ttk_diagram(a), ttk_diagram(b))
-    assert essential == pytest.approx((base.max() - base.min()) / 2)  # what the old floor saw
-    bowl = _tree(x**2 + 2.0)  # one basin: the saddle of ``base`` is missing
-    assert batch_floor([a, bowl], [1.0, 2.0]) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="2 trees but 1 centre"):
-        batch_floor([a, bowl], [1.0])
+    f1, f2 = x**4 - 2 * x**2 + 2 * x, x**4 - 2 * x**2 - 2 * x
+    t1, t2, mean = _tree(f1), _tree(f2), _tree((f1 + f2) / 2)
+    assert len(t1.saddles) == len(t2.saddles) == 0 and len(mean.saddles) == 1
+    assert gudhi.bottleneck_distance(t1.diagram(), t2.diagram()) == pytest.approx(0, abs=1e-300)
+    floor = batch_floor(_parts(f1, f2))
+    assert floor == pytest.approx(np.ptp(f1 - f2) / 2 / 2) and floor == pytest.approx(4.0)
+    assert noise_metrics(mean, 0.0, batch_floor=floor)["n_saddles_above_noise"] == 0
+    assert batch_floor(_parts(f1, f1 + 5.0)) == pytest.approx(0, abs=1e-14)  # rounding of +5
+    three = batch_floor(_parts(f1, f2, f1 + 0.1 * x))  # the worst pair, over sqrt(2 x 3)
+    assert three == pytest.approx(np.ptp(f2 - (f1 + 0.1 * x)) / 2 / np.sqrt(6))  # 4.1 x
+    assert np.isnan(batch_floor(_parts(f1)))

@@ -21,25 +21,21 @@ includes the first point, so it is a function of the inputs. A landscape evaluat
 ``eval_tokens="auto"`` is compared point by point on the tokens each point used.
 
 The batch noise floor (:func:`batch_landscapes`, :func:`batch_floor`) asks how much the
-*diagram* depends on the data: the same landscape (model, directions, points, settings) is
+landscape depends on the data: the same landscape (model, directions, points, settings) is
 evaluated on ``parts`` disjoint parts of the evaluation data (:func:`saddles.io.data.split_parts`,
-in order), and the floor is the largest bottleneck distance between the parts' minimum-saddle
-pairs (:func:`saddles.topology.distances.bottleneck_distance`, gudhi), each part's values taken
-relative to its own loss at the centre. Two choices make it measure the features, not the
-loss's level: a constant added to a landscape moves none of its pairs' persistences, yet two
-parts of a language-model batch differ by a constant of the order of the loss's spread over
-sequences (0.53 nats between two halves of 8 character sequences, where a 2-D landscape at
-span 0.01 ranges over 0.43): hence the centring. And the essential class (the global
-minimum paired with the maximum, as TTK lists it) says where the landscape's maximum lies,
-not whether a feature exists: with it, two parts whose levels differ match their essential
-pairs to the diagonal, and the floor was half the landscape's range whatever its features.
-By stability (Cohen-Steiner, Edelsbrunner & Harer 2007) a pair more persistent than twice
-the distance in one part's diagram is matched to a pair of the other's, so the distance plays
-the part of a per-value error bound and is used like the arithmetic floor: features above
-twice the larger of the two count as above the noise (:func:`saddles.topology.noise_metrics`).
-Each part holds ``1 / parts`` of the data, so its values are noisier than the full
-landscape's (about ``sqrt(parts)`` times the standard error): the floor is conservative.
-Cost: ``parts`` more landscapes.
+in order), and the floor estimates the largest error of the full landscape's values. Two parts
+differ by ``d = f_i - f_j``; a constant moves no pair's persistence, so only the spread of
+``d`` counts, ``max|d - c|`` at its best constant ``c``, i.e. ``ptp(d) / 2`` (two halves of 8
+character sequences differ by about half a nat at every point). With ``P`` equal parts whose
+errors are independent and alike, the full landscape's error (the mean of the parts') has
+``1 / sqrt(2P)`` of the standard deviation of a difference of two parts, so the floor is the
+largest ``ptp(d) / 2`` over pairs of parts times ``1 / sqrt(2P)`` (one half for two parts).
+It is used like the arithmetic floor: by stability (Cohen-Steiner, Edelsbrunner & Harer 2007)
+values in error by at most the floor move each pair by at most the floor, so features more
+persistent than twice it count as above the noise (:func:`saddles.topology.noise_metrics`).
+The bottleneck distance between the parts' diagrams is no such bound: it is at most
+``max|d - c|`` and can be 0 (two parts with one basin each) where their mean has a saddle made
+by which data fell in which part. Cost: ``parts`` more landscapes.
 """
 
 from __future__ import annotations
@@ -139,16 +135,20 @@ def batch_landscapes(
     ]
 
 
-def batch_floor(trees: list[Any], centres: list[float]) -> float:
-    """The largest bottleneck distance between the minimum-saddle pairs of ``trees`` (one
-    merge tree per part of the data, the same representation), each tree's values less its
-    part's loss at the centre (``centres``); see the module docstring for why."""
-    from saddles.topology.distances import bottleneck_distance
-
-    if len(trees) != len(centres):
-        raise ValueError(f"{len(trees)} trees but {len(centres)} centre values")
-    diagrams = [t.diagram() - c for t, c in zip(trees, centres, strict=True)]
-    return max(
-        (bottleneck_distance(a, b) for i, a in enumerate(diagrams) for b in diagrams[i + 1 :]),
-        default=float("nan"),
-    )
+def batch_floor(parts: list[Landscape]) -> float:
+    """The batch noise floor of a landscape evaluated on ``parts`` (disjoint parts of its data,
+    the same points; :func:`batch_landscapes`): the largest ``ptp(f_i - f_j) / 2`` over pairs
+    of parts, times ``1 / sqrt(2 len(parts))`` (see the module docstring). Points where a part
+    is not finite are left out; NaN with fewer than two parts."""
+    values = [np.asarray(p.loss, dtype=np.float64) for p in parts]
+    spread = []
+    for i, a in enumerate(values):
+        for b in values[i + 1 :]:
+            if a.shape != b.shape:
+                raise ValueError(f"parts must share their points: {a.shape} vs {b.shape}")
+            d = (a - b)[np.isfinite(a) & np.isfinite(b)]
+            if d.size:
+                spread.append(float(np.ptp(d)) / 2)
+    if not spread:
+        return float("nan")
+    return max(spread) / np.sqrt(2 * len(parts))

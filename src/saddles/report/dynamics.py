@@ -114,7 +114,7 @@ def dynamics_report(
         stderr = {int(r["step"]): float(r[f"{metric}_stderr"]) for r in rows
                   if _finite(r.get(f"{metric}_stderr"))}  # fmt: skip
         points = [{"series": k[0], "step": k[1], metric: float(np.mean(v)),
-                   "err": float(np.std(v)) if len(v) > 1 else stderr.get(k[1], math.nan)}
+                   "err": float(np.std(v, ddof=1)) if len(v) > 1 else stderr.get(k[1], math.nan)}
                   for k, v in groups.items()]  # fmt: skip
         bars = "standard error" if stderr and whole else "SD over direction seeds"
         if swept and not whole:  # one figure per plane, one line per span
@@ -144,7 +144,7 @@ def dynamics_report(
             b = bootstrap_ci(np.array(v), np.mean, n_boot=n_boot, seed=0)
             points_table.append({"metric": metric, "series": series, "step": step,
                                  "n": len(v), "mean": b.estimate,
-                                 "sd": float(np.std(v)) if len(v) > 1 else math.nan,
+                                 "sd": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan,
                                  "ci_low": b.ci[0], "ci_high": b.ci[1]})  # fmt: skip
     if points_table:
         write_csv(out_dir / "series.csv", points_table)

@@ -269,7 +269,7 @@ def span_figure(
             lo = np.array([_as_float(p.get(f"{metric}_low")) for p in sub])
             hi = np.array([_as_float(p.get(f"{metric}_high")) for p in sub])
             err = np.vstack([np.where(np.isfinite(lo), ys - lo, 0),
-                             np.where(np.isfinite(hi), hi - ys, 0)])  # fmt: skip
+                             np.where(np.isfinite(hi), hi - ys, 0)]).clip(min=0)  # fmt: skip
             label = f"{line_label} {v}".strip()
             ax.errorbar(xs, ys, yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2, lw=1.2,
                         color=colours[v], label=label)  # fmt: skip
@@ -310,7 +310,7 @@ def ensemble_figure(
             lo = np.array([_as_float(r.get(f"{metric}_ci_low")) for r in sub])
             hi = np.array([_as_float(r.get(f"{metric}_ci_high")) for r in sub])
             err = np.vstack([np.where(np.isfinite(lo), mean - lo, 0),
-                             np.where(np.isfinite(hi), hi - mean, 0)])  # fmt: skip
+                             np.where(np.isfinite(hi), hi - mean, 0)]).clip(min=0)  # fmt: skip
             seeds = max((int(r.get("n_seeds", 1)) for r in sub), default=1)
             offset = (k - (len(kinds) - 1) / 2) * (0.08 if categorical else 0.0)
             label = f"{kind} ({seeds} seed{'s' * (seeds > 1)})"

@@ -187,7 +187,7 @@ def span_points(
             values = [_number(r.get(m)) for r in members]
             values = [v for v in values if math.isfinite(v)]
             mean = sum(values) / len(values) if values else math.nan
-            sd = (math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+            sd = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
                   if len(values) > 1 else math.nan)  # fmt: skip
             point.update({m: mean, f"{m}_low": mean - sd, f"{m}_high": mean + sd})
         points.append(point)

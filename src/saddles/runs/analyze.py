@@ -298,13 +298,11 @@ def _plane(
     timings[f"landscape_{tag}_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     plane_trees, plane_metrics = {}, {}
+    arithmetic = noise["noise_floor"] if noise is not None else float("nan")
+    batch = batch_floor(parts) if parts else float("nan")  # of the values: every representation
     for rep in config.representations:
         tree, metrics = landscape_topology(land, rep, config)
         if noise is not None or parts:
-            arithmetic = noise["noise_floor"] if noise is not None else float("nan")
-            batch = (batch_floor([landscape_topology(p, rep, config)[0] for p in parts],
-                                 [p.info["center_loss"] for p in parts])
-                     if parts else float("nan"))  # fmt: skip
             metrics.update(noise_metrics(tree, arithmetic, batch_floor=batch))
         if noise is not None:
             metrics["batch_stderr"] = noise["batch_stderr"]

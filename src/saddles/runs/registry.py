@@ -174,8 +174,9 @@ METRICS: tuple[Metric, ...] = (
        "info", "noise", ("wide",)),
     _m("arithmetic_floor", "largest |float32 - float64| difference of the loss (rounding)",
        "loss", "loss", "noise"),
-    _m("batch_floor", "largest bottleneck distance between the minimum-saddle pairs of "
-       "landscapes on disjoint parts of the evaluation data, each less its centre loss",
+    _m("batch_floor", "error bound of the values from the evaluation data: the largest "
+       "spread (ptp / 2) of the difference between landscapes on disjoint parts of the data, "
+       "over sqrt(2 x parts)",
        "loss", "loss", "noise"),
     _m("noise_threshold", "persistence a feature needs to count as above the noise", "loss",
        "info", "noise"),

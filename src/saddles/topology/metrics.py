@@ -93,9 +93,9 @@ def noise_metrics(
 
     ``noise_floor`` bounds the error of each value from the arithmetic (e.g. the largest
     |float32 - float64| difference of the loss, :func:`saddles.landscape.noise.noise_floor`);
-    ``batch_floor``, when measured, how far the diagram moves with the evaluation data (the
-    bottleneck distance between landscapes on disjoint parts of it,
-    :func:`saddles.landscape.noise.batch_floor`). The larger of the two is the floor used
+    ``batch_floor``, when measured, bounds it from the evaluation data (the spread of the
+    differences between landscapes on disjoint parts of it, scaled to the full landscape's
+    error: :func:`saddles.landscape.noise.batch_floor`). The larger of the two is the floor used
     (``noise_floor``; ``noise_floor_source`` says which: ``"arithmetic"`` or ``"batch"``), and
     both are kept (``arithmetic_floor``, ``batch_floor``). A pair's persistence is a
     difference of two values, so errors of at most the floor change it by at most twice the

@@ -122,17 +122,22 @@ def test_hypotheses_pool_the_training_runs_of_each_size():
     expected = spearmanr(np.log([r["step"] for r in size]), [r["saddles"] for r in size])[0]
     assert h1["value"] == pytest.approx(expected, rel=1e-12)
     assert h1["ci_low"] <= h1["value"] <= h1["ci_high"]
-    (across,) = [t for t in table if "across sizes and training runs" in t["quantity"]]
+    assert "permutations within each run" in h1["note"] and h1["p"] >= h1["p_min"]
+    (across,) = [t for t in table if "across sizes" in t["quantity"]]
     slopes, finals = [], []
-    for s in (1e4, 1e5, 1e6, 1e7):
+    for s in (1e4, 1e5, 1e6, 1e7):  # the size is the unit: its runs' mean slope and loss
+        own_slopes, own_finals = [], []
         for run in (0, 1):
             own = [r for r in rows if r["n_params"] == s and r["train_seed"] == run]
-            slopes.append(np.polyfit(np.log([r["step"] for r in own]),
-                                     [r["saddles"] for r in own], 1)[0])  # fmt: skip
-            finals.append(own[-1]["val_loss"])
-    assert across["n"] == 8
-    assert across["value"] == pytest.approx(spearmanr(slopes, finals)[0], rel=1e-12)
-    assert across["p_min"] < 0.05 and not across["verdict"].startswith("untestable")
+            own_slopes.append(np.polyfit(np.log([r["step"] for r in own]),
+                                         [r["saddles"] for r in own], 1)[0])  # fmt: skip
+            own_finals.append(own[-1]["val_loss"])
+        slopes.append(np.mean(own_slopes))
+        finals.append(np.mean(own_finals))
+    assert across["n"] == 4
+    assert across["value"] == pytest.approx(spearmanr(finals, slopes)[0], rel=1e-12)
+    assert across["p_min"] == pytest.approx(2 / 24)  # 4 sizes, however many runs each
+    assert across["verdict"].startswith("untestable")
     h2 = [t for t in table if t["hypothesis"] == "H2"]
     assert len(h2) == 4 and all("mean over 2 training runs" in t["note"] for t in h2)
     loo = [t for t in table if t["hypothesis"] == "H3" and "leave-one-size-out" in t["quantity"]]
@@ -155,3 +160,28 @@ def test_span_hypotheses_are_one_family_and_a_flat_span_says_so_instead_of_testi
     assert tests and all(t["span"] == "0.1" for t in tests)
     alone = hypothesis_table(rows, "saddles", "persistence", early_step=10)
     assert [t["p_holm"] for t in tests] == [t["p_holm"] for t in alone if np.isfinite(t["p"])]
+
+
+def test_the_within_run_permutation_holds_its_level_where_runs_differ_only_in_level():
+    """No trend within any run, but runs at different levels: the pooled rho is far from 0
+    by the levels alone when the runs cover different steps; shuffling within runs keeps
+    its false-positive rate near 5% (free shuffling does not: the oracle below)."""
+    from scipy.stats import spearmanr
+
+    from saddles.experiments.lm.hypotheses import within_runs_p
+
+    rng = np.random.default_rng(7)
+    rejected, free = 0, 0
+    for _ in range(60):
+        runs = []
+        for level, steps in ((0.0, (1, 2, 4, 8, 16, 32)), (3.0, (8, 16, 32, 64, 128, 256))):
+            runs.append([{"step": s, "c": level + rng.normal()} for s in steps])
+        xs = [np.log(r["step"]) for run in runs for r in run]
+        ys = [r["c"] for run in runs for r in run]
+        rho = spearmanr(xs, ys)[0]
+        p, p_min = within_runs_p(runs, "c", rho, seed=int(rng.integers(1 << 30)), n_perm=199)
+        assert p_min == pytest.approx(1 / 200) and p_min <= p <= 1
+        rejected += p <= 0.05
+        free += spearmanr(xs, ys)[1] <= 0.05
+    assert rejected <= 8  # 60 x 5% = 3 expected
+    assert free >= 30  # the levels alone make a free test reject most of the time

@@ -57,10 +57,12 @@ def hypothesis_table(
     ``where``: the span these columns were sampled at, for :func:`missing_ingredients`.
 
     Pooling: H1's trend per size takes every checkpoint of every training run of that size
-    (n = runs x checkpoints); its across-size test relates each run's own slope to that run's
-    final loss (n = runs, so two runs per size make 4 sizes testable); H2 fits the mean over
-    runs at each step and counts the runs whose own fit turns; H3 and H4 fit every run and
-    leave one size out at a time (all its runs together).
+    (n = runs x checkpoints; its permutation p shuffles values within each run, so a run's
+    own level is no trend); its across-size test relates each size's runs' slopes to the
+    size's mean final loss (n = sizes, the interval widened by the spread over runs:
+    :func:`saddles.runs.relate.correlate_ensemble`; 4 sizes allow no p below 0.083); H2 fits
+    the mean over runs at each step and counts the runs whose own fit turns; H3 and H4 fit
+    every run and leave one size out at a time (all its runs together).
 
     Each entry is ``{hypothesis, quantity, value, ci_low, ci_high, n, p, p_min, note}`` and,
     with ``family`` (the default), ``p_holm`` and ``verdict``: Holm over the entries that are
@@ -69,7 +71,13 @@ def hypothesis_table(
     span, :func:`span_hypotheses`) are one family: pass ``family=False`` and mark them
     together.
     """
-    from saddles.runs.relate import change_points, correlate, fit_power_law, loo_errors, trend
+    from saddles.runs.relate import (
+        change_points,
+        correlate_ensemble,
+        fit_power_law,
+        loo_errors,
+        trend,
+    )
 
     sizes = sorted({r[size_key] for r in rows})
     runs: dict[tuple, list[dict[str, Any]]] = {}
@@ -99,33 +107,32 @@ def hypothesis_table(
         own = [r for k in of_size[s] for r in runs[k]]
         t = trend([max(r["step"], 1) for r in own], [r.get(metric, np.nan) for r in own],
                   seed=seed)  # fmt: skip
-        note = "; ".join(x for x in (pooled(s), t.note) if x)
+        p, p_min, notes = t.p, t.p_min, [pooled(s), t.note]
+        if len(of_size[s]) > 1 and np.isfinite(t.spearman):
+            p, p_min = within_runs_p([runs[k] for k in of_size[s]], metric, t.spearman, seed)
+            notes.append("p from permutations within each run; the interval treats the "
+                         "checkpoints as independent")  # fmt: skip
         add("H1", f"Spearman({metric}, step), size {s}", t.spearman, t.spearman_ci, t.n,
-            note, t.p, t.p_min)  # fmt: skip
+            "; ".join(x for x in notes if x), p, p_min)  # fmt: skip
         add("H1", f"slope of {metric} per e-fold of steps, size {s}", t.slope_per_log_step,
             t.slope_ci, t.n, pooled(s))  # fmt: skip
-    keys = list(runs)
-    c = correlate([slopes[k] for k in keys], [final_loss[k] for k in keys], seed=seed)
-    across = "across sizes and training runs" if several else "across sizes"
-    add("H1", f"Spearman(slope of saddles, final val loss) {across}", c.spearman,
-        c.spearman_ci, c.n, f"permutation p = {c.spearman_p:.3g}" + (f"; {c.note}" if c.note
-        else ""), c.spearman_p, c.p_min)  # fmt: skip
+    # Across sizes, the size is the unit: its runs' slopes against its mean final loss (the
+    # runs of one size share most of both, so counting them apart would overstate n).
+    c = correlate_ensemble(
+        [np.mean([final_loss[k] for k in of_size[s]]) for s in sizes],
+        [[slopes[k] for k in of_size[s]] for s in sizes], seed=seed,
+    )  # fmt: skip
+    add("H1", "Spearman(slope of saddles, final val loss) across sizes", c.estimate, c.ci,
+        c.n_models, f"permutation p = {c.p:.3g} over sizes"
+        + (f"; interval widened by the spread over {c.n_seeds_max} training runs"
+           if c.n_seeds_max > 1 else "") + (f"; {c.note}" if c.note else ""),
+        c.p, c.p_min)  # fmt: skip
 
     for s in sizes:
         steps = sorted(set.intersection(*[{r["step"] for r in runs[k]} for k in of_size[s]]))
-        mean = np.array(
-            [
-                np.mean(
-                    [
-                        _value(r, persistence_metric)
-                        for k in of_size[s]
-                        for r in runs[k]
-                        if r["step"] == t
-                    ]
-                )
-                for t in steps
-            ]
-        )
+        at = [[_value(r, persistence_metric) for k in of_size[s] for r in runs[k]
+               if r["step"] == t] for t in steps]  # fmt: skip
+        mean = np.array([np.mean(v) for v in at])
         xs = np.log(np.maximum(np.array(steps, dtype=float), 1))
         ok = np.isfinite(mean)
         if ok.sum() < 4:
@@ -154,6 +161,7 @@ def hypothesis_table(
             f"sizes: {steps_sorted}"
         )
     if early_step is not None and len(sizes) >= 3:
+        keys = list(runs)
         early = {k: next(r for r in v if r["step"] == early_step) for k, v in runs.items()}
         n_par = np.array([float(k[0]) for k in keys])
         groups = [str(k[0]) for k in keys]
@@ -194,6 +202,36 @@ def hypothesis_table(
     if family:
         mark_family(out)
     return out
+
+
+def within_runs_p(
+    runs: list[list[dict[str, Any]]], metric: str, observed: float, seed: int = 0,
+    n_perm: int = 2000,
+) -> tuple[float, float]:  # fmt: skip
+    """Two-sided permutation p of the pooled Spearman rho ``observed`` of ``metric`` against log
+    step over several runs, the values shuffled within each run (a stratified permutation:
+    exact under "no trend within any run", whatever each run's level); returns ``(p,
+    smallest p possible)``. Points with a non-finite value are left out."""
+    from scipy.stats import spearmanr
+
+    x, y, label = [], [], []
+    for i, own in enumerate(runs):
+        for r in own:
+            v = _value(r, metric)
+            if np.isfinite(v):
+                x.append(np.log(max(r["step"], 1)))
+                y.append(v)
+                label.append(i)
+    y, label = np.array(y), np.array(label)
+    members = [np.flatnonzero(label == i) for i in range(len(runs))]
+    rng = np.random.default_rng([seed, 0x57524E])
+    hits = 0
+    for _ in range(n_perm):
+        shuffled = y.copy()
+        for idx in members:
+            shuffled[idx] = y[rng.permutation(idx)]
+        hits += abs(spearmanr(x, shuffled)[0]) >= abs(observed) - 1e-12
+    return (hits + 1) / (n_perm + 1), 1 / (n_perm + 1)
 
 
 def span_hypotheses(
