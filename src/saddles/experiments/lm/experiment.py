@@ -171,11 +171,11 @@ def run_lm_experiment(
     a ``span`` column in hypotheses.csv); the saddle count they follow is the count above the
     noise floor where one is measured (``n_saddles_above_noise``), the raw count otherwise.
     """
-    from saddles.report import plots
+    from saddles.report import plots, spans
     from saddles.report.analysis import write_report
     from saddles.runs.analyze import write_csv
     from saddles.runs.relate import power_laws, relations_from_rows
-    from saddles.runs.rows import wide_name
+    from saddles.runs.rows import planes_from_checkpoints, wide_name
     from saddles.runs.series import analyze_checkpoints, with_policy
 
     started = time.perf_counter()
@@ -251,10 +251,12 @@ def run_lm_experiment(
             figures[f"{metric} against step"] = plots.save(fig, out_dir / f"dynamics-{safe}.png")
     if any(columns):  # a sweep: each size's metrics against the span, a line per step
         for size in dict.fromkeys(r["size"] for r in rows):
-            points = _span_points([r for r in rows if r["size"] == size], label, rep, columns)
+            planes = [p for p in planes_from_checkpoints([r for r in rows if r["size"] == size])
+                      if p["subspace"] == label and p["representation"] == rep]  # fmt: skip
+            points = spans.span_points(planes, list(SPAN_METRICS), "step")
             fig = plots.span_figure(points, list(SPAN_METRICS), "step",
                                     title=f"{size}: the scale sweep (mean over training runs, "
-                                    "bars: their range)", line_label="step")  # fmt: skip
+                                    "bars: their SD)", line_label="step")  # fmt: skip
             figures[f"{size}: metrics against the span"] = plots.save(
                 fig, out_dir / f"spans-{size}.png"
             )
@@ -328,32 +330,8 @@ def _span_label(tag: str) -> str:
     return f"{span_from_tag(tag):g}" if tag else ""
 
 
-#: Metrics of the scale-sweep figures, per span (:func:`_span_points`).
+#: Metrics of each size's scale-sweep figure.
 SPAN_METRICS = ("n_saddles", "n_saddles_above_noise", "average_persistence", "noise_floor")
-
-
-def _span_points(rows: list[dict[str, Any]], label: str, rep: str,
-                 columns: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
-    """One point per step x span of one size for :func:`saddles.report.plots.span_figure`:
-    each of :data:`SPAN_METRICS` as the mean over training runs, ``_low``/``_high`` their
-    smallest and largest value."""
-    from saddles.landscape.scales import span_tag
-    from saddles.runs.rows import wide_name
-
-    out = []
-    for step in sorted({r["step"] for r in rows}):
-        own = [r for r in rows if r["step"] == step]
-        for span in (s for s in columns if s):
-            point: dict[str, Any] = {"step": step, "span": float(span)}
-            at = f"{rep}@{span_tag(float(span))}"
-            for m in SPAN_METRICS:
-                col = wide_name(label, at, m)
-                v = np.array([float(r[col]) for r in own if _finite(r.get(col))])
-                point[m] = float(v.mean()) if len(v) else np.nan
-                point[f"{m}_low"] = float(v.min()) if len(v) else np.nan
-                point[f"{m}_high"] = float(v.max()) if len(v) else np.nan
-            out.append(point)
-    return out
 
 
 def _mean_over_runs(rows: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, Any]]:
