@@ -257,7 +257,8 @@ def summary_sentence(steps: list[int], trends: list[dict[str, Any]],
                           for t in moving[:6])  # fmt: skip
         parts.append(
             f"{len(moving)} of {len(trends)} lines move with the step (rho interval "
-            f"excludes 0): {named}{', ...' if len(moving) > 6 else ''}."
+            f"excludes 0, not adjusted for the {len(trends)} lines): {named}"
+            f"{', ...' if len(moving) > 6 else ''}."
         )
     else:
         parts.append(
