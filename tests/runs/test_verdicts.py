@@ -28,6 +28,9 @@ def test_claim_words_follow_the_interval_and_the_corrected_p():
     assert claim_verdict(_row(math.nan, math.nan, math.nan, math.nan), 1) == "inconclusive"
     assert claim_verdict(None, 1) == "inconclusive"
     assert claim_verdict(_row(-0.9, -0.97, -0.6, 0.001), 0) == "reproduced"  # no direction
+    # The corrected test passes but the interval (widened by the seeds) holds 0: the two
+    # disagree, and the word says so (the demo's saddles against the error, Hessian plane).
+    assert claim_verdict(_row(0.522, -0.0241, 0.828, 0.0455), 1) == "inconclusive"
     with pytest.raises(ValueError, match="sign must be -1, 0 or 1"):
         Claim("n_saddles", "beta", 2)
 

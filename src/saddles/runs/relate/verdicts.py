@@ -105,7 +105,8 @@ def claim_verdict(row: dict[str, Any] | None, sign: int, alpha: float = ALPHA) -
     """One word for a claim, from its relation's row (None: not measured):
 
     - ``reproduced``: significant after the primary family's correction, in the claimed
-      direction (any direction where the claim states none);
+      direction (any direction where the claim states none), with an interval on that side of
+      0 (where the test and the interval disagree, the claim is inconclusive);
     - ``not reproduced``: the relation is significant the other way, or its interval lies on
       the other side of 0 with a raw permutation p below ``alpha`` (evidence against the
       claim that the correction alone does not erase);
@@ -116,7 +117,8 @@ def claim_verdict(row: dict[str, Any] | None, sign: int, alpha: float = ALPHA) -
     rho, p = row["spearman"], row.get("spearman_p_holm")
     observed = 1 if rho > 0 else -1 if rho < 0 else 0
     significant = _finite(p) and p < alpha
-    if significant and (sign == 0 or observed == sign):
+    side = excludes_zero(row)
+    if significant and side != 0 and (sign == 0 or observed == sign == side):
         return "reproduced"
     raw = row.get("spearman_p")
     against = excludes_zero(row) == -sign and (not _finite(raw) or raw < alpha)
