@@ -38,7 +38,7 @@ def test_hypothesis_table_on_planted_series():
     assert all(t["verdict"] == "significant after correction" for t in h1)
     (across,) = [t for t in tests if "across sizes" in t["quantity"]]
     assert across["p_min"] == pytest.approx(2 / 24)  # 4 sizes: 2 of 4! orderings
-    assert across["verdict"].startswith("untestable: the smallest permutation p these 4 runs")
+    assert across["verdict"].startswith("untestable: the smallest permutation p these 4 sizes")
     assert all(t["verdict"] == "" and np.isnan(t["p_holm"]) for t in table if t not in tests)
 
 

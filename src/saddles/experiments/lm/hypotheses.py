@@ -280,6 +280,13 @@ def missing_ingredients(
     sampled"). Empty where every metric moves."""
     out = []
     asks = ((metric, "H1, H3", "saddles"), (persistence_metric, "H2", "persistence"))
+    unswept = ("sample a span sweep (span: auto) or the plane of the top and most negative "
+               "Hessian eigenvectors (hessian_which: top_bottom)")  # fmt: skip
+    swept = (
+        "at this span the features are below the floor (other spans of the sweep may "
+        "show some); a larger evaluation batch lowers the batch floor, the top/bottom "
+        "Hessian plane (hessian_which: top_bottom) cuts saddles random planes miss"
+    )
     if where is None:
         spans = sorted({str(r["sweep_span"]) for r in rows if r.get("sweep_span")})
         where = f"spans {', '.join(spans)}" if spans else "the span sampled"
@@ -289,9 +296,8 @@ def missing_ingredients(
             continue
         value = values.pop()
         note = (f"{column} is {value:g} at every checkpoint of every size, at {where}: no "
-                f"{what} to follow. Missing: a feature above the noise floor; sample a span "
-                "sweep (span: auto) or the plane of the top and most negative Hessian "
-                "eigenvectors (hessian_which: top_bottom)")  # fmt: skip
+                f"{what} to follow. Missing: a feature above the noise floor; "
+                + (swept if where.startswith("span ") else unswept))  # fmt: skip
         out.append({"hypothesis": which, "quantity": MISSING, "value": value,
                     "ci_low": np.nan, "ci_high": np.nan, "n": len(rows), "p": np.nan,
                     "p_min": np.nan, "note": note})  # fmt: skip
@@ -319,7 +325,9 @@ def mark_family(entries: list[dict[str, Any]]) -> None:
             continue
         as_relation = {"spearman": e["value"], "spearman_ci_low": e["ci_low"],
                        "spearman_ci_high": e["ci_high"], "spearman_p_holm": e["p_holm"],
-                       "p_min": e["p_min"], "n": e["n"], "note": e["note"]}  # fmt: skip
+                       "p_min": e["p_min"], "n": e["n"], "note": e["note"],
+                       "unit": "sizes" if "across sizes" in e["quantity"] else "points",
+                       }  # fmt: skip
         e["verdict"] = verdict(as_relation, size)
 
 

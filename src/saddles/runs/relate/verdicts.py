@@ -66,7 +66,7 @@ def excludes_zero(row: dict[str, Any]) -> int:
 def verdict(row: dict[str, Any], family_size: int, alpha: float = ALPHA) -> str:
     """The sentence a relation's numbers allow, from its Spearman estimate, interval, raw and
     family-adjusted p (``spearman_p_holm``), the smallest p its runs allow (``p_min``) and the
-    size of its Holm family:
+    size of its Holm family (``unit``: what the ``n`` observations are, "runs" by default):
 
     - ``undefined: <why>``: no correlation (a constant input, fewer than 3 runs);
     - ``untestable: ...``: no p below ``alpha`` is possible with these runs (``p_min`` >
@@ -85,7 +85,8 @@ def verdict(row: dict[str, Any], family_size: int, alpha: float = ALPHA) -> str:
     p_min, n = row.get("p_min", math.nan), row.get("n", "?")
     excl = excludes_zero(row)
     if _finite(p_min) and p_min > alpha:
-        return f"{UNTESTABLE}: the smallest permutation p these {n} runs allow is {p_min:.3g}"
+        unit = row.get("unit", "runs")
+        return f"{UNTESTABLE}: the smallest permutation p these {n} {unit} allow is {p_min:.3g}"
     if _finite(p_min) and family_size * p_min > alpha:
         lead = "interval excludes 0; " if excl else ""
         return (f"{lead}{UNTESTABLE} after correction: the smallest Holm-adjusted p over "
