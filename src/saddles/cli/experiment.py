@@ -292,7 +292,7 @@ def _short(v: str) -> str:
 def lm(
     out: Path = typer.Option(Path("runs/lm"), help="Run directory (resumable, incremental)."),
     preset: Preset = typer.Option(
-        Preset("small"), help="small (CPU: 4 sizes x 2 training runs, about an hour) or full (GPU)."
+        Preset("small"), help="small (CPU: 4 sizes x 2 training runs, ~2 h, 1 thread) or full (GPU)"
     ),
     sizes: str | None = typer.Option(None, help="Comma-separated size names (default: preset)."),
     steps: int | None = typer.Option(None, help="Training steps (default: the preset's)."),
