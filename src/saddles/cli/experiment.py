@@ -305,6 +305,12 @@ def lm(
     ),
     device: str | None = typer.Option(None, help="cpu, cuda or auto (default: the preset's)."),
     threads: int | None = typer.Option(1, help="torch threads."),
+    executor: ExecutorName = typer.Option(
+        ExecutorName("local"),
+        help="Where checkpoints are analyzed: local, or ray (--workers "
+        "at once, one torch thread each; the same values).",
+    ),  # fmt: skip
+    workers: int | None = typer.Option(None, min=1, help="Ray workers (default: one per CPU)."),
     quiet: bool = typer.Option(False, help="No progress display."),
 ) -> None:
     """Character-level GPTs of several sizes: topology and curvature over training, scaling."""
@@ -323,6 +329,7 @@ def lm(
     size_list = [s.strip() for s in sizes.split(",")] if sizes else None
     paths = run_lm_experiment(out, preset.value, sizes=size_list, steps=steps, seed=seed,
                               train_seeds=train_seeds, policy=policy.value, device=device,
+                              executor=executor.value, workers=workers,
                               progress=not quiet)  # fmt: skip
     console = Console(width=160)
     with open(paths["hypotheses"]) as f:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import torch
@@ -154,3 +155,25 @@ def test_the_command_prints_the_hypotheses_as_one_table_and_what_is_missing_belo
     assert "-0.75 [-0.9, -0.4]" in text and "significant after correction" in text
     assert "H1, H3 cannot be asked: c is 0 at every checkpoint of every size, at span 0.3" in text
     assert text.count("what is missing") == 0  # said as a sentence, not as a table row
+
+
+def test_lm_experiment_on_ray_workers_gives_the_same_rows(tmp_path, cluster, one_thread):
+    """Checkpoints on two Ray workers (the loopback cluster of conftest.py) give the rows of one
+    process, but the seconds; the trained checkpoints are shared (a copy of the training)."""
+    import shutil
+
+    configs = {"2d": AnalysisConfig(resolution=5, representations=["grid-full"], hessian=False,
+                                    noise_points=4)}  # fmt: skip
+    kwargs = dict(sizes=["L1-d32"], steps=2, configs=configs, eval_batch_size=2,
+                  train_seeds=1, policy="fixed", progress=False)  # fmt: skip
+    local = run_lm_experiment(tmp_path / "local", "small", **kwargs)
+    shutil.copytree(tmp_path / "local" / "training", tmp_path / "ray" / "training")
+    spread = run_lm_experiment(tmp_path / "ray", "small", executor="ray", workers=2, **kwargs)
+
+    def rows(paths):
+        with open(paths["dynamics"]) as f:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+    assert len(rows(local)) == 3 and rows(spread) == rows(local)
+    record = tmp_path / "ray" / "analysis" / "L1-d32" / "step_000001" / "row.json"
+    assert json.loads(record.read_text())["execution"]["executor"] == "ray"

@@ -148,13 +148,17 @@ def run_lm_experiment(
     policy: str = LM_POLICY,
     eval_batch_size: int = 8,
     device: str | None = None,
+    executor: str | None = None,
+    workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
     """Train every size (resumable), analyze every checkpoint of every size (incremental),
     then write ``dynamics.csv``, ``hypotheses.csv``, the figures and ``report.html``.
 
     Landscapes use one fixed batch of ``eval_batch_size`` training windows for every checkpoint
-    and size. Returns the paths written.
+    and size. Returns the paths written. ``executor="ray"`` analyzes ``workers`` checkpoints
+    at once, one per Ray worker (:func:`saddles.runs.series.analyze_checkpoints`; the same
+    numbers as in this process).
 
     ``train_seeds``: training runs per size (seeds ``seed``, ``seed + 1``, ...: initialization
     and data order; the evaluation batch and directions stay those of ``seed``). The run of
@@ -206,7 +210,7 @@ def run_lm_experiment(
                 lambda cfg=model_cfg: GPT(**cfg), ckdir, lm_loss, eval_batch, configs,
                 runs[train_seed][1] / size, policy=policy, run_name=size,
                 extra={"size": size, "n_params": n_params, "train_seed": train_seed},
-                progress=progress,
+                progress=progress, executor=executor, workers=workers,
             )  # fmt: skip
     for r in rows:
         r["model"] = f"{r['size']}@{r['step']}"
