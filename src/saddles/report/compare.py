@@ -111,15 +111,9 @@ def write_comparison(result: Comparison, out_dir: str | Path, title: str = "") -
     if swept:  # where a feature stands above the noise first, then the relations
         sentence = f"{spans.noise_sentence(result.rows, unit='run', unit_key='run')} {sentence}"
     intro = f"<p class='result'>{escape(sentence.strip())}</p>" + warn
-    constant_note = ""
-    if constant:
-        listed = ", ".join(f"{m} = {fmt(v)}" for m, v in constant.items())
-        constant_note = (f"<p class='note'><b>The same in every run</b> (not drawn, not "
-                         f"related): {escape(listed)}.</p>")  # fmt: skip
-    if constant_spans:
-        listed = spans.constants_text(constant_spans, sampled)
-        constant_note += (f"<p class='note'><b>The same in every run at some spans</b>: "
-                          f"{escape(listed)}.</p>")  # fmt: skip
+    constant_note = spans.constants_note(
+        constant, constant_spans, sampled, "The same in every run", "not drawn, not related"
+    )
     sections = [
         ("Relations", constant_note + "<p class='note'>Spearman's rho and Pearson's r over runs "
          "with 95% Fisher-z intervals (widened by the spread over direction seeds where a run "

@@ -170,15 +170,9 @@ def dynamics_report(
             + ("kept in the trends (allow_duplicates)" if allow_duplicates
                else "left out of the trends")
         )  # fmt: skip
-    constant_note = ""
-    if constant:
-        listed = ", ".join(f"{m} = {fmt(v)}" for m, v in constant.items())
-        constant_note = (f"<p class='note'><b>Constant at every checkpoint</b> (not drawn, no "
-                         f"trend): {escape(listed)}.</p>")  # fmt: skip
-    if constant_spans:
-        listed = spans.constants_text(constant_spans, sampled)
-        constant_note += (f"<p class='note'><b>Constant at every checkpoint at some spans</b> "
-                          f"(not drawn there, no trend): {escape(listed)}.</p>")  # fmt: skip
+    constant_note = spans.constants_note(constant, constant_spans, sampled,
+                                         "Constant at every checkpoint", "not drawn, no trend",
+                                         "not drawn there, no trend")  # fmt: skip
     sections = [
         ("Metrics against the training step",
          constant_note + figures_and_table(figures, trends, trend_cols)

@@ -110,6 +110,26 @@ def constants_text(constant: dict[str, dict[float | None, float]], sampled: list
     return "; ".join(parts)
 
 
+def constants_note(
+    constant: dict[str, float], constant_spans: dict[str, dict[float | None, float]],
+    sampled: list[float], heading: str, why: str, why_at_spans: str = "",
+) -> str:  # fmt: skip
+    """The page's HTML note on the metrics that are one number: everywhere (``constant``,
+    ``<heading> (<why>)``) and at some spans of a sweep (``constant_spans``, ``<heading> at
+    some spans`` with ``why_at_spans``); "" when there are none."""
+    from saddles.report.html import escape, fmt
+
+    note = ""
+    if constant:
+        listed = ", ".join(f"{m} = {fmt(v)}" for m, v in constant.items())
+        note = f"<p class='note'><b>{heading}</b> ({why}): {escape(listed)}.</p>"
+    if constant_spans:
+        listed = constants_text(constant_spans, sampled)
+        after = f" ({why_at_spans})" if why_at_spans else ""
+        note += f"<p class='note'><b>{heading} at some spans</b>{after}: {escape(listed)}.</p>"
+    return note
+
+
 def quiet_spans(
     rows: list[dict[str, Any]], unit_key: str = "step"
 ) -> dict[tuple[str, str, str], dict[str, Any]]:

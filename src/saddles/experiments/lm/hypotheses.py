@@ -19,7 +19,8 @@ runs allow is 0.333"). With few sizes the rest are descriptions: nothing here de
 hypothesis true or false.
 
 Owns the hypotheses only: imports numpy, :mod:`saddles.runs.relate` (the statistics) and
-:mod:`saddles.report.html` (its HTML pieces); no torch of its own, nothing of the model,
+:mod:`saddles.report.html` (its HTML pieces), :mod:`saddles.runs.rows` (reading a row's numbers);
+no torch of its own, nothing of the model,
 training or experiment modules of this package.
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from saddles.report.html import escape, figures_and_table
+from saddles.runs.rows import as_number
 
 
 def hypothesis_table(
@@ -305,10 +307,7 @@ def missing_ingredients(
 
 
 def _finite(value: Any) -> bool:
-    try:
-        return bool(np.isfinite(float(value)))
-    except (TypeError, ValueError):
-        return False
+    return bool(np.isfinite(as_number(value)))
 
 
 def mark_family(entries: list[dict[str, Any]]) -> None:
@@ -338,11 +337,8 @@ def _key(item: tuple) -> tuple:
 
 
 def _value(row: dict[str, Any], key: str) -> float:
-    v = row.get(key)
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
+    """The row's ``key`` as a float (NaN when missing or not a number)."""
+    return as_number(row.get(key))
 
 
 def _last(rows: list[dict[str, Any]], key: str) -> float:
